@@ -1,0 +1,218 @@
+//! The command line, in Promtail's spelling: `-flag`, `--flag`, `-flag=value` and
+//! `-flag value`, booleans as `-flag` or `-flag=false`, so an existing promtail.service
+//! ExecStart line works with only the binary name changed.
+//!
+//! Owns parsing arguments into [`Cli`]; it must not load configs or start anything.
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::config::load::CONFIG_FLAGS;
+
+/// What the user asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Cli {
+    pub config_file: String,
+    pub expand_env: bool,
+    pub dry_run: bool,
+    pub check_syntax: bool,
+    pub print_config_stderr: bool,
+    pub inspect: bool,
+    pub version: bool,
+    /// Config-setting flags (without dashes) with their values, in the order given.
+    pub config_flags: Vec<(String, String)>,
+}
+
+/// Flags that are switches (`-flag` alone means true).
+const BOOL_FLAGS: &[&str] = &[
+    "config.expand-env",
+    "dry-run",
+    "check-syntax",
+    "print-config-stderr",
+    "inspect",
+    "version",
+    "log-config-reverse-order",
+    "server.register-instrumentation",
+    "server.disable",
+    "server.enable-runtime-reload",
+    "positions.ignore-invalid-yaml",
+    "stdin",
+    "limit.readline-rate-enabled",
+    "limit.readline-rate-drop",
+    "max-line-size-truncate",
+    "client.drop-rate-limited-batches",
+    "tracing.enabled",
+];
+
+fn command() -> Command {
+    let mut cmd = Command::new("tailward")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Host log agent: tails files, runs Promtail pipelines, pushes to Grafana Loki")
+        .disable_version_flag(true)
+        .disable_help_flag(true)
+        .arg(
+            Arg::new("help")
+                .long("help")
+                .short('h')
+                .action(ArgAction::Help)
+                .help("Print help"),
+        )
+        .arg(
+            Arg::new("config.file")
+                .long("config.file")
+                .value_name("FILES")
+                .help("Config file; a comma-separated list loads the first that exists"),
+        );
+    let mut names: Vec<&str> = BOOL_FLAGS.to_vec();
+    for (flag, _) in CONFIG_FLAGS {
+        if !names.contains(flag) {
+            names.push(flag);
+        }
+    }
+    for name in names {
+        let arg = Arg::new(name).long(name);
+        let arg = if BOOL_FLAGS.contains(&name) {
+            arg.num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .value_parser(clap::builder::BoolishValueParser::new())
+                .action(ArgAction::Set)
+        } else {
+            arg.action(ArgAction::Append).value_name("VALUE")
+        };
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+/// Go's flag package accepts one or two dashes; clap wants two for long names.
+fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest_literal = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || rest_literal {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest_literal = true;
+            out.push(a);
+        } else if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
+            out.push(format!("-{a}"));
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Parses `args` (including the program name). Errors carry clap's message (and usage).
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches_from(normalise(args))?;
+    Ok(from_matches(&matches))
+}
+
+fn flag(m: &ArgMatches, name: &str) -> bool {
+    m.get_one::<bool>(name).copied().unwrap_or(false)
+}
+
+fn from_matches(m: &ArgMatches) -> Cli {
+    let mut cli = Cli {
+        config_file: m
+            .get_one::<String>("config.file")
+            .cloned()
+            .unwrap_or_default(),
+        expand_env: flag(m, "config.expand-env"),
+        dry_run: flag(m, "dry-run"),
+        check_syntax: flag(m, "check-syntax"),
+        print_config_stderr: flag(m, "print-config-stderr"),
+        inspect: flag(m, "inspect"),
+        version: flag(m, "version"),
+        config_flags: Vec::new(),
+    };
+    // Keep the command-line order so a later flag wins over an earlier one.
+    let mut ordered: Vec<(usize, String, String)> = Vec::new();
+    for (name, _) in CONFIG_FLAGS {
+        let Some(indices) = m.indices_of(name) else {
+            continue;
+        };
+        let indices: Vec<usize> = indices.collect();
+        if BOOL_FLAGS.contains(name) {
+            if let (Some(v), Some(&i)) = (m.get_one::<bool>(name), indices.last()) {
+                ordered.push((i, name.to_string(), v.to_string()));
+            }
+        } else if let Some(values) = m.get_many::<String>(name) {
+            for (v, i) in values.zip(indices) {
+                ordered.push((i, name.to_string(), v.clone()));
+            }
+        }
+    }
+    ordered.sort_by_key(|(i, _, _)| *i);
+    cli.config_flags = ordered.into_iter().map(|(_, n, v)| (n, v)).collect();
+    cli
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Cli {
+        parse(
+            std::iter::once("tailward")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_single_and_double_dash_equals_and_space() {
+        let c = p(&[
+            "-config.file",
+            "/etc/promtail/config.yml",
+            "--dry-run",
+            "-server.http-listen-port=9080",
+        ]);
+        assert_eq!(c.config_file, "/etc/promtail/config.yml");
+        assert!(c.dry_run);
+        assert_eq!(
+            c.config_flags,
+            vec![("server.http-listen-port".to_string(), "9080".to_string())]
+        );
+        let c = p(&[
+            "--config.file=/a.yaml,/b.yaml",
+            "-config.expand-env=true",
+            "-stdin=false",
+        ]);
+        assert_eq!(c.config_file, "/a.yaml,/b.yaml");
+        assert!(c.expand_env);
+        assert_eq!(
+            c.config_flags,
+            vec![("stdin".to_string(), "false".to_string())]
+        );
+    }
+
+    #[test]
+    fn promtail_service_exec_start_parses() {
+        let c = p(&[
+            "-config.file=/etc/promtail/promtail.yaml",
+            "-client.external-labels=host=web1,env=prod",
+            "-log.level=warn",
+            "-positions.file",
+            "/var/lib/promtail/positions.yaml",
+        ]);
+        assert_eq!(c.config_flags.len(), 3);
+        assert_eq!(
+            c.config_flags[2],
+            (
+                "positions.file".into(),
+                "/var/lib/promtail/positions.yaml".into()
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_flag_is_an_error() {
+        let err = parse(["tailward", "-no.such-flag"].map(String::from)).unwrap_err();
+        assert!(err.to_string().contains("no.such-flag"), "{err}");
+    }
+}

@@ -1,0 +1,514 @@
+//! Reading, parsing and validating a config file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Yaml};
+use figment::value::Value;
+
+use super::{ClientConfig, Config, expand_env};
+use crate::labels::is_valid_label_name;
+use crate::pipeline::Pipeline;
+
+/// Settings given on the command line; they win over the file, as in Promtail.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub expand_env: bool,
+    /// Config-setting flags in Promtail's spelling without dashes, e.g.
+    /// `("server.http-listen-port", "9080")`, applied in order after the file is read.
+    pub flags: Vec<(String, String)>,
+}
+
+/// The Promtail flags that set config values, and the config key each sets.
+pub const CONFIG_FLAGS: &[(&str, &str)] = &[
+    ("server.http-listen-address", "server.http_listen_address"),
+    ("server.http-listen-port", "server.http_listen_port"),
+    ("server.grpc-listen-address", "server.grpc_listen_address"),
+    ("server.grpc-listen-port", "server.grpc_listen_port"),
+    (
+        "server.graceful-shutdown-timeout",
+        "server.graceful_shutdown_timeout",
+    ),
+    (
+        "server.register-instrumentation",
+        "server.register_instrumentation",
+    ),
+    ("server.disable", "server.disable"),
+    (
+        "server.enable-runtime-reload",
+        "server.enable_runtime_reload",
+    ),
+    ("server.path-prefix", "server.http_path_prefix"),
+    ("log.level", "server.log_level"),
+    ("log.format", "server.log_format"),
+    ("positions.file", "positions.filename"),
+    ("positions.sync-period", "positions.sync_period"),
+    (
+        "positions.ignore-invalid-yaml",
+        "positions.ignore_invalid_yaml",
+    ),
+    ("target.sync-period", "target_config.sync_period"),
+    ("stdin", "target_config.stdin"),
+    (
+        "file-watch.min_poll_frequency",
+        "global.file_watch_config.min_poll_frequency",
+    ),
+    (
+        "file-watch.max_poll_frequency",
+        "global.file_watch_config.max_poll_frequency",
+    ),
+    (
+        "limit.readline-rate-enabled",
+        "limits_config.readline_rate_enabled",
+    ),
+    ("limit.readline-rate", "limits_config.readline_rate"),
+    ("limit.readline-burst", "limits_config.readline_burst"),
+    (
+        "limit.readline-rate-drop",
+        "limits_config.readline_rate_drop",
+    ),
+    ("max-streams", "limits_config.max_streams"),
+    ("max-line-size", "limits_config.max_line_size"),
+    (
+        "max-line-size-truncate",
+        "limits_config.max_line_size_truncate",
+    ),
+    ("client.url", "client.url"),
+    ("client.tenant-id", "client.tenant_id"),
+    ("client.external-labels", "client.external_labels"),
+    ("client.batch-wait", "client.batchwait"),
+    ("client.batch-size-bytes", "client.batchsize"),
+    ("client.timeout", "client.timeout"),
+    ("client.min-backoff", "client.backoff_config.min_period"),
+    ("client.max-backoff", "client.backoff_config.max_period"),
+    ("client.max-retries", "client.backoff_config.max_retries"),
+    (
+        "client.drop-rate-limited-batches",
+        "client.drop_rate_limited_batches",
+    ),
+    ("tracing.enabled", "tracing.enabled"),
+];
+
+/// A config that cannot be used: which file, where in it, and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted path with list indices, e.g. `scrape_configs[1].pipeline_stages[0].json`;
+    /// empty when the problem is the file as a whole.
+    pub key_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key_path.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key_path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn new(file: &str, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            key_path: key_path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads the first existing file of Promtail's comma-separated `-config.file` list.
+pub fn load(file_list: &str, overrides: &Overrides) -> Result<(Config, PathBuf), ConfigError> {
+    let candidates: Vec<&str> = file_list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if candidates.is_empty() {
+        return Err(ConfigError::new(
+            "-config.file",
+            "",
+            "no config file given: pass -config.file=/etc/tailward/config.yaml",
+        ));
+    }
+    let Some(path) = candidates.iter().map(Path::new).find(|p| p.exists()) else {
+        return Err(ConfigError::new(
+            file_list,
+            "",
+            format!("none of the config files exist: {}", candidates.join(", ")),
+        ));
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&name, "", format!("cannot read: {e}")))?;
+    let config = load_str(&text, &name, overrides)?;
+    Ok((config, path.to_path_buf()))
+}
+
+/// Parses and validates config text; `name` is used in error messages.
+pub fn load_str(text: &str, name: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let text = if overrides.expand_env {
+        expand_env(text, |v| std::env::var(v).ok())
+            .map_err(|e| ConfigError::new(name, "", format!("-config.expand-env: {e}")))?
+    } else {
+        text.to_string()
+    };
+    let value = parse_yaml(&text, name)?;
+    check_one_key_per_stage(&value, name)?;
+    let mut config: Config = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let key_path = e.path().to_string();
+        let key_path = if key_path == "." {
+            String::new()
+        } else {
+            key_path
+        };
+        ConfigError::new(name, key_path, describe(e.inner()))
+    })?;
+    apply_overrides(&mut config, overrides, name)?;
+    validate(&config, name)?;
+    Ok(config)
+}
+
+fn parse_yaml(text: &str, name: &str) -> Result<Value, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Value::from(figment::value::Dict::new()));
+    }
+    Figment::from(Yaml::string(text))
+        .extract::<Value>()
+        .map_err(|e| ConfigError::new(name, "", format!("invalid YAML: {}", e.kind)))
+}
+
+/// Promtail requires each `pipeline_stages` item to name exactly one stage; serde would
+/// silently take the first key.
+fn check_one_key_per_stage(value: &Value, name: &str) -> Result<(), ConfigError> {
+    let Some(jobs) = value.find_ref("scrape_configs").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for (j, job) in jobs.iter().enumerate() {
+        let Some(stages) = job.find_ref("pipeline_stages").and_then(Value::as_array) else {
+            continue;
+        };
+        for (s, stage) in stages.iter().enumerate() {
+            if let Some(dict) = stage.as_dict()
+                && dict.len() != 1
+            {
+                let keys: Vec<&str> = dict.keys().map(String::as_str).collect();
+                return Err(ConfigError::new(
+                    name,
+                    format!("scrape_configs[{j}].pipeline_stages[{s}]"),
+                    format!(
+                        "each pipeline stage must name exactly one stage, found {}: {}",
+                        keys.len(),
+                        keys.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Says what was wrong in the words of a config file: keys and stages, not serde's fields
+/// and variants.
+fn describe(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    match &e.kind {
+        Kind::UnknownField(found, expected) => {
+            format!(
+                "unknown key `{found}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!(
+                "unknown stage or value `{found}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(field) => format!("missing key `{field}`"),
+        Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
+        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
+        Kind::InvalidValue(actual, expected) => format!("expected {expected}, found {actual}"),
+        Kind::InvalidLength(len, expected) => format!("expected {expected}, found {len} items"),
+        Kind::Message(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// serde speaks of "variants" and "fields"; a config user thinks in stages and keys.
+fn clean_serde_message(msg: &str) -> String {
+    msg.replace("unknown variant", "unknown stage")
+        .replace("unknown field", "unknown key")
+}
+
+/// Applies command-line flags on top of the parsed file. Values are parsed with the same
+/// rules as the YAML (a flag value is read as a YAML scalar), so `-client.batch-wait=2s` and
+/// `batchwait: 2s` mean the same thing.
+fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(), ConfigError> {
+    let mut value = serde_json::Value::Null;
+    if !o.flags.is_empty() {
+        value = serde_json::to_value(&*config)
+            .map_err(|e| ConfigError::new(name, "", format!("internal: {e}")))?;
+    }
+    let mut flag_client: Option<serde_json::Value> = None;
+    let mut flag_labels: Vec<(String, String)> = Vec::new();
+    for (flag, raw) in &o.flags {
+        let Some((_, key)) = CONFIG_FLAGS.iter().find(|(f, _)| f == flag) else {
+            return Err(ConfigError::new(
+                &format!("-{flag}"),
+                "",
+                "not a config flag",
+            ));
+        };
+        let scalar = flag_scalar(raw);
+        if *key == "client.external_labels" {
+            for pair in raw.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    ConfigError::new(
+                        &format!("-{flag}"),
+                        "",
+                        format!("expected name=value pairs separated by commas, got {pair:?}"),
+                    )
+                })?;
+                flag_labels.push((k.trim().to_string(), v.trim().to_string()));
+            }
+            continue;
+        }
+        if let Some(sub) = key.strip_prefix("client.") {
+            let client = flag_client.get_or_insert_with(|| serde_json::json!({}));
+            set_path(client, sub, scalar);
+            continue;
+        }
+        set_path(&mut value, key, scalar);
+    }
+    let flag_error = |e: serde_path_to_error::Error<serde_json::Error>| {
+        ConfigError::new(
+            "command line",
+            e.path().to_string(),
+            clean_serde_message(&e.inner().to_string()),
+        )
+    };
+    if !o.flags.is_empty() {
+        *config = serde_path_to_error::deserialize(value).map_err(flag_error)?;
+    }
+    // The deprecated singular `client` block and `-client.url` each add one client; other
+    // `-client.*` flags configure that flag client.
+    if let Some(c) = config.client.take()
+        && !c.url.is_empty()
+    {
+        config.clients.push(c);
+    }
+    if let Some(c) = flag_client {
+        let c: ClientConfig = serde_path_to_error::deserialize(c).map_err(flag_error)?;
+        if !c.url.is_empty() {
+            config.clients.push(c);
+        } else if let Some(t) = o.flags.iter().find(|(f, _)| f == "client.tenant-id") {
+            for client in &mut config.clients {
+                if client.tenant_id.is_empty() {
+                    client.tenant_id = t.1.clone();
+                }
+            }
+        }
+    }
+    // Flag labels are merged into every client; labels from YAML win.
+    for client in &mut config.clients {
+        for (k, v) in &flag_labels {
+            client
+                .external_labels
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Reads a flag value as YAML would read the same scalar: numbers and booleans typed,
+/// everything else a string.
+fn flag_scalar(raw: &str) -> serde_json::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return serde_json::Value::Bool(b);
+    }
+    if let Ok(n) = raw.parse::<u64>() {
+        return serde_json::Value::from(n);
+    }
+    if let Ok(f) = raw.parse::<f64>()
+        && raw.contains('.')
+    {
+        return serde_json::Value::from(f);
+    }
+    serde_json::Value::String(raw.to_string())
+}
+
+fn set_path(root: &mut serde_json::Value, dotted: &str, v: serde_json::Value) {
+    let mut cur = root;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = serde_json::json!({});
+        }
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            obj.insert((*part).to_string(), v);
+            return;
+        }
+        cur = obj
+            .entry((*part).to_string())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+}
+
+fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
+    let mut client_names = std::collections::HashSet::new();
+    for (i, c) in config.clients.iter().enumerate() {
+        let at = |key: &str| format!("clients[{i}].{key}");
+        if c.url.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                at("url"),
+                "expected the Loki push URL, e.g. http://localhost:3100/loki/api/v1/push",
+            ));
+        }
+        match reqwest::Url::parse(&c.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) | Err(_) => {
+                return Err(ConfigError::new(
+                    name,
+                    at("url"),
+                    format!("expected an http or https URL, got {:?}", c.url),
+                ));
+            }
+        }
+        if !c.name.is_empty() && !client_names.insert(c.name.clone()) {
+            return Err(ConfigError::new(
+                name,
+                at("name"),
+                format!("duplicate client name {:?}", c.name),
+            ));
+        }
+        for k in c.external_labels.keys() {
+            if !is_valid_label_name(k) {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("external_labels.{k}")),
+                    "invalid label name: expected [a-zA-Z_][a-zA-Z0-9_]*",
+                ));
+            }
+        }
+        if c.backoff_config.min_period.0 > c.backoff_config.max_period.0 {
+            return Err(ConfigError::new(
+                name,
+                at("backoff_config.min_period"),
+                "expected min_period <= max_period",
+            ));
+        }
+        if c.batchsize.0 == 0 {
+            return Err(ConfigError::new(
+                name,
+                at("batchsize"),
+                "expected a batch size above 0 bytes",
+            ));
+        }
+        if !c.bearer_token.is_empty() && !c.bearer_token_file.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                at("bearer_token_file"),
+                "at most one of bearer_token and bearer_token_file",
+            ));
+        }
+        if let Some(b) = &c.basic_auth
+            && !b.password.is_empty()
+            && !b.password_file.is_empty()
+        {
+            return Err(ConfigError::new(
+                name,
+                at("basic_auth.password_file"),
+                "at most one of password and password_file",
+            ));
+        }
+        if c.basic_auth.is_some() && (!c.bearer_token.is_empty() || !c.bearer_token_file.is_empty())
+        {
+            return Err(ConfigError::new(
+                name,
+                at("basic_auth"),
+                "at most one of basic_auth and bearer_token may be configured",
+            ));
+        }
+        if c.compression != super::PushCompression::None && c.format == super::PushFormat::Protobuf
+        {
+            return Err(ConfigError::new(
+                name,
+                at("compression"),
+                "protobuf pushes are always snappy-compressed; compression applies to format: json",
+            ));
+        }
+    }
+    let mut job_names = std::collections::HashSet::new();
+    for (i, sc) in config.scrape_configs.iter().enumerate() {
+        let at = |key: &str| format!("scrape_configs[{i}].{key}");
+        if sc.job_name.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                at("job_name"),
+                "expected a job name",
+            ));
+        }
+        if !job_names.insert(sc.job_name.clone()) {
+            return Err(ConfigError::new(
+                name,
+                at("job_name"),
+                format!(
+                    "found multiple scrape configs with job name {:?}",
+                    sc.job_name
+                ),
+            ));
+        }
+        // Only stdin mode may run a job that names no files.
+        if (!config.target_config.stdin || i > 0) && sc.static_configs.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                at("static_configs"),
+                "expected at least one static config with a __path__ label",
+            ));
+        }
+        for (s, st) in sc.static_configs.iter().enumerate() {
+            let sat = |key: &str| at(&format!("static_configs[{s}].{key}"));
+            if !config.target_config.stdin && !st.labels.contains_key("__path__") {
+                return Err(ConfigError::new(
+                    name,
+                    sat("labels"),
+                    "expected a __path__ label naming the files to tail, e.g. __path__: /var/log/*.log",
+                ));
+            }
+            for (k, v) in &st.labels {
+                if !is_valid_label_name(k) {
+                    return Err(ConfigError::new(
+                        name,
+                        sat(&format!("labels.{k}")),
+                        "invalid label name: expected [a-zA-Z_][a-zA-Z0-9_]*",
+                    ));
+                }
+                if (k == "__path__" || k == "__path_exclude__")
+                    && !v.is_empty()
+                    && let Err(e) = crate::discovery::compile_glob(v)
+                {
+                    return Err(ConfigError::new(name, sat(&format!("labels.{k}")), e));
+                }
+            }
+        }
+        for (r, rc) in sc.relabel_configs.iter().enumerate() {
+            crate::discovery::relabel::Relabeler::new(rc).map_err(|(key, msg)| {
+                ConfigError::new(name, at(&format!("relabel_configs[{r}].{key}")), msg)
+            })?;
+        }
+        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages)
+            .map_err(|e| ConfigError::new(name, e.key_path, e.message))?;
+    }
+    Ok(())
+}

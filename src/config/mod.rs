@@ -1,0 +1,422 @@
+//! Promtail's YAML configuration schema, with Promtail's defaults, and how it is loaded.
+//!
+//! Owns: the typed config, defaults, `-config.expand-env`, strict parsing with key-path errors,
+//! and semantic validation that needs no I/O beyond reading secret files. It must not start
+//! anything: building tailers, pipelines or clients from a config is the runtime's job.
+//! Stage configs live beside their stages (`pipeline::stages`), not here.
+
+mod expand_env;
+pub mod load;
+pub mod units;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use expand_env::expand_env;
+pub use load::{ConfigError, Overrides, load, load_str};
+pub use units::{ByteSize, GoDuration};
+
+use crate::pipeline::stages::StageConfig;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub global: GlobalConfig,
+    pub server: ServerConfig,
+    /// Deprecated singular form; appended to `clients` when it has a URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientConfig>,
+    pub clients: Vec<ClientConfig>,
+    pub positions: PositionsConfig,
+    pub scrape_configs: Vec<ScrapeConfig>,
+    pub target_config: TargetConfig,
+    pub limits_config: LimitsConfig,
+    /// Promtail's `options` block is an empty struct; accepted for compatibility.
+    pub options: EmptyBlock,
+    pub tracing: TracingConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBlock {}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GlobalConfig {
+    pub file_watch_config: FileWatchConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileWatchConfig {
+    pub min_poll_frequency: GoDuration,
+    pub max_poll_frequency: GoDuration,
+}
+
+impl Default for FileWatchConfig {
+    fn default() -> Self {
+        Self {
+            min_poll_frequency: GoDuration::from_millis(250),
+            max_poll_frequency: GoDuration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub disable: bool,
+    pub profiling_enabled: bool,
+    pub http_listen_network: String,
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    pub http_listen_conn_limit: u32,
+    pub grpc_listen_network: String,
+    pub grpc_listen_address: String,
+    pub grpc_listen_port: u16,
+    pub grpc_listen_conn_limit: u32,
+    pub register_instrumentation: bool,
+    pub graceful_shutdown_timeout: GoDuration,
+    pub http_server_read_timeout: GoDuration,
+    pub http_server_write_timeout: GoDuration,
+    pub http_server_idle_timeout: GoDuration,
+    pub grpc_server_max_recv_msg_size: u64,
+    pub grpc_server_max_send_msg_size: u64,
+    pub grpc_server_max_concurrent_streams: u32,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub http_path_prefix: String,
+    pub external_url: String,
+    pub health_check_target: bool,
+    pub enable_runtime_reload: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_tls_config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_tls_config: Option<serde_json::Value>,
+    pub tls_cipher_suites: String,
+    pub tls_min_version: String,
+    pub log_source_ips_enabled: bool,
+    pub log_request_headers: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            disable: false,
+            profiling_enabled: false,
+            http_listen_network: "tcp".into(),
+            http_listen_address: String::new(),
+            http_listen_port: 80,
+            http_listen_conn_limit: 0,
+            grpc_listen_network: "tcp".into(),
+            grpc_listen_address: String::new(),
+            grpc_listen_port: 9095,
+            grpc_listen_conn_limit: 0,
+            register_instrumentation: true,
+            graceful_shutdown_timeout: GoDuration::from_secs(30),
+            http_server_read_timeout: GoDuration::from_secs(30),
+            http_server_write_timeout: GoDuration::from_secs(30),
+            http_server_idle_timeout: GoDuration::from_secs(120),
+            grpc_server_max_recv_msg_size: 4 * 1024 * 1024,
+            grpc_server_max_send_msg_size: 4 * 1024 * 1024,
+            grpc_server_max_concurrent_streams: 100,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Logfmt,
+            http_path_prefix: String::new(),
+            external_url: String::new(),
+            health_check_target: true,
+            enable_runtime_reload: false,
+            http_tls_config: None,
+            grpc_tls_config: None,
+            tls_cipher_suites: String::new(),
+            tls_min_version: String::new(),
+            log_source_ips_enabled: false,
+            log_request_headers: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Logfmt,
+    Json,
+}
+
+/// One Loki endpoint (`clients[]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    pub url: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub batchwait: GoDuration,
+    pub batchsize: ByteSize,
+    pub timeout: GoDuration,
+    pub backoff_config: BackoffConfig,
+    pub drop_rate_limited_batches: bool,
+    pub external_labels: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    pub bearer_token: String,
+    pub bearer_token_file: String,
+    pub tls_config: TlsConfig,
+    pub proxy_url: String,
+    pub no_proxy: String,
+    pub proxy_from_environment: bool,
+    pub follow_redirects: bool,
+    pub enable_http2: bool,
+    /// tailward: wire format, `protobuf` (snappy, as Promtail sends) or `json`.
+    pub format: PushFormat,
+    /// tailward: body compression for `format: json` (`none` or `gzip`).
+    pub compression: PushCompression,
+    /// tailward: send structured metadata. Turn off for Loki 2.x, which answers 400 to JSON
+    /// pushes that carry it.
+    pub structured_metadata: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            name: String::new(),
+            tenant_id: String::new(),
+            batchwait: GoDuration::from_secs(1),
+            batchsize: ByteSize(1024 * 1024),
+            timeout: GoDuration::from_secs(10),
+            backoff_config: BackoffConfig::default(),
+            drop_rate_limited_batches: false,
+            external_labels: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            basic_auth: None,
+            authorization: None,
+            bearer_token: String::new(),
+            bearer_token_file: String::new(),
+            tls_config: TlsConfig::default(),
+            proxy_url: String::new(),
+            no_proxy: String::new(),
+            proxy_from_environment: false,
+            follow_redirects: true,
+            enable_http2: true,
+            format: PushFormat::Protobuf,
+            compression: PushCompression::None,
+            structured_metadata: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushFormat {
+    #[default]
+    Protobuf,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushCompression {
+    #[default]
+    None,
+    Gzip,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    pub min_period: GoDuration,
+    pub max_period: GoDuration,
+    /// 0 retries forever.
+    pub max_retries: u32,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            min_period: GoDuration::from_millis(500),
+            max_period: GoDuration::from_secs(300),
+            max_retries: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasicAuth {
+    pub username: String,
+    pub username_file: String,
+    pub password: String,
+    pub password_file: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Authorization {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub credentials: String,
+    pub credentials_file: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub ca: String,
+    pub ca_file: String,
+    pub cert: String,
+    pub cert_file: String,
+    pub key: String,
+    pub key_file: String,
+    pub server_name: String,
+    pub insecure_skip_verify: bool,
+    pub min_version: String,
+    pub max_version: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PositionsConfig {
+    pub filename: String,
+    pub sync_period: GoDuration,
+    pub ignore_invalid_yaml: bool,
+}
+
+impl Default for PositionsConfig {
+    fn default() -> Self {
+        Self {
+            filename: "/var/log/positions.yaml".into(),
+            sync_period: GoDuration::from_secs(10),
+            ignore_invalid_yaml: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TargetConfig {
+    pub sync_period: GoDuration,
+    pub stdin: bool,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            sync_period: GoDuration::from_secs(10),
+            stdin: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub readline_rate_enabled: bool,
+    pub readline_rate: f64,
+    pub readline_burst: u32,
+    pub readline_rate_drop: bool,
+    pub max_streams: u32,
+    pub max_line_size: ByteSize,
+    pub max_line_size_truncate: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            readline_rate_enabled: false,
+            readline_rate: 10000.0,
+            readline_burst: 10000,
+            readline_rate_drop: true,
+            max_streams: 0,
+            max_line_size: ByteSize(0),
+            max_line_size_truncate: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub pipeline_stages: Vec<StageConfig>,
+    /// IANA encoding name of the files (converted to UTF-8); empty means UTF-8.
+    pub encoding: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decompression: Option<serde_json::Value>,
+    pub static_configs: Vec<StaticConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelabelConfig {
+    pub source_labels: Vec<String>,
+    pub separator: String,
+    pub target_label: String,
+    pub regex: String,
+    pub modulus: u64,
+    pub replacement: String,
+    pub action: RelabelAction,
+}
+
+impl Default for RelabelConfig {
+    fn default() -> Self {
+        Self {
+            source_labels: Vec::new(),
+            separator: ";".into(),
+            target_label: String::new(),
+            regex: "(.*)".into(),
+            modulus: 0,
+            replacement: "$1".into(),
+            action: RelabelAction::Replace,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    #[default]
+    Replace,
+    Keep,
+    Drop,
+    #[serde(rename = "keepequal")]
+    KeepEqual,
+    #[serde(rename = "dropequal")]
+    DropEqual,
+    Hashmod,
+    Labelmap,
+    Labeldrop,
+    Labelkeep,
+    Lowercase,
+    Uppercase,
+}

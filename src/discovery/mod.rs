@@ -1,0 +1,343 @@
+//! Discovery: which files each job tails.
+//!
+//! Owns turning `static_configs` (+ `relabel_configs`) into targets, expanding their
+//! `__path__` globs (`**`, `{a,b}`, classes) minus `__path_exclude__`, and noticing new files
+//! (inotify on the directories, plus a full re-glob every `target_config.sync_period`). It
+//! starts and stops one tailer per file; it must not read file contents.
+
+pub mod relabel;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobMatcher};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::ScrapeConfig;
+use crate::labels::LabelSet;
+use crate::metrics::Metrics;
+use crate::tail::TailerSet;
+use relabel::Relabeler;
+
+/// Compiles a `__path__` pattern the way Promtail's doublestar reads it: `*` stays within one
+/// path segment, `**` spans segments, `{a,b}` alternates.
+pub fn compile_glob(pattern: &str) -> Result<GlobMatcher, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob pattern {pattern:?}: {e}"))
+}
+
+/// A set of files to tail, sharing labels.
+pub struct Target {
+    pub path_pattern: String,
+    matcher: GlobMatcher,
+    exclude: Option<GlobMatcher>,
+    /// Labels after relabeling, without `__`-prefixed ones.
+    pub labels: LabelSet,
+}
+
+impl Target {
+    pub fn matches(&self, path: &Path) -> bool {
+        self.matcher.is_match(path) && !self.exclude.as_ref().is_some_and(|e| e.is_match(path))
+    }
+
+    /// Expands the glob now.
+    pub fn glob(&self) -> Vec<PathBuf> {
+        let base = literal_base(&self.path_pattern);
+        let unbounded = self.path_pattern.contains("**");
+        let depth = Path::new(&self.path_pattern)
+            .components()
+            .count()
+            .saturating_sub(base.components().count());
+        let mut found = Vec::new();
+        if depth == 0 {
+            // A literal path: Promtail tails it without globbing.
+            if base.is_file() && self.matches(&base) {
+                found.push(base);
+            }
+            return found;
+        }
+        walk(
+            &base,
+            if unbounded { usize::MAX } else { depth },
+            &mut |p| {
+                if self.matches(p) {
+                    found.push(p.to_path_buf());
+                }
+            },
+        );
+        found.sort();
+        found
+    }
+
+    /// The directories whose changes can add files to this target.
+    pub fn watch_dirs(&self, files: &[PathBuf]) -> BTreeSet<PathBuf> {
+        let mut dirs: BTreeSet<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        let base = literal_base(&self.path_pattern);
+        let base_dir = if base.is_dir() {
+            base
+        } else {
+            base.parent().map(Path::to_path_buf).unwrap_or(base)
+        };
+        if base_dir.is_dir() {
+            dirs.insert(base_dir);
+        }
+        dirs
+    }
+}
+
+/// The longest leading part of `pattern` without glob syntax.
+fn literal_base(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    for comp in Path::new(pattern).components() {
+        let s = comp.as_os_str().to_string_lossy();
+        if s.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        base.push(comp);
+    }
+    base
+}
+
+fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // Follow symlinks to files (Promtail resolves them) but not to directories, which
+        // could loop.
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            walk(&path, depth - 1, visit);
+        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+            visit(&path);
+        }
+    }
+}
+
+/// Builds the targets of one scrape config: each static config's labels, relabeled; targets
+/// without `__path__` or dropped by relabeling are counted and skipped.
+pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, String> {
+    let relabelers: Vec<Relabeler> = job
+        .relabel_configs
+        .iter()
+        .map(Relabeler::new)
+        .collect::<Result<_, _>>()
+        .map_err(|(k, m)| format!("relabel_configs.{k}: {m}"))?;
+    let hostname = hostname();
+    let mut targets = Vec::new();
+    for sc in &job.static_configs {
+        let hosts: Vec<String> = if sc.targets.is_empty() {
+            vec!["localhost".into()]
+        } else {
+            sc.targets.clone()
+        };
+        for host in hosts {
+            let mut labels: BTreeMap<String, String> = sc.labels.clone();
+            labels.insert("__address__".into(), host);
+            labels
+                .entry("job".into())
+                .or_insert_with(|| job.job_name.clone());
+            if !apply_relabel(&relabelers, &mut labels) {
+                metrics
+                    .files
+                    .targets_failed
+                    .with_label_values(&["dropped"])
+                    .inc();
+                continue;
+            }
+            if let Some(h) = labels.get("__host__")
+                && *h != hostname
+            {
+                metrics
+                    .files
+                    .targets_failed
+                    .with_label_values(&["wrong_host"])
+                    .inc();
+                continue;
+            }
+            let Some(pattern) = labels.get("__path__").filter(|p| !p.is_empty()).cloned() else {
+                metrics
+                    .files
+                    .targets_failed
+                    .with_label_values(&["no_path"])
+                    .inc();
+                continue;
+            };
+            let matcher = compile_glob(&pattern)?;
+            let exclude = match labels.get("__path_exclude__").filter(|p| !p.is_empty()) {
+                Some(p) => Some(compile_glob(p)?),
+                None => None,
+            };
+            let public = LabelSet::from_pairs(
+                labels
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("__"))
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            targets.push(Target {
+                path_pattern: pattern,
+                matcher,
+                exclude,
+                labels: public,
+            });
+        }
+    }
+    Ok(targets)
+}
+
+fn apply_relabel(rules: &[Relabeler], labels: &mut BTreeMap<String, String>) -> bool {
+    rules.iter().all(|r| r.apply(labels))
+}
+
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs discovery for one job until `stop` turns true, then hands back its tailers so the
+/// caller can wait for them.
+pub async fn run(
+    targets: Vec<Target>,
+    sync_period: Duration,
+    mut tailers: TailerSet,
+    mut stop: watch::Receiver<bool>,
+) -> TailerSet {
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher = match notify::recommended_watcher(
+        move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && matches!(
+                    ev.kind,
+                    notify::EventKind::Create(_)
+                        | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
+                )
+            {
+                let _ = event_tx.send(());
+            }
+        },
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "inotify unavailable; new files are found every target_config.sync_period");
+            None
+        }
+    };
+    let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut active: HashMap<PathBuf, ()> = HashMap::new();
+    loop {
+        let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+        for target in &targets {
+            let files = target.glob();
+            if let Some(w) = watcher.as_mut() {
+                for dir in target.watch_dirs(&files) {
+                    if !watched.contains(&dir) {
+                        match w.watch(&dir, RecursiveMode::NonRecursive) {
+                            Ok(()) => {
+                                watched.insert(dir);
+                            }
+                            Err(e) => {
+                                tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory")
+                            }
+                        }
+                    }
+                }
+            }
+            let labels = Arc::new(target.labels.clone());
+            for f in files {
+                if seen.insert(f.clone()) && !active.contains_key(&f) {
+                    let mut with_name = (*labels).clone();
+                    with_name.insert("filename".into(), f.display().to_string());
+                    tailers.start(&f, Arc::new(with_name));
+                    active.insert(f, ());
+                }
+            }
+        }
+        let gone: Vec<PathBuf> = active
+            .keys()
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect();
+        for p in gone {
+            tailers.stop(&p);
+            active.remove(&p);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sync_period) => {}
+            Some(()) = event_rx.recv() => {
+                // Coalesce bursts of events into one re-glob.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                while event_rx.try_recv().is_ok() {}
+            }
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    tailers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doublestar_and_alternates_match_like_doublestar() {
+        let g = compile_glob("/var/log/**/*.{log,txt}").unwrap();
+        assert!(g.is_match("/var/log/a.log"));
+        assert!(g.is_match("/var/log/nginx/access.txt"));
+        assert!(!g.is_match("/var/log/nginx/access.gz"));
+        let single = compile_glob("/var/log/*.log").unwrap();
+        assert!(!single.is_match("/var/log/nginx/access.log"));
+    }
+
+    #[test]
+    fn literal_base_stops_at_first_glob_segment() {
+        assert_eq!(literal_base("/var/log/**/*.log"), PathBuf::from("/var/log"));
+        assert_eq!(literal_base("/a/b{c,d}/e"), PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn glob_walks_and_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/deep")).unwrap();
+        for f in ["a.log", "b.gz", "sub/c.log", "sub/deep/d.log"] {
+            std::fs::write(dir.path().join(f), "x\n").unwrap();
+        }
+        let root = dir.path().display();
+        let t = Target {
+            path_pattern: format!("{root}/**/*.log"),
+            matcher: compile_glob(&format!("{root}/**/*.log")).unwrap(),
+            exclude: Some(compile_glob(&format!("{root}/sub/deep/*")).unwrap()),
+            labels: LabelSet::new(),
+        };
+        let names: Vec<String> = t
+            .glob()
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, vec!["a.log", "sub/c.log"]);
+    }
+}

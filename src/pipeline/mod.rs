@@ -1,0 +1,197 @@
+//! Pipelines: a job's `pipeline_stages`, run on each line in order, turning lines into entries.
+//!
+//! Owns the entry data model stages work on (labels, extracted map seeded with the labels,
+//! timestamp, line, structured metadata), building stages from config once at load time (every
+//! error names the stage and key), and running them. Stages live one per file in `stages/`.
+//! It must not know where lines come from (files, stdin) or where entries go (Loki, stdout).
+
+pub mod gotime;
+pub mod stages;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value;
+
+use crate::ack::AckToken;
+use crate::entry::{Entry, LineBatch, Outgoing};
+use crate::labels::LabelSet;
+use crate::metrics::PipelineMetrics;
+use stages::{StageConfig, StageError};
+
+/// Values parsing stages extract. JSON numbers and booleans keep their type, as in Promtail;
+/// [`value_as_string`] converts them the way Promtail's `getString` does.
+pub type Extracted = HashMap<String, Value>;
+
+/// An entry on its way through the stages.
+#[derive(Clone, Debug)]
+pub struct PipelineEntry {
+    pub labels: LabelSet,
+    pub extracted: Extracted,
+    pub timestamp: DateTime<FixedOffset>,
+    pub line: String,
+    pub structured_metadata: Vec<(String, String)>,
+    pub ack: Option<AckToken>,
+}
+
+impl PipelineEntry {
+    /// A new entry whose extracted map is seeded with its labels, as Promtail does.
+    pub fn new(labels: LabelSet, line: String, timestamp: DateTime<FixedOffset>) -> Self {
+        let extracted = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        Self {
+            labels,
+            extracted,
+            timestamp,
+            line,
+            structured_metadata: Vec::new(),
+            ack: None,
+        }
+    }
+
+    /// Sets a structured metadata pair, replacing an earlier value of the same name.
+    pub fn set_structured_metadata(&mut self, name: &str, value: String) {
+        match self.structured_metadata.iter_mut().find(|(k, _)| k == name) {
+            Some(pair) => pair.1 = value,
+            None => self.structured_metadata.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn into_entry(self) -> Entry {
+        Entry {
+            labels: self.labels,
+            timestamp: self.timestamp,
+            line: self.line,
+            structured_metadata: self.structured_metadata,
+        }
+    }
+}
+
+/// Converts an extracted value to a string as Promtail's `getString` does: strings as they
+/// are, numbers in their shortest form (`3`, `0.25`), booleans as `true`/`false`. Null,
+/// objects and arrays have no string form (Promtail skips them).
+pub fn value_as_string(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(u)) => u.to_string(),
+            _ => n.as_f64().map(|f| f.to_string()).unwrap_or_default(),
+        })),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// What a stage decided about an entry.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Drop the entry and count it in `logentry_dropped_lines_total{reason}`.
+    Drop {
+        reason: Cow<'static, str>,
+    },
+}
+
+/// One pipeline stage. Built once from its config (validating everything there), then asked
+/// to process each entry in order.
+pub trait Stage: Send {
+    fn process(&mut self, entry: &mut PipelineEntry) -> Verdict;
+}
+
+/// A stage config error, located by job, stage index and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineError {
+    /// e.g. `scrape_configs[1].pipeline_stages[0].regex.expression`
+    pub key_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key_path, self.message)
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+/// A job's stages, ready to run.
+pub struct Pipeline {
+    stages: Vec<Box<dyn Stage>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Pipeline {
+    /// Builds every stage of `configs`. `key_prefix` locates the list in the config file,
+    /// e.g. `scrape_configs[1].pipeline_stages`.
+    pub fn build(key_prefix: &str, configs: &[StageConfig]) -> Result<Self, PipelineError> {
+        let mut stages = Vec::with_capacity(configs.len());
+        for (i, cfg) in configs.iter().enumerate() {
+            let stage = cfg.build().map_err(|StageError { key, message }| {
+                let mut key_path = format!("{key_prefix}[{i}].{}", cfg.name());
+                if !key.is_empty() {
+                    key_path.push('.');
+                    key_path.push_str(&key);
+                }
+                PipelineError { key_path, message }
+            })?;
+            stages.push(stage);
+        }
+        Ok(Self {
+            stages,
+            metrics: None,
+        })
+    }
+
+    /// Counts drops in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs one entry through every stage. Returns `None` if a stage dropped it (counted).
+    pub fn run(&mut self, mut entry: PipelineEntry) -> Option<PipelineEntry> {
+        for stage in &mut self.stages {
+            if let Verdict::Drop { reason } = stage.process(&mut entry) {
+                if let Some(m) = &self.metrics {
+                    count_drop(&m.pipeline, &reason);
+                }
+                return None;
+            }
+        }
+        Some(entry)
+    }
+
+    /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
+    /// hand their acknowledgement on, so positions can move past them.
+    pub fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
+        for (line, ack) in batch.iter() {
+            let mut entry =
+                PipelineEntry::new((*batch.labels).clone(), line.to_string(), batch.read_time);
+            entry.ack = ack;
+            match self.run(entry) {
+                Some(done) => {
+                    let ack = done.ack;
+                    out.push(Outgoing::Entry {
+                        entry: done.into_entry(),
+                        ack,
+                    });
+                }
+                None => {
+                    if let Some(ack) = ack {
+                        out.push(Outgoing::Consumed { ack });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn count_drop(m: &PipelineMetrics, reason: &str) {
+    m.dropped_lines.with_label_values(&[reason]).inc();
+}

@@ -1,0 +1,100 @@
+//! Every pipeline stage, one per file: its config struct (Promtail's keys, unknown keys
+//! refused), a constructor that validates everything once, and `process`.
+//!
+//! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
+//! stage. Stages must not know about files, clients or each other.
+
+pub mod json;
+pub mod labels;
+pub mod output;
+pub mod regex;
+pub mod static_labels;
+pub mod structured_metadata;
+pub mod timestamp;
+
+use serde::{Deserialize, Serialize};
+
+use super::Stage;
+
+/// One `pipeline_stages` item.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageConfig {
+    Json(json::JsonConfig),
+    Regex(regex::RegexConfig),
+    Labels(labels::LabelsConfig),
+    StaticLabels(static_labels::StaticLabelsConfig),
+    Timestamp(timestamp::TimestampConfig),
+    Output(output::OutputConfig),
+    StructuredMetadata(structured_metadata::StructuredMetadataConfig),
+    /// Deprecated alias of `structured_metadata`.
+    NonIndexedLabels(structured_metadata::StructuredMetadataConfig),
+}
+
+/// A stage config error: the key inside the stage's block (empty for the block itself) and
+/// what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageError {
+    pub key: String,
+    pub message: String,
+}
+
+impl StageError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl StageConfig {
+    /// The stage's name as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageConfig::Json(_) => "json",
+            StageConfig::Regex(_) => "regex",
+            StageConfig::Labels(_) => "labels",
+            StageConfig::StaticLabels(_) => "static_labels",
+            StageConfig::Timestamp(_) => "timestamp",
+            StageConfig::Output(_) => "output",
+            StageConfig::StructuredMetadata(_) => "structured_metadata",
+            StageConfig::NonIndexedLabels(_) => "non_indexed_labels",
+        }
+    }
+
+    pub fn build(&self) -> Result<Box<dyn Stage>, StageError> {
+        Ok(match self {
+            StageConfig::Json(c) => Box::new(json::JsonStage::new(c)?),
+            StageConfig::Regex(c) => Box::new(regex::RegexStage::new(c)?),
+            StageConfig::Labels(c) => Box::new(labels::LabelsStage::new(c)?),
+            StageConfig::StaticLabels(c) => Box::new(static_labels::StaticLabelsStage::new(c)?),
+            StageConfig::Timestamp(c) => Box::new(timestamp::TimestampStage::new(c)?),
+            StageConfig::Output(c) => Box::new(output::OutputStage::new(c)?),
+            StageConfig::StructuredMetadata(c) | StageConfig::NonIndexedLabels(c) => {
+                Box::new(structured_metadata::StructuredMetadataStage::new(c)?)
+            }
+        })
+    }
+}
+
+/// Test support shared by the stage unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use chrono::{DateTime, FixedOffset};
+
+    use crate::labels::LabelSet;
+    use crate::pipeline::PipelineEntry;
+
+    pub fn read_time() -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339("2024-01-02T03:04:05.123456789Z").unwrap()
+    }
+
+    pub fn entry(line: &str, labels: &[(&str, &str)]) -> PipelineEntry {
+        PipelineEntry::new(
+            LabelSet::from_pairs(labels.iter().copied()),
+            line.to_string(),
+            read_time(),
+        )
+    }
+}

@@ -1,0 +1,140 @@
+//! `regex`: named capture groups of an RE2-style expression go into the extracted map.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::StageError;
+use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexConfig {
+    pub expression: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+pub struct RegexStage {
+    regex: Regex,
+    source: Option<String>,
+    /// (group index, name) of the named groups, resolved once.
+    names: Vec<(usize, String)>,
+    locations: regex::CaptureLocations,
+}
+
+impl RegexStage {
+    pub fn new(cfg: &RegexConfig) -> Result<Self, StageError> {
+        if cfg.expression.is_empty() {
+            return Err(StageError::new(
+                "expression",
+                "expected a regular expression",
+            ));
+        }
+        let regex = Regex::new(&cfg.expression).map_err(|e| {
+            StageError::new("expression", format!("invalid regular expression: {e}"))
+        })?;
+        let names: Vec<(usize, String)> = regex
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
+            .collect();
+        if names.is_empty() {
+            return Err(StageError::new(
+                "expression",
+                "expected at least one named capture group such as (?P<level>\\w+)",
+            ));
+        }
+        if matches!(cfg.source.as_deref(), Some("")) {
+            return Err(StageError::new(
+                "source",
+                "expected a non-empty extracted key",
+            ));
+        }
+        let locations = regex.capture_locations();
+        Ok(Self {
+            regex,
+            source: cfg.source.clone(),
+            names,
+            locations,
+        })
+    }
+}
+
+impl Stage for RegexStage {
+    fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+        let owned_source;
+        let input: &str = match &self.source {
+            None => &entry.line,
+            Some(key) => match entry.extracted.get(key).and_then(value_as_string) {
+                Some(v) => {
+                    owned_source = v.into_owned();
+                    &owned_source
+                }
+                // A missing or non-string source leaves the entry unchanged.
+                None => return Verdict::Keep,
+            },
+        };
+        if self
+            .regex
+            .captures_read(&mut self.locations, input)
+            .is_none()
+        {
+            return Verdict::Keep;
+        }
+        for (i, name) in &self.names {
+            if let Some((s, e)) = self.locations.get(*i) {
+                entry
+                    .extracted
+                    .insert(name.clone(), Value::String(input[s..e].to_string()));
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::stages::testing::entry;
+
+    #[test]
+    fn extracts_named_groups() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"^(?P<ip>\S+) \S+ \S+ \[(?P<ts>[^\]]+)\] (?:unused)?".into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry("1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] x", &[]);
+        s.process(&mut e);
+        assert_eq!(e.extracted["ip"], "1.2.3.4");
+        assert_eq!(e.extracted["ts"], "10/Oct/2000:13:55:36 -0700");
+    }
+
+    #[test]
+    fn reads_from_source_and_ignores_missing_source() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"(?P<user>\w+)@".into(),
+            source: Some("email".into()),
+        })
+        .unwrap();
+        let mut e = entry("x", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("user"));
+        e.extracted
+            .insert("email".into(), Value::String("bob@example.com".into()));
+        s.process(&mut e);
+        assert_eq!(e.extracted["user"], "bob");
+    }
+
+    #[test]
+    fn invalid_expression_is_a_config_error() {
+        let err = RegexStage::new(&RegexConfig {
+            expression: "(?P<a>[".into(),
+            source: None,
+        })
+        .err()
+        .unwrap();
+        assert_eq!(err.key, "expression");
+    }
+}

@@ -1,0 +1,342 @@
+//! The positions store: how far each file has been delivered, kept in Promtail's
+//! `positions.yaml` format so an existing file is picked up as it is.
+//!
+//! Owns the in-memory map, the acknowledgement receiver (the one channel that flows back from
+//! the clients) and atomic saves (temp file, fsync, rename; mode 0600). A file's position
+//! moves only when every client has settled the lines before it. It must not read log files
+//! or know about HTTP.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Deserialize;
+
+use crate::ack::{AckReceiver, SourceId};
+
+/// Shared handle: tailers ask where to start and register their source; the ack task and
+/// the saver update and persist.
+#[derive(Clone)]
+pub struct Positions {
+    inner: Arc<Mutex<State>>,
+    file: PathBuf,
+    read_only: bool,
+}
+
+struct State {
+    /// Saved positions by path (what goes into the file), including cursor-* keys we keep.
+    saved: BTreeMap<String, String>,
+    sources: HashMap<SourceId, Source>,
+    next_id: u64,
+    clients: usize,
+    dirty: bool,
+}
+
+struct Source {
+    path: String,
+    /// Highest offset each client has settled.
+    acked: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct PositionsError(pub String);
+
+impl std::fmt::Display for PositionsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PositionsError {}
+
+#[derive(Deserialize)]
+struct PositionsFile {
+    #[serde(default)]
+    positions: Option<BTreeMap<String, String>>,
+}
+
+impl Positions {
+    /// Reads `file` if it exists. A corrupt file is an error unless `ignore_invalid`, in
+    /// which case it is replaced on the next save, as Promtail does.
+    pub fn open(
+        file: &Path,
+        ignore_invalid: bool,
+        clients: usize,
+        read_only: bool,
+    ) -> Result<Self, PositionsError> {
+        let saved = match std::fs::read_to_string(file) {
+            Ok(text) => match parse(&text) {
+                Ok(map) => map,
+                Err(e) if ignore_invalid => {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring invalid positions file");
+                    BTreeMap::new()
+                }
+                Err(e) => {
+                    return Err(PositionsError(format!(
+                        "invalid positions file {}: {e} (set positions.ignore_invalid_yaml: true to start over)",
+                        file.display()
+                    )));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(PositionsError(format!(
+                    "cannot read positions file {}: {e}",
+                    file.display()
+                )));
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Mutex::new(State {
+                saved,
+                sources: HashMap::new(),
+                next_id: 0,
+                clients: clients.max(1),
+                dirty: false,
+            })),
+            file: file.to_path_buf(),
+            read_only,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic elsewhere already; the map itself is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The saved offset of `path` (0 if none).
+    pub fn get(&self, path: &str) -> u64 {
+        self.state()
+            .saved
+            .get(path)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Registers a tailer for `path` starting at `offset`; acks for the returned id move the
+    /// saved position.
+    pub fn register(&self, path: &str, offset: u64) -> SourceId {
+        let mut st = self.state();
+        st.next_id += 1;
+        let id = SourceId(st.next_id);
+        let clients = st.clients;
+        st.sources.insert(
+            id,
+            Source {
+                path: path.to_string(),
+                acked: vec![offset; clients],
+            },
+        );
+        id
+    }
+
+    /// The tailer of `id` stopped; its saved position stays.
+    pub fn unregister(&self, id: SourceId) {
+        self.state().sources.remove(&id);
+    }
+
+    /// Forgets `path` (its file left the glob), as Promtail does.
+    pub fn remove(&self, path: &str) {
+        let mut st = self.state();
+        if st.saved.remove(path).is_some() {
+            st.dirty = true;
+        }
+    }
+
+    /// Applies settled acknowledgements until the channel closes.
+    pub async fn run_acks(self, mut rx: AckReceiver) {
+        while let Some(ack) = rx.recv().await {
+            let mut st = self.state();
+            let st = &mut *st;
+            for t in ack.tokens {
+                let Some(src) = st.sources.get_mut(&t.source) else {
+                    continue;
+                };
+                if let Some(slot) = src.acked.get_mut(ack.client) {
+                    *slot = (*slot).max(t.offset);
+                }
+                let settled = src.acked.iter().copied().min().unwrap_or(0);
+                let entry = st.saved.entry(src.path.clone()).or_default();
+                if entry.parse::<u64>().ok() != Some(settled) {
+                    *entry = settled.to_string();
+                    st.dirty = true;
+                }
+            }
+        }
+    }
+
+    /// Writes the file if anything changed (never in read-only mode).
+    pub fn save(&self) -> Result<(), PositionsError> {
+        if self.read_only {
+            return Ok(());
+        }
+        let text = {
+            let mut st = self.state();
+            if !st.dirty && self.file.exists() {
+                return Ok(());
+            }
+            st.dirty = false;
+            render(&st.saved)
+        };
+        write_atomically(&self.file, text.as_bytes()).map_err(|e| {
+            self.state().dirty = true;
+            PositionsError(format!(
+                "cannot save positions to {}: {e}",
+                self.file.display()
+            ))
+        })
+    }
+
+    /// Saves every `period` until `stop` fires; logs failures and keeps going.
+    pub async fn run_saver(
+        self,
+        period: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.save() {
+                tracing::error!(error = %e, "saving positions failed");
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.state().saved.clone()
+    }
+}
+
+fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+    if text.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    use figment::providers::{Format, Yaml};
+    let file: PositionsFile = figment::Figment::from(Yaml::string(text))
+        .extract()
+        .map_err(|e| e.to_string())?;
+    Ok(file.positions.unwrap_or_default())
+}
+
+/// Renders Promtail's layout: `positions:` then `  <path>: "<offset>"`, keys quoted only when
+/// plain YAML would misread them.
+fn render(map: &BTreeMap<String, String>) -> String {
+    let mut out = String::from("positions:\n");
+    for (k, v) in map {
+        out.push_str("  ");
+        if needs_quotes(k) {
+            crate::labels::quote_go_into(k, &mut out);
+        } else {
+            out.push_str(k);
+        }
+        out.push_str(": ");
+        crate::labels::quote_go_into(v, &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+fn needs_quotes(key: &str) -> bool {
+    key.is_empty()
+        || key.contains(": ")
+        || key.contains(" #")
+        || key.ends_with(':')
+        || key.starts_with(|c: char| "!&*-?{}[],#|>@`\"'%: ".contains(c))
+        || key.chars().any(|c| c.is_control())
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "positions".into())
+    ));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{self, AckToken};
+
+    #[test]
+    fn reads_promtail_positions_file() {
+        let map =
+            parse("positions:\n  /var/log/syslog: \"123456\"\n  cursor-journal: \"s=abc;i=1\"\n")
+                .unwrap();
+        assert_eq!(map["/var/log/syslog"], "123456");
+        assert_eq!(map["cursor-journal"], "s=abc;i=1");
+    }
+
+    #[test]
+    fn render_round_trips_through_parse() {
+        let mut map = BTreeMap::new();
+        map.insert("/var/log/a.log".to_string(), "10".to_string());
+        map.insert("/tmp/odd: name #1".to_string(), "20".to_string());
+        let text = render(&map);
+        assert!(text.contains("  /var/log/a.log: \"10\"\n"));
+        assert_eq!(parse(&text).unwrap(), map);
+    }
+
+    #[test]
+    fn invalid_file_is_an_error_unless_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("positions.yaml");
+        std::fs::write(&f, "positions: [unclosed\n").unwrap();
+        assert!(Positions::open(&f, false, 1, false).is_err());
+        assert!(Positions::open(&f, true, 1, false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn position_moves_only_when_every_client_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("positions.yaml");
+        let pos = Positions::open(&f, false, 2, false).unwrap();
+        let id = pos.register("/var/log/a.log", 0);
+        let (factory, rx) = ack::channel();
+        let task = tokio::spawn(pos.clone().run_acks(rx));
+        factory.for_client(0).settle(vec![AckToken {
+            source: id,
+            offset: 100,
+        }]);
+        factory.for_client(1).settle(vec![AckToken {
+            source: id,
+            offset: 40,
+        }]);
+        drop(factory);
+        task.await.unwrap();
+        assert_eq!(pos.get("/var/log/a.log"), 40);
+        pos.save().unwrap();
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "positions:\n  /var/log/a.log: \"40\"\n"
+        );
+    }
+}
