@@ -170,7 +170,11 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
                     .inc();
                 continue;
             }
-            let Some(pattern) = labels.get("__path__").filter(|p| !p.is_empty()).cloned() else {
+            let Some(pattern) = labels
+                .get("__path__")
+                .filter(|p| !p.is_empty())
+                .map(|p| absolute(p))
+            else {
                 metrics
                     .files
                     .targets_failed
@@ -180,7 +184,7 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
             };
             let matcher = compile_glob(&pattern)?;
             let exclude = match labels.get("__path_exclude__").filter(|p| !p.is_empty()) {
-                Some(p) => Some(compile_glob(p)?),
+                Some(p) => Some(compile_glob(&absolute(p))?),
                 None => None,
             };
             let public = LabelSet::from_pairs(
@@ -198,6 +202,18 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
         }
     }
     Ok(targets)
+}
+
+/// Positions and the `filename` label use absolute paths; a relative pattern is taken from
+/// the directory the agent runs in.
+fn absolute(pattern: &str) -> String {
+    if Path::new(pattern).is_absolute() {
+        return pattern.to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => cwd.join(pattern).display().to_string(),
+        Err(_) => pattern.to_string(),
+    }
 }
 
 fn apply_relabel(rules: &[Relabeler], labels: &mut BTreeMap<String, String>) -> bool {

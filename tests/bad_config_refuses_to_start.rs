@@ -1,0 +1,223 @@
+//! A config with a mistake names the file, the key path and what was expected; the agent
+//! exits non-zero and starts nothing. `-check-syntax` reports the same errors, stage errors
+//! included.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+
+/// Runs the binary on `yaml` with `args`; returns (exit code, stderr, stdout).
+fn run(yaml: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("promtail.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("-config.file={}", path.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
+    (
+        out.status.code().unwrap_or(-1),
+        stderr,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+const HEAD: &str = "server:\n  http_listen_port: 0\n  http_listen_address: 127.0.0.1\nclients:\n  - url: http://127.0.0.1:9/loki/api/v1/push\n";
+
+fn assert_refused(yaml: &str, expected: &str) {
+    let full = format!("{HEAD}{yaml}");
+    for args in [&["-check-syntax"][..], &[][..]] {
+        let (code, stderr, _) = run(&full, args);
+        assert_eq!(code, 1, "args {args:?}: expected exit 1, stderr:\n{stderr}");
+        assert!(stderr.contains(expected), "args {args:?}: expected {expected:?} in:\n{stderr}");
+        assert!(!stderr.contains("tailward started"), "nothing may start:\n{stderr}");
+    }
+}
+
+#[test]
+fn misspelt_stage_key_names_its_path() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none-a.log}}]
+  - job_name: b
+    static_configs: [{labels: {__path__: /tmp/none-b.log}}]
+    pipeline_stages:
+      - json:
+          expresions: {level: level}
+"#,
+        "FILE: scrape_configs[1].pipeline_stages[0].json.expresions: unknown key `expresions`; expected one of: expressions, source, drop_malformed",
+    );
+}
+
+#[test]
+fn misspelt_top_level_key_names_its_path() {
+    assert_refused("positions:\n  filenme: /tmp/p.yaml\n", "FILE: positions.filenme: unknown key `filenme`");
+}
+
+#[test]
+fn invalid_regex_names_the_expression() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - regex:
+          expression: "(?P<level>[a-z"
+"#,
+        "FILE: scrape_configs[0].pipeline_stages[0].regex.expression: invalid regular expression",
+    );
+}
+
+#[test]
+fn invalid_label_name_is_refused() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log, app-name: web}}]
+"#,
+        "FILE: scrape_configs[0].static_configs[0].labels.app-name: invalid label name",
+    );
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - labels:
+          log-level:
+"#,
+        "FILE: scrape_configs[0].pipeline_stages[0].labels.log-level: invalid label name",
+    );
+}
+
+#[test]
+fn scrape_config_without_path_is_refused() {
+    assert_refused(
+        "scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {job: web}}]\n",
+        "FILE: scrape_configs[0].static_configs[0].labels: expected a __path__ label",
+    );
+}
+
+#[test]
+fn unknown_stage_is_refused() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - jason: {expressions: {a: a}}
+"#,
+        "FILE: scrape_configs[0].pipeline_stages[0]: unknown stage or value `jason`; expected one of: json, regex",
+    );
+}
+
+#[test]
+fn two_stages_in_one_item_are_refused() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - regex: {expression: "(?P<a>.)"}
+        labels: {a: ""}
+"#,
+        "FILE: scrape_configs[0].pipeline_stages[0]: each pipeline stage must name exactly one stage",
+    );
+}
+
+#[test]
+fn wrong_value_type_says_what_was_expected() {
+    assert_refused(
+        "positions:\n  sync_period: soon\n",
+        "FILE: positions.sync_period: invalid duration \"soon\"",
+    );
+    assert_refused(
+        "limits_config:\n  max_streams: many\n",
+        "FILE: limits_config.max_streams: expected u32, found string \"many\"",
+    );
+}
+
+#[test]
+fn duplicate_job_names_are_refused() {
+    assert_refused(
+        "scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {__path__: /x}}]\n  - job_name: a\n    static_configs: [{labels: {__path__: /y}}]\n",
+        "FILE: scrape_configs[1].job_name: found multiple scrape configs with job name \"a\"",
+    );
+}
+
+#[test]
+fn valid_config_passes_check_syntax() {
+    let (code, stderr, stdout) = run(
+        &format!("{HEAD}scrape_configs:\n  - job_name: a\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n"),
+        &["-check-syntax"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Valid config file!"), "{stdout}");
+}
+
+#[test]
+fn first_existing_file_of_a_comma_list_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, format!("{HEAD}scrape_configs: []\n")).unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let out = Command::new(BIN)
+        .arg(format!("-config.file={},{}", missing.display(), good.display()))
+        .arg("-check-syntax")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&good.display().to_string()));
+}
+
+#[test]
+fn expand_env_substitutes_variables_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        "server:\n  http_listen_port: ${TW_TEST_PORT}\n  log_level: ${TW_TEST_UNSET:-warn}\nclients: [{url: \"http://${TW_TEST_HOST}:3100/loki/api/v1/push\"}]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("-config.file={}", path.display()))
+        .args(["-config.expand-env=true", "-check-syntax", "-print-config-stderr"])
+        .env("TW_TEST_PORT", "9123")
+        .env("TW_TEST_HOST", "loki.internal")
+        .env_remove("TW_TEST_UNSET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("\"http_listen_port\": 9123"), "{stderr}");
+    assert!(stderr.contains("\"log_level\": \"warn\""), "{stderr}");
+    assert!(stderr.contains("http://loki.internal:3100/loki/api/v1/push"), "{stderr}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    let (code, stderr, _) = run(
+        &format!("{HEAD}scrape_configs: []\n"),
+        &["-check-syntax", "-print-config-stderr", "--server.http-listen-port", "9099", "-client.external-labels=host=web1", "-positions.file=/tmp/p.yaml"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("\"http_listen_port\": 9099"), "{stderr}");
+    assert!(stderr.contains("\"host\": \"web1\""), "{stderr}");
+    assert!(stderr.contains("\"filename\": \"/tmp/p.yaml\""), "{stderr}");
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let out = Command::new(BIN).arg("-no.such.flag=1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no.such.flag"));
+}
+
+#[test]
+fn version_flag_prints_version() {
+    let out = Command::new(BIN).arg("-version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tailward, version "));
+}

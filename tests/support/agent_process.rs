@@ -1,0 +1,207 @@
+//! Runs the real `tailward` binary for end-to-end tests: writes its config, starts it, finds
+//! the HTTP port it bound, reads its metrics, stops it with a signal.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+
+pub struct AgentProcess {
+    child: Child,
+    pub port: u16,
+    stderr: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Writes `yaml` to `dir/config.yaml` and returns its path.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}
+
+impl AgentProcess {
+    /// Starts `tailward -config.file=<config> <args>` and waits until its server listens.
+    pub fn start(config: &Path, args: &[&str]) -> AgentProcess {
+        let mut child = Command::new(BIN)
+            .arg(format!("-config.file={}", config.display()))
+            .args(args)
+            .env("TAILWARD_LOG", "info,tailward=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tailward");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let err_pipe = child.stderr.take().expect("stderr piped");
+        let out_pipe = child.stdout.take().expect("stdout piped");
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                    if std::env::var("TAILWARD_TEST_ECHO").is_ok() {
+                        eprintln!("[agent] {line}");
+                    }
+                    stderr.lock().unwrap().push(line);
+                }
+            });
+        }
+        {
+            let stdout = stdout.clone();
+            std::thread::spawn(move || {
+                let mut pipe = out_pipe;
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stdout.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        let mut agent = AgentProcess {
+            child,
+            port: 0,
+            stderr,
+            stdout,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(port) = agent.listening_port() {
+                agent.port = port;
+                return agent;
+            }
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!("tailward exited early ({status}):\n{}", agent.stderr_text());
+            }
+            if Instant::now() > deadline {
+                panic!("tailward did not start listening:\n{}", agent.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn listening_port(&self) -> Option<u16> {
+        let lines = self.stderr.lock().unwrap();
+        lines.iter().find_map(|l| {
+            let rest = l.split("server listening").nth(1)?;
+            let addr = rest.split("address=").nth(1)?;
+            addr.split_whitespace().next()?.rsplit(':').next()?.parse().ok()
+        })
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    /// GET `path` from the agent's HTTP server: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path)
+    }
+
+    /// The value of the first series whose line starts with `series` (name plus labels as
+    /// rendered, e.g. `promtail_sent_entries_total{host="127.0.0.1:1234"}`), summing every
+    /// series of a bare metric name when no labels are given.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        metric_value(&body, series)
+    }
+
+    /// Waits up to `timeout` for `cond` to hold.
+    pub fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cond(self)
+    }
+
+    /// Sends SIGTERM and waits for exit.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (status, self.stderr_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("tailward did not stop on SIGTERM:\n{}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to agent");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read response");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, dechunk(&body, &resp))
+}
+
+/// Undoes chunked transfer encoding when the response used it.
+fn dechunk(body: &str, resp: &str) -> String {
+    if !resp.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn metric_value(body: &str, series: &str) -> f64 {
+    let bare = !series.contains('{');
+    let mut total = 0.0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let matches = if bare {
+            name == series || name.starts_with(&format!("{series}{{"))
+        } else {
+            name == series
+        };
+        if matches {
+            total += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    total
+}
