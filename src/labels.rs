@@ -5,14 +5,17 @@
 //! output use. It must not know where labels come from (files, stages) or where they go.
 
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 /// A sorted, duplicate-free set of label pairs.
 ///
-/// Kept as a sorted vector: real streams carry a handful of labels, so a linear scan beats a
-/// hash map and the order needed for rendering comes for free.
+/// Kept as a sorted vector: real streams carry a handful of labels, so a binary search beats
+/// a hash map and the order needed for rendering comes for free. The vector is shared
+/// copy-on-write, so giving every line of a file its labels costs a reference count, and
+/// only a stage that changes labels pays for a copy.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LabelSet {
-    pairs: Vec<(String, String)>,
+    pairs: Arc<Vec<(Arc<str>, Arc<str>)>>,
 }
 
 /// The reserved label the `tenant` stage sets; the client turns it into `X-Scope-OrgID`.
@@ -37,27 +40,35 @@ impl LabelSet {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).ok().map(|i| self.pairs[i].1.as_str())
+        self.position(name).ok().map(|i| &*self.pairs[i].1)
     }
 
     /// Sets `name` to `value`, replacing any earlier value.
     pub fn insert(&mut self, name: String, value: String) {
         match self.position(&name) {
-            Ok(i) => self.pairs[i].1 = value,
-            Err(i) => self.pairs.insert(i, (name, value)),
+            Ok(i) => {
+                if *self.pairs[i].1 != *value {
+                    Arc::make_mut(&mut self.pairs)[i].1 = value.into();
+                }
+            }
+            Err(i) => Arc::make_mut(&mut self.pairs).insert(i, (name.into(), value.into())),
         }
     }
 
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.position(name).ok().map(|i| self.pairs.remove(i).1)
+        let i = self.position(name).ok()?;
+        Some(Arc::make_mut(&mut self.pairs).remove(i).1.to_string())
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.pairs.retain(|(k, v)| keep(k, v));
+        if self.pairs.iter().all(|(k, v)| keep(k, v)) {
+            return;
+        }
+        Arc::make_mut(&mut self.pairs).retain(|(k, v)| keep(k, v));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs.iter().map(|(k, v)| (&**k, &**v))
     }
 
     pub fn len(&self) -> usize {
@@ -72,13 +83,13 @@ impl LabelSet {
     pub fn merge_missing(&mut self, other: &LabelSet) {
         for (k, v) in other.iter() {
             if let Err(i) = self.position(k) {
-                self.pairs.insert(i, (k.to_string(), v.to_string()));
+                Arc::make_mut(&mut self.pairs).insert(i, (k.into(), v.into()));
             }
         }
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|(k, _)| k.as_str().cmp(name))
+        self.pairs.binary_search_by(|(k, _)| (**k).cmp(name))
     }
 
     /// Appends the canonical rendering `{a="1", b="2"}` to `out`, values quoted as Go's

@@ -31,8 +31,14 @@ fn assert_refused(yaml: &str, expected: &str) {
     for args in [&["-check-syntax"][..], &[][..]] {
         let (code, stderr, _) = run(&full, args);
         assert_eq!(code, 1, "args {args:?}: expected exit 1, stderr:\n{stderr}");
-        assert!(stderr.contains(expected), "args {args:?}: expected {expected:?} in:\n{stderr}");
-        assert!(!stderr.contains("tailward started"), "nothing may start:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "args {args:?}: expected {expected:?} in:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("tailward started"),
+            "nothing may start:\n{stderr}"
+        );
     }
 }
 
@@ -54,7 +60,10 @@ fn misspelt_stage_key_names_its_path() {
 
 #[test]
 fn misspelt_top_level_key_names_its_path() {
-    assert_refused("positions:\n  filenme: /tmp/p.yaml\n", "FILE: positions.filenme: unknown key `filenme`");
+    assert_refused(
+        "positions:\n  filenme: /tmp/p.yaml\n",
+        "FILE: positions.filenme: unknown key `filenme`",
+    );
 }
 
 #[test]
@@ -150,7 +159,9 @@ fn duplicate_job_names_are_refused() {
 #[test]
 fn valid_config_passes_check_syntax() {
     let (code, stderr, stdout) = run(
-        &format!("{HEAD}scrape_configs:\n  - job_name: a\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n"),
+        &format!(
+            "{HEAD}scrape_configs:\n  - job_name: a\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n"
+        ),
         &["-check-syntax"],
     );
     assert_eq!(code, 0, "{stderr}");
@@ -164,11 +175,19 @@ fn first_existing_file_of_a_comma_list_is_loaded() {
     std::fs::write(&good, format!("{HEAD}scrape_configs: []\n")).unwrap();
     let missing = dir.path().join("missing.yaml");
     let out = Command::new(BIN)
-        .arg(format!("-config.file={},{}", missing.display(), good.display()))
+        .arg(format!(
+            "-config.file={},{}",
+            missing.display(),
+            good.display()
+        ))
         .arg("-check-syntax")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&good.display().to_string()));
 }
 
@@ -183,7 +202,11 @@ fn expand_env_substitutes_variables_and_defaults() {
     .unwrap();
     let out = Command::new(BIN)
         .arg(format!("-config.file={}", path.display()))
-        .args(["-config.expand-env=true", "-check-syntax", "-print-config-stderr"])
+        .args([
+            "-config.expand-env=true",
+            "-check-syntax",
+            "-print-config-stderr",
+        ])
         .env("TW_TEST_PORT", "9123")
         .env("TW_TEST_HOST", "loki.internal")
         .env_remove("TW_TEST_UNSET")
@@ -193,14 +216,24 @@ fn expand_env_substitutes_variables_and_defaults() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("\"http_listen_port\": 9123"), "{stderr}");
     assert!(stderr.contains("\"log_level\": \"warn\""), "{stderr}");
-    assert!(stderr.contains("http://loki.internal:3100/loki/api/v1/push"), "{stderr}");
+    assert!(
+        stderr.contains("http://loki.internal:3100/loki/api/v1/push"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn flags_override_the_file() {
     let (code, stderr, _) = run(
         &format!("{HEAD}scrape_configs: []\n"),
-        &["-check-syntax", "-print-config-stderr", "--server.http-listen-port", "9099", "-client.external-labels=host=web1", "-positions.file=/tmp/p.yaml"],
+        &[
+            "-check-syntax",
+            "-print-config-stderr",
+            "--server.http-listen-port",
+            "9099",
+            "-client.external-labels=host=web1",
+            "-positions.file=/tmp/p.yaml",
+        ],
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("\"http_listen_port\": 9099"), "{stderr}");

@@ -5,11 +5,11 @@
 //! error names the stage and key), and running them. Stages live one per file in `stages/`.
 //! It must not know where lines come from (files, stdin) or where entries go (Loki, stdout).
 
+pub mod extracted;
 pub mod gotime;
 pub mod stages;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -22,9 +22,8 @@ use crate::labels::LabelSet;
 use crate::metrics::PipelineMetrics;
 use stages::{StageConfig, StageError};
 
-/// Values parsing stages extract. JSON numbers and booleans keep their type, as in Promtail;
-/// [`value_as_string`] converts them the way Promtail's `getString` does.
-pub type Extracted = HashMap<String, Value>;
+pub use extracted::Extracted;
+use extracted::{Seed, seed_from_labels};
 
 /// An entry on its way through the stages.
 #[derive(Clone, Debug)]
@@ -40,13 +39,21 @@ pub struct PipelineEntry {
 impl PipelineEntry {
     /// A new entry whose extracted map is seeded with its labels, as Promtail does.
     pub fn new(labels: LabelSet, line: String, timestamp: DateTime<FixedOffset>) -> Self {
-        let extracted = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-            .collect();
+        let seed = seed_from_labels(&labels);
+        Self::with_seed(labels, seed, line, timestamp)
+    }
+
+    /// Like [`PipelineEntry::new`] with the labels' seed already built (shared by every line
+    /// of a source).
+    pub fn with_seed(
+        labels: LabelSet,
+        seed: Seed,
+        line: String,
+        timestamp: DateTime<FixedOffset>,
+    ) -> Self {
         Self {
             labels,
-            extracted,
+            extracted: Extracted::new(seed),
             timestamp,
             line,
             structured_metadata: Vec::new(),
@@ -124,6 +131,8 @@ impl std::error::Error for PipelineError {}
 pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The extracted-map seed of the last source seen, reused while batches share labels.
+    seed_cache: Option<(Arc<LabelSet>, Seed)>,
 }
 
 impl Pipeline {
@@ -145,6 +154,7 @@ impl Pipeline {
         Ok(Self {
             stages,
             metrics: None,
+            seed_cache: None,
         })
     }
 
@@ -170,9 +180,21 @@ impl Pipeline {
     /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
     /// hand their acknowledgement on, so positions can move past them.
     pub fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
+        let seed = match &self.seed_cache {
+            Some((labels, seed)) if Arc::ptr_eq(labels, &batch.labels) => seed.clone(),
+            _ => {
+                let seed = seed_from_labels(&batch.labels);
+                self.seed_cache = Some((batch.labels.clone(), seed.clone()));
+                seed
+            }
+        };
         for (line, ack) in batch.iter() {
-            let mut entry =
-                PipelineEntry::new((*batch.labels).clone(), line.to_string(), batch.read_time);
+            let mut entry = PipelineEntry::with_seed(
+                (*batch.labels).clone(),
+                seed.clone(),
+                line.to_string(),
+                batch.read_time,
+            );
             entry.ack = ack;
             match self.run(entry) {
                 Some(done) => {
