@@ -205,3 +205,48 @@ pub fn metric_value(body: &str, series: &str) -> f64 {
     }
     total
 }
+
+/// A Promtail-style config with one client and one file job; `client_extra` and `stages` are
+/// YAML fragments indented for their place (client keys at 4 spaces, stage items at 6).
+pub fn file_job_config(
+    url: &str,
+    positions: &Path,
+    path_glob: &str,
+    client_extra: &str,
+    stages: &str,
+) -> String {
+    format!(
+        r#"server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: 0
+  graceful_shutdown_timeout: 5s
+positions:
+  filename: {positions}
+  sync_period: 200ms
+global:
+  file_watch_config:
+    min_poll_frequency: 25ms
+    max_poll_frequency: 100ms
+target_config:
+  sync_period: 500ms
+clients:
+  - url: {url}
+    batchwait: 100ms
+    backoff_config:
+      min_period: 50ms
+      max_period: 200ms
+      max_retries: 20
+{client_extra}
+scrape_configs:
+  - job_name: app
+    static_configs:
+      - targets: [localhost]
+        labels:
+          job: app
+          __path__: {path_glob}
+    pipeline_stages:
+{stages}
+"#,
+        positions = positions.display()
+    )
+}
