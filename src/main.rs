@@ -35,9 +35,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config_stderr {
-        match serde_json::to_value(&config).map(|v| serde_json::to_string_pretty(&v)) {
-            Ok(Ok(text)) => eprintln!("{text}"),
-            _ => eprintln!("error: cannot render the effective config"),
+        match config::redacted_yaml(&config) {
+            Ok(text) => eprintln!("{text}"),
+            Err(e) => eprintln!("error: cannot render the effective config: {e}"),
         }
     }
     if cli.check_syntax {

@@ -21,17 +21,33 @@ fn dry_run(job_labels: &str, stages: &str, input: &str, tz: &str) -> String {
     )
     .unwrap();
     let mut child = Command::new(BIN)
-        .args([&format!("-config.file={}", cfg.display()), "-stdin", "-dry-run"])
+        .args([
+            &format!("-config.file={}", cfg.display()),
+            "-stdin",
+            "-dry-run",
+        ])
         .env("TZ", tz)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.path().join("positions.yaml").exists(), "dry run wrote positions");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("positions.yaml").exists(),
+        "dry run wrote positions"
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -108,7 +124,10 @@ fn unix_timestamps_print_in_local_time_like_go() {
         "{\"time\":1700000000123}\n",
         "Asia/Kolkata",
     );
-    assert_eq!(out, "2023-11-15T03:43:20.123+0530\t{job=\"test\"}\t{\"time\":1700000000123}\n");
+    assert_eq!(
+        out,
+        "2023-11-15T03:43:20.123+0530\t{job=\"test\"}\t{\"time\":1700000000123}\n"
+    );
 }
 
 #[test]
@@ -141,5 +160,8 @@ fn structured_metadata_is_not_printed_and_label_moves_off_stream() {
         "{\"ts\":\"2024-05-01T00:00:00Z\"}\n",
         "UTC",
     );
-    assert_eq!(out, "2024-05-01T00:00:00+0000{job=\"test\"}\t{\"ts\":\"2024-05-01T00:00:00Z\"}\n");
+    assert_eq!(
+        out,
+        "2024-05-01T00:00:00+0000{job=\"test\"}\t{\"ts\":\"2024-05-01T00:00:00Z\"}\n"
+    );
 }

@@ -1,53 +1,356 @@
-//! Placeholder until the Loki client lands (same public API).
+//! The Loki push client: one tokio task per configured client that batches outgoing entries
+//! as Promtail does, pushes them (protobuf+snappy or JSON), retries as Promtail does, and
+//! settles every ack token once the batch holding it is delivered or dropped on purpose.
+//!
+//! Owns the client task, its input channel and shutdown. Batching lives in `batch`, wire
+//! bodies in `encode` (schema in `logproto`), HTTP and retries in `push`, TLS in `tls`. It must
+//! not read files or positions: acks leave only through [`AckSender::settle`], in the order
+//! their tokens arrived.
+//!
+//! While a batch is being retried the task does not read its input, so the bounded channel
+//! fills and the pipeline waits (Promtail's back-pressure, with room for a few chunks).
 
+mod batch;
+mod encode;
+pub mod logproto;
+mod push;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument as _;
 
+use self::batch::{BatchLimits, Batcher, Shaped, StreamLimited};
+use self::push::{Abandon, Delivery, Pusher};
 use crate::ack::AckSender;
 use crate::config::{ClientConfig, LimitsConfig};
 use crate::entry::Outgoing;
+use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 
-pub struct ClientHandle {
-    tx: mpsc::Sender<Vec<Outgoing>>,
-    task: JoinHandle<()>,
-}
+/// Chunks of entries the input channel holds before senders wait.
+const INPUT_CAPACITY: usize = 64;
 
-impl ClientHandle {
-    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
-        self.tx.clone()
-    }
-    pub async fn finish(self, deadline: Duration) {
-        drop(self.tx);
-        let _ = tokio::time::timeout(deadline, self.task).await;
-    }
-}
+const REASON_LINE_TOO_LONG: &str = "line_too_long";
+const REASON_STREAM_LIMITED: &str = "stream_limited";
 
+/// A configuration value the client cannot use; `key` is relative to the client's block,
+/// e.g. `tls_config.ca_file`.
 #[derive(Debug)]
 pub struct ClientError {
     pub key: String,
     pub message: String,
 }
 
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl ClientError {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.key, self.message)
     }
 }
 
 impl std::error::Error for ClientError {}
 
+/// A running client: its input and its task.
+pub struct ClientHandle {
+    sender: mpsc::Sender<Vec<Outgoing>>,
+    abandon: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ClientHandle {
+    /// A sender of the client's bounded input channel.
+    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
+        self.sender.clone()
+    }
+
+    /// Input is closed by dropping all senders; then the client flushes what it holds and
+    /// exits. Waits at most `deadline`, then abandons retries (logging what was not delivered).
+    pub async fn finish(self, deadline: Duration) {
+        let ClientHandle {
+            sender,
+            abandon,
+            mut task,
+        } = self;
+        drop(sender);
+        let joined = match tokio::time::timeout(deadline, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                tracing::warn!(
+                    ?deadline,
+                    "client did not finish within the shutdown deadline; abandoning retries"
+                );
+                // An error means the task already ended and dropped its receiver.
+                let _ = abandon.send(true);
+                task.await
+            }
+        };
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "client task failed");
+        }
+    }
+}
+
+/// Starts client number `index`. Everything the client needs is read and checked here, once.
+/// Must be called inside a tokio runtime.
 pub fn spawn(
-    _index: usize,
-    _cfg: &ClientConfig,
-    _limits: &LimitsConfig,
-    _metrics: Arc<Metrics>,
-    _acks: AckSender,
+    index: usize,
+    cfg: &ClientConfig,
+    limits: &LimitsConfig,
+    metrics: Arc<Metrics>,
+    acks: AckSender,
 ) -> Result<ClientHandle, ClientError> {
-    let (tx, mut rx) = mpsc::channel::<Vec<Outgoing>>(64);
-    let task = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    Ok(ClientHandle { tx, task })
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ClientError::new("url", "the client must be started inside a tokio runtime")
+    })?;
+    let url = reqwest::Url::parse(&cfg.url)
+        .map_err(|e| ClientError::new("url", format!("invalid URL {:?}: {e}", cfg.url)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ClientError::new(
+            "url",
+            format!("expected an http or https URL, got {:?}", cfg.url),
+        ));
+    }
+    if cfg.batchsize.0 == 0 {
+        return Err(ClientError::new(
+            "batchsize",
+            "expected a batch size above 0 bytes",
+        ));
+    }
+    if cfg.backoff_config.min_period.0 > cfg.backoff_config.max_period.0 {
+        return Err(ClientError::new(
+            "backoff_config.min_period",
+            "expected min_period <= max_period",
+        ));
+    }
+    let host = push::url_host(&cfg.url);
+    let tls = tls::client_config(&cfg.tls_config, url.scheme() == "https")?;
+    if cfg.tls_config.insecure_skip_verify {
+        tracing::warn!(
+            client = index,
+            host,
+            "tls_config.insecure_skip_verify is set: the server certificate is not verified"
+        );
+    }
+    let pusher = Pusher::new(cfg, url, host.clone(), tls, metrics.clone())?;
+    let external_labels = LabelSet::from_pairs(
+        cfg.external_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let batcher = Batcher::new(
+        BatchLimits {
+            batch_size: usize::try_from(cfg.batchsize.0).unwrap_or(usize::MAX),
+            max_streams: limits.max_streams as usize,
+            max_line_size: usize::try_from(limits.max_line_size.0).unwrap_or(usize::MAX),
+            truncate_long_lines: limits.max_line_size_truncate,
+        },
+        external_labels,
+        &cfg.tenant_id,
+        cfg.structured_metadata,
+    );
+    init_tenant_metrics(&metrics, &host, batcher.default_tenant());
+    let mut known_tenants = HashSet::new();
+    known_tenants.insert(batcher.default_tenant().to_string());
+
+    let (sender, input) = mpsc::channel(INPUT_CAPACITY);
+    let (abandon_tx, abandon_rx) = watch::channel(false);
+    let name = if cfg.name.is_empty() {
+        format!("clients[{index}]")
+    } else {
+        cfg.name.clone()
+    };
+    let span = tracing::info_span!("client", client = %name, host = %host);
+    let task = ClientTask {
+        host,
+        batch_wait: cfg.batchwait.0,
+        batcher,
+        pusher,
+        metrics,
+        acks,
+        known_tenants,
+        stream_limited: 0,
+        abandon: Abandon::new(abandon_rx),
+    };
+    let task = runtime.spawn(task.run(input).instrument(span));
+    Ok(ClientHandle {
+        sender,
+        abandon: abandon_tx,
+        task,
+    })
+}
+
+/// Creates the per-tenant series at zero, as Promtail does when it first sees a tenant.
+fn init_tenant_metrics(metrics: &Metrics, host: &str, tenant: &str) {
+    metrics.init_client(host, tenant);
+    metrics
+        .client
+        .batch_retries
+        .with_label_values(&[host, tenant]);
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Abandoned at the shutdown deadline.
+    Stop,
+}
+
+struct ClientTask {
+    host: String,
+    batch_wait: Duration,
+    batcher: Batcher,
+    pusher: Pusher,
+    metrics: Arc<Metrics>,
+    acks: AckSender,
+    /// Tenants whose per-tenant series exist (Promtail initialises them on first sight).
+    known_tenants: HashSet<String>,
+    /// Entries of the open set dropped by `max_streams`, reported once per set.
+    stream_limited: u64,
+    abandon: Abandon,
+}
+
+impl ClientTask {
+    async fn run(mut self, mut input: mpsc::Receiver<Vec<Outgoing>>) {
+        loop {
+            let wait_until = self.batcher.opened_at().map(|t| t + self.batch_wait);
+            let chunk = tokio::select! {
+                biased;
+                _ = self.abandon.signalled() => {
+                    self.report_abandoned();
+                    return;
+                }
+                _ = tokio::time::sleep_until(wait_until.unwrap_or_else(Instant::now)), if wait_until.is_some() => {
+                    if self.flush().await == Flow::Stop {
+                        return;
+                    }
+                    continue;
+                }
+                chunk = input.recv() => chunk,
+            };
+            let Some(chunk) = chunk else { break };
+            for outgoing in chunk {
+                if self.accept(outgoing).await == Flow::Stop {
+                    return;
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    async fn accept(&mut self, outgoing: Outgoing) -> Flow {
+        let now = Instant::now();
+        let (entry, ack) = match outgoing {
+            Outgoing::Consumed { ack } => {
+                self.batcher.hold_token(ack, now);
+                return Flow::Continue;
+            }
+            Outgoing::Entry { entry, ack } => (entry, ack),
+        };
+        match self.batcher.shape(entry) {
+            Shaped::TooLong { tenant, bytes } => {
+                self.count_drop(&tenant, REASON_LINE_TOO_LONG, bytes);
+            }
+            Shaped::Ready(prepared) => {
+                if prepared.truncated > 0 {
+                    let tenant = self.batcher.tenant_of(&prepared);
+                    let labels = [self.host.as_str(), tenant, REASON_LINE_TOO_LONG];
+                    self.metrics
+                        .client
+                        .mutated_entries
+                        .with_label_values(&labels)
+                        .inc();
+                    self.metrics
+                        .client
+                        .mutated_bytes
+                        .with_label_values(&labels)
+                        .inc_by(prepared.truncated as u64);
+                }
+                if self.batcher.needs_flush_before(&prepared) && self.flush().await == Flow::Stop {
+                    return Flow::Stop;
+                }
+                if let Err(StreamLimited { tenant, bytes }) = self.batcher.add(prepared, now) {
+                    self.stream_limited += 1;
+                    self.count_drop(&tenant, REASON_STREAM_LIMITED, bytes);
+                }
+            }
+        }
+        // After any flush above, so the token is settled with the set its entry joined.
+        if let Some(ack) = ack {
+            self.batcher.hold_token(ack, now);
+        }
+        Flow::Continue
+    }
+
+    /// Sends every tenant batch of the open set, then settles the set's tokens together.
+    async fn flush(&mut self) -> Flow {
+        if self.batcher.is_empty() {
+            return Flow::Continue;
+        }
+        for batch in self.batcher.batches() {
+            if !self.known_tenants.contains(&batch.tenant) {
+                init_tenant_metrics(&self.metrics, &self.host, &batch.tenant);
+                self.known_tenants.insert(batch.tenant.clone());
+            }
+            if self.pusher.deliver(batch, &self.abandon).await == Delivery::Abandoned {
+                self.report_abandoned();
+                return Flow::Stop;
+            }
+        }
+        if self.stream_limited > 0 {
+            tracing::warn!(
+                dropped = self.stream_limited,
+                "entries dropped: their streams would exceed limits_config.max_streams in the batch"
+            );
+            self.stream_limited = 0;
+        }
+        if !self.pusher.sends_structured_metadata() {
+            self.batcher.stop_structured_metadata();
+        }
+        let tokens = self.batcher.clear();
+        self.acks.settle(tokens);
+        Flow::Continue
+    }
+
+    fn report_abandoned(&self) {
+        if self.batcher.is_empty() {
+            return;
+        }
+        tracing::error!(
+            entries = self.batcher.entry_count(),
+            "shutdown deadline passed: abandoning undelivered entries; their positions are not \
+             acknowledged, so they are read again on the next start"
+        );
+    }
+
+    fn count_drop(&self, tenant: &str, reason: &str, bytes: usize) {
+        let labels = [self.host.as_str(), tenant, reason];
+        self.metrics
+            .client
+            .dropped_entries
+            .with_label_values(&labels)
+            .inc();
+        self.metrics
+            .client
+            .dropped_bytes
+            .with_label_values(&labels)
+            .inc_by(bytes as u64);
+    }
 }

@@ -7,6 +7,7 @@
 
 mod expand_env;
 pub mod load;
+mod redact;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use expand_env::expand_env;
 pub use load::{ConfigError, Overrides, load, load_str};
+pub use redact::redacted_yaml;
 pub use units::{ByteSize, GoDuration};
 
 use crate::pipeline::stages::StageConfig;

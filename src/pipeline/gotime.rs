@@ -1243,7 +1243,10 @@ mod tests {
     fn assert_local(actual: DateTime<FixedOffset>, expected: &str) {
         let expected = at(expected);
         assert_eq!(actual, expected);
-        assert_eq!(*actual.offset(), *expected.with_timezone(&chrono::Local).offset());
+        assert_eq!(
+            *actual.offset(),
+            *expected.with_timezone(&chrono::Local).offset()
+        );
     }
 
     /// Asserts both the instant and the offset it is shown with.

@@ -1,0 +1,613 @@
+//! The open batch set of one client: entries grouped by tenant, then by stream, as Promtail's
+//! client batches them, plus the ack tokens that must be settled when the set is.
+//!
+//! Owns tenant resolution (`__tenant_id__`, else the configured tenant), external-label
+//! merging, `max_line_size` and `max_streams`, batch byte accounting and the set's age. It must
+//! not do I/O, encode, or count metrics: it reports what it did and the client task acts on it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset};
+use tokio::time::Instant;
+
+use super::encode::label_pair_len;
+use crate::ack::AckToken;
+use crate::entry::Entry;
+use crate::labels::{LabelSet, TENANT_LABEL};
+
+/// Limits that shape batches; zero turns `max_streams` and `max_line_size` off.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchLimits {
+    pub batch_size: usize,
+    pub max_streams: usize,
+    pub max_line_size: usize,
+    pub truncate_long_lines: bool,
+}
+
+/// One entry as it will be sent; its stream labels live in [`Stream`].
+#[derive(Debug)]
+pub(crate) struct StreamEntry {
+    pub timestamp: DateTime<FixedOffset>,
+    pub line: String,
+    pub structured_metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// Labels as sent: entry labels without `__tenant_id__`, plus missing external labels.
+    pub labels: LabelSet,
+    /// `labels` rendered once, in the `{a="1", b="2"}` form the protobuf push carries.
+    pub rendered: String,
+    /// In arrival order.
+    pub entries: Vec<StreamEntry>,
+}
+
+/// The batch of one tenant inside the open set.
+#[derive(Debug)]
+pub(crate) struct TenantBatch {
+    pub tenant: String,
+    /// In order of each stream's first entry.
+    pub streams: Vec<Stream>,
+    /// Keyed by the entry's labels before external labels are merged, so an entry of a known
+    /// stream needs neither a merge nor a rendering.
+    index: HashMap<LabelSet, usize>,
+    /// Streams by their labels as sent; kept only with external labels, where two entry label
+    /// sets (one already holding an external label) can merge into the same stream.
+    by_stream_labels: HashMap<LabelSet, usize>,
+    /// Line bytes plus structured-metadata bytes, as Promtail measures `batchsize`.
+    bytes: usize,
+    entries: usize,
+    has_structured_metadata: bool,
+}
+
+impl TenantBatch {
+    fn new(tenant: String) -> Self {
+        Self {
+            tenant,
+            streams: Vec::new(),
+            index: HashMap::new(),
+            by_stream_labels: HashMap::new(),
+            bytes: 0,
+            entries: 0,
+            has_structured_metadata: false,
+        }
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    pub fn has_structured_metadata(&self) -> bool {
+        self.has_structured_metadata
+    }
+
+    fn clear(&mut self) {
+        self.streams.clear();
+        self.index.clear();
+        self.by_stream_labels.clear();
+        self.bytes = 0;
+        self.entries = 0;
+        self.has_structured_metadata = false;
+    }
+}
+
+/// An entry whose tenant and limits are resolved, ready to join the set.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// `None`: the client's default tenant.
+    tenant: Option<String>,
+    labels: LabelSet,
+    entry: StreamEntry,
+    size: usize,
+    /// Bytes cut from an over-long line (`max_line_size_truncate`).
+    pub truncated: usize,
+}
+
+#[derive(Debug)]
+pub(crate) enum Shaped {
+    Ready(Prepared),
+    /// Longer than `max_line_size` with truncation off: dropped.
+    TooLong {
+        tenant: String,
+        bytes: usize,
+    },
+}
+
+/// A new stream would exceed `max_streams` in its tenant's batch: the entry was dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct StreamLimited {
+    pub tenant: String,
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    limits: BatchLimits,
+    /// Without `__tenant_id__`, which becomes `default_tenant` instead.
+    external_labels: LabelSet,
+    default_tenant: String,
+    send_structured_metadata: bool,
+    tenants: Vec<TenantBatch>,
+    tokens: Vec<AckToken>,
+    opened_at: Option<Instant>,
+}
+
+impl Batcher {
+    /// `external_labels` may carry `__tenant_id__`: Promtail merges external labels before it
+    /// reads the tenant, so such a label overrides `tenant_id` for entries that have none.
+    pub fn new(
+        limits: BatchLimits,
+        mut external_labels: LabelSet,
+        tenant_id: &str,
+        send_structured_metadata: bool,
+    ) -> Self {
+        let default_tenant = external_labels
+            .remove(TENANT_LABEL)
+            .unwrap_or_else(|| tenant_id.to_string());
+        Self {
+            limits,
+            external_labels,
+            default_tenant,
+            send_structured_metadata,
+            tenants: Vec::new(),
+            tokens: Vec::new(),
+            opened_at: None,
+        }
+    }
+
+    pub fn default_tenant(&self) -> &str {
+        &self.default_tenant
+    }
+
+    /// The tenant `prepared` will be sent as.
+    pub fn tenant_of<'a>(&'a self, prepared: &'a Prepared) -> &'a str {
+        prepared.tenant.as_deref().unwrap_or(&self.default_tenant)
+    }
+
+    /// From now on, entries enter without structured metadata (the endpoint refused it).
+    pub fn stop_structured_metadata(&mut self) {
+        self.send_structured_metadata = false;
+    }
+
+    /// Resolves the tenant, strips `__tenant_id__`, and applies `max_line_size`.
+    pub fn shape(&self, entry: Entry) -> Shaped {
+        let Entry {
+            mut labels,
+            timestamp,
+            mut line,
+            mut structured_metadata,
+        } = entry;
+        let tenant = labels.remove(TENANT_LABEL);
+        let max = self.limits.max_line_size;
+        let mut truncated = 0;
+        if max > 0 && line.len() > max {
+            if !self.limits.truncate_long_lines {
+                return Shaped::TooLong {
+                    tenant: tenant.unwrap_or_else(|| self.default_tenant.clone()),
+                    bytes: line.len(),
+                };
+            }
+            let cut = line.floor_char_boundary(max);
+            truncated = line.len() - cut;
+            line.truncate(cut);
+        }
+        if !self.send_structured_metadata {
+            structured_metadata.clear();
+        }
+        let size = line.len()
+            + structured_metadata
+                .iter()
+                .map(|(n, v)| label_pair_len(n, v))
+                .sum::<usize>();
+        Shaped::Ready(Prepared {
+            tenant,
+            labels,
+            entry: StreamEntry {
+                timestamp,
+                line,
+                structured_metadata,
+            },
+            size,
+            truncated,
+        })
+    }
+
+    /// Whether the set must be sent before `prepared` joins it: its tenant's batch already
+    /// holds entries and would exceed `batchsize` (a single oversized entry still travels alone).
+    pub fn needs_flush_before(&self, prepared: &Prepared) -> bool {
+        let tenant = self.tenant_of(prepared);
+        self.tenants.iter().any(|b| {
+            b.tenant == tenant && b.entries > 0 && b.bytes + prepared.size > self.limits.batch_size
+        })
+    }
+
+    pub fn add(&mut self, prepared: Prepared, now: Instant) -> Result<(), StreamLimited> {
+        let Prepared {
+            tenant,
+            labels,
+            entry,
+            size,
+            ..
+        } = prepared;
+        let tenant = tenant.as_deref().unwrap_or(&self.default_tenant);
+        let at = match self.tenants.iter().position(|b| b.tenant == tenant) {
+            Some(at) => at,
+            None => {
+                self.tenants.push(TenantBatch::new(tenant.to_string()));
+                self.tenants.len() - 1
+            }
+        };
+        let batch = &mut self.tenants[at];
+        let has_structured_metadata = !entry.structured_metadata.is_empty();
+        if let Some(&s) = batch.index.get(&labels) {
+            batch.streams[s].entries.push(entry);
+        } else {
+            let mut stream_labels = labels.clone();
+            stream_labels.merge_missing(&self.external_labels);
+            let merged_into = if self.external_labels.is_empty() {
+                None
+            } else {
+                batch.by_stream_labels.get(&stream_labels).copied()
+            };
+            match merged_into {
+                Some(s) => {
+                    batch.index.insert(labels, s);
+                    batch.streams[s].entries.push(entry);
+                }
+                None => {
+                    let max = self.limits.max_streams;
+                    if max > 0 && batch.streams.len() >= max {
+                        return Err(StreamLimited {
+                            tenant: batch.tenant.clone(),
+                            bytes: entry.line.len(),
+                        });
+                    }
+                    let s = batch.streams.len();
+                    let mut rendered = String::new();
+                    stream_labels.render_into(&mut rendered);
+                    if !self.external_labels.is_empty() {
+                        batch.by_stream_labels.insert(stream_labels.clone(), s);
+                    }
+                    batch.index.insert(labels, s);
+                    batch.streams.push(Stream {
+                        labels: stream_labels,
+                        rendered,
+                        entries: vec![entry],
+                    });
+                }
+            }
+        }
+        batch.has_structured_metadata |= has_structured_metadata;
+        batch.bytes += size;
+        batch.entries += 1;
+        self.opened_at.get_or_insert(now);
+        Ok(())
+    }
+
+    /// Holds a token to be settled with the set, after everything received before it.
+    pub fn hold_token(&mut self, token: AckToken, now: Instant) {
+        self.tokens.push(token);
+        self.opened_at.get_or_insert(now);
+    }
+
+    /// When the first entry or token joined the open set.
+    pub fn opened_at(&self) -> Option<Instant> {
+        self.opened_at
+    }
+
+    /// Holds neither entries nor tokens.
+    pub fn is_empty(&self) -> bool {
+        self.opened_at.is_none()
+    }
+
+    /// The tenant batches that hold entries, in order of first arrival.
+    pub fn batches(&self) -> impl Iterator<Item = &TenantBatch> {
+        self.tenants.iter().filter(|b| b.entries > 0)
+    }
+
+    pub fn entry_count(&self) -> usize {
+        self.tenants.iter().map(|b| b.entries).sum()
+    }
+
+    /// Empties the set for the next round and returns its tokens, in arrival order.
+    ///
+    /// Tenant batches used in this round keep their allocations; idle ones are let go so a
+    /// tenant label of high cardinality cannot grow the set forever.
+    pub fn clear(&mut self) -> Vec<AckToken> {
+        self.tenants.retain(|b| b.entries > 0);
+        self.tenants.iter_mut().for_each(TenantBatch::clear);
+        self.opened_at = None;
+        std::mem::take(&mut self.tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::SourceId;
+
+    fn limits() -> BatchLimits {
+        BatchLimits {
+            batch_size: 1024 * 1024,
+            max_streams: 0,
+            max_line_size: 0,
+            truncate_long_lines: false,
+        }
+    }
+
+    fn entry(labels: &[(&str, &str)], line: &str) -> Entry {
+        Entry {
+            labels: LabelSet::from_pairs(labels.iter().copied()),
+            timestamp: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap(),
+            line: line.to_string(),
+            structured_metadata: Vec::new(),
+        }
+    }
+
+    fn ready(b: &Batcher, e: Entry) -> Prepared {
+        match b.shape(e) {
+            Shaped::Ready(p) => p,
+            Shaped::TooLong { .. } => panic!("entry unexpectedly too long"),
+        }
+    }
+
+    fn add(b: &mut Batcher, e: Entry) {
+        let p = ready(b, e);
+        b.add(p, Instant::now()).unwrap();
+    }
+
+    fn lines(batch: &TenantBatch) -> Vec<(String, Vec<&str>)> {
+        batch
+            .streams
+            .iter()
+            .map(|s| {
+                let lines = s.entries.iter().map(|e| e.line.as_str()).collect();
+                (s.rendered.clone(), lines)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn needs_flush_only_when_the_tenant_batch_would_exceed_batchsize() {
+        let mut b = Batcher::new(
+            BatchLimits {
+                batch_size: 10,
+                ..limits()
+            },
+            LabelSet::new(),
+            "",
+            true,
+        );
+        let first = ready(&b, entry(&[("job", "a")], "123456"));
+        assert!(
+            !b.needs_flush_before(&first),
+            "an empty batch takes any entry"
+        );
+        b.add(first, Instant::now()).unwrap();
+        let fits = ready(&b, entry(&[("job", "a")], "1234"));
+        assert!(
+            !b.needs_flush_before(&fits),
+            "6 + 4 = 10 bytes is not above 10"
+        );
+        b.add(fits, Instant::now()).unwrap();
+        let over = ready(&b, entry(&[("job", "a")], "1"));
+        assert!(b.needs_flush_before(&over), "11 bytes exceed 10");
+        let other_tenant = ready(&b, entry(&[("job", "a"), (TENANT_LABEL, "t2")], "1"));
+        assert!(
+            !b.needs_flush_before(&other_tenant),
+            "each tenant batch has its own size"
+        );
+    }
+
+    #[test]
+    fn a_single_oversized_entry_is_accepted_into_an_empty_batch() {
+        let b = Batcher::new(
+            BatchLimits {
+                batch_size: 4,
+                ..limits()
+            },
+            LabelSet::new(),
+            "",
+            true,
+        );
+        let big = ready(&b, entry(&[("job", "a")], "far more than four bytes"));
+        assert!(!b.needs_flush_before(&big));
+    }
+
+    #[test]
+    fn structured_metadata_counts_toward_batch_bytes_like_promtail() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
+        let mut e = entry(&[("job", "a")], "abc");
+        e.structured_metadata = vec![("trace_id".into(), "0123".into())];
+        add(&mut b, e);
+        // gogo LabelAdapter.Size(): (1 + 1 + 8) + (1 + 1 + 4) = 16, plus 3 line bytes.
+        assert_eq!(b.batches().next().unwrap().bytes, 19);
+    }
+
+    #[test]
+    fn disabled_structured_metadata_is_neither_kept_nor_counted() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", false);
+        let mut e = entry(&[("job", "a")], "abc");
+        e.structured_metadata = vec![("trace_id".into(), "0123".into())];
+        add(&mut b, e);
+        let batch = b.batches().next().unwrap();
+        assert_eq!(batch.bytes, 3);
+        assert!(!batch.has_structured_metadata());
+        assert!(batch.streams[0].entries[0].structured_metadata.is_empty());
+    }
+
+    #[test]
+    fn streams_are_keyed_by_labels_and_keep_arrival_order() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
+        add(&mut b, entry(&[("job", "b")], "1"));
+        add(&mut b, entry(&[("job", "a")], "2"));
+        add(&mut b, entry(&[("job", "b")], "3"));
+        let batch = b.batches().next().unwrap();
+        assert_eq!(
+            lines(batch),
+            vec![
+                (r#"{job="b"}"#.to_string(), vec!["1", "3"]),
+                (r#"{job="a"}"#.to_string(), vec!["2"]),
+            ]
+        );
+        assert_eq!(b.entry_count(), 3);
+    }
+
+    #[test]
+    fn tenant_label_splits_batches_and_is_stripped_from_streams() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "default", true);
+        add(&mut b, entry(&[("job", "a")], "1"));
+        add(
+            &mut b,
+            entry(&[("job", "a"), (TENANT_LABEL, "team-x")], "2"),
+        );
+        add(
+            &mut b,
+            entry(&[("job", "a"), (TENANT_LABEL, "team-x")], "3"),
+        );
+        let batches: Vec<_> = b.batches().collect();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].tenant, "default");
+        assert_eq!(lines(batches[0]), vec![(r#"{job="a"}"#.into(), vec!["1"])]);
+        assert_eq!(batches[1].tenant, "team-x");
+        assert_eq!(
+            lines(batches[1]),
+            vec![(r#"{job="a"}"#.into(), vec!["2", "3"])]
+        );
+    }
+
+    #[test]
+    fn external_labels_fill_gaps_but_entry_labels_win() {
+        let external = LabelSet::from_pairs([("env", "prod"), ("host", "h1")]);
+        let mut b = Batcher::new(limits(), external, "", true);
+        add(&mut b, entry(&[("job", "a"), ("env", "dev")], "1"));
+        let batch = b.batches().next().unwrap();
+        assert_eq!(
+            batch.streams[0].rendered,
+            r#"{env="dev", host="h1", job="a"}"#
+        );
+        assert_eq!(batch.streams[0].labels.get("host"), Some("h1"));
+    }
+
+    #[test]
+    fn label_sets_that_merge_to_the_same_stream_share_it() {
+        let external = LabelSet::from_pairs([("env", "prod")]);
+        let mut b = Batcher::new(limits(), external, "", true);
+        add(&mut b, entry(&[("job", "a"), ("env", "prod")], "1"));
+        add(&mut b, entry(&[("job", "a")], "2"));
+        add(&mut b, entry(&[("job", "a")], "3"));
+        add(&mut b, entry(&[("job", "a"), ("env", "prod")], "4"));
+        let batch = b.batches().next().unwrap();
+        assert_eq!(
+            lines(batch),
+            vec![(r#"{env="prod", job="a"}"#.into(), vec!["1", "2", "3", "4"])]
+        );
+    }
+
+    #[test]
+    fn external_tenant_label_sets_the_default_tenant() {
+        let external = LabelSet::from_pairs([(TENANT_LABEL, "ext"), ("env", "prod")]);
+        let mut b = Batcher::new(limits(), external, "configured", true);
+        add(&mut b, entry(&[("job", "a")], "1"));
+        add(&mut b, entry(&[("job", "a"), (TENANT_LABEL, "own")], "2"));
+        let batches: Vec<_> = b.batches().collect();
+        assert_eq!(batches[0].tenant, "ext");
+        assert_eq!(batches[0].streams[0].rendered, r#"{env="prod", job="a"}"#);
+        assert_eq!(batches[1].tenant, "own");
+    }
+
+    #[test]
+    fn long_lines_are_dropped_when_truncation_is_off() {
+        let b = Batcher::new(
+            BatchLimits {
+                max_line_size: 5,
+                ..limits()
+            },
+            LabelSet::new(),
+            "t0",
+            true,
+        );
+        match b.shape(entry(&[("job", "a")], "123456")) {
+            Shaped::TooLong { tenant, bytes } => {
+                assert_eq!(tenant, "t0");
+                assert_eq!(bytes, 6);
+            }
+            Shaped::Ready(_) => panic!("a 6-byte line passed max_line_size 5"),
+        }
+        assert!(matches!(
+            b.shape(entry(&[("job", "a")], "12345")),
+            Shaped::Ready(_)
+        ));
+    }
+
+    #[test]
+    fn long_lines_are_truncated_at_a_utf8_boundary() {
+        let b = Batcher::new(
+            BatchLimits {
+                max_line_size: 5,
+                truncate_long_lines: true,
+                ..limits()
+            },
+            LabelSet::new(),
+            "",
+            true,
+        );
+        // "aaaé" is 5 bytes ('é' is 2); "aaaaé" would cut 'é' in half at 5, so it keeps 4.
+        let p = ready(&b, entry(&[("job", "a")], "aaaaéz"));
+        assert_eq!(p.entry.line, "aaaa");
+        assert_eq!(p.truncated, 3);
+        assert_eq!(p.size, 4);
+        let p = ready(&b, entry(&[("job", "a")], "aaaéz"));
+        assert_eq!(p.entry.line, "aaaé");
+        assert_eq!(p.truncated, 1);
+    }
+
+    #[test]
+    fn max_streams_drops_entries_of_new_streams_only() {
+        let mut b = Batcher::new(
+            BatchLimits {
+                max_streams: 1,
+                ..limits()
+            },
+            LabelSet::new(),
+            "t",
+            true,
+        );
+        add(&mut b, entry(&[("job", "a")], "1"));
+        let p = ready(&b, entry(&[("job", "b")], "22"));
+        assert_eq!(
+            b.add(p, Instant::now()),
+            Err(StreamLimited {
+                tenant: "t".into(),
+                bytes: 2
+            })
+        );
+        add(&mut b, entry(&[("job", "a")], "3"));
+        let batch = b.batches().next().unwrap();
+        assert_eq!(lines(batch), vec![(r#"{job="a"}"#.into(), vec!["1", "3"])]);
+        assert_eq!(batch.bytes, 2, "the dropped entry is not counted");
+    }
+
+    #[test]
+    fn clear_returns_tokens_in_order_and_empties_the_set() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
+        let token = |offset| AckToken {
+            source: SourceId(1),
+            offset,
+        };
+        assert!(b.is_empty());
+        let opened = Instant::now();
+        b.hold_token(token(10), opened);
+        add(&mut b, entry(&[("job", "a")], "1"));
+        b.hold_token(token(20), Instant::now());
+        assert_eq!(
+            b.opened_at(),
+            Some(opened),
+            "age runs from the first arrival"
+        );
+        assert_eq!(b.clear(), vec![token(10), token(20)]);
+        assert!(b.is_empty());
+        assert_eq!(b.batches().count(), 0);
+        assert_eq!(b.entry_count(), 0);
+    }
+}
