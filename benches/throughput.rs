@@ -98,7 +98,11 @@ scrape_configs:
     let mib_f = bytes as f64 / (1024.0 * 1024.0);
     println!("pipeline: json + labels + timestamp, protobuf+snappy, batchsize 1 MiB, batchwait 1s");
     println!("input: {lines} lines, {mib_f:.1} MiB");
-    println!("wall: {:.2} s  ({:.1} MiB/s)", wall.as_secs_f64(), mib_f / wall.as_secs_f64());
+    println!(
+        "wall: {:.2} s  ({:.1} MiB/s)",
+        wall.as_secs_f64(),
+        mib_f / wall.as_secs_f64()
+    );
     println!("cpu: {cpu:.2} s  ({:.1} MiB per CPU-second)", mib_f / cpu);
     println!("peak RSS: {:.1} MiB", peak_kib as f64 / 1024.0);
 }
@@ -151,8 +155,16 @@ fn listening_port(stderr: std::process::ChildStderr) -> u16 {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             panic!("tailward exited before listening");
         }
-        if let Some(addr) = line.split("server listening").nth(1).and_then(|r| r.split("address=").nth(1)) {
-            let port = addr.split_whitespace().next().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok());
+        if let Some(addr) = line
+            .split("server listening")
+            .nth(1)
+            .and_then(|r| r.split("address=").nth(1))
+        {
+            let port = addr
+                .split_whitespace()
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse().ok());
             if let Some(p) = port {
                 // Keep draining stderr so the agent never blocks on a full pipe.
                 std::thread::spawn(move || {
@@ -166,8 +178,13 @@ fn listening_port(stderr: std::process::ChildStderr) -> u16 {
 }
 
 fn sent_entries(port: u16) -> f64 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0.0 };
-    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.lines()
@@ -181,7 +198,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let after = stat.rsplit(')').next().expect("stat format");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks / hz

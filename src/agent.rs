@@ -21,7 +21,7 @@ use crate::dry_run;
 use crate::entry::{LineBatch, Outgoing};
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::server;
 use crate::tail::{PollConfig, TailerSet};
@@ -82,12 +82,13 @@ pub async fn run(
     // Build every pipeline first: a bad stage config stops startup before anything runs.
     let mut pipelines = Vec::new();
     for (i, job) in config.scrape_configs.iter().enumerate() {
+        let ctx = BuildContext::new(&job.job_name, metrics.clone());
         let p = Pipeline::build(
             &format!("scrape_configs[{i}].pipeline_stages"),
             &job.pipeline_stages,
+            &ctx,
         )
-        .map_err(|e| AgentError(e.to_string()))?
-        .with_metrics(metrics.clone());
+        .map_err(|e| AgentError(e.to_string()))?;
         pipelines.push(p);
     }
 
@@ -178,7 +179,8 @@ pub async fn run(
             Some(tx) => tx.clone(),
             // Promtail runs stdin with an empty pipeline when no scrape config exists.
             None => spawn_pipeline(
-                Pipeline::build("", &[]).map_err(|e| AgentError(e.to_string()))?,
+                Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
+                    .map_err(|e| AgentError(e.to_string()))?,
                 fanout.clone(),
                 &mut pipeline_tasks,
             ),
@@ -266,14 +268,38 @@ fn spawn_pipeline(
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
     tasks.spawn(async move {
         let mut out = Vec::new();
-        while let Some(batch) = rx.recv().await {
-            pipeline.run_batch(&batch, &mut out);
-            if !out.is_empty() && !fanout.send(std::mem::take(&mut out)).await {
-                break;
+        loop {
+            // Holding stages (multiline) release on their own deadlines too.
+            let deadline = pipeline.next_deadline();
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(batch) => pipeline.run_batch(&batch, &mut out).await,
+                    None => break,
+                },
+                _ = sleep_until_deadline(deadline) => {
+                    pipeline.release(std::time::Instant::now(), false, &mut out).await;
+                }
             }
+            if !out.is_empty() && !fanout.send(std::mem::take(&mut out)).await {
+                return;
+            }
+        }
+        // Input ended (shutdown, or end of stdin): everything held goes out.
+        pipeline
+            .release(std::time::Instant::now(), true, &mut out)
+            .await;
+        if !out.is_empty() {
+            fanout.send(out).await;
         }
     });
     tx
+}
+
+async fn sleep_until_deadline(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Promtail's stdin target labels: the first job's static labels (without `__` ones), or

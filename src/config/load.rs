@@ -9,7 +9,9 @@ use figment::value::Value;
 
 use super::{ClientConfig, Config, expand_env};
 use crate::labels::is_valid_label_name;
-use crate::pipeline::Pipeline;
+use crate::metrics::Metrics;
+use crate::pipeline::{BuildContext, Pipeline};
+use std::sync::Arc;
 
 /// Settings given on the command line; they win over the file, as in Promtail.
 #[derive(Clone, Debug, Default)]
@@ -507,7 +509,8 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 ConfigError::new(name, at(&format!("relabel_configs[{r}].{key}")), msg)
             })?;
         }
-        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages)
+        let ctx = BuildContext::new(&sc.job_name, Arc::new(Metrics::new()));
+        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages, &ctx)
             .map_err(|e| ConfigError::new(name, e.key_path, e.message))?;
     }
     Ok(())

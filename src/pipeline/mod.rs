@@ -12,6 +12,7 @@ pub mod stages;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
@@ -19,7 +20,7 @@ use serde_json::Value;
 use crate::ack::AckToken;
 use crate::entry::{Entry, LineBatch, Outgoing};
 use crate::labels::LabelSet;
-use crate::metrics::PipelineMetrics;
+use crate::metrics::{Metrics, PipelineMetrics};
 use stages::{StageConfig, StageError};
 
 pub use extracted::Extracted;
@@ -103,12 +104,46 @@ pub enum Verdict {
     Drop {
         reason: Cow<'static, str>,
     },
+    /// The stage kept the entry to release later through [`Stage::release`] (multiline blocks,
+    /// partial CRI lines). A holding stage carries the held entries' acknowledgements into
+    /// what it releases, so positions never pass a line that has not gone out.
+    Hold,
+    /// Ask again after this long (a blocking rate limit): reading waits, nothing is lost.
+    Wait(std::time::Duration),
 }
 
 /// One pipeline stage. Built once from its config (validating everything there), then asked
 /// to process each entry in order.
 pub trait Stage: Send {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict;
+
+    /// Hands out held entries that are due at `now` (or all of them when `flush_all`, at
+    /// shutdown and at the end of stdin). Called after every `process` of this stage and
+    /// whenever [`Stage::next_deadline`] passes. Released entries continue with the next
+    /// stage.
+    fn release(&mut self, _now: Instant, _flush_all: bool, _out: &mut Vec<PipelineEntry>) {}
+
+    /// When the stage next wants `release` called even if no entry arrives.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// What stages may use while they are built.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub job: String,
+    /// The registry the `metrics` stage adds its series to, and the drop counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl BuildContext {
+    pub fn new(job: &str, metrics: Arc<Metrics>) -> Self {
+        Self {
+            job: job.to_string(),
+            metrics,
+        }
+    }
 }
 
 /// A stage config error, located by job, stage index and key.
@@ -127,59 +162,131 @@ impl fmt::Display for PipelineError {
 
 impl std::error::Error for PipelineError {}
 
+/// Builds `configs` into stages; errors are located under `key_prefix`
+/// (e.g. `scrape_configs[1].pipeline_stages`). Nested stage lists (`match`) use this too.
+pub fn build_stages(
+    key_prefix: &str,
+    configs: &[StageConfig],
+    ctx: &BuildContext,
+) -> Result<Vec<Box<dyn Stage>>, PipelineError> {
+    let mut stages = Vec::with_capacity(configs.len());
+    for (i, cfg) in configs.iter().enumerate() {
+        let stage = cfg.build(ctx).map_err(|StageError { key, message }| {
+            let mut key_path = format!("{key_prefix}[{i}].{}", cfg.name());
+            if !key.is_empty() {
+                key_path.push('.');
+                key_path.push_str(&key);
+            }
+            PipelineError { key_path, message }
+        })?;
+        stages.push(stage);
+    }
+    Ok(stages)
+}
+
+/// Runs `entry` through `stages[start..]`, pushing finished entries to `done` and the
+/// acknowledgements of dropped ones to `consumed`. Released entries of holding stages
+/// continue from the stage after the one that held them.
+pub async fn run_stages(
+    stages: &mut [Box<dyn Stage>],
+    start: usize,
+    mut entry: PipelineEntry,
+    metrics: &Metrics,
+    done: &mut Vec<PipelineEntry>,
+    consumed: &mut Vec<AckToken>,
+) {
+    let mut i = start;
+    while i < stages.len() {
+        match stages[i].process(&mut entry) {
+            Verdict::Keep => i += 1,
+            Verdict::Drop { reason } => {
+                count_drop(&metrics.pipeline, &reason);
+                consumed.extend(entry.ack);
+                return;
+            }
+            Verdict::Wait(d) => tokio::time::sleep(d).await,
+            Verdict::Hold => {
+                let mut released = Vec::new();
+                stages[i].release(Instant::now(), false, &mut released);
+                for r in released {
+                    Box::pin(run_stages(stages, i + 1, r, metrics, done, consumed)).await;
+                }
+                return;
+            }
+        }
+    }
+    done.push(entry);
+}
+
+/// Releases what holding stages have due (or everything, when `flush_all`) and runs it
+/// through the rest of the stages.
+pub async fn release_stages(
+    stages: &mut [Box<dyn Stage>],
+    now: Instant,
+    flush_all: bool,
+    metrics: &Metrics,
+    done: &mut Vec<PipelineEntry>,
+    consumed: &mut Vec<AckToken>,
+) {
+    for i in 0..stages.len() {
+        let mut released = Vec::new();
+        stages[i].release(now, flush_all, &mut released);
+        for r in released {
+            Box::pin(run_stages(stages, i + 1, r, metrics, done, consumed)).await;
+        }
+    }
+}
+
+/// The earliest deadline of any stage in `stages`.
+pub fn next_deadline(stages: &[Box<dyn Stage>]) -> Option<Instant> {
+    stages.iter().filter_map(|s| s.next_deadline()).min()
+}
+
 /// A job's stages, ready to run.
 pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
+    metrics: Arc<Metrics>,
     /// The extracted-map seed of the last source seen, reused while batches share labels.
     seed_cache: Option<(Arc<LabelSet>, Seed)>,
+    done: Vec<PipelineEntry>,
+    consumed: Vec<AckToken>,
 }
 
 impl Pipeline {
     /// Builds every stage of `configs`. `key_prefix` locates the list in the config file,
     /// e.g. `scrape_configs[1].pipeline_stages`.
-    pub fn build(key_prefix: &str, configs: &[StageConfig]) -> Result<Self, PipelineError> {
-        let mut stages = Vec::with_capacity(configs.len());
-        for (i, cfg) in configs.iter().enumerate() {
-            let stage = cfg.build().map_err(|StageError { key, message }| {
-                let mut key_path = format!("{key_prefix}[{i}].{}", cfg.name());
-                if !key.is_empty() {
-                    key_path.push('.');
-                    key_path.push_str(&key);
-                }
-                PipelineError { key_path, message }
-            })?;
-            stages.push(stage);
-        }
+    pub fn build(
+        key_prefix: &str,
+        configs: &[StageConfig],
+        ctx: &BuildContext,
+    ) -> Result<Self, PipelineError> {
         Ok(Self {
-            stages,
-            metrics: None,
+            stages: build_stages(key_prefix, configs, ctx)?,
+            metrics: ctx.metrics.clone(),
             seed_cache: None,
+            done: Vec::new(),
+            consumed: Vec::new(),
         })
     }
 
-    /// Counts drops in `metrics` from now on.
-    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Runs one entry through every stage. Returns `None` if a stage dropped it (counted).
-    pub fn run(&mut self, mut entry: PipelineEntry) -> Option<PipelineEntry> {
-        for stage in &mut self.stages {
-            if let Verdict::Drop { reason } = stage.process(&mut entry) {
-                if let Some(m) = &self.metrics {
-                    count_drop(&m.pipeline, &reason);
-                }
-                return None;
-            }
-        }
-        Some(entry)
+    /// Runs one entry through every stage; finished entries and the acknowledgements of
+    /// dropped ones are appended to `out`.
+    pub async fn run(&mut self, entry: PipelineEntry, out: &mut Vec<Outgoing>) {
+        run_stages(
+            &mut self.stages,
+            0,
+            entry,
+            &self.metrics,
+            &mut self.done,
+            &mut self.consumed,
+        )
+        .await;
+        self.drain_into(out);
     }
 
     /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
     /// hand their acknowledgement on, so positions can move past them.
-    pub fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
+    pub async fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
         let seed = match &self.seed_cache {
             Some((labels, seed)) if Arc::ptr_eq(labels, &batch.labels) => seed.clone(),
             _ => {
@@ -196,20 +303,38 @@ impl Pipeline {
                 batch.read_time,
             );
             entry.ack = ack;
-            match self.run(entry) {
-                Some(done) => {
-                    let ack = done.ack;
-                    out.push(Outgoing::Entry {
-                        entry: done.into_entry(),
-                        ack,
-                    });
-                }
-                None => {
-                    if let Some(ack) = ack {
-                        out.push(Outgoing::Consumed { ack });
-                    }
-                }
-            }
+            self.run(entry, out).await;
+        }
+    }
+
+    /// Releases what holding stages have due at `now`, or everything when `flush_all`.
+    pub async fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<Outgoing>) {
+        release_stages(
+            &mut self.stages,
+            now,
+            flush_all,
+            &self.metrics,
+            &mut self.done,
+            &mut self.consumed,
+        )
+        .await;
+        self.drain_into(out);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        next_deadline(&self.stages)
+    }
+
+    fn drain_into(&mut self, out: &mut Vec<Outgoing>) {
+        for ack in self.consumed.drain(..) {
+            out.push(Outgoing::Consumed { ack });
+        }
+        for done in self.done.drain(..) {
+            let ack = done.ack;
+            out.push(Outgoing::Entry {
+                entry: done.into_entry(),
+                ack,
+            });
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod timestamp;
 
 use serde::{Deserialize, Serialize};
 
-use super::Stage;
+use super::{BuildContext, Stage};
 
 /// One `pipeline_stages` item.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -63,7 +63,7 @@ impl StageConfig {
         }
     }
 
-    pub fn build(&self) -> Result<Box<dyn Stage>, StageError> {
+    pub fn build(&self, _ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
         Ok(match self {
             StageConfig::Json(c) => Box::new(json::JsonStage::new(c)?),
             StageConfig::Regex(c) => Box::new(regex::RegexStage::new(c)?),
