@@ -29,6 +29,10 @@ struct State {
     /// Saved positions by path (what goes into the file), including cursor-* keys we keep.
     saved: BTreeMap<String, String>,
     sources: HashMap<SourceId, Source>,
+    /// The source whose acknowledgements move a path's saved position: a file replaced or
+    /// truncated under the same path gets a new source, and late acks of the old one must not
+    /// move the new file's position.
+    current: HashMap<String, SourceId>,
     next_id: u64,
     clients: usize,
     dirty: bool,
@@ -38,6 +42,19 @@ struct Source {
     path: String,
     /// Highest offset each client has settled.
     acked: Vec<u64>,
+    /// Set when the tailer stopped: the end of the last line it handed on. The source is
+    /// forgotten once every client has settled up to it.
+    last_offset: Option<u64>,
+}
+
+impl Source {
+    fn settled(&self) -> u64 {
+        self.acked.iter().copied().min().unwrap_or(0)
+    }
+
+    fn finished(&self) -> bool {
+        self.last_offset.is_some_and(|last| self.settled() >= last)
+    }
 }
 
 #[derive(Debug)]
@@ -92,6 +109,7 @@ impl Positions {
             inner: Arc::new(Mutex::new(State {
                 saved,
                 sources: HashMap::new(),
+                current: HashMap::new(),
                 next_id: 0,
                 clients: clients.max(1),
                 dirty: false,
@@ -115,8 +133,8 @@ impl Positions {
             .unwrap_or(0)
     }
 
-    /// Registers a tailer for `path` starting at `offset`; acks for the returned id move the
-    /// saved position.
+    /// Registers a tailer reading `path` from `offset`; from now on acks for the returned id
+    /// move the saved position, which starts at `offset` (everything before it is done).
     pub fn register(&self, path: &str, offset: u64) -> SourceId {
         let mut st = self.state();
         st.next_id += 1;
@@ -127,19 +145,38 @@ impl Positions {
             Source {
                 path: path.to_string(),
                 acked: vec![offset; clients],
+                last_offset: None,
             },
         );
+        st.current.insert(path.to_string(), id);
+        let value = offset.to_string();
+        if st.saved.get(path) != Some(&value) {
+            st.saved.insert(path.to_string(), value);
+            st.dirty = true;
+        }
         id
     }
 
-    /// The tailer of `id` stopped; its saved position stays.
-    pub fn unregister(&self, id: SourceId) {
-        self.state().sources.remove(&id);
+    /// The tailer of `id` stopped after handing on lines up to `last_offset`. Acks still in
+    /// flight for those lines keep moving the position; then the source is forgotten.
+    pub fn unregister(&self, id: SourceId, last_offset: u64) {
+        let mut st = self.state();
+        let finished = match st.sources.get_mut(&id) {
+            Some(src) => {
+                src.last_offset = Some(last_offset);
+                src.finished()
+            }
+            None => false,
+        };
+        if finished {
+            forget(&mut st, id);
+        }
     }
 
     /// Forgets `path` (its file left the glob), as Promtail does.
     pub fn remove(&self, path: &str) {
         let mut st = self.state();
+        st.current.remove(path);
         if st.saved.remove(path).is_some() {
             st.dirty = true;
         }
@@ -157,11 +194,17 @@ impl Positions {
                 if let Some(slot) = src.acked.get_mut(ack.client) {
                     *slot = (*slot).max(t.offset);
                 }
-                let settled = src.acked.iter().copied().min().unwrap_or(0);
-                let entry = st.saved.entry(src.path.clone()).or_default();
-                if entry.parse::<u64>().ok() != Some(settled) {
-                    *entry = settled.to_string();
-                    st.dirty = true;
+                let settled = src.settled();
+                let finished = src.finished();
+                if st.current.get(&src.path) == Some(&t.source) {
+                    let entry = st.saved.entry(src.path.clone()).or_default();
+                    if entry.parse::<u64>().ok() != Some(settled) {
+                        *entry = settled.to_string();
+                        st.dirty = true;
+                    }
+                }
+                if finished {
+                    forget(st, t.source);
                 }
             }
         }
@@ -174,6 +217,7 @@ impl Positions {
         }
         let text = {
             let mut st = self.state();
+            prune_vanished(&mut st);
             if !st.dirty && self.file.exists() {
                 return Ok(());
             }
@@ -208,6 +252,30 @@ impl Positions {
 
     pub fn snapshot(&self) -> BTreeMap<String, String> {
         self.state().saved.clone()
+    }
+}
+
+/// Drops entries of files that no longer exist and are not being read, as Promtail does at
+/// every sync. Journal and other cursors are not files and stay.
+fn prune_vanished(st: &mut State) {
+    let before = st.saved.len();
+    let current = &st.current;
+    st.saved.retain(|key, _| {
+        key.starts_with("cursor-")
+            || key.starts_with("journal-")
+            || current.contains_key(key)
+            || Path::new(key).exists()
+    });
+    if st.saved.len() != before {
+        st.dirty = true;
+    }
+}
+
+fn forget(st: &mut State, id: SourceId) {
+    if let Some(src) = st.sources.remove(&id)
+        && st.current.get(&src.path) == Some(&id)
+    {
+        st.current.remove(&src.path);
     }
 }
 
@@ -310,6 +378,61 @@ mod tests {
         std::fs::write(&f, "positions: [unclosed\n").unwrap();
         assert!(Positions::open(&f, false, 1, false).is_err());
         assert!(Positions::open(&f, true, 1, false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn late_acks_of_a_replaced_file_do_not_move_the_new_files_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        std::fs::write(&log, "x\n").unwrap();
+        let path = log.display().to_string();
+        let pos = Positions::open(&dir.path().join("p.yaml"), false, 1, false).unwrap();
+        let old = pos.register(&path, 0);
+        // The file is replaced: the old tailer stops after handing on 500 bytes, the new one
+        // starts at 0 under the same path.
+        pos.unregister(old, 500);
+        let new = pos.register(&path, 0);
+        let (factory, rx) = ack::channel();
+        let task = tokio::spawn(pos.clone().run_acks(rx));
+        factory.for_client(0).settle(vec![AckToken {
+            source: old,
+            offset: 500,
+        }]);
+        factory.for_client(0).settle(vec![AckToken {
+            source: new,
+            offset: 7,
+        }]);
+        drop(factory);
+        task.await.unwrap();
+        assert_eq!(pos.get(&path), 7);
+        assert!(
+            !pos.state().sources.contains_key(&old),
+            "finished source forgotten"
+        );
+    }
+
+    #[test]
+    fn vanished_files_are_pruned_but_cursors_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.yaml");
+        let kept = dir.path().join("kept.log");
+        std::fs::write(&kept, "x\n").unwrap();
+        std::fs::write(
+            &f,
+            format!(
+                "positions:\n  {}: \"2\"\n  /no/such/file.log: \"9\"\n  cursor-journal: \"s=1\"\n",
+                kept.display()
+            ),
+        )
+        .unwrap();
+        let pos = Positions::open(&f, false, 1, false).unwrap();
+        pos.save().unwrap();
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("/no/such/file.log"), "{text}");
+        assert!(
+            text.contains("cursor-journal") && text.contains("kept.log"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

@@ -148,7 +148,8 @@ impl Tailer {
                     Ok(ReadOutcome::Lines) => progressed = true,
                     Ok(ReadOutcome::Eof) => {
                         if let Some(next) = self.check_replaced_or_truncated(of) {
-                            self.positions.unregister(of.source);
+                            self.positions
+                                .unregister(of.source, of.offset - pending.len() as u64);
                             current = next;
                             pending.clear();
                             progressed = true;
@@ -157,7 +158,8 @@ impl Tailer {
                     Ok(ReadOutcome::Closed) => break,
                     Err(e) => {
                         tracing::warn!(path = %self.path_label, error = %e, "read failed; reopening");
-                        self.positions.unregister(of.source);
+                        self.positions
+                            .unregister(of.source, of.offset - pending.len() as u64);
                         current = None;
                     }
                 }
@@ -174,7 +176,8 @@ impl Tailer {
             idle = (idle * 2).min(self.poll.max).max(self.poll.min);
         }
         if let Some(of) = current {
-            self.positions.unregister(of.source);
+            self.positions
+                .unregister(of.source, of.offset - pending.len() as u64);
         }
         fm.files_active.dec();
         // Per-path series go when the tailer stops, as in Promtail.
@@ -291,7 +294,6 @@ impl Tailer {
         match now {
             Ok(meta) if meta.dev() != of.dev || meta.ino() != of.ino => {
                 tracing::info!(path = %self.path_label, "file replaced; reading the new file from the start");
-                self.positions.remove(&self.path_label);
                 Some(self.open(0))
             }
             Ok(meta) if meta.len() < of.offset => {
@@ -299,8 +301,10 @@ impl Tailer {
                 if of.file.seek(SeekFrom::Start(0)).is_err() {
                     return Some(None);
                 }
+                // Lines of the old content still in flight no longer matter: the new
+                // source takes over the path's position from 0.
                 let source = self.positions.register(&self.path_label, 0);
-                self.positions.unregister(of.source);
+                self.positions.unregister(of.source, of.offset);
                 of.source = source;
                 of.offset = 0;
                 None

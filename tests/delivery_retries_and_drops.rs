@@ -11,7 +11,11 @@ use support::agent_process::{AgentProcess, file_job_config, write_config};
 use support::receiver::{Receiver, Reply};
 
 fn write_lines(path: &std::path::Path, from: usize, to: usize) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for i in from..to {
         writeln!(f, "line {i:04}").unwrap();
     }
@@ -54,10 +58,14 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_are_retried_and_every_entry_arrives_once() {
     let s = setup().await;
-    s.receiver.script(vec![Reply::Status(500), Reply::Status(500)]);
+    s.receiver
+        .script(vec![Reply::Status(500), Reply::Status(500)]);
     write_lines(&s.log, 0, 50);
     let agent = s.start("");
-    let got = s.receiver.wait_for_entries(50, Duration::from_secs(20)).await;
+    let got = s
+        .receiver
+        .wait_for_entries(50, Duration::from_secs(20))
+        .await;
     // Give a duplicate resend the chance to show up before judging.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got_after = s.receiver.received();
@@ -73,11 +81,14 @@ async fn server_errors_are_retried_and_every_entry_arrives_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_request_drops_the_batch_and_counts_it() {
     let s = setup().await;
-    s.receiver.script(vec![Reply::BadRequest("entry too far behind".into())]);
+    s.receiver
+        .script(vec![Reply::BadRequest("entry too far behind".into())]);
     write_lines(&s.log, 0, 10);
     let agent = s.start("");
     assert!(
-        agent.wait_until(Duration::from_secs(20), |a| a.metric("promtail_dropped_entries_total") >= 10.0),
+        agent.wait_until(Duration::from_secs(20), |a| a
+            .metric("promtail_dropped_entries_total")
+            >= 10.0),
         "drop not counted:\n{}",
         agent.stderr_text()
     );
@@ -85,10 +96,16 @@ async fn bad_request_drops_the_batch_and_counts_it() {
         + &s.receiver.addr().to_string()
         + "\",reason=\"ingester_error\",tenant=\"\"}";
     assert_eq!(agent.metric(&reason), 10.0);
-    assert!(agent.stderr_text().contains("entry too far behind"), "Loki's message is logged");
+    assert!(
+        agent.stderr_text().contains("entry too far behind"),
+        "Loki's message is logged"
+    );
     // The batch is not retried; later lines still flow.
     write_lines(&s.log, 10, 15);
-    let got = s.receiver.wait_for_entries(5, Duration::from_secs(20)).await;
+    let got = s
+        .receiver
+        .wait_for_entries(5, Duration::from_secs(20))
+        .await;
     assert_eq!(lines_of(&got), numbered(10, 15));
     assert_eq!(s.receiver.request_count(), 2);
 }
@@ -96,13 +113,24 @@ async fn bad_request_drops_the_batch_and_counts_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_requests_waits_for_retry_after() {
     let s = setup().await;
-    s.receiver.script(vec![Reply::TooManyRequests { retry_after_secs: Some(1) }]);
+    s.receiver.script(vec![Reply::TooManyRequests {
+        retry_after_secs: Some(1),
+    }]);
     write_lines(&s.log, 0, 5);
     let agent = s.start("");
-    s.receiver.wait_for_requests(1, Duration::from_secs(20)).await;
+    s.receiver
+        .wait_for_requests(1, Duration::from_secs(20))
+        .await;
     let first = Instant::now();
-    let got = s.receiver.wait_for_entries(5, Duration::from_secs(20)).await;
-    assert!(first.elapsed() >= Duration::from_millis(900), "retried before Retry-After: {:?}", first.elapsed());
+    let got = s
+        .receiver
+        .wait_for_entries(5, Duration::from_secs(20))
+        .await;
+    assert!(
+        first.elapsed() >= Duration::from_millis(900),
+        "retried before Retry-After: {:?}",
+        first.elapsed()
+    );
     assert_eq!(lines_of(&got), numbered(0, 5));
     assert!(agent.metric("promtail_batch_retries_total") >= 1.0);
 }
@@ -119,13 +147,21 @@ async fn unreachable_loki_is_retried_with_backoff_and_never_crashes() {
         + &s.receiver.addr().to_string()
         + "\",status_code=\"-1\"}";
     assert!(
-        agent.wait_until(Duration::from_secs(20), |a| a.metric(&transport_errors) >= 3.0),
+        agent.wait_until(Duration::from_secs(20), |a| a.metric(&transport_errors)
+            >= 3.0),
         "expected repeated attempts:\n{}",
         agent.stderr_text()
     );
-    assert_eq!(agent.get("/ready").0, 200, "agent still serving while Loki is down");
+    assert_eq!(
+        agent.get("/ready").0,
+        200,
+        "agent still serving while Loki is down"
+    );
     s.receiver.set_down(false).await;
-    let got = s.receiver.wait_for_entries(20, Duration::from_secs(30)).await;
+    let got = s
+        .receiver
+        .wait_for_entries(20, Duration::from_secs(30))
+        .await;
     assert_eq!(lines_of(&got), numbered(0, 20));
     let (status, _) = agent.terminate();
     assert!(status.success());

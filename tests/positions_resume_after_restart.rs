@@ -12,7 +12,11 @@ use support::agent_process::{AgentProcess, file_job_config, write_config};
 use support::receiver::Receiver;
 
 fn append(path: &std::path::Path, from: usize, to: usize) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     for i in from..to {
         writeln!(f, "event {i:05} payload").unwrap();
     }
@@ -26,24 +30,37 @@ async fn restart_resumes_from_positions_without_loss_or_repeat() {
     let positions = dir.path().join("positions.yaml");
     let cfg = write_config(
         dir.path(),
-        &file_job_config(&receiver.url(), &positions, &log.display().to_string(), "", "      - static_labels:\n          env: test\n"),
+        &file_job_config(
+            &receiver.url(),
+            &positions,
+            &log.display().to_string(),
+            "",
+            "      - static_labels:\n          env: test\n",
+        ),
     );
     append(&log, 0, 100);
     let agent = AgentProcess::start(&cfg, &[]);
-    receiver.wait_for_entries(100, Duration::from_secs(20)).await;
+    receiver
+        .wait_for_entries(100, Duration::from_secs(20))
+        .await;
     let (status, _) = agent.terminate();
     assert!(status.success());
 
     let saved = std::fs::read_to_string(&positions).unwrap();
     let size = std::fs::metadata(&log).unwrap().len();
-    assert_eq!(saved, format!("positions:\n  {}: \"{size}\"\n", log.display()));
+    assert_eq!(
+        saved,
+        format!("positions:\n  {}: \"{size}\"\n", log.display())
+    );
     let mode = std::fs::metadata(&positions).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
     // Written while the agent is down.
     append(&log, 100, 150);
     let agent = AgentProcess::start(&cfg, &[]);
-    let got = receiver.wait_for_entries(150, Duration::from_secs(20)).await;
+    let got = receiver
+        .wait_for_entries(150, Duration::from_secs(20))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = receiver.received();
     let lines: Vec<String> = all.iter().map(|e| e.line.clone()).collect();
@@ -60,19 +77,40 @@ async fn sigterm_flushes_the_open_batch_and_saves_positions() {
     let log = dir.path().join("app.log");
     let positions = dir.path().join("positions.yaml");
     // A batch wait far longer than the test: only the shutdown flush can deliver.
-    let cfg = file_job_config(&receiver.url(), &positions, &log.display().to_string(), "", "      - static_labels:\n          env: test\n")
-        .replace("batchwait: 100ms", "batchwait: 60s")
-        .replace("sync_period: 200ms", "sync_period: 60s");
+    let cfg = file_job_config(
+        &receiver.url(),
+        &positions,
+        &log.display().to_string(),
+        "",
+        "      - static_labels:\n          env: test\n",
+    )
+    .replace("batchwait: 100ms", "batchwait: 60s")
+    .replace("sync_period: 200ms", "sync_period: 60s");
     let cfg = write_config(dir.path(), &cfg);
     append(&log, 0, 30);
     let agent = AgentProcess::start(&cfg, &[]);
-    assert!(agent.wait_until(Duration::from_secs(10), |a| a.metric("promtail_read_lines_total") >= 30.0));
-    assert_eq!(receiver.request_count(), 0, "nothing sent before the batch wait");
+    assert!(agent.wait_until(
+        Duration::from_secs(10),
+        |a| a.metric("promtail_read_lines_total") >= 30.0
+    ));
+    assert_eq!(
+        receiver.request_count(),
+        0,
+        "nothing sent before the batch wait"
+    );
     let (status, log_text) = agent.terminate();
     assert!(status.success(), "{log_text}");
-    assert_eq!(receiver.received().len(), 30, "open batch flushed at shutdown");
+    assert_eq!(
+        receiver.received().len(),
+        30,
+        "open batch flushed at shutdown"
+    );
     let size = std::fs::metadata(&log).unwrap().len();
-    assert!(std::fs::read_to_string(&positions).unwrap().contains(&format!("\"{size}\"")));
+    assert!(
+        std::fs::read_to_string(&positions)
+            .unwrap()
+            .contains(&format!("\"{size}\""))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,10 +122,19 @@ async fn dry_run_never_writes_positions() {
     append(&log, 0, 5);
     let cfg = write_config(
         dir.path(),
-        &file_job_config(&receiver.url(), &positions, &log.display().to_string(), "", "      - static_labels:\n          env: test\n"),
+        &file_job_config(
+            &receiver.url(),
+            &positions,
+            &log.display().to_string(),
+            "",
+            "      - static_labels:\n          env: test\n",
+        ),
     );
     let agent = AgentProcess::start(&cfg, &["-dry-run"]);
-    assert!(agent.wait_until(Duration::from_secs(10), |a| a.stdout_text().lines().count() >= 5));
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a.stdout_text().lines().count()
+            >= 5)
+    );
     let (status, _) = agent.terminate();
     assert!(status.success());
     assert!(!positions.exists(), "dry run wrote positions");

@@ -247,8 +247,10 @@ impl Pusher {
                 self.count_drop(tenant, reason, entries, body_len);
                 return Delivery::Dropped;
             };
-            // The server's own estimate wins over ours, within max_period.
-            let delay = retry_after.map_or(backoff_delay, |d| d.min(self.backoff.max_period.0));
+            // Loki's `Retry-After` says when it will accept again: retrying sooner only earns
+            // another 429, so it wins over our backoff even above max_period. The ceiling
+            // keeps a bogus header from stalling delivery for hours.
+            let delay = retry_after.map_or(backoff_delay, |d| d.min(RETRY_AFTER_CEILING));
             tracing::warn!(status, tenant, error = %error, retry_in = ?delay, "error sending batch, will retry");
             self.metrics
                 .client
@@ -410,6 +412,9 @@ impl Backoff {
 fn doubled(value: Duration, max: Duration) -> Duration {
     value.saturating_mul(2).min(max)
 }
+
+/// The longest `Retry-After` we obey (Promtail's default `max_period`).
+const RETRY_AFTER_CEILING: Duration = Duration::from_secs(300);
 
 /// `Retry-After`: delay-seconds or an HTTP date (IMF-fixdate, RFC 850 or asctime). A date in
 /// the past means no wait.

@@ -91,7 +91,12 @@ impl AgentProcess {
         lines.iter().find_map(|l| {
             let rest = l.split("server listening").nth(1)?;
             let addr = rest.split("address=").nth(1)?;
-            addr.split_whitespace().next()?.rsplit(':').next()?.parse().ok()
+            addr.split_whitespace()
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
         })
     }
 
@@ -159,7 +164,11 @@ impl Drop for AgentProcess {
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to agent");
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send request");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read response");
     let status = resp
@@ -167,19 +176,27 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, dechunk(&body, &resp))
 }
 
 /// Undoes chunked transfer encoding when the response used it.
 fn dechunk(body: &str, resp: &str) -> String {
-    if !resp.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !resp
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return body.to_string();
     }
     let mut out = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || after.len() < n {
             break;
         }
@@ -193,7 +210,9 @@ pub fn metric_value(body: &str, series: &str) -> f64 {
     let bare = !series.contains('{');
     let mut total = 0.0;
     for line in body.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let matches = if bare {
             name == series || name.starts_with(&format!("{series}{{"))
         } else {

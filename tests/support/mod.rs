@@ -1,0 +1,5 @@
+//! Shared helpers for end-to-end tests; each test binary uses only part of them.
+#![allow(dead_code)]
+
+pub mod agent_process;
+pub mod receiver;
