@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod dry_run;
 pub mod entry;
 pub mod labels;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod positions;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use tailward::agent::{self, RunOptions};
 use tailward::cli;
-use tailward::config::{self, LogFormat, LogLevel, Overrides};
+use tailward::config::{self, Overrides};
+use tailward::logging;
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args()) {
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_logging(config.server.log_level, config.server.log_format);
+    logging::init(config.server.log_level, config.server.log_format);
+    if cli.inspect {
+        tracing::warn!("-inspect is not supported yet; running without it");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,25 +90,5 @@ async fn shutdown_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
-    }
-}
-
-fn init_logging(level: LogLevel, format: LogFormat) {
-    let level = match level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAILWARD_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn"))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Logfmt => builder.init(),
     }
 }
