@@ -23,25 +23,37 @@ pub struct LabelsStage {
 
 impl LabelsStage {
     pub fn new(cfg: &LabelsConfig) -> Result<Self, StageError> {
-        if cfg.0.is_empty() {
-            return Err(StageError::new("", "expected at least one label name"));
-        }
-        let mut mapping = Vec::with_capacity(cfg.0.len());
-        for (name, source) in &cfg.0 {
+        Ok(Self {
+            mapping: name_to_source(&cfg.0, "label name")?,
+        })
+    }
+}
+
+/// Resolves a `name: source` map as `labels` and `structured_metadata` read it: every name a
+/// valid label name, an empty source meaning the name itself. `what` names the map's keys in
+/// errors.
+pub(super) fn name_to_source(
+    map: &BTreeMap<String, Option<String>>,
+    what: &str,
+) -> Result<Vec<(String, String)>, StageError> {
+    if map.is_empty() {
+        return Err(StageError::new("", format!("expected at least one {what}")));
+    }
+    map.iter()
+        .map(|(name, source)| {
             if !is_valid_label_name(name) {
                 return Err(StageError::new(
                     name.clone(),
-                    format!("invalid label name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"),
+                    format!("invalid {what} {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"),
                 ));
             }
             let source = match source.as_deref() {
                 None | Some("") => name.clone(),
                 Some(s) => s.to_string(),
             };
-            mapping.push((name.clone(), source));
-        }
-        Ok(Self { mapping })
-    }
+            Ok((name.clone(), source))
+        })
+        .collect()
 }
 
 impl Stage for LabelsStage {

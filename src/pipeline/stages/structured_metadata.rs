@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::is_valid_label_name;
+use super::labels::name_to_source;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -22,26 +22,9 @@ pub struct StructuredMetadataStage {
 
 impl StructuredMetadataStage {
     pub fn new(cfg: &StructuredMetadataConfig) -> Result<Self, StageError> {
-        if cfg.0.is_empty() {
-            return Err(StageError::new("", "expected at least one metadata name"));
-        }
-        let mut mapping = Vec::new();
-        for (name, source) in &cfg.0 {
-            if !is_valid_label_name(name) {
-                return Err(StageError::new(
-                    name.clone(),
-                    format!(
-                        "invalid structured metadata name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
-                    ),
-                ));
-            }
-            let source = match source.as_deref() {
-                None | Some("") => name.clone(),
-                Some(s) => s.to_string(),
-            };
-            mapping.push((name.clone(), source));
-        }
-        Ok(Self { mapping })
+        Ok(Self {
+            mapping: name_to_source(&cfg.0, "structured metadata name")?,
+        })
     }
 }
 
