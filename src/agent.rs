@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::server;
-use crate::tail::{PollConfig, TailerSet};
+use crate::tail::{TailOptions, TailerSet};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -190,10 +190,7 @@ pub async fn run(
             let _ = stdin_done_tx.send(()).await;
         });
     } else {
-        let poll = PollConfig {
-            min: config.global.file_watch_config.min_poll_frequency.0,
-            max: config.global.file_watch_config.max_poll_frequency.0,
-        };
+        let tail_options = TailOptions::from_config(&config);
         for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
             let targets = discovery::targets_of(job, &metrics).map_err(AgentError)?;
             metrics.files.targets_active.add(targets.len() as f64);
@@ -201,7 +198,7 @@ pub async fn run(
                 positions.clone(),
                 input.clone(),
                 metrics.clone(),
-                poll,
+                tail_options,
                 stop_rx.clone(),
             );
             let sync = config.target_config.sync_period.0;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod discovery;
 pub mod dry_run;
 pub mod entry;
+pub mod file_identity;
 pub mod labels;
 pub mod logging;
 pub mod metrics;

@@ -42,10 +42,18 @@ pub struct FileMetrics {
     pub targets_failed: IntCounterVec,
     /// tailward: lines whose invalid UTF-8 bytes were replaced.
     pub invalid_utf8_lines: IntCounterVec,
+    /// tailward: lines longer than `target_config.max_line_bytes`, by what was done.
+    pub long_lines: IntCounterVec,
+    /// tailward: rotations, truncations and deletions noticed, by kind.
+    pub file_events: IntCounterVec,
+    /// tailward: files that could not be opened or read, by reason.
+    pub file_errors: IntCounterVec,
 }
 
 pub struct PipelineMetrics {
     pub dropped_lines: IntCounterVec,
+    /// Drops of `limit` stages with `by_label_name`; shared by every such stage.
+    pub dropped_lines_by_label: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -162,6 +170,24 @@ impl Metrics {
                 "Lines read with invalid UTF-8, shipped with the bytes replaced.",
                 &["path"],
             ),
+            long_lines: counter_vec(
+                &registry,
+                "tailward_long_lines_total",
+                "Lines longer than target_config.max_line_bytes, truncated or dropped.",
+                &["action"],
+            ),
+            file_events: counter_vec(
+                &registry,
+                "tailward_file_events_total",
+                "Rotations, truncations and deletions of tailed files.",
+                &["event"],
+            ),
+            file_errors: counter_vec(
+                &registry,
+                "tailward_file_errors_total",
+                "Files that could not be opened or read.",
+                &["reason"],
+            ),
         };
         let pipeline = PipelineMetrics {
             dropped_lines: counter_vec(
@@ -169,6 +195,12 @@ impl Metrics {
                 "logentry_dropped_lines_total",
                 "A count of all log lines dropped as a result of a pipeline stage",
                 &["reason"],
+            ),
+            dropped_lines_by_label: counter_vec(
+                &registry,
+                "logentry_dropped_lines_by_label_total",
+                "A count of all log lines dropped as a result of a pipeline stage",
+                &["label_name", "label_value"],
             ),
         };
         Metrics {

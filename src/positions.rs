@@ -1,6 +1,11 @@
 //! The positions store: how far each file has been delivered, kept in Promtail's
 //! `positions.yaml` format so an existing file is picked up as it is.
 //!
+//! Beside Promtail's `positions:` map (path to quoted byte offset) the file holds an
+//! `identities:` map (path to device, inode and head fingerprint), so a file renamed by
+//! rotation, even while the agent was down, is recognised under its new name. An entry
+//! without an identity (a migrated Promtail file) is trusted as Promtail would trust it.
+//!
 //! Owns the in-memory map, the acknowledgement receiver (the one channel that flows back from
 //! the clients) and atomic saves (temp file, fsync, rename; mode 0600). A file's position
 //! moves only when every client has settled the lines before it. It must not read log files
@@ -15,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Deserialize;
 
 use crate::ack::{AckReceiver, SourceId};
+use crate::file_identity::FileIdentity;
 
 /// Shared handle: tailers ask where to start and register their source; the ack task and
 /// the saver update and persist.
@@ -28,6 +34,8 @@ pub struct Positions {
 struct State {
     /// Saved positions by path (what goes into the file), including cursor-* keys we keep.
     saved: BTreeMap<String, String>,
+    /// Identity of the file each saved path refers to, where known.
+    identities: BTreeMap<String, FileIdentity>,
     sources: HashMap<SourceId, Source>,
     /// The source whose acknowledgements move a path's saved position: a file replaced or
     /// truncated under the same path gets a new source, and late acks of the old one must not
@@ -45,6 +53,7 @@ struct Source {
     /// Set when the tailer stopped: the end of the last line it handed on. The source is
     /// forgotten once every client has settled up to it.
     last_offset: Option<u64>,
+    identity: Option<FileIdentity>,
 }
 
 impl Source {
@@ -72,6 +81,8 @@ impl std::error::Error for PositionsError {}
 struct PositionsFile {
     #[serde(default)]
     positions: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    identities: Option<BTreeMap<String, String>>,
 }
 
 impl Positions {
@@ -83,12 +94,12 @@ impl Positions {
         clients: usize,
         read_only: bool,
     ) -> Result<Self, PositionsError> {
-        let saved = match std::fs::read_to_string(file) {
+        let (saved, identities) = match std::fs::read_to_string(file) {
             Ok(text) => match parse(&text) {
-                Ok(map) => map,
+                Ok(maps) => maps,
                 Err(e) if ignore_invalid => {
                     tracing::warn!(file = %file.display(), error = %e, "ignoring invalid positions file");
-                    BTreeMap::new()
+                    Default::default()
                 }
                 Err(e) => {
                     return Err(PositionsError(format!(
@@ -97,7 +108,7 @@ impl Positions {
                     )));
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(e) => {
                 return Err(PositionsError(format!(
                     "cannot read positions file {}: {e}",
@@ -108,6 +119,7 @@ impl Positions {
         Ok(Self {
             inner: Arc::new(Mutex::new(State {
                 saved,
+                identities,
                 sources: HashMap::new(),
                 current: HashMap::new(),
                 next_id: 0,
@@ -133,9 +145,75 @@ impl Positions {
             .unwrap_or(0)
     }
 
+    /// The saved offset and identity of `path`.
+    pub fn saved(&self, path: &str) -> Option<(u64, Option<FileIdentity>)> {
+        let st = self.state();
+        let offset = st.saved.get(path)?.parse().ok()?;
+        Some((offset, st.identities.get(path).copied()))
+    }
+
+    /// The first saved entry whose identity satisfies `is_it` (checked by the caller against
+    /// a real file): (path, offset, identity).
+    pub fn find(
+        &self,
+        mut is_it: impl FnMut(&FileIdentity) -> bool,
+    ) -> Option<(String, u64, FileIdentity)> {
+        let st = self.state();
+        st.identities.iter().find_map(|(path, id)| {
+            let offset = st.saved.get(path)?.parse().ok()?;
+            is_it(id).then(|| (path.clone(), offset, *id))
+        })
+    }
+
+    /// Is a source reading a file with this device and inode right now?
+    pub fn is_reading(&self, dev: u64, ino: u64) -> bool {
+        let st = self.state();
+        st.sources
+            .values()
+            .any(|s| s.identity.is_some_and(|i| i.dev == dev && i.ino == ino))
+    }
+
+    /// Records that `id`'s file has a longer fingerprint now.
+    pub fn set_identity(&self, id: SourceId, identity: FileIdentity) {
+        let mut st = self.state();
+        let Some(src) = st.sources.get_mut(&id) else {
+            return;
+        };
+        src.identity = Some(identity);
+        let path = src.path.clone();
+        if st.current.get(&path) == Some(&id) && st.identities.get(&path) != Some(&identity) {
+            st.identities.insert(path, identity);
+            st.dirty = true;
+        }
+    }
+
+    /// The file of `id` was renamed to `new_path` (rotation): its position is kept under the
+    /// new name from now on, so a restart finds it there.
+    pub fn rename(&self, id: SourceId, new_path: &str) {
+        let mut st = self.state();
+        let Some(src) = st.sources.get_mut(&id) else {
+            return;
+        };
+        let old_path = std::mem::replace(&mut src.path, new_path.to_string());
+        let settled = src.settled();
+        let identity = src.identity;
+        if st.current.get(&old_path) == Some(&id) {
+            st.current.remove(&old_path);
+            st.saved.remove(&old_path);
+            st.identities.remove(&old_path);
+        }
+        st.current.insert(new_path.to_string(), id);
+        st.saved.insert(new_path.to_string(), settled.to_string());
+        match identity {
+            Some(i) => st.identities.insert(new_path.to_string(), i),
+            None => st.identities.remove(new_path),
+        };
+        st.dirty = true;
+    }
+
     /// Registers a tailer reading `path` from `offset`; from now on acks for the returned id
     /// move the saved position, which starts at `offset` (everything before it is done).
-    pub fn register(&self, path: &str, offset: u64) -> SourceId {
+    pub fn register(&self, path: &str, offset: u64, identity: Option<FileIdentity>) -> SourceId {
         let mut st = self.state();
         st.next_id += 1;
         let id = SourceId(st.next_id);
@@ -146,9 +224,14 @@ impl Positions {
                 path: path.to_string(),
                 acked: vec![offset; clients],
                 last_offset: None,
+                identity,
             },
         );
         st.current.insert(path.to_string(), id);
+        match identity {
+            Some(i) => st.identities.insert(path.to_string(), i),
+            None => st.identities.remove(path),
+        };
         let value = offset.to_string();
         if st.saved.get(path) != Some(&value) {
             st.saved.insert(path.to_string(), value);
@@ -177,6 +260,7 @@ impl Positions {
     pub fn remove(&self, path: &str) {
         let mut st = self.state();
         st.current.remove(path);
+        st.identities.remove(path);
         if st.saved.remove(path).is_some() {
             st.dirty = true;
         }
@@ -222,7 +306,7 @@ impl Positions {
                 return Ok(());
             }
             st.dirty = false;
-            render(&st.saved)
+            render(&st.saved, &st.identities)
         };
         write_atomically(&self.file, text.as_bytes()).map_err(|e| {
             self.state().dirty = true;
@@ -267,6 +351,8 @@ fn prune_vanished(st: &mut State) {
             || Path::new(key).exists()
     });
     if st.saved.len() != before {
+        let saved = &st.saved;
+        st.identities.retain(|k, _| saved.contains_key(k));
         st.dirty = true;
     }
 }
@@ -279,33 +365,58 @@ fn forget(st: &mut State, id: SourceId) {
     }
 }
 
-fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+type Maps = (BTreeMap<String, String>, BTreeMap<String, FileIdentity>);
+
+fn parse(text: &str) -> Result<Maps, String> {
     if text.trim().is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Default::default());
     }
     use figment::providers::{Format, Yaml};
     let file: PositionsFile = figment::Figment::from(Yaml::string(text))
         .extract()
         .map_err(|e| e.to_string())?;
-    Ok(file.positions.unwrap_or_default())
+    let positions = file.positions.unwrap_or_default();
+    // An identity we cannot read only costs the rename detection for that path.
+    let identities = file
+        .identities
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(path, _)| positions.contains_key(path))
+        .filter_map(|(path, id)| FileIdentity::parse(&id).map(|id| (path, id)))
+        .collect();
+    Ok((positions, identities))
 }
 
 /// Renders Promtail's layout: `positions:` then `  <path>: "<offset>"`, keys quoted only when
-/// plain YAML would misread them.
-fn render(map: &BTreeMap<String, String>) -> String {
+/// plain YAML would misread them; then the identities in the same layout.
+fn render(map: &BTreeMap<String, String>, identities: &BTreeMap<String, FileIdentity>) -> String {
     let mut out = String::from("positions:\n");
     for (k, v) in map {
-        out.push_str("  ");
-        if needs_quotes(k) {
-            crate::labels::quote_go_into(k, &mut out);
-        } else {
-            out.push_str(k);
+        push_entry(&mut out, k, v);
+    }
+    let known: Vec<_> = identities
+        .iter()
+        .filter(|(k, _)| map.contains_key(*k))
+        .collect();
+    if !known.is_empty() {
+        out.push_str("identities:\n");
+        for (k, id) in known {
+            push_entry(&mut out, k, &id.to_string());
         }
-        out.push_str(": ");
-        crate::labels::quote_go_into(v, &mut out);
-        out.push('\n');
     }
     out
+}
+
+fn push_entry(out: &mut String, key: &str, value: &str) {
+    out.push_str("  ");
+    if needs_quotes(key) {
+        crate::labels::quote_go_into(key, out);
+    } else {
+        out.push_str(key);
+    }
+    out.push_str(": ");
+    crate::labels::quote_go_into(value, out);
+    out.push('\n');
 }
 
 fn needs_quotes(key: &str) -> bool {
@@ -354,9 +465,10 @@ mod tests {
 
     #[test]
     fn reads_promtail_positions_file() {
-        let map =
+        let (map, identities) =
             parse("positions:\n  /var/log/syslog: \"123456\"\n  cursor-journal: \"s=abc;i=1\"\n")
                 .unwrap();
+        assert!(identities.is_empty());
         assert_eq!(map["/var/log/syslog"], "123456");
         assert_eq!(map["cursor-journal"], "s=abc;i=1");
     }
@@ -366,9 +478,20 @@ mod tests {
         let mut map = BTreeMap::new();
         map.insert("/var/log/a.log".to_string(), "10".to_string());
         map.insert("/tmp/odd: name #1".to_string(), "20".to_string());
-        let text = render(&map);
+        let mut ids = BTreeMap::new();
+        ids.insert(
+            "/var/log/a.log".to_string(),
+            FileIdentity {
+                dev: 1,
+                ino: 2,
+                fp_len: 3,
+                fp_crc: 4,
+            },
+        );
+        let text = render(&map, &ids);
         assert!(text.contains("  /var/log/a.log: \"10\"\n"));
-        assert_eq!(parse(&text).unwrap(), map);
+        assert!(text.contains("identities:\n  /var/log/a.log: \"1:2:3:00000004\"\n"));
+        assert_eq!(parse(&text).unwrap(), (map, ids));
     }
 
     #[test]
@@ -387,11 +510,11 @@ mod tests {
         std::fs::write(&log, "x\n").unwrap();
         let path = log.display().to_string();
         let pos = Positions::open(&dir.path().join("p.yaml"), false, 1, false).unwrap();
-        let old = pos.register(&path, 0);
+        let old = pos.register(&path, 0, None);
         // The file is replaced: the old tailer stops after handing on 500 bytes, the new one
         // starts at 0 under the same path.
         pos.unregister(old, 500);
-        let new = pos.register(&path, 0);
+        let new = pos.register(&path, 0, None);
         let (factory, rx) = ack::channel();
         let task = tokio::spawn(pos.clone().run_acks(rx));
         factory.for_client(0).settle(vec![AckToken {
@@ -440,7 +563,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("positions.yaml");
         let pos = Positions::open(&f, false, 2, false).unwrap();
-        let id = pos.register("/var/log/a.log", 0);
+        let id = pos.register("/var/log/a.log", 0, None);
         let (factory, rx) = ack::channel();
         let task = tokio::spawn(pos.clone().run_acks(rx));
         factory.for_client(0).settle(vec![AckToken {

@@ -1,24 +1,37 @@
-//! Tailers: one per file, reading complete lines from the saved position onward.
+//! Tailers: one per discovered path, reading complete lines from where delivery stopped.
 //!
-//! Owns opening files, reading with one reused buffer, splitting at `\n` (a trailing `\r` is
-//! kept, as Promtail does), holding back an unfinished last line, replacing invalid UTF-8
-//! (counted), noticing truncation and replacement of the file, and the per-file metrics. Each
-//! line carries an acknowledgement token (source, end offset). It must not know what happens
-//! to lines after its output channel: nothing of stages, Loki or HTTP.
+//! Owns opening files and knowing which file is which (device, inode and head fingerprint,
+//! see [`FileIdentity`]), reading with one reused buffer, splitting at `\n` (a trailing `\r`
+//! is kept, as Promtail does), and everything that happens to a file while it is read:
+//! - rename + create (RotatingFileHandler, logrotate `create`): the old file is kept open and
+//!   read until it has been quiet for `rotate_wait`, its position follows it to its new name,
+//!   and the new file is read from 0;
+//! - copytruncate: a size below the read offset, or a changed head, means the file was
+//!   truncated: reading restarts at 0 and nothing read before is sent again;
+//! - delete: the file is drained, then closed once quiet for `rotate_wait`;
+//! - a restart across rotation: the remainder of the file last read under this path is found
+//!   under its new name and read before the new file;
+//! - an unfinished last line is shipped after `partial_line_wait` without growth; an
+//!   over-long line is cut at `max_line_bytes` (truncated or dropped, counted); invalid UTF-8
+//!   is replaced (counted).
+//!
+//! Each line carries an acknowledgement token (source, end offset). It must not know what
+//! happens to lines after its output channel: nothing of stages, Loki or HTTP.
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, Metadata};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 use crate::ack::{AckToken, SourceId};
 use crate::entry::LineBatch;
+use crate::file_identity::FileIdentity;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::positions::Positions;
@@ -30,18 +43,66 @@ pub struct PollConfig {
     pub max: Duration,
 }
 
+/// How tailers read; from `global.file_watch_config`, `target_config` and `limits_config`.
+#[derive(Clone, Copy, Debug)]
+pub struct TailOptions {
+    pub poll: PollConfig,
+    pub rotate_wait: Duration,
+    pub partial_line_wait: Duration,
+    pub max_line_bytes: usize,
+    /// Over-long lines are truncated (true) or dropped (false).
+    pub truncate_long_lines: bool,
+    pub tail_from_end: bool,
+    pub ignore_older_than: Option<Duration>,
+}
+
+impl TailOptions {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let t = &config.target_config;
+        let limit = config.limits_config.max_line_size.0 as usize;
+        let cap = t.max_line_bytes.0.max(1) as usize;
+        Self {
+            poll: PollConfig {
+                min: config.global.file_watch_config.min_poll_frequency.0,
+                max: config.global.file_watch_config.max_poll_frequency.0,
+            },
+            rotate_wait: t.rotate_wait.0,
+            partial_line_wait: t.partial_line_wait.0,
+            // Lines within the cap reach the client, which applies `max_line_size` and counts
+            // it as Promtail does; the cap only bounds memory for lines without an end.
+            max_line_bytes: cap,
+            truncate_long_lines: limit == 0 || config.limits_config.max_line_size_truncate,
+            tail_from_end: t.tail_from_end,
+            ignore_older_than: (!t.ignore_older_than.0.is_zero()).then_some(t.ignore_older_than.0),
+        }
+    }
+}
+
 /// Bytes read per system call; also the most one batch holds.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// Files (device, inode) a tailer of this set has open, so a rotated file that also matches
+/// the glob under its new name is not read twice.
+type Claims = Arc<Mutex<HashSet<(u64, u64)>>>;
+
+fn lock(claims: &Claims) -> std::sync::MutexGuard<'_, HashSet<(u64, u64)>> {
+    claims.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The tailers of one job.
 pub struct TailerSet {
     positions: Positions,
     out: mpsc::Sender<LineBatch>,
     metrics: Arc<Metrics>,
-    poll: PollConfig,
+    opts: TailOptions,
     shutdown: watch::Receiver<bool>,
-    running: HashMap<PathBuf, watch::Sender<bool>>,
-    tasks: JoinSet<()>,
+    claims: Claims,
+    running: HashMap<PathBuf, Running>,
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl TailerSet {
@@ -49,59 +110,91 @@ impl TailerSet {
         positions: Positions,
         out: mpsc::Sender<LineBatch>,
         metrics: Arc<Metrics>,
-        poll: PollConfig,
+        opts: TailOptions,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
             positions,
             out,
             metrics,
-            poll,
+            opts,
             shutdown,
+            claims: Arc::new(Mutex::new(HashSet::new())),
             running: HashMap::new(),
-            tasks: JoinSet::new(),
         }
     }
 
-    /// Starts tailing `path` unless it already is.
+    /// Starts tailing `path` unless it already is (or its file is still being read under an
+    /// older name: then a later call starts it).
     pub fn start(&mut self, path: &Path, labels: Arc<LabelSet>) {
-        if self.running.contains_key(path) {
+        if let Some(r) = self.running.get(path) {
+            if !r.task.is_finished() {
+                return;
+            }
+            self.running.remove(path);
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
             return;
+        };
+        if !meta.is_file() {
+            return;
+        }
+        if lock(&self.claims).contains(&(meta.dev(), meta.ino())) {
+            return;
+        }
+        let path_label = path.display().to_string();
+        if let Some(max_age) = self.opts.ignore_older_than {
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .is_some_and(|age| age > max_age);
+            if old && self.positions.saved(&path_label).is_none() {
+                return;
+            }
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let tailer = Tailer {
             path: path.to_path_buf(),
-            path_label: path.display().to_string(),
+            path_label,
             labels,
             positions: self.positions.clone(),
             out: self.out.clone(),
             metrics: self.metrics.clone(),
-            poll: self.poll,
+            opts: self.opts,
+            claims: self.claims.clone(),
         };
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(tailer.run(stop_rx, shutdown));
-        self.running.insert(path.to_path_buf(), stop_tx);
+        let task = tokio::spawn(tailer.run(stop_rx, self.shutdown.clone()));
+        self.running.insert(
+            path.to_path_buf(),
+            Running {
+                stop: stop_tx,
+                task,
+            },
+        );
     }
 
-    /// Stops tailing `path` (it left the glob) and forgets its position, as Promtail does.
+    /// `path` left the glob: its tailer drains what is open, then closes.
     pub fn stop(&mut self, path: &Path) {
-        if let Some(tx) = self.running.remove(path) {
-            let _ = tx.send(true);
-            self.positions.remove(&path.display().to_string());
+        if let Some(r) = self.running.get(path) {
+            let _ = r.stop.send(true);
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
+    /// Paths with a live tailer.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.running
+            .iter()
+            .filter(|(_, r)| !r.task.is_finished())
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 
     /// Waits for every tailer to finish (after shutdown was signalled).
-    pub async fn join(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn join(self) {
+        for (_, r) in self.running {
+            let _ = r.task.await;
+        }
     }
 }
 
@@ -112,60 +205,180 @@ struct Tailer {
     positions: Positions,
     out: mpsc::Sender<LineBatch>,
     metrics: Arc<Metrics>,
-    poll: PollConfig,
+    opts: TailOptions,
+    claims: Claims,
 }
 
-/// An open file and where we are in it.
-struct OpenFile {
+/// One open file being read.
+struct Reader {
     file: File,
-    dev: u64,
-    ino: u64,
-    offset: u64,
+    identity: FileIdentity,
+    /// The file's name as positions know it (it changes when the file is rotated).
+    name: String,
+    /// Where the next read starts.
+    cursor: u64,
+    /// Bytes of an unfinished line, held until its newline arrives or it goes quiet.
+    pending: Vec<u8>,
+    pending_since: Instant,
+    /// Inside an over-long line that was already cut: discard up to its newline.
+    skipping: bool,
     source: SourceId,
+    last_growth: Instant,
+    /// Rotated away or deleted: read until quiet, then close.
+    draining: bool,
+    at_eof: bool,
+}
+
+impl Reader {
+    /// End of the last line handed on.
+    fn handed_on(&self) -> u64 {
+        self.cursor - self.pending.len() as u64
+    }
+}
+
+enum ReadOutcome {
+    Lines,
+    Eof,
+    Closed,
+}
+
+/// What became of the path while its file was at EOF.
+enum PathState {
+    Same,
+    Truncated,
+    /// Another file is at the path now; ours was renamed (to the name given, if found).
+    Replaced(Option<PathBuf>),
+    Gone,
 }
 
 impl Tailer {
     async fn run(self, mut stop: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
-        let fm = &self.metrics.files;
-        fm.files_active.inc();
         let mut buf = vec![0u8; READ_CHUNK];
-        // Bytes of an unfinished last line, held until its newline arrives.
-        let mut pending: Vec<u8> = Vec::new();
-        let mut current: Option<OpenFile> = None;
-        let mut idle = self.poll.min;
+        let mut readers: Vec<Reader> = Vec::new();
+        let mut first_open = true;
+        let mut idle = self.opts.poll.min;
+        let mut open_failures = 0u32;
         loop {
-            if *stop.borrow() || *shutdown.borrow() {
+            if *shutdown.borrow() {
                 break;
             }
-            if current.is_none() {
-                let start = self.positions.get(&self.path_label);
-                current = self.open(start);
-                pending.clear();
-            }
-            let mut progressed = false;
-            if let Some(of) = current.as_mut() {
-                match self.read_some(of, &mut buf, &mut pending).await {
-                    Ok(ReadOutcome::Lines) => progressed = true,
-                    Ok(ReadOutcome::Eof) => {
-                        if let Some(next) = self.check_replaced_or_truncated(of) {
-                            self.positions
-                                .unregister(of.source, of.offset - pending.len() as u64);
-                            current = next;
-                            pending.clear();
-                            progressed = true;
+            let stopping = *stop.borrow();
+            // A new current file is opened once every older one has been read to its end,
+            // so a rotated file's remainder goes out before the new file.
+            let has_current = readers.iter().any(|r| !r.draining);
+            if !stopping && !has_current && readers.iter().all(|r| r.at_eof) {
+                match self.open_current(first_open, &mut readers) {
+                    Ok(()) => open_failures = 0,
+                    Err(reason) => {
+                        open_failures += 1;
+                        // Logged once, then every 100th retry: the file may come back.
+                        if open_failures == 1 || open_failures.is_multiple_of(100) {
+                            tracing::warn!(path = %self.path_label, reason, "cannot open file; will retry");
+                            self.metrics
+                                .files
+                                .file_errors
+                                .with_label_values(&[reason])
+                                .inc();
                         }
                     }
-                    Ok(ReadOutcome::Closed) => break,
+                }
+                first_open = false;
+            }
+
+            let mut progressed = false;
+            for r in readers.iter_mut() {
+                match self.read_some(r, &mut buf).await {
+                    Ok(ReadOutcome::Lines) => progressed = true,
+                    Ok(ReadOutcome::Eof) => {}
+                    Ok(ReadOutcome::Closed) => {
+                        self.close_all(&mut readers);
+                        return;
+                    }
                     Err(e) => {
-                        tracing::warn!(path = %self.path_label, error = %e, "read failed; reopening");
-                        self.positions
-                            .unregister(of.source, of.offset - pending.len() as u64);
-                        current = None;
+                        tracing::warn!(path = %r.name, error = %e, "read failed; closing the file");
+                        self.metrics
+                            .files
+                            .file_errors
+                            .with_label_values(&["read"])
+                            .inc();
+                        r.draining = true;
+                        r.at_eof = true;
+                        r.last_growth = Instant::now() - self.opts.rotate_wait;
                     }
                 }
             }
+
+            if let Some(cur) = readers.iter_mut().find(|r| !r.draining && r.at_eof) {
+                match self.path_state(cur) {
+                    PathState::Same => {}
+                    PathState::Truncated => {
+                        self.restart_truncated(cur);
+                        progressed = true;
+                    }
+                    PathState::Replaced(new_name) => {
+                        self.metrics
+                            .files
+                            .file_events
+                            .with_label_values(&["rotated"])
+                            .inc();
+                        tracing::info!(path = %self.path_label, renamed_to = ?new_name, "file rotated; draining the old file, reading the new one");
+                        if let Some(n) = new_name {
+                            cur.name = n.display().to_string();
+                            self.positions.rename(cur.source, &cur.name);
+                        }
+                        cur.draining = true;
+                        progressed = true;
+                    }
+                    PathState::Gone => {
+                        self.metrics
+                            .files
+                            .file_events
+                            .with_label_values(&["deleted"])
+                            .inc();
+                        tracing::info!(path = %self.path_label, "file deleted; draining it");
+                        cur.draining = true;
+                    }
+                }
+            }
+
+            let now = Instant::now();
+            for r in readers.iter_mut() {
+                if !r.pending.is_empty()
+                    && !r.skipping
+                    && now.duration_since(r.pending_since) >= self.opts.partial_line_wait
+                    && self.ship_pending(r).await.is_err()
+                {
+                    self.close_all(&mut readers);
+                    return;
+                }
+            }
+            let mut closed_any = false;
+            let mut i = 0;
+            while i < readers.len() {
+                let r = &readers[i];
+                let quiet = now.duration_since(r.last_growth) >= self.opts.rotate_wait;
+                if r.at_eof && (r.draining || stopping) && (quiet || stopping) {
+                    let mut r = readers.remove(i);
+                    if !r.pending.is_empty()
+                        && !r.skipping
+                        && self.ship_pending(&mut r).await.is_err()
+                    {
+                        readers.push(r);
+                        self.close_all(&mut readers);
+                        return;
+                    }
+                    self.close(r);
+                    closed_any = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if readers.is_empty() && (stopping || (closed_any && !self.path.exists())) {
+                break;
+            }
+
             if progressed {
-                idle = self.poll.min;
+                idle = self.opts.poll.min;
                 continue;
             }
             tokio::select! {
@@ -173,97 +386,301 @@ impl Tailer {
                 _ = stop.changed() => {}
                 _ = shutdown.changed() => {}
             }
-            idle = (idle * 2).min(self.poll.max).max(self.poll.min);
+            idle = (idle * 2).min(self.opts.poll.max).max(self.opts.poll.min);
         }
-        if let Some(of) = current {
-            self.positions
-                .unregister(of.source, of.offset - pending.len() as u64);
+        self.close_all(&mut readers);
+    }
+
+    /// Opens the file now at the path, resuming where delivery of that file stopped. On the
+    /// first open after a start, a file rotated away while the agent was down is found under
+    /// its new name (with files rotated after it) and queued before the new file.
+    fn open_current(
+        &self,
+        first_open: bool,
+        readers: &mut Vec<Reader>,
+    ) -> Result<(), &'static str> {
+        let (file, meta) = match open_regular(&self.path) {
+            Ok(fm) => fm,
+            Err(OpenError::Missing) => return Ok(()),
+            Err(OpenError::Other(reason)) => return Err(reason),
+        };
+        if lock(&self.claims).contains(&(meta.dev(), meta.ino())) {
+            return Ok(());
         }
-        fm.files_active.dec();
+        let identity = FileIdentity::of(&file, &meta).map_err(|_| "read")?;
+        let offset = match self.positions.saved(&self.path_label) {
+            Some((saved, Some(saved_id))) if saved_id.matches(&file, &meta) => {
+                saved.min(meta.len())
+            }
+            // A Promtail positions file: trusted as Promtail trusts it.
+            Some((saved, None)) => {
+                if saved <= meta.len() {
+                    saved
+                } else {
+                    0
+                }
+            }
+            Some((saved, Some(saved_id))) => {
+                if first_open {
+                    self.queue_rotated_while_down(saved, saved_id, &identity, readers);
+                }
+                0
+            }
+            None => match self.positions.find(|id| id.matches(&file, &meta)) {
+                Some((_, saved, _)) => saved.min(meta.len()),
+                None if self.opts.tail_from_end => meta.len(),
+                None => 0,
+            },
+        };
+        readers.push(self.reader(file, identity, self.path_label.clone(), offset)?);
+        Ok(())
+    }
+
+    /// The file last read under this path (`saved_id`) was rotated while we were down: read
+    /// its remainder from `saved`, then any rotated sibling written after it, oldest first.
+    fn queue_rotated_while_down(
+        &self,
+        saved: u64,
+        saved_id: FileIdentity,
+        current: &FileIdentity,
+        readers: &mut Vec<Reader>,
+    ) {
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let Some(base) = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut predecessor: Option<(File, Metadata, PathBuf)> = None;
+        let mut siblings: Vec<(SystemTime, File, Metadata, PathBuf)> = Vec::new();
+        for entry in entries.flatten() {
+            let p = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if p == self.path || !is_rotated_name(&base, &name) {
+                continue;
+            }
+            let Ok((file, meta)) = open_regular(&p) else {
+                continue;
+            };
+            if meta.dev() == current.dev && meta.ino() == current.ino {
+                continue;
+            }
+            if saved_id.matches(&file, &meta) {
+                predecessor = Some((file, meta, p));
+            } else if let Ok(mtime) = meta.modified() {
+                siblings.push((mtime, file, meta, p));
+            }
+        }
+        let Some((file, meta, p)) = predecessor else {
+            return;
+        };
+        let since = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let name = p.display().to_string();
+        if let Ok(identity) = FileIdentity::of(&file, &meta) {
+            tracing::info!(path = %self.path_label, rotated_to = %name, offset = saved, "reading the rest of a file rotated while stopped");
+            if let Ok(mut r) = self.reader(file, identity, name, saved.min(meta.len())) {
+                r.draining = true;
+                readers.push(r);
+            }
+        }
+        // Files rotated after it were written entirely while we were down, and are not known
+        // to positions (or their saved entry says how far they were read).
+        siblings.retain(|(mtime, ..)| *mtime >= since);
+        siblings.sort_by_key(|(mtime, ..)| *mtime);
+        for (_, file, meta, p) in siblings {
+            let name = p.display().to_string();
+            let Ok(identity) = FileIdentity::of(&file, &meta) else {
+                continue;
+            };
+            let start = match self.positions.saved(&name) {
+                Some((off, Some(id))) if id.matches(&file, &meta) => off.min(meta.len()),
+                _ => 0,
+            };
+            if let Ok(mut r) = self.reader(file, identity, name, start) {
+                r.draining = true;
+                readers.push(r);
+            }
+        }
+    }
+
+    fn reader(
+        &self,
+        mut file: File,
+        identity: FileIdentity,
+        name: String,
+        offset: u64,
+    ) -> Result<Reader, &'static str> {
+        file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
+        lock(&self.claims).insert((identity.dev, identity.ino));
+        let source = self.positions.register(&name, offset, Some(identity));
+        self.metrics.files.files_active.inc();
+        tracing::info!(path = %name, offset, "tailing file");
+        let now = Instant::now();
+        Ok(Reader {
+            file,
+            identity,
+            name,
+            cursor: offset,
+            pending: Vec::new(),
+            pending_since: now,
+            skipping: false,
+            source,
+            last_growth: now,
+            draining: false,
+            at_eof: false,
+        })
+    }
+
+    fn close(&self, r: Reader) {
+        self.positions.unregister(r.source, r.handed_on());
+        lock(&self.claims).remove(&(r.identity.dev, r.identity.ino));
+        self.metrics.files.files_active.dec();
+        tracing::debug!(path = %r.name, "closed file");
+    }
+
+    fn close_all(&self, readers: &mut Vec<Reader>) {
+        for r in readers.drain(..) {
+            self.close(r);
+        }
         // Per-path series go when the tailer stops, as in Promtail.
+        let fm = &self.metrics.files;
         let _ = fm.read_bytes.remove_label_values(&[&self.path_label]);
         let _ = fm.file_bytes.remove_label_values(&[&self.path_label]);
         let _ = fm.read_lines.remove_label_values(&[&self.path_label]);
     }
 
-    fn open(&self, saved: u64) -> Option<OpenFile> {
-        let mut file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::debug!(path = %self.path_label, error = %e, "cannot open");
-                return None;
+    async fn read_some(&self, r: &mut Reader, buf: &mut [u8]) -> std::io::Result<ReadOutcome> {
+        if r.at_eof && !r.draining {
+            // New data after a pause: make sure it is still the file we were reading before
+            // reading on (a truncate and rewrite past our offset looks like growth).
+            let meta = r.file.metadata()?;
+            if meta.len() > r.cursor && !r.identity.matches(&r.file, &meta) {
+                return Ok(ReadOutcome::Eof);
             }
-        };
-        let meta = file.metadata().ok()?;
-        // A saved offset past the end means the file was truncated while we were away.
-        let offset = if saved <= meta.len() { saved } else { 0 };
-        if file.seek(SeekFrom::Start(offset)).is_err() {
-            return None;
         }
-        let source = self.positions.register(&self.path_label, offset);
-        tracing::info!(path = %self.path_label, offset, "tailing file");
-        Some(OpenFile {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset,
-            source,
-        })
-    }
-
-    async fn read_some(
-        &self,
-        of: &mut OpenFile,
-        buf: &mut [u8],
-        pending: &mut Vec<u8>,
-    ) -> std::io::Result<ReadOutcome> {
-        let n = of.file.read(buf)?;
+        let n = r.file.read(buf)?;
         if n == 0 {
-            self.update_size_gauge(of);
+            r.at_eof = true;
+            if let Ok(meta) = r.file.metadata() {
+                self.metrics
+                    .files
+                    .file_bytes
+                    .with_label_values(&[&self.path_label])
+                    .set(meta.len() as f64);
+            }
             return Ok(ReadOutcome::Eof);
         }
+        r.at_eof = false;
+        let now = Instant::now();
+        r.last_growth = now;
         let chunk = &buf[..n];
-        let read_time = crate::clock::now();
-        let mut batch = LineBatch::new(self.labels.clone(), read_time);
-        let mut line_start = 0usize;
-        // `of.offset` is the file cursor: where `chunk[0]` sits. Pending bytes precede it.
-        let chunk_offset = of.offset;
+        let chunk_offset = r.cursor;
+        r.cursor += n as u64;
+        let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
+        let mut start = 0usize;
         let mut lines = 0u64;
+        let max = self.opts.max_line_bytes;
         for nl in memchr::memchr_iter(b'\n', chunk) {
-            let end_offset = chunk_offset + nl as u64 + 1;
             let token = Some(AckToken {
-                source: of.source,
-                offset: end_offset,
+                source: r.source,
+                offset: chunk_offset + nl as u64 + 1,
             });
-            if pending.is_empty() {
-                self.push_line(&mut batch, &chunk[line_start..nl], token);
-            } else {
-                pending.extend_from_slice(&chunk[line_start..nl]);
-                let joined = std::mem::take(pending);
-                self.push_line(&mut batch, &joined, token);
+            let segment = &chunk[start..nl];
+            start = nl + 1;
+            if r.skipping {
+                // The end of a line already cut at max_line_bytes.
+                r.skipping = false;
+                continue;
             }
-            line_start = nl + 1;
+            if r.pending.is_empty() {
+                self.push_line(&mut batch, segment, token, max);
+            } else {
+                r.pending.extend_from_slice(segment);
+                let line = std::mem::take(&mut r.pending);
+                self.push_line(&mut batch, &line, token, max);
+                r.pending = line;
+                r.pending.clear();
+            }
             lines += 1;
         }
-        pending.extend_from_slice(&chunk[line_start..]);
-        of.offset = chunk_offset + n as u64;
+        let rest = &chunk[start..];
+        if !r.skipping && !rest.is_empty() {
+            r.pending.extend_from_slice(rest);
+            r.pending_since = now;
+            if r.pending.len() > max {
+                // No newline within max_line_bytes: cut it now rather than hold it all.
+                let line = std::mem::take(&mut r.pending);
+                self.push_line(&mut batch, &line, None, max);
+                r.skipping = true;
+            }
+        }
         let fm = &self.metrics.files;
-        // Like Promtail's Tell(): what was handed on, not counting the held-back partial line.
         fm.read_bytes
             .with_label_values(&[&self.path_label])
-            .set((of.offset - pending.len() as u64) as f64);
+            .set(r.handed_on() as f64);
         if lines > 0 {
             fm.read_lines
                 .with_label_values(&[&self.path_label])
                 .inc_by(lines);
-            if self.out.send(batch).await.is_err() {
-                return Ok(ReadOutcome::Closed);
-            }
+        }
+        if !batch.is_empty() && self.out.send(batch).await.is_err() {
+            return Ok(ReadOutcome::Closed);
         }
         Ok(ReadOutcome::Lines)
     }
 
-    fn push_line(&self, batch: &mut LineBatch, bytes: &[u8], token: Option<AckToken>) {
+    /// Ships the held unfinished line: it has been quiet for `partial_line_wait`, or its
+    /// file is being closed.
+    async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
+        let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
+        let token = Some(AckToken {
+            source: r.source,
+            offset: r.cursor,
+        });
+        let line = std::mem::take(&mut r.pending);
+        self.push_line(&mut batch, &line, token, self.opts.max_line_bytes);
+        self.metrics
+            .files
+            .read_lines
+            .with_label_values(&[&self.path_label])
+            .inc();
+        self.out.send(batch).await.map_err(|_| ())
+    }
+
+    /// Adds one line, cut to `max` bytes (at a character boundary) or dropped when longer,
+    /// with invalid UTF-8 replaced.
+    fn push_line(&self, batch: &mut LineBatch, bytes: &[u8], token: Option<AckToken>, max: usize) {
+        let bytes = if bytes.len() > max {
+            if !self.opts.truncate_long_lines {
+                self.metrics
+                    .files
+                    .long_lines
+                    .with_label_values(&["dropped"])
+                    .inc();
+                return;
+            }
+            self.metrics
+                .files
+                .long_lines
+                .with_label_values(&["truncated"])
+                .inc();
+            let cut = match std::str::from_utf8(&bytes[..max]) {
+                Ok(_) => max,
+                // Stop before a character split by the cut; keep real invalid bytes.
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => max,
+            };
+            &bytes[..cut]
+        } else {
+            bytes
+        };
         match std::str::from_utf8(bytes) {
             Ok(s) => batch.push(s, token),
             Err(_) => {
@@ -277,47 +694,124 @@ impl Tailer {
         }
     }
 
-    fn update_size_gauge(&self, of: &OpenFile) {
-        if let Ok(meta) = of.file.metadata() {
-            self.metrics
-                .files
-                .file_bytes
-                .with_label_values(&[&self.path_label])
-                .set(meta.len() as f64);
+    fn path_state(&self, cur: &mut Reader) -> PathState {
+        // Our file was unlinked: whatever is at the path now (even on a recycled inode) is
+        // another file.
+        let ours = cur.file.metadata();
+        if ours.as_ref().is_ok_and(|m| m.nlink() == 0) {
+            return if self.path.exists() {
+                PathState::Replaced(None)
+            } else {
+                PathState::Gone
+            };
+        }
+        let at_path = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(_) => {
+                return PathState::Replaced(find_by_inode(&self.path, &cur.identity)).or_gone();
+            }
+        };
+        if !cur.identity.same_inode(&at_path) {
+            return PathState::Replaced(find_by_inode(&self.path, &cur.identity));
+        }
+        let Ok(meta) = ours else {
+            return PathState::Same;
+        };
+        if meta.len() < cur.cursor {
+            return PathState::Truncated;
+        }
+        match cur.identity.refreshed(&cur.file, &meta) {
+            None => PathState::Truncated,
+            Some(grown) => {
+                if grown != cur.identity {
+                    cur.identity = grown;
+                    self.positions.set_identity(cur.source, grown);
+                }
+                PathState::Same
+            }
         }
     }
 
-    /// At EOF: has the path been replaced by a new file, or the file truncated? Returns the
-    /// file to continue with. The old file was drained to EOF before this is called.
-    fn check_replaced_or_truncated(&self, of: &mut OpenFile) -> Option<Option<OpenFile>> {
-        let now = std::fs::metadata(&self.path);
-        match now {
-            Ok(meta) if meta.dev() != of.dev || meta.ino() != of.ino => {
-                tracing::info!(path = %self.path_label, "file replaced; reading the new file from the start");
-                Some(self.open(0))
-            }
-            Ok(meta) if meta.len() < of.offset => {
-                tracing::info!(path = %self.path_label, "file truncated; reading from the start");
-                if of.file.seek(SeekFrom::Start(0)).is_err() {
-                    return Some(None);
-                }
-                // Lines of the old content still in flight no longer matter: the new
-                // source takes over the path's position from 0.
-                let source = self.positions.register(&self.path_label, 0);
-                self.positions.unregister(of.source, of.offset);
-                of.source = source;
-                of.offset = 0;
-                None
-            }
-            _ => None,
+    /// copytruncate: start over at 0 under a new source, so acks still in flight for the old
+    /// content cannot move the new content's position.
+    fn restart_truncated(&self, cur: &mut Reader) {
+        self.metrics
+            .files
+            .file_events
+            .with_label_values(&["truncated"])
+            .inc();
+        tracing::info!(path = %self.path_label, "file truncated; reading from the start");
+        if cur.file.seek(SeekFrom::Start(0)).is_err() {
+            cur.draining = true;
+            return;
+        }
+        let identity = cur
+            .file
+            .metadata()
+            .and_then(|m| FileIdentity::of(&cur.file, &m))
+            .unwrap_or(cur.identity);
+        let old = cur.source;
+        cur.source = self.positions.register(&cur.name, 0, Some(identity));
+        self.positions.unregister(old, cur.handed_on());
+        cur.identity = identity;
+        cur.cursor = 0;
+        cur.pending.clear();
+        cur.skipping = false;
+        cur.at_eof = false;
+    }
+}
+
+impl PathState {
+    /// The path is gone; the file may live on under another name.
+    fn or_gone(self) -> PathState {
+        match self {
+            PathState::Replaced(Some(p)) => PathState::Replaced(Some(p)),
+            _ => PathState::Gone,
         }
     }
 }
 
-enum ReadOutcome {
-    Lines,
-    Eof,
-    Closed,
+enum OpenError {
+    Missing,
+    Other(&'static str),
+}
+
+/// Opens `path` if it is a regular file.
+fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => OpenError::Missing,
+        std::io::ErrorKind::PermissionDenied => OpenError::Other("permission_denied"),
+        _ => OpenError::Other("open"),
+    })?;
+    let meta = file.metadata().map_err(|_| OpenError::Other("stat"))?;
+    if !meta.is_file() {
+        return Err(OpenError::Other("not_a_regular_file"));
+    }
+    Ok((file, meta))
+}
+
+/// Where a rotated file went: a name in the same directory with the same inode.
+fn find_by_inode(path: &Path, identity: &FileIdentity) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.dev() == identity.dev && m.ino() == identity.ino)
+                && e.path() != path
+        })
+        .map(|e| e.path())
+}
+
+/// Names rotation gives `base`: `base.1`, `base-20261127`, `base.1.log`; never compressed
+/// ones, which are separate (decompression) targets.
+fn is_rotated_name(base: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(base) else {
+        return false;
+    };
+    let compressed = [".gz", ".bz2", ".xz", ".zst", ".z", ".zip"];
+    rest.starts_with(['.', '-', '_']) && !compressed.iter().any(|c| rest.ends_with(c))
 }
 
 #[cfg(test)]
@@ -325,33 +819,84 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    async fn collect(rx: &mut mpsc::Receiver<LineBatch>, n: usize) -> Vec<(String, u64)> {
+    fn opts() -> TailOptions {
+        TailOptions {
+            poll: PollConfig {
+                min: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            },
+            rotate_wait: Duration::from_millis(200),
+            partial_line_wait: Duration::from_millis(300),
+            max_line_bytes: 64,
+            truncate_long_lines: true,
+            tail_from_end: false,
+            ignore_older_than: None,
+        }
+    }
+
+    /// A tailer set whose every line is acknowledged as soon as it is collected, as a client
+    /// that delivers at once would.
+    struct Harness {
+        set: TailerSet,
+        rx: mpsc::Receiver<LineBatch>,
+        positions: Positions,
+        acks: crate::ack::AckSender,
+        _stop: watch::Sender<bool>,
+    }
+
+    fn harness(dir: &Path, opts: TailOptions) -> Harness {
+        let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (factory, ack_rx) = crate::ack::channel();
+        tokio::spawn(positions.clone().run_acks(ack_rx));
+        Harness {
+            set: TailerSet::new(
+                positions.clone(),
+                tx,
+                Arc::new(Metrics::new()),
+                opts,
+                stop_rx,
+            ),
+            rx,
+            positions,
+            acks: factory.for_client(0),
+            _stop: stop_tx,
+        }
+    }
+
+    async fn collect(h: &mut Harness, n: usize) -> Vec<(String, u64)> {
         let mut got = Vec::new();
         while got.len() < n {
-            let b = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
                 .await
                 .expect("lines arrive")
                 .expect("channel open");
+            let mut tokens = Vec::new();
             for (line, ack) in b.iter() {
                 got.push((line.to_string(), ack.map(|a| a.offset).unwrap_or(0)));
+                tokens.extend(ack);
             }
+            h.acks.settle(tokens);
         }
         got
     }
 
-    fn set(dir: &Path) -> (TailerSet, mpsc::Receiver<LineBatch>, watch::Sender<bool>) {
-        let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let poll = PollConfig {
-            min: Duration::from_millis(10),
-            max: Duration::from_millis(50),
-        };
-        (
-            TailerSet::new(positions, tx, Arc::new(Metrics::new()), poll, stop_rx),
-            rx,
-            stop_tx,
-        )
+    async fn nothing_more(rx: &mut mpsc::Receiver<LineBatch>, wait: Duration) {
+        if let Ok(Some(b)) = tokio::time::timeout(wait, rx.recv()).await {
+            let lines: Vec<&str> = b.iter().map(|(l, _)| l).collect();
+            panic!("unexpected lines: {lines:?}");
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
 
     #[tokio::test]
@@ -359,17 +904,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, "one\ntwo\r\nthr").unwrap();
-        let (mut tailers, mut rx, _stop) = set(dir.path());
-        tailers.start(&path, Arc::new(LabelSet::new()));
-        let got = collect(&mut rx, 2).await;
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
         assert_eq!(got, vec![("one".into(), 4), ("two\r".into(), 9)]);
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        f.write_all(b"ee\n").unwrap();
-        let got = collect(&mut rx, 1).await;
+        append(&path, "ee\n");
+        let got = collect(&mut h, 1).await;
         assert_eq!(got, vec![("three".into(), 15)]);
+    }
+
+    #[tokio::test]
+    async fn unfinished_last_line_ships_after_partial_line_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "done\nno newline").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await, vec![("done".into(), 5)]);
+        let got = collect(&mut h, 1).await;
+        assert_eq!(got, vec![("no newline".into(), 15)]);
+    }
+
+    #[tokio::test]
+    async fn line_completed_within_the_wait_is_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "first ha").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        append(&path, "lf\n");
+        assert_eq!(collect(&mut h, 1).await, vec![("first half".into(), 11)]);
     }
 
     #[tokio::test]
@@ -377,22 +942,144 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, b"ok \xff\xfe end\n").unwrap();
-        let (mut tailers, mut rx, _stop) = set(dir.path());
-        tailers.start(&path, Arc::new(LabelSet::new()));
-        let got = collect(&mut rx, 1).await;
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 1).await;
         assert_eq!(got[0].0, "ok \u{fffd}\u{fffd} end");
     }
 
     #[tokio::test]
-    async fn truncated_file_is_read_again_from_start() {
+    async fn over_long_line_is_truncated_at_a_character_and_the_rest_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let long = "é".repeat(100); // 200 bytes, no newline yet
+        std::fs::write(&path, format!("short\n{long}")).unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
+        assert_eq!(got[0].0, "short");
+        assert_eq!(got[1].0, "é".repeat(32));
+        append(&path, &format!("{}\nnext\n", "é".repeat(10)));
+        assert_eq!(collect(&mut h, 1).await[0].0, "next");
+    }
+
+    #[tokio::test]
+    async fn over_long_line_is_dropped_when_truncation_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, format!("{}\nkept\n", "x".repeat(500))).unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                truncate_long_lines: false,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await[0].0, "kept");
+    }
+
+    #[tokio::test]
+    async fn copytruncate_reads_new_content_from_the_start_without_resending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
         std::fs::write(&path, "aaaa\nbbbb\n").unwrap();
-        let (mut tailers, mut rx, _stop) = set(dir.path());
-        tailers.start(&path, Arc::new(LabelSet::new()));
-        collect(&mut rx, 2).await;
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
         std::fs::write(&path, "c\n").unwrap();
-        let got = collect(&mut rx, 1).await;
-        assert_eq!(got, vec![("c".into(), 2)]);
+        assert_eq!(collect(&mut h, 1).await, vec![("c".into(), 2)]);
+    }
+
+    #[tokio::test]
+    async fn truncate_and_regrow_past_the_offset_is_caught_by_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "aaaa\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 1).await;
+        // Within one poll: truncated and rewritten longer than before.
+        std::fs::write(&path, "new1\nnew2\nnew3\n").unwrap();
+        let got = collect(&mut h, 3).await;
+        assert_eq!(
+            got.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
+            vec!["new1", "new2", "new3"]
+        );
+    }
+
+    #[tokio::test]
+    async fn rename_and_create_drains_the_old_file_then_reads_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "old 1\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 1).await;
+        // The writer appends once more to its open file after the rename, then reopens.
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        std::fs::write(&path, "new 1\n").unwrap();
+        old.write_all(b"old 2\n").unwrap();
+        let mut got: Vec<String> = collect(&mut h, 2)
+            .await
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        got.sort();
+        assert_eq!(got, vec!["new 1", "old 2"]);
+        // The old file's position now lives under its new name; the path is the new file's.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let rotated = dir.path().join("app.log.1").display().to_string();
+        assert_eq!(
+            h.positions
+                .saved(&path.display().to_string())
+                .map(|(o, _)| o),
+            Some(6)
+        );
+        assert_eq!(h.positions.saved(&rotated).map(|(o, _)| o), Some(12));
+        // A glob that also matches the rotated name does not read it again.
+        h.set
+            .start(&dir.path().join("app.log.1"), Arc::new(LabelSet::new()));
+        nothing_more(&mut h.rx, Duration::from_millis(300)).await;
+    }
+
+    #[tokio::test]
+    async fn deleted_file_is_drained_and_closed_after_rotate_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "x\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 1).await;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f.write_all(b"after delete\n").unwrap();
+        drop(f);
+        assert_eq!(collect(&mut h, 1).await[0].0, "after delete");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(h.set.paths().is_empty(), "tailer closed the deleted file");
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy().contains("(deleted)"))
+            });
+        assert_eq!(fds.count(), 0, "no deleted file held open");
+    }
+
+    #[test]
+    fn rotated_names_exclude_compressed_ones() {
+        assert!(is_rotated_name("app.log", "app.log.1"));
+        assert!(is_rotated_name("app.log", "app.log-20261127"));
+        assert!(!is_rotated_name("app.log", "app.log.2.gz"));
+        assert!(!is_rotated_name("app.log", "app.logger"));
     }
 }

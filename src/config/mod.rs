@@ -321,6 +321,19 @@ impl Default for PositionsConfig {
 pub struct TargetConfig {
     pub sync_period: GoDuration,
     pub stdin: bool,
+    /// tailward: how long a rotated or deleted file is kept open and read after its last
+    /// growth (writers may still append to the old file until they reopen), like Fluent
+    /// Bit's `rotate_wait`.
+    pub rotate_wait: GoDuration,
+    /// tailward: a last line without a newline is shipped after this long without growth.
+    pub partial_line_wait: GoDuration,
+    /// tailward: the longest line held in memory while reading; longer lines are cut here
+    /// (truncated, or dropped when `limits_config.max_line_size_truncate` is false).
+    pub max_line_bytes: ByteSize,
+    /// tailward (Alloy's `tail_from_end`): a file with no saved position starts at its end.
+    pub tail_from_end: bool,
+    /// tailward: files not modified for this long are not tailed (0 = off).
+    pub ignore_older_than: GoDuration,
 }
 
 impl Default for TargetConfig {
@@ -328,6 +341,11 @@ impl Default for TargetConfig {
         Self {
             sync_period: GoDuration::from_secs(10),
             stdin: false,
+            rotate_wait: GoDuration::from_secs(5),
+            partial_line_wait: GoDuration::from_secs(1),
+            max_line_bytes: ByteSize(1024 * 1024),
+            tail_from_end: false,
+            ignore_older_than: GoDuration::from_secs(0),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 pub mod relabel;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -261,7 +261,7 @@ pub async fn run(
         }
     };
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut active: HashMap<PathBuf, ()> = HashMap::new();
+    let mut previous: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         for target in &targets {
@@ -280,25 +280,20 @@ pub async fn run(
                     }
                 }
             }
-            let labels = Arc::new(target.labels.clone());
             for f in files {
-                if seen.insert(f.clone()) && !active.contains_key(&f) {
-                    let mut with_name = (*labels).clone();
-                    with_name.insert("filename".into(), f.display().to_string());
-                    tailers.start(&f, Arc::new(with_name));
-                    active.insert(f, ());
+                if seen.insert(f.clone()) {
+                    // Idempotent: a running tailer is kept, a finished one restarted, and a
+                    // file still being read under an older name waits for a later round.
+                    let mut labels = target.labels.clone();
+                    labels.insert("filename".into(), f.display().to_string());
+                    tailers.start(&f, Arc::new(labels));
                 }
             }
         }
-        let gone: Vec<PathBuf> = active
-            .keys()
-            .filter(|p| !seen.contains(*p))
-            .cloned()
-            .collect();
-        for p in gone {
-            tailers.stop(&p);
-            active.remove(&p);
+        for p in previous.difference(&seen) {
+            tailers.stop(p);
         }
+        previous = seen;
         tokio::select! {
             _ = tokio::time::sleep(sync_period) => {}
             Some(()) = event_rx.recv() => {

@@ -7,6 +7,7 @@
 
 pub mod extracted;
 pub mod gotime;
+pub mod logql;
 pub mod stages;
 
 use std::borrow::Cow;

@@ -1,21 +1,35 @@
 //! `json`: JMESPath expressions over a JSON line (or the extracted `source`) into the extracted map.
 //!
-//! Owns Promtail's json stage semantics: the input must be a JSON object as Promtail's decoder
-//! (json-iterator) accepts it, numbers are float64, strings, numbers, booleans and null are
-//! stored as values and objects and arrays as their compact JSON text, marshalled the way Go
-//! does. Expressions that are plain field paths (`level`, `a.b`, `"key.with.dots"`) are answered
-//! in one pass over the text without building a document; any other JMESPath goes through the
-//! `jmespath` crate on a document built per line. Both give the same results.
+//! Owns Promtail's json stage semantics: the input must be a JSON object, numbers are float64,
+//! strings, numbers, booleans and null are stored as values and objects and arrays as their
+//! compact JSON text, marshalled the way Go does (sorted keys, `<` `>` `&` U+2028 U+2029
+//! escaped, Go's float formatting). When every expression is a plain field path (`level`,
+//! `a.b`, `"key.with.dots"`), one streaming pass reads only the top-level members those paths
+//! start at and skips the rest unbuilt; otherwise the whole object becomes a `jmespath`
+//! document. Both give the same results on well-formed input.
 //! It must not touch labels, the line or the timestamp, and it does not log per line.
+//!
+//! Parsing is serde_json's strict RFC 8259 grammar, not Promtail's json-iterator. Inputs where
+//! the two differ:
+//! - malformed here, accepted by Promtail: a raw control character inside a string after an
+//!   escape (`"\n<TAB>"`), anything after a NUL byte following the object, a top-level `null`
+//!   (Promtail reads it as an empty object), a lone UTF-16 surrogate escape in a value that is
+//!   read (Promtail substitutes U+FFFD), nesting deeper than 127 objects and arrays in what is
+//!   read (serde_json's recursion limit; json-iterator allows 10000);
+//! - accepted here, malformed in Promtail: on the field-path pass, a member no expression reads
+//!   is only checked for syntax, so a number beyond float64's range or a lone surrogate in it
+//!   passes, and its nesting is not limited (serde_json skips it without recursion);
+//! - numbers are rounded correctly where json-iterator's shortcut for up to 6 decimals can be
+//!   off by one unit in the last place (only for more than 15 significant digits).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fmt::Write as _;
-use std::rc::Rc;
 
 use jmespath::ast::Ast;
 use jmespath::{Context, DEFAULT_RUNTIME, Expression, Rcvar, Variable};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
@@ -46,9 +60,16 @@ pub struct JsonStage {
 
 enum Evaluator {
     /// Every expression is a plain field path.
-    Paths(PathTree),
-    /// The JMESPath source of each expression.
-    Jmespath(Vec<String>),
+    FieldPaths(Vec<Member>),
+    /// Compiled expressions, in config order.
+    Jmespath(Vec<Expression<'static>>),
+}
+
+/// A top-level member that field paths start at.
+struct Member {
+    name: String,
+    /// Each expression reading it: the expression's index and the field names below the member.
+    paths: Vec<(usize, Vec<String>)>,
 }
 
 impl JsonStage {
@@ -72,14 +93,13 @@ impl JsonStage {
             ));
         }
         let mut keys = Vec::with_capacity(cfg.expressions.len());
-        let mut sources = Vec::with_capacity(cfg.expressions.len());
-        let mut paths = Some(Vec::with_capacity(cfg.expressions.len()));
+        let mut compiled = Vec::with_capacity(cfg.expressions.len());
         for (key, expression) in &cfg.expressions {
             let source = match expression.as_deref() {
                 None | Some("") => key.as_str(),
                 Some(e) => e,
             };
-            let compiled = jmespath::compile(source).map_err(|e| {
+            compiled.push(jmespath::compile(source).map_err(|e| {
                 StageError::new(
                     format!("expressions.{key}"),
                     format!(
@@ -87,21 +107,19 @@ impl JsonStage {
                         e.reason, e.column
                     ),
                 )
-            })?;
-            let mut path = Vec::new();
-            paths = match paths {
-                Some(mut all) if field_path(compiled.as_ast(), &mut path) => {
-                    all.push(path);
-                    Some(all)
-                }
-                _ => None,
-            };
+            })?);
             keys.push(key.clone());
-            sources.push(source.to_string());
         }
+        let paths: Option<Vec<Vec<String>>> = compiled
+            .iter()
+            .map(|e| {
+                let mut path = Vec::new();
+                field_path(e.as_ast(), &mut path).then_some(path)
+            })
+            .collect();
         let evaluator = match paths {
-            Some(paths) if field_paths => Evaluator::Paths(PathTree::new(&paths)),
-            _ => Evaluator::Jmespath(sources),
+            Some(paths) if field_paths => Evaluator::FieldPaths(members(paths)),
+            _ => Evaluator::Jmespath(compiled),
         };
         Ok(Self {
             results: vec![None; keys.len()],
@@ -125,10 +143,8 @@ impl Stage for JsonStage {
                 },
             };
             match &self.evaluator {
-                Evaluator::Paths(tree) => tree.evaluate(&input, &mut self.results),
-                Evaluator::Jmespath(sources) => {
-                    evaluate_jmespath(sources, &input, &mut self.results)
-                }
+                Evaluator::FieldPaths(members) => read_members(members, &input, &mut self.results),
+                Evaluator::Jmespath(expressions) => search(expressions, &input, &mut self.results),
             }
         };
         if parsed.is_err() {
@@ -162,199 +178,167 @@ fn field_path(ast: &Ast, out: &mut Vec<String>) -> bool {
     }
 }
 
-/// Field paths merged by prefix, so each object on the way is read once.
-struct PathTree {
-    /// `nodes[0]` is the input object itself.
-    nodes: Vec<PathNode>,
+/// Groups field paths (in expression order) by their first name.
+fn members(paths: Vec<Vec<String>>) -> Vec<Member> {
+    let mut members: Vec<Member> = Vec::new();
+    for (expression, mut path) in paths.into_iter().enumerate() {
+        let name = path.remove(0);
+        match members.iter_mut().find(|m| m.name == name) {
+            Some(member) => member.paths.push((expression, path)),
+            None => members.push(Member {
+                name,
+                paths: vec![(expression, path)],
+            }),
+        }
+    }
+    members
 }
 
-struct PathNode {
-    name: String,
-    children: Vec<usize>,
-    /// Expressions whose path ends here.
-    ends: Vec<usize>,
-    /// Expressions whose path ends here or below: reset when the key appears again, since the
-    /// last occurrence of a key wins in Go's map.
-    covered: Vec<usize>,
+/// Answers field paths in one pass over `text`, building only the members they start at.
+fn read_members(
+    members: &[Member],
+    text: &str,
+    results: &mut [Option<Value>],
+) -> serde_json::Result<()> {
+    // A path that is not there gives null, which Promtail stores.
+    results.fill(Some(Value::Null));
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(MemberReader { members, results })?;
+    de.end()
 }
 
-impl PathTree {
-    fn new(paths: &[Vec<String>]) -> Self {
-        let mut nodes = vec![PathNode {
-            name: String::new(),
-            children: Vec::new(),
-            ends: Vec::new(),
-            covered: Vec::new(),
-        }];
-        for (expr, path) in paths.iter().enumerate() {
-            let mut at = 0;
-            for name in path {
-                let found = nodes[at]
-                    .children
-                    .iter()
-                    .copied()
-                    .find(|&c| nodes[c].name == *name);
-                at = match found {
-                    Some(child) => child,
-                    None => {
-                        nodes.push(PathNode {
-                            name: name.clone(),
-                            children: Vec::new(),
-                            ends: Vec::new(),
-                            covered: Vec::new(),
-                        });
-                        let child = nodes.len() - 1;
-                        nodes[at].children.push(child);
-                        child
-                    }
-                };
-                nodes[at].covered.push(expr);
+struct MemberReader<'s> {
+    members: &'s [Member],
+    results: &'s mut [Option<Value>],
+}
+
+impl<'de> Visitor<'de> for MemberReader<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A repeated member is read again: the last one wins, as in Go's map.
+        while let Some(wanted) = map.next_key_seed(MemberName(self.members))? {
+            let Some(member) = wanted else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let value: Variable = map.next_value()?;
+            if let Some(((last, last_path), others)) = member.paths.split_last() {
+                for (expression, path) in others {
+                    self.results[*expression] = Some(extracted_value(descend(value.clone(), path)));
+                }
+                self.results[*last] = Some(extracted_value(descend(value, last_path)));
             }
-            nodes[at].ends.push(expr);
         }
-        Self { nodes }
+        Ok(())
+    }
+}
+
+/// Reads a member name as the member it names, if any path starts there.
+struct MemberName<'s>(&'s [Member]);
+
+impl<'de, 's> DeserializeSeed<'de> for MemberName<'s> {
+    type Value = Option<&'s Member>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'s> Visitor<'_> for MemberName<'s> {
+    type Value = Option<&'s Member>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
     }
 
-    fn evaluate(&self, text: &str, results: &mut [Option<Value>]) -> Parsed<()> {
-        // A path that is not there gives null, which Promtail stores.
-        for r in results.iter_mut() {
-            *r = Some(Value::Null);
-        }
-        parse_document(text, |c, key| self.member(0, c, key, 1, results))
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().find(|m| m.name == name))
     }
+}
 
-    /// Reads the value of member `key` of an object matched by `node`.
-    fn member<'a>(
-        &self,
-        node: usize,
-        c: &mut Cursor<'a>,
-        key: JsonStr<'a>,
-        depth: usize,
-        results: &mut [Option<Value>],
-    ) -> Parsed<()> {
-        let children = &self.nodes[node].children;
-        let decoded;
-        let wanted = if key.escaped {
-            decoded = key.decode();
-            decoded.as_bytes()
-        } else {
-            key.raw.as_bytes()
+/// The value at `path` below `value`: null where a name is missing or the value is no object.
+fn descend(mut value: Variable, path: &[String]) -> Variable {
+    for name in path {
+        value = match value {
+            Variable::Object(mut object) => object
+                .remove(name)
+                .map_or(Variable::Null, Rcvar::unwrap_or_clone),
+            _ => Variable::Null,
         };
-        // Most keys of a line are not wanted: the first byte rules them out cheaply.
-        let child = children.iter().copied().find(|&i| {
-            let candidate = self.nodes[i].name.as_bytes();
-            candidate.first() == wanted.first() && candidate == wanted
-        });
-        match child {
-            Some(child) => self.value(child, c, depth, results),
-            None => c.skip_value(depth),
-        }
     }
+    value
+}
 
-    fn value(
-        &self,
-        node: usize,
-        c: &mut Cursor<'_>,
-        depth: usize,
-        results: &mut [Option<Value>],
-    ) -> Parsed<()> {
-        let here = &self.nodes[node];
-        for &e in &here.covered {
-            results[e] = Some(Value::Null);
-        }
-        if here.children.is_empty() {
-            let value = c.extracted_value(depth)?;
-            assign(&here.ends, value, results);
-            return Ok(());
-        }
-        let start = c.pos;
-        if c.next_token()? == b'{' {
-            c.members(depth + 1, |c, key| {
-                self.member(node, c, key, depth + 1, results)
-            })?;
-        } else {
-            c.skip_value(depth)?;
-        }
-        if !here.ends.is_empty() {
-            let value = Cursor::at(c.text, start).extracted_value(depth)?;
-            assign(&here.ends, value, results);
-        }
-        Ok(())
+/// Builds `text` into one document and searches it with each expression.
+fn search(
+    expressions: &[Expression<'static>],
+    text: &str,
+    results: &mut [Option<Value>],
+) -> serde_json::Result<()> {
+    let mut document: Variable = serde_json::from_str(text)?;
+    if !document.is_object() {
+        return Err(de::Error::custom("not a JSON object"));
     }
-}
-
-fn assign(exprs: &[usize], value: Value, results: &mut [Option<Value>]) {
-    if let Some((&last, rest)) = exprs.split_last() {
-        for &e in rest {
-            results[e] = Some(value.clone());
-        }
-        results[last] = Some(value);
-    }
-}
-
-thread_local! {
-    /// Compiled expressions by source. `jmespath::Expression` holds `Rc`s (the crate's `sync`
-    /// feature is off), so it cannot live in a stage that moves between threads; each thread
-    /// compiles an expression once instead.
-    static COMPILED: RefCell<HashMap<String, Rc<Expression<'static>>>> =
-        RefCell::new(HashMap::new());
-}
-
-fn compiled(source: &str) -> Option<Rc<Expression<'static>>> {
-    COMPILED.with(|cache| {
-        let cached = cache.borrow().get(source).cloned();
-        if cached.is_some() {
-            return cached;
-        }
-        let expression = Rc::new(jmespath::compile(source).ok()?);
-        cache
-            .borrow_mut()
-            .insert(source.to_string(), Rc::clone(&expression));
-        Some(expression)
-    })
-}
-
-fn evaluate_jmespath(sources: &[String], text: &str, results: &mut [Option<Value>]) -> Parsed<()> {
-    let mut object = BTreeMap::new();
-    parse_document(text, |c, key| {
-        let value = c.variable(1)?;
-        object.insert(key.decode().into_owned(), Rcvar::new(value));
-        Ok(())
-    })?;
-    let document = Rcvar::new(Variable::Object(object));
-    for (source, result) in sources.iter().zip(results.iter_mut()) {
+    use_float64_numbers(&mut document);
+    let document = Rcvar::new(document);
+    for (expression, result) in expressions.iter().zip(results.iter_mut()) {
         // A failed search (e.g. a function given the wrong type) leaves the key unset, as in
         // Promtail. `interpret`, because `Expression::search` would first deep-copy the
         // document through serde.
-        *result = compiled(source).and_then(|e| {
-            let mut context = Context::new(e.as_str(), &DEFAULT_RUNTIME);
-            jmespath::interpret(&document, e.as_ast(), &mut context)
-                .ok()
-                .map(|v| variable_value(&v))
-        });
+        let mut context = Context::new(expression.as_str(), &DEFAULT_RUNTIME);
+        *result = jmespath::interpret(&document, expression.as_ast(), &mut context)
+            .ok()
+            .map(|v| extracted_value(Rcvar::unwrap_or_clone(v)));
     }
     Ok(())
 }
 
-fn variable_value(v: &Variable) -> Value {
+/// Rewrites every number as the float64 Go decodes, so that functions printing numbers
+/// (`to_string`) print `5` for `5.0` as go-jmespath does.
+fn use_float64_numbers(v: &mut Variable) {
+    match v {
+        Variable::Number(n) => {
+            if let Some(float64) = n.as_f64().and_then(go_number) {
+                *n = float64;
+            }
+        }
+        Variable::Array(items) => items
+            .iter_mut()
+            .filter_map(Rcvar::get_mut)
+            .for_each(use_float64_numbers),
+        Variable::Object(object) => object
+            .values_mut()
+            .filter_map(Rcvar::get_mut)
+            .for_each(use_float64_numbers),
+        Variable::Null | Variable::Bool(_) | Variable::String(_) | Variable::Expref(_) => {}
+    }
+}
+
+/// `v` as Promtail stores it in the extracted map.
+fn extracted_value(v: Variable) -> Value {
     match v {
         Variable::Null => Value::Null,
-        Variable::Bool(b) => Value::Bool(*b),
-        Variable::String(s) => Value::String(s.clone()),
+        Variable::Bool(b) => Value::Bool(b),
+        Variable::String(s) => Value::String(s),
         Variable::Number(n) => n
             .as_f64()
             .and_then(go_number)
             .map_or(Value::Null, Value::Number),
         Variable::Array(_) | Variable::Object(_) | Variable::Expref(_) => {
             let mut out = String::new();
-            marshal_variable(v, &mut out);
+            marshal(&v, &mut out);
             Value::String(out)
         }
     }
 }
 
-/// Writes `v` as Go's json.Marshal writes the value go-jmespath returns.
-fn marshal_variable(v: &Variable, out: &mut String) {
+/// Writes `v` as Go's json.Marshal writes it once decoded (objects as maps, numbers as float64).
+fn marshal(v: &Variable, out: &mut String) {
     match v {
         Variable::Null => out.push_str("null"),
         Variable::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -366,19 +350,21 @@ fn marshal_variable(v: &Variable, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                marshal_variable(item, out);
+                marshal(item, out);
             }
             out.push(']');
         }
-        Variable::Object(map) => {
+        Variable::Object(object) => {
+            // Promtail writes keys in map order (random); sorted, as Go's standard library
+            // does, for stable output.
             out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
+            for (i, (key, item)) in object.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 write_go_string(key, out);
                 out.push(':');
-                marshal_variable(item, out);
+                marshal(item, out);
             }
             out.push('}');
         }
@@ -460,516 +446,6 @@ fn write_go_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The input is not what Promtail's decoder accepts. Promtail only logs why at debug level, so
-/// no detail is kept.
-#[derive(Debug)]
-struct Malformed;
-
-type Parsed<T> = Result<T, Malformed>;
-
-/// Deepest nesting of objects and arrays accepted (json-iterator allows 10000). It bounds the
-/// recursion of the parser on hostile input.
-const MAX_DEPTH: usize = 256;
-
-/// Parses the top of `text` as json-iterator does into a `map[string]interface{}`: an object
-/// (calling `member` with each key while the cursor is at its value) or `null` (an empty map).
-/// Anything but whitespace after it makes the input malformed, except that json-iterator stops
-/// reading at a NUL byte.
-fn parse_document<'a>(
-    text: &'a str,
-    member: impl FnMut(&mut Cursor<'a>, JsonStr<'a>) -> Parsed<()>,
-) -> Parsed<()> {
-    let mut c = Cursor::at(text, 0);
-    match c.next_token()? {
-        b'{' => c.members(1, member)?,
-        b'n' => c.literal(b"null")?,
-        _ => return Err(Malformed),
-    }
-    c.skip_ws();
-    match c.peek() {
-        None | Some(0) => Ok(()),
-        Some(_) => Err(Malformed),
-    }
-}
-
-/// A JSON string's content as it appears in the input, validated.
-#[derive(Clone, Copy)]
-struct JsonStr<'a> {
-    raw: &'a str,
-    /// Whether it holds a backslash escape.
-    escaped: bool,
-}
-
-impl<'a> JsonStr<'a> {
-    fn decode(self) -> Cow<'a, str> {
-        if self.escaped {
-            let mut out = String::with_capacity(self.raw.len());
-            unescape_into(self.raw, &mut out);
-            Cow::Owned(out)
-        } else {
-            Cow::Borrowed(self.raw)
-        }
-    }
-}
-
-/// Decodes the escapes of validated string content as json-iterator does: a lone or broken
-/// UTF-16 surrogate becomes U+FFFD.
-fn unescape_into(raw: &str, out: &mut String) {
-    let bytes = raw.as_bytes();
-    let mut i = 0;
-    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'\\') {
-        out.push_str(&raw[i..i + offset]);
-        i = unescape_one(bytes, i + offset + 1, out);
-    }
-    out.push_str(&raw[i..]);
-}
-
-/// Decodes the escape whose letter is at `i` and returns the index after it.
-fn unescape_one(bytes: &[u8], i: usize, out: &mut String) -> usize {
-    let Some(&letter) = bytes.get(i) else {
-        return i;
-    };
-    out.push(match letter {
-        b'u' => {
-            let r = hex4(bytes, i + 1);
-            let after = i + 5;
-            if !(0xD800..=0xDFFF).contains(&r) {
-                out.push(char::from_u32(r).unwrap_or('\u{FFFD}'));
-                return after;
-            }
-            if bytes.get(after) != Some(&b'\\') {
-                out.push('\u{FFFD}');
-                return after;
-            }
-            if bytes.get(after + 1) != Some(&b'u') {
-                out.push('\u{FFFD}');
-                return unescape_one(bytes, after + 1, out);
-            }
-            let r2 = hex4(bytes, after + 2);
-            if (0xD800..0xDC00).contains(&r) && (0xDC00..0xE000).contains(&r2) {
-                let pair = 0x10000 + ((r - 0xD800) << 10) + (r2 - 0xDC00);
-                out.push(char::from_u32(pair).unwrap_or('\u{FFFD}'));
-            } else {
-                out.push('\u{FFFD}');
-                out.push(char::from_u32(r2).unwrap_or('\u{FFFD}'));
-            }
-            return after + 6;
-        }
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        other => char::from(other),
-    });
-    i + 1
-}
-
-fn hex4(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .unwrap_or_default()
-        .iter()
-        .fold(0, |acc, &h| {
-            acc * 16 + char::from(h).to_digit(16).unwrap_or(0)
-        })
-}
-
-/// The index of the first `"` or `\\` at or after `i` (or control character, if
-/// `controls`), or `bytes.len()`. Strings are most of a JSON line, so this looks at 8 bytes at
-/// a time.
-fn find_string_byte(bytes: &[u8], mut i: usize, controls: bool) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is flagged when it is zero; the lowest flag is always exact.
-    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(chunk);
-        let mut flags = zero_bytes(word ^ (ONES * u64::from(b'"')))
-            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if controls {
-            flags |= word.wrapping_sub(ONES * 0x20) & !word;
-        }
-        flags &= HIGH_BITS;
-        if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&b) = bytes.get(i) {
-        if b == b'"' || b == b'\\' || (controls && b < 0x20) {
-            return i;
-        }
-        i += 1;
-    }
-    i
-}
-
-/// A position in JSON text, with json-iterator's grammar.
-struct Cursor<'a> {
-    text: &'a str,
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn at(text: &'a str, pos: usize) -> Self {
-        Self { text, pos }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.pos).copied()
-    }
-
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.pos += 1;
-        }
-    }
-
-    /// Skips whitespace and returns the next byte without consuming it.
-    fn next_token(&mut self) -> Parsed<u8> {
-        self.skip_ws();
-        self.peek().ok_or(Malformed)
-    }
-
-    fn literal(&mut self, word: &[u8]) -> Parsed<()> {
-        if self.text.as_bytes()[self.pos..].starts_with(word) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            Err(Malformed)
-        }
-    }
-
-    /// Walks the object whose `{` is next, calling `member` with each key while the cursor is
-    /// at its value; `member` must consume the value. `depth` counts this object.
-    fn members(
-        &mut self,
-        depth: usize,
-        mut member: impl FnMut(&mut Self, JsonStr<'a>) -> Parsed<()>,
-    ) -> Parsed<()> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed);
-        }
-        self.pos += 1;
-        if self.next_token()? == b'}' {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            if self.next_token()? != b'"' {
-                return Err(Malformed);
-            }
-            let key = self.string()?;
-            if self.next_token()? != b':' {
-                return Err(Malformed);
-            }
-            self.pos += 1;
-            member(self, key)?;
-            match self.next_token()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Malformed),
-            }
-        }
-    }
-
-    /// Walks the array whose `[` is next, calling `element` with the cursor at each element;
-    /// `element` must consume it. `depth` counts this array.
-    fn elements(
-        &mut self,
-        depth: usize,
-        mut element: impl FnMut(&mut Self) -> Parsed<()>,
-    ) -> Parsed<()> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed);
-        }
-        self.pos += 1;
-        if self.next_token()? == b']' {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            element(self)?;
-            match self.next_token()? {
-                b',' => self.pos += 1,
-                b']' => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Malformed),
-            }
-        }
-    }
-
-    /// Reads the string whose opening quote is next. json-iterator rejects control characters
-    /// only before the first escape of a string, and so does this.
-    fn string(&mut self) -> Parsed<JsonStr<'a>> {
-        let bytes = self.text.as_bytes();
-        let start = self.pos + 1;
-        let mut i = find_string_byte(bytes, start, true);
-        let escaped = match bytes.get(i) {
-            Some(b'"') => false,
-            Some(b'\\') => true,
-            _ => return Err(Malformed),
-        };
-        if escaped {
-            loop {
-                i = find_string_byte(bytes, i, false);
-                match bytes.get(i) {
-                    Some(b'"') => break,
-                    Some(b'\\') => match bytes.get(i + 1) {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                        Some(b'u')
-                            if bytes
-                                .get(i + 2..i + 6)
-                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-                        {
-                            i += 6
-                        }
-                        _ => return Err(Malformed),
-                    },
-                    _ => return Err(Malformed),
-                }
-            }
-        }
-        self.pos = i + 1;
-        Ok(JsonStr {
-            raw: &self.text[start..i],
-            escaped,
-        })
-    }
-
-    /// Reads the number that is next as json-iterator does: JSON's grammar, float64 values,
-    /// out of range is an error, and up to 6 decimals are divided out directly (its fast path,
-    /// which can round differently from a full parse) when the number ends at `,]}`, space,
-    /// tab or newline.
-    fn number(&mut self) -> Parsed<f64> {
-        // Above this json-iterator leaves its fast path rather than overflow.
-        const SAFE_TO_MULTIPLY_BY_10: u64 = u64::MAX / 10 - 1;
-        const POW10: [f64; 7] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6];
-        let bytes = self.text.as_bytes();
-        let negative = bytes.get(self.pos) == Some(&b'-');
-        let digits_start = self.pos + usize::from(negative);
-        let mut i = digits_start;
-        let mut value: u64 = 0;
-        let mut fits = true;
-        let mut accumulate = |digit: u8| {
-            if value > SAFE_TO_MULTIPLY_BY_10 {
-                fits = false;
-            } else if fits {
-                value = value * 10 + u64::from(digit - b'0');
-            }
-        };
-        match bytes.get(i) {
-            Some(b'0') => {
-                i += 1;
-                if matches!(bytes.get(i), Some(b'0'..=b'9')) {
-                    return Err(Malformed);
-                }
-            }
-            Some(b'1'..=b'9') => {
-                while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
-                    accumulate(d);
-                    i += 1;
-                }
-            }
-            _ => return Err(Malformed),
-        }
-        let mut decimals = 0;
-        if bytes.get(i) == Some(&b'.') {
-            i += 1;
-            let fraction_start = i;
-            while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
-                accumulate(d);
-                i += 1;
-            }
-            decimals = i - fraction_start;
-            if decimals == 0 {
-                return Err(Malformed);
-            }
-        }
-        let mut exponent = false;
-        if let Some(b'e' | b'E') = bytes.get(i) {
-            exponent = true;
-            i += 1;
-            if let Some(b'+' | b'-') = bytes.get(i) {
-                i += 1;
-            }
-            let exponent_start = i;
-            while let Some(b'0'..=b'9') = bytes.get(i) {
-                i += 1;
-            }
-            if i == exponent_start {
-                return Err(Malformed);
-            }
-        }
-        self.pos = i;
-        let fast_end = matches!(
-            bytes.get(i),
-            Some(b',' | b']' | b'}' | b' ' | b'\t' | b'\n')
-        );
-        let magnitude = if !exponent && fits && decimals == 0 {
-            // Exact conversion, rounded like a full parse.
-            value as f64
-        } else if !exponent && fits && decimals < POW10.len() && fast_end {
-            value as f64 / POW10[decimals]
-        } else {
-            let parsed: f64 = self.text[digits_start..i].parse().map_err(|_| Malformed)?;
-            if parsed.is_infinite() {
-                return Err(Malformed);
-            }
-            parsed
-        };
-        Ok(if negative { -magnitude } else { magnitude })
-    }
-
-    /// Consumes the value that is next, validating it. `depth` counts the containers around it.
-    fn skip_value(&mut self, depth: usize) -> Parsed<()> {
-        match self.next_token()? {
-            b'{' => self.members(depth + 1, |c, _| c.skip_value(depth + 1)),
-            b'[' => self.elements(depth + 1, |c| c.skip_value(depth + 1)),
-            b'"' => self.string().map(drop),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            b'-' | b'0'..=b'9' => self.number().map(drop),
-            _ => Err(Malformed),
-        }
-    }
-
-    /// Reads the value that is next as Promtail stores it in the extracted map.
-    fn extracted_value(&mut self, depth: usize) -> Parsed<Value> {
-        Ok(match self.next_token()? {
-            b'"' => Value::String(self.string()?.decode().into_owned()),
-            b't' => {
-                self.literal(b"true")?;
-                Value::Bool(true)
-            }
-            b'f' => {
-                self.literal(b"false")?;
-                Value::Bool(false)
-            }
-            b'n' => {
-                self.literal(b"null")?;
-                Value::Null
-            }
-            b'-' | b'0'..=b'9' => go_number(self.number()?).map_or(Value::Null, Value::Number),
-            b'{' | b'[' => {
-                let mut out = String::new();
-                self.marshal(depth, &mut out)?;
-                Value::String(out)
-            }
-            _ => return Err(Malformed),
-        })
-    }
-
-    /// Writes the value that is next as Go's json.Marshal writes it once decoded.
-    fn marshal(&mut self, depth: usize, out: &mut String) -> Parsed<()> {
-        match self.next_token()? {
-            b'{' => {
-                let mut members: Vec<(Cow<'a, str>, usize)> = Vec::new();
-                self.members(depth + 1, |c, key| {
-                    members.push((key.decode(), c.pos));
-                    c.skip_value(depth + 1)
-                })?;
-                // A Go map holds the last value of a repeated key. Promtail writes keys in map
-                // order (random); sorted here, as Go's standard library does, for stable output.
-                members.sort_by(|a, b| a.0.cmp(&b.0));
-                out.push('{');
-                let mut first = true;
-                for (i, (key, pos)) in members.iter().enumerate() {
-                    if members.get(i + 1).is_some_and(|next| next.0 == *key) {
-                        continue;
-                    }
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    write_go_string(key, out);
-                    out.push(':');
-                    Cursor::at(self.text, *pos).marshal(depth + 1, out)?;
-                }
-                out.push('}');
-            }
-            b'[' => {
-                out.push('[');
-                let mut first = true;
-                self.elements(depth + 1, |c| {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    c.marshal(depth + 1, out)
-                })?;
-                out.push(']');
-            }
-            b'"' => write_go_string(&self.string()?.decode(), out),
-            b't' => {
-                self.literal(b"true")?;
-                out.push_str("true");
-            }
-            b'f' => {
-                self.literal(b"false")?;
-                out.push_str("false");
-            }
-            b'n' => {
-                self.literal(b"null")?;
-                out.push_str("null");
-            }
-            b'-' | b'0'..=b'9' => write_go_float(self.number()?, out),
-            _ => return Err(Malformed),
-        }
-        Ok(())
-    }
-
-    /// Reads the value that is next as a JMESPath document.
-    fn variable(&mut self, depth: usize) -> Parsed<Variable> {
-        Ok(match self.next_token()? {
-            b'{' => {
-                let mut object = BTreeMap::new();
-                self.members(depth + 1, |c, key| {
-                    let value = c.variable(depth + 1)?;
-                    object.insert(key.decode().into_owned(), Rcvar::new(value));
-                    Ok(())
-                })?;
-                Variable::Object(object)
-            }
-            b'[' => {
-                let mut items = Vec::new();
-                self.elements(depth + 1, |c| {
-                    items.push(Rcvar::new(c.variable(depth + 1)?));
-                    Ok(())
-                })?;
-                Variable::Array(items)
-            }
-            b'"' => Variable::String(self.string()?.decode().into_owned()),
-            b't' => {
-                self.literal(b"true")?;
-                Variable::Bool(true)
-            }
-            b'f' => {
-                self.literal(b"false")?;
-                Variable::Bool(false)
-            }
-            b'n' => {
-                self.literal(b"null")?;
-                Variable::Null
-            }
-            b'-' | b'0'..=b'9' => {
-                go_number(self.number()?).map_or(Variable::Null, Variable::Number)
-            }
-            _ => return Err(Malformed),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1010,7 +486,7 @@ mod tests {
     }
 
     fn is_field_paths(stage: &JsonStage) -> bool {
-        matches!(stage.evaluator, Evaluator::Paths(_))
+        matches!(stage.evaluator, Evaluator::FieldPaths(_))
     }
 
     #[test]
@@ -1188,23 +664,32 @@ mod tests {
     }
 
     #[test]
-    fn json_iterator_leniencies_are_kept() {
-        let mut s = stage(&[("a", None)]);
-        // A control character after an escape, and anything after a NUL byte.
-        assert_eq!(extracted(&mut s, "{\"a\":\"\\n\tx\"}")["a"], "\n\tx");
-        assert_eq!(extracted(&mut s, "{\"a\":1}\0junk")["a"], 1);
-        // `null` decodes to an empty map: every path is null.
-        assert_eq!(extracted(&mut s, " null ")["a"], Value::Null);
-        // Broken surrogates become U+FFFD.
-        assert_eq!(extracted(&mut s, r#"{"a":"\ud800x"}"#)["a"], "\u{FFFD}x");
-        assert_eq!(
-            extracted(&mut s, r#"{"a":"\ud83d\ude00"}"#)["a"],
-            "\u{1F600}"
-        );
-        assert_eq!(
-            extracted(&mut s, r#"{"a":"\ud800\u0041"}"#)["a"],
-            "\u{FFFD}A"
-        );
+    fn strict_json_rejects_what_json_iterator_tolerates() {
+        let cfg = config(&[("a", None)]);
+        for mut s in [
+            JsonStage::new(&cfg).unwrap(),
+            JsonStage::build(&cfg, false).unwrap(),
+        ] {
+            for line in [
+                // A control character after an escape.
+                "{\"a\":\"\\n\tx\"}",
+                // Anything after a NUL byte.
+                "{\"a\":1}\0junk",
+                // Promtail reads `null` as an empty object.
+                " null ",
+                // Promtail substitutes U+FFFD for a lone surrogate.
+                r#"{"a":"\ud800x"}"#,
+                r#"{"a":"\ud800\u0041"}"#,
+            ] {
+                let (verdict, m) = run(&mut s, line);
+                assert_eq!(verdict, Verdict::Keep, "{line:?}");
+                assert!(m.is_empty(), "{line:?}");
+            }
+            assert_eq!(
+                extracted(&mut s, r#"{"a":"\ud83d\ude00"}"#)["a"],
+                "\u{1F600}"
+            );
+        }
     }
 
     #[test]
@@ -1221,6 +706,9 @@ mod tests {
             .unwrap()
             .into_owned();
         assert_eq!(text, "1700000000.1234567");
+        // serde_json's default float parsing would give ...6581328 here.
+        let ts = extracted(&mut s, r#"{"a":1723842989.658132671}"#);
+        assert_eq!(ts["a"].as_f64(), Some(1723842989.6581326));
     }
 
     #[test]
@@ -1408,33 +896,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn string_scan_finds_the_first_quote_backslash_or_control_at_any_offset() {
-        let naive = |bytes: &[u8], from: usize, controls: bool| {
-            (from..bytes.len())
-                .find(|&i| {
-                    let b = bytes[i];
-                    b == b'"' || b == b'\\' || (controls && b < 0x20)
-                })
-                .unwrap_or(bytes.len())
-        };
-        for special in [b'"', b'\\', b'\n', 0x1f] {
-            for at in 0..20 {
-                let mut bytes = "aé€😀xyz0123456789abcdefgh".as_bytes()[..24].to_vec();
-                bytes[at] = special;
-                bytes.push(b' ');
-                for from in 0..bytes.len() {
-                    for controls in [true, false] {
-                        assert_eq!(
-                            find_string_byte(&bytes, from, controls),
-                            naive(&bytes, from, controls),
-                            "{bytes:?} from {from}"
-                        );
-                    }
-                }
-            }
-        }
-    }
+    /// serde_json's recursion limit, counting the top-level object.
+    const MAX_DEPTH: usize = 127;
 
     #[test]
     fn nesting_beyond_the_depth_limit_is_malformed_in_both_evaluators() {
@@ -1453,5 +916,38 @@ mod tests {
             assert_eq!(verdict, Verdict::Keep);
             assert!(m.is_empty());
         }
+    }
+
+    #[test]
+    fn unread_members_are_only_checked_for_syntax_on_the_field_path_pass() {
+        let deep = "[".repeat(MAX_DEPTH + 10) + &"]".repeat(MAX_DEPTH + 10);
+        let cfg = config(&[("c", None)]);
+        let mut fast = JsonStage::new(&cfg).unwrap();
+        let mut slow = JsonStage::build(&cfg, false).unwrap();
+        for line in [
+            format!(r#"{{"x":{deep},"c":1}}"#),
+            r#"{"x":1e400,"c":1}"#.to_string(),
+            r#"{"x":"\udc00","c":1}"#.to_string(),
+        ] {
+            assert_eq!(extracted(&mut fast, &line)["c"], 1, "{line}");
+            assert!(extracted(&mut slow, &line).is_empty(), "{line}");
+        }
+        for line in [
+            r#"{"x":[1,],"c":1}"#,
+            r#"{"x":"a\qb","c":1}"#,
+            r#"{"x":-,"c":1}"#,
+        ] {
+            assert!(extracted(&mut fast, line).is_empty(), "{line}");
+        }
+    }
+
+    #[test]
+    fn jmespath_sees_numbers_as_float64() {
+        let mut s = stage(&[("whole", Some("to_string(a)")), ("equal", Some("a == `5`"))]);
+        assert!(!is_field_paths(&s));
+        let m = extracted(&mut s, r#"{"a":5.0}"#);
+        // go-jmespath marshals the float64 it decoded.
+        assert_eq!(m["whole"], "5");
+        assert_eq!(m["equal"], true);
     }
 }

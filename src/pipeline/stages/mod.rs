@@ -4,12 +4,22 @@
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
 //! stage. Stages must not know about files, clients or each other.
 
+pub mod cri;
+pub mod docker;
+pub mod drop;
 pub mod json;
+pub mod labelallow;
+pub mod labeldrop;
 pub mod labels;
+pub mod limit;
+pub mod r#match;
+pub mod multiline;
 pub mod output;
 pub mod regex;
+pub mod sampling;
 pub mod static_labels;
 pub mod structured_metadata;
+pub mod tenant;
 pub mod timestamp;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +39,20 @@ pub enum StageConfig {
     StructuredMetadata(structured_metadata::StructuredMetadataConfig),
     /// Deprecated alias of `structured_metadata`.
     NonIndexedLabels(structured_metadata::StructuredMetadataConfig),
+    /// `docker: {}` or an empty `docker:`.
+    Docker(docker::DockerConfig),
+    /// `cri: {...}` or an empty `cri:`.
+    Cri(Option<cri::CriConfig>),
+    Multiline(multiline::MultilineConfig),
+    Match(r#match::MatchConfig),
+    Drop(drop::DropConfig),
+    Sampling(sampling::SamplingConfig),
+    Limit(limit::LimitConfig),
+    Tenant(tenant::TenantConfig),
+    #[serde(rename = "labelallow")]
+    LabelAllow(labelallow::LabelAllowConfig),
+    #[serde(rename = "labeldrop")]
+    LabelDrop(labeldrop::LabelDropConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -60,10 +84,20 @@ impl StageConfig {
             StageConfig::Output(_) => "output",
             StageConfig::StructuredMetadata(_) => "structured_metadata",
             StageConfig::NonIndexedLabels(_) => "non_indexed_labels",
+            StageConfig::Docker(_) => "docker",
+            StageConfig::Cri(_) => "cri",
+            StageConfig::Multiline(_) => "multiline",
+            StageConfig::Match(_) => "match",
+            StageConfig::Drop(_) => "drop",
+            StageConfig::Sampling(_) => "sampling",
+            StageConfig::Limit(_) => "limit",
+            StageConfig::Tenant(_) => "tenant",
+            StageConfig::LabelAllow(_) => "labelallow",
+            StageConfig::LabelDrop(_) => "labeldrop",
         }
     }
 
-    pub fn build(&self, _ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
+    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Stage>, StageError> {
         Ok(match self {
             StageConfig::Json(c) => Box::new(json::JsonStage::new(c)?),
             StageConfig::Regex(c) => Box::new(regex::RegexStage::new(c)?),
@@ -74,6 +108,16 @@ impl StageConfig {
             StageConfig::StructuredMetadata(c) | StageConfig::NonIndexedLabels(c) => {
                 Box::new(structured_metadata::StructuredMetadataStage::new(c)?)
             }
+            StageConfig::Docker(c) => Box::new(docker::DockerStage::new(c)?),
+            StageConfig::Cri(c) => Box::new(cri::CriStage::new(&c.clone().unwrap_or_default())?),
+            StageConfig::Multiline(c) => Box::new(multiline::MultilineStage::new(c)?),
+            StageConfig::Match(c) => Box::new(r#match::MatchStage::new(c, ctx)?),
+            StageConfig::Drop(c) => Box::new(drop::DropStage::new(c)?),
+            StageConfig::Sampling(c) => Box::new(sampling::SamplingStage::new(c)?),
+            StageConfig::Limit(c) => Box::new(limit::LimitStage::new(c, ctx)?),
+            StageConfig::Tenant(c) => Box::new(tenant::TenantStage::new(c)?),
+            StageConfig::LabelAllow(c) => Box::new(labelallow::LabelAllowStage::new(c)?),
+            StageConfig::LabelDrop(c) => Box::new(labeldrop::LabelDropStage::new(c)?),
         })
     }
 }

@@ -1,0 +1,506 @@
+//! `cri`: parses the CRI container log format (`<time> <stream> <flags> <content>`) and joins
+//! partial lines.
+//!
+//! Owns Promtail's cri stage: the regex
+//! `^(?s)(?P<time>\S+?) (?P<stream>stdout|stderr) (?P<flags>\S+?) (?P<content>.*)$`, the
+//! `stream` label, the timestamp from `time` (RFC3339Nano) and `content` as the line, done by
+//! the regex, labels, timestamp and output stages themselves; then partial lines. A line
+//! whose `flags` is `P` is held per label set (the `stream` label included), appended to the
+//! label set's earlier partial text with nothing in between (as current Promtail does; old
+//! versions put `\n` there), and the held entry becomes the latest line's (its timestamp,
+//! extracted map and acknowledgement). The next line of that label set that is not partial
+//! gets the held text in front of its own and goes on. When a partial line arrives while
+//! `max_partial_lines` label sets are already held, every held entry (its own label set's
+//! included) goes out as it is and the new line is held alone. With
+//! `max_partial_line_size_truncate`, held and joined lines are cut to
+//! `max_partial_line_size` bytes. A line the regex does not match passes through unchanged.
+//! Partial lines have no timeout, as in Promtail. It must not parse the content.
+//!
+//! Deviations from Promtail: `max_partial_line_size: 0` turns truncation off (Promtail would
+//! cut every joined line to nothing); truncation never splits a UTF-8 character (the cut
+//! moves back to the character's start); held partial lines go out at shutdown and at the
+//! end of input (Promtail loses them); entries flushed together go out oldest first
+//! (Promtail's order is random).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::StageError;
+use super::labels::{LabelsConfig, LabelsStage};
+use super::output::{OutputConfig, OutputStage};
+use super::regex::{RegexConfig, RegexStage};
+use super::timestamp::{TimestampConfig, TimestampStage};
+use crate::config::ByteSize;
+use crate::labels::LabelSet;
+use crate::pipeline::{PipelineEntry, Stage, Verdict};
+
+/// Promtail's CRI expression, verbatim.
+const CRI_EXPRESSION: &str =
+    r"^(?s)(?P<time>\S+?) (?P<stream>stdout|stderr) (?P<flags>\S+?) (?P<content>.*)$";
+const DEFAULT_MAX_PARTIAL_LINES: usize = 100;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriConfig {
+    /// How many label sets may hold partial lines at once; 0 means the default, 100.
+    pub max_partial_lines: usize,
+    /// Byte limit of a held or joined line when `max_partial_line_size_truncate`; 0: none.
+    pub max_partial_line_size: ByteSize,
+    pub max_partial_line_size_truncate: bool,
+}
+
+pub struct CriStage {
+    regex: RegexStage,
+    labels: LabelsStage,
+    timestamp: TimestampStage,
+    output: OutputStage,
+    max_partial_lines: usize,
+    truncate_to: Option<usize>,
+    /// The held entry of each label set with partial lines.
+    partials: HashMap<LabelSet, HeldPartial>,
+    /// Entries flushed while a line was processed, until `release` runs.
+    ready: Vec<PipelineEntry>,
+    next_hold_number: u64,
+}
+
+struct HeldPartial {
+    entry: PipelineEntry,
+    /// Orders entries flushed together, oldest held first.
+    number: u64,
+}
+
+impl CriStage {
+    pub fn new(cfg: &CriConfig) -> Result<Self, StageError> {
+        let truncate_to = match (
+            cfg.max_partial_line_size_truncate,
+            cfg.max_partial_line_size,
+        ) {
+            (true, ByteSize(size)) if size > 0 => Some(usize::try_from(size).map_err(|_| {
+                StageError::new(
+                    "max_partial_line_size",
+                    format!("{size} bytes does not fit in memory on this platform"),
+                )
+            })?),
+            _ => None,
+        };
+        Ok(Self {
+            regex: RegexStage::new(&RegexConfig {
+                expression: CRI_EXPRESSION.into(),
+                source: None,
+            })?,
+            labels: LabelsStage::new(&LabelsConfig(
+                [("stream".to_string(), None)].into_iter().collect(),
+            ))?,
+            timestamp: TimestampStage::new(&TimestampConfig {
+                source: "time".into(),
+                format: "RFC3339Nano".into(),
+                ..TimestampConfig::default()
+            })?,
+            output: OutputStage::new(&OutputConfig {
+                source: "content".into(),
+            })?,
+            max_partial_lines: match cfg.max_partial_lines {
+                0 => DEFAULT_MAX_PARTIAL_LINES,
+                n => n,
+            },
+            truncate_to,
+            partials: HashMap::new(),
+            ready: Vec::new(),
+            next_hold_number: 0,
+        })
+    }
+
+    /// Moves every held entry to `ready`, oldest first.
+    fn flush_partials(&mut self) {
+        let mut held: Vec<HeldPartial> = self.partials.drain().map(|(_, h)| h).collect();
+        held.sort_by_key(|h| h.number);
+        self.ready.extend(held.into_iter().map(|h| h.entry));
+    }
+
+    /// Holds a partial line: appended to its label set's held text, becoming the held entry.
+    fn hold(&mut self, entry: &mut PipelineEntry) {
+        // As in Promtail, a full buffer is flushed even when this line's label set is in it.
+        if self.partials.len() >= self.max_partial_lines {
+            tracing::warn!(
+                threshold = self.max_partial_lines,
+                "cri stage: partial lines upperbound exceeded, flushing held partial lines"
+            );
+            self.flush_partials();
+        }
+        let truncate_to = self.truncate_to;
+        match self.partials.entry(entry.labels.clone()) {
+            Entry::Occupied(mut occupied) => {
+                let held = occupied.get_mut();
+                let mut line = std::mem::take(&mut held.entry.line);
+                line.push_str(&entry.line);
+                truncate(&mut line, truncate_to);
+                // The latest line's entry is held from now on; the caller drops the older one.
+                std::mem::swap(&mut held.entry, entry);
+                held.entry.line = line;
+            }
+            Entry::Vacant(vacant) => {
+                let mut line = std::mem::take(&mut entry.line);
+                truncate(&mut line, truncate_to);
+                let mut held = entry.clone();
+                held.line = line;
+                vacant.insert(HeldPartial {
+                    entry: held,
+                    number: self.next_hold_number,
+                });
+                self.next_hold_number += 1;
+            }
+        }
+    }
+}
+
+/// Cuts `line` to at most `max` bytes, back to the start of a character it would split.
+fn truncate(line: &mut String, max: Option<usize>) {
+    if let Some(max) = max
+        && line.len() > max
+    {
+        line.truncate(line.floor_char_boundary(max));
+    }
+}
+
+impl Stage for CriStage {
+    fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+        let parse: [&mut dyn Stage; 4] = [
+            &mut self.regex,
+            &mut self.labels,
+            &mut self.timestamp,
+            &mut self.output,
+        ];
+        for stage in parse {
+            match stage.process(entry) {
+                Verdict::Keep => {}
+                other => return other,
+            }
+        }
+        let is_partial = matches!(entry.extracted.get("flags"), Some(Value::String(f)) if f == "P");
+        if is_partial {
+            self.hold(entry);
+            return Verdict::Hold;
+        }
+        // Most lines are full and nothing is held: skip hashing the labels then.
+        if !self.partials.is_empty()
+            && let Some(held) = self.partials.remove(&entry.labels)
+        {
+            let mut line = held.entry.line;
+            line.push_str(&entry.line);
+            truncate(&mut line, self.truncate_to);
+            entry.line = line;
+        }
+        Verdict::Keep
+    }
+
+    fn release(&mut self, _now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+        if flush_all {
+            self.flush_partials();
+        }
+        out.append(&mut self.ready);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::{AckToken, SourceId};
+    use crate::pipeline::stages::testing::{entry, read_time};
+
+    fn stage(max_partial_lines: usize, size: u64, truncate: bool) -> CriStage {
+        CriStage::new(&CriConfig {
+            max_partial_lines,
+            max_partial_line_size: ByteSize(size),
+            max_partial_line_size_truncate: truncate,
+        })
+        .unwrap()
+    }
+
+    /// Runs `(labels, line)` pairs as the pipeline does, releasing after each held line.
+    fn run(s: &mut CriStage, input: &[(&[(&str, &str)], &str)]) -> Vec<PipelineEntry> {
+        let mut out = Vec::new();
+        for (labels, line) in input {
+            let mut e = entry(line, labels);
+            match s.process(&mut e) {
+                Verdict::Keep => out.push(e),
+                Verdict::Hold => s.release(Instant::now(), false, &mut out),
+                other => panic!("unexpected verdict {other:?}"),
+            }
+        }
+        out
+    }
+
+    fn lines(entries: &[PipelineEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.line.as_str()).collect()
+    }
+
+    const FOO_BAR: &[(&str, &str)] = &[("foo", "bar")];
+    const FOO_BAR2: &[(&str, &str)] = &[("foo", "bar2")];
+
+    #[test]
+    fn full_line_sets_stream_label_timestamp_and_content() {
+        let mut s = stage(0, 0, false);
+        let out = run(
+            &mut s,
+            &[(
+                &[],
+                "2019-01-01T01:00:00.000000001Z stderr F message\nmessage2",
+            )],
+        );
+        assert_eq!(lines(&out), ["message\nmessage2"]);
+        assert_eq!(out[0].labels.to_string(), r#"{stream="stderr"}"#);
+        assert_eq!(
+            out[0]
+                .timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "2019-01-01T01:00:00.000000001Z"
+        );
+        assert_eq!(out[0].extracted["flags"], "F");
+    }
+
+    #[test]
+    fn invalid_line_passes_unchanged_and_bad_time_keeps_read_time() {
+        let mut s = stage(0, 0, false);
+        let out = run(
+            &mut s,
+            &[(&[], "i'm invalid!!!"), (&[], "3242 stderr F message")],
+        );
+        assert_eq!(lines(&out), ["i'm invalid!!!", "message"]);
+        assert!(out[0].labels.is_empty());
+        assert_eq!(out[0].timestamp, read_time());
+        assert_eq!(out[1].labels.to_string(), r#"{stream="stderr"}"#);
+        assert_eq!(out[1].timestamp, read_time());
+    }
+
+    #[test]
+    fn partial_lines_join_per_stream_until_full_line() {
+        let mut s = stage(0, 0, false);
+        let out = run(
+            &mut s,
+            &[
+                (
+                    FOO_BAR,
+                    "2019-05-07T18:57:50.904275087+00:00 stdout P partial line 1 ",
+                ),
+                (
+                    FOO_BAR2,
+                    "2019-05-07T18:57:50.904275087+00:00 stdout P partial line 2 ",
+                ),
+                (
+                    FOO_BAR,
+                    "2019-05-07T18:57:55.904275087+00:00 stdout F log finished",
+                ),
+                (
+                    FOO_BAR2,
+                    "2019-05-07T18:57:55.904275087+00:00 stdout F another full log",
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&out),
+            [
+                "partial line 1 log finished",
+                "partial line 2 another full log"
+            ]
+        );
+        assert_eq!(out[0].labels.get("foo"), Some("bar"));
+        assert_eq!(out[1].labels.get("foo"), Some("bar2"));
+    }
+
+    #[test]
+    fn stdout_and_stderr_of_one_source_are_separate_streams() {
+        let mut s = stage(0, 0, false);
+        let out = run(
+            &mut s,
+            &[
+                (&[], "2019-05-07T18:57:50Z stdout P out-"),
+                (&[], "2019-05-07T18:57:50Z stderr F err"),
+                (&[], "2019-05-07T18:57:51Z stdout F end"),
+            ],
+        );
+        assert_eq!(lines(&out), ["err", "out-end"]);
+    }
+
+    #[test]
+    fn joined_entry_carries_the_full_lines_timestamp_and_ack() {
+        let mut s = stage(0, 0, false);
+        let mut p = entry("2019-05-07T18:57:50Z stdout P a", &[]);
+        p.ack = Some(AckToken {
+            source: SourceId(3),
+            offset: 10,
+        });
+        let mut f = entry("2019-05-07T18:57:55Z stdout F b", &[]);
+        f.ack = Some(AckToken {
+            source: SourceId(3),
+            offset: 20,
+        });
+        assert_eq!(s.process(&mut p), Verdict::Hold);
+        assert_eq!(s.process(&mut f), Verdict::Keep);
+        assert_eq!(f.line, "ab");
+        assert_eq!(f.timestamp.to_rfc3339(), "2019-05-07T18:57:55+00:00");
+        assert_eq!(f.ack.map(|a| a.offset), Some(20));
+    }
+
+    #[test]
+    fn held_entry_is_the_latest_partial_line_and_carries_its_ack() {
+        let mut s = stage(0, 0, false);
+        for (line, offset) in [
+            ("2019-05-07T18:57:50Z stdout P a", 10),
+            ("2019-05-07T18:57:51Z stdout P b", 20),
+        ] {
+            let mut e = entry(line, &[]);
+            e.ack = Some(AckToken {
+                source: SourceId(3),
+                offset,
+            });
+            assert_eq!(s.process(&mut e), Verdict::Hold);
+        }
+        let mut out = Vec::new();
+        s.release(Instant::now(), true, &mut out);
+        assert_eq!(lines(&out), ["ab"]);
+        assert_eq!(out[0].timestamp.to_rfc3339(), "2019-05-07T18:57:51+00:00");
+        assert_eq!(out[0].ack.map(|a| a.offset), Some(20));
+    }
+
+    #[test]
+    fn single_stream_keeps_joining_past_max_partial_lines() {
+        let mut s = stage(3, 0, false);
+        let out = run(
+            &mut s,
+            &[
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P partial line 1 "),
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P partial line 2 "),
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P partial line 3 "),
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P partial line 4 "),
+                (FOO_BAR, "2019-05-07T18:57:55Z stdout F log finished"),
+                (FOO_BAR, "2019-05-07T18:57:55Z stdout F another full log"),
+            ],
+        );
+        assert_eq!(
+            lines(&out),
+            [
+                "partial line 1 partial line 2 partial line 3 partial line 4 log finished",
+                "another full log"
+            ]
+        );
+    }
+
+    #[test]
+    fn more_streams_than_max_partial_lines_flushes_all_held_entries() {
+        let mut s = stage(3, 0, false);
+        let l12: &[(&str, &str)] = &[("label1", "val1"), ("label2", "val2")];
+        let l1: &[(&str, &str)] = &[("label1", "val1")];
+        let l3: &[(&str, &str)] = &[("label1", "val3")];
+        let l4: &[(&str, &str)] = &[("label1", "val4")];
+        let out = run(
+            &mut s,
+            &[
+                (l12, "2019-05-07T18:57:50Z stdout P partial line 1 "),
+                (l1, "2019-05-07T18:57:50Z stdout P partial line 2 "),
+                (l12, "2019-05-07T18:57:50Z stdout P partial line 3 "),
+                (l3, "2019-05-07T18:57:50Z stdout P partial line 4 "),
+                (l4, "2019-05-07T18:57:50Z stdout P partial line 5 "),
+                (l12, "2019-05-07T18:57:55Z stdout F log finished"),
+                (l3, "2019-05-07T18:57:55Z stdout F another full log"),
+                (l4, "2019-05-07T18:57:55Z stdout F yet an another full log"),
+            ],
+        );
+        assert_eq!(
+            lines(&out),
+            [
+                "partial line 1 partial line 3 ",
+                "partial line 2 ",
+                "partial line 4 ",
+                "log finished",
+                "another full log",
+                "partial line 5 yet an another full log",
+            ]
+        );
+    }
+
+    #[test]
+    fn truncation_cuts_held_and_joined_lines() {
+        let mut s = stage(0, 11, true);
+        let out = run(
+            &mut s,
+            &[
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P partial line 1 "),
+                (FOO_BAR2, "2019-05-07T18:57:50Z stdout P partial"),
+                (FOO_BAR, "2019-05-07T18:57:55Z stdout F log finished"),
+                (FOO_BAR2, "2019-05-07T18:57:55Z stdout F full"),
+                (
+                    FOO_BAR2,
+                    "2019-05-07T18:57:55Z stdout F a full line longer than 11",
+                ),
+            ],
+        );
+        assert_eq!(
+            lines(&out),
+            ["partial lin", "partialfull", "a full line longer than 11"]
+        );
+    }
+
+    #[test]
+    fn truncation_never_splits_a_character_and_is_off_without_the_flag_or_a_size() {
+        let mut s = stage(0, 4, true);
+        let out = run(
+            &mut s,
+            &[
+                (&[], "2019-05-07T18:57:50Z stdout P abcπ"),
+                (&[], "2019-05-07T18:57:50Z stdout F π"),
+            ],
+        );
+        // Both the held "abcπ" and the joined "abcπ" are 5 bytes: cut before the π.
+        assert_eq!(lines(&out), ["abc"]);
+        for mut s in [stage(0, 4, false), stage(0, 0, true)] {
+            let out = run(
+                &mut s,
+                &[
+                    (&[], "2019-05-07T18:57:50Z stdout P abcdef"),
+                    (&[], "2019-05-07T18:57:50Z stdout F gh"),
+                ],
+            );
+            assert_eq!(lines(&out), ["abcdefgh"]);
+        }
+    }
+
+    #[test]
+    fn flush_all_releases_held_partial_lines_oldest_first() {
+        let mut s = stage(0, 0, false);
+        run(
+            &mut s,
+            &[
+                (FOO_BAR2, "2019-05-07T18:57:50Z stdout P second stream"),
+                (FOO_BAR, "2019-05-07T18:57:50Z stdout P first"),
+            ],
+        );
+        let mut out = Vec::new();
+        s.release(Instant::now(), false, &mut out);
+        assert!(out.is_empty());
+        s.release(Instant::now(), true, &mut out);
+        assert_eq!(lines(&out), ["second stream", "first"]);
+    }
+
+    #[test]
+    fn config_reads_promtail_keys_and_defaults() {
+        let cfg: CriConfig = serde_json::from_value(serde_json::json!({
+            "max_partial_lines": 7,
+            "max_partial_line_size": "1KiB",
+            "max_partial_line_size_truncate": true,
+        }))
+        .unwrap();
+        let s = CriStage::new(&cfg).unwrap();
+        assert_eq!(s.max_partial_lines, 7);
+        assert_eq!(s.truncate_to, Some(1024));
+        let s = CriStage::new(&CriConfig::default()).unwrap();
+        assert_eq!(s.max_partial_lines, 100);
+        assert_eq!(s.truncate_to, None);
+        let unknown =
+            serde_json::from_value::<CriConfig>(serde_json::json!({"max_partial_line": 1}));
+        assert!(unknown.is_err());
+    }
+}

@@ -1,0 +1,801 @@
+//! `match`: runs nested stages only for entries a LogQL selector matches (`action: keep`),
+//! or drops matching entries (`action: drop`, counted under `drop_counter_reason`, default
+//! `match_stage`). The selector is tested on the labels and line as they are when the entry
+//! reaches this stage.
+//!
+//! Nested stages run inside `process`, synchronously, and their verdicts are passed on:
+//! - `Keep` moves to the next nested stage; after the last one the entry continues.
+//! - `Drop` is returned as it is, so the pipeline counts it under the nested stage's reason.
+//! - `Wait(d)`: the index of the waiting nested stage is remembered and `Wait(d)` returned.
+//!   The pipeline asks again with the same entry after `d`; the entry then resumes at that
+//!   nested stage, without testing the selector again (earlier nested stages may have
+//!   changed the labels) and without running earlier nested stages twice.
+//! - `Hold`: a nested stage kept the entry (multiline, cri). This stage returns `Hold` too,
+//!   and its `release` releases every nested stage in order, running what each hands out
+//!   through the nested stages after it. `next_deadline` is the earliest of the nested ones.
+//!   Inside `release` nothing can sleep and no verdict goes out, so:
+//!   - a nested `Drop` is counted here, in `logentry_dropped_lines_total{reason}`;
+//!   - a nested `Wait(d)` parks the entry, and every entry after it, in a queue that
+//!     resumes at the waiting stage once `d` has passed (`next_deadline` includes it);
+//!     new matching entries join the back of that queue so their order is kept. At
+//!     `flush_all` (shutdown) waiting is skipped: the queued entries go out at once.
+//!
+//! Acknowledgements: an entry that is not matched, or that runs through the nested stages
+//! without being held, continues at once, so it can overtake a line of the same file still
+//! held by a nested stage. Its acknowledgement would then move positions past that held
+//! line, so this stage keeps a per-source record of held offsets and removes the
+//! acknowledgement of any entry leaving it while an earlier line of its source is held
+//! (positions catch up with the next line that leaves afterwards). Entries dropped inside
+//! `release` have no way to hand their acknowledgement on either; it is likewise left out.
+//! Both only delay positions (a restart may re-read a few lines); they never skip a line.
+//!
+//! Differences from Promtail: Promtail runs the nested pipeline on its own goroutines, so
+//! matched and unmatched entries may leave in any order; here an unheld entry leaves in
+//! order. `pipeline_name` is validated (not empty) but names nothing: the per-pipeline
+//! duration histogram Promtail documents does not exist in its code.
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{StageConfig, StageError};
+use crate::ack::{AckToken, SourceId};
+use crate::metrics::Metrics;
+use crate::pipeline::logql::{Selector, parse_selector};
+use crate::pipeline::{
+    BuildContext, Extracted, PipelineEntry, Stage, Verdict, build_stages, next_deadline,
+};
+
+const DEFAULT_DROP_REASON: &str = "match_stage";
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    #[serde(default)]
+    pub selector: String,
+    /// `keep` (the default) or `drop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_counter_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_name: Option<String>,
+}
+
+pub struct MatchStage {
+    selector: Selector,
+    action: Action,
+}
+
+enum Action {
+    Drop { reason: Cow<'static, str> },
+    Keep(Box<Nested>),
+}
+
+impl MatchStage {
+    pub fn new(cfg: &MatchConfig, ctx: &BuildContext) -> Result<Self, StageError> {
+        if cfg.pipeline_name.as_deref() == Some("") {
+            return Err(StageError::new(
+                "pipeline_name",
+                "expected a name, or no pipeline_name at all",
+            ));
+        }
+        if cfg.selector.trim().is_empty() {
+            return Err(StageError::new(
+                "selector",
+                "expected a LogQL stream selector such as {app=\"web\"} |= \"error\"",
+            ));
+        }
+        let keep = match cfg.action.as_deref() {
+            None | Some("") | Some("keep") => true,
+            Some("drop") => false,
+            Some(other) => {
+                return Err(StageError::new(
+                    "action",
+                    format!("expected keep or drop, got {other:?}"),
+                ));
+            }
+        };
+        if keep && cfg.stages.is_empty() {
+            return Err(StageError::new(
+                "stages",
+                "expected at least one nested stage (or action: drop)",
+            ));
+        }
+        if !keep && !cfg.stages.is_empty() {
+            return Err(StageError::new(
+                "stages",
+                "a match stage with action: drop cannot have nested stages",
+            ));
+        }
+        let selector = parse_selector(&cfg.selector)
+            .map_err(|e| StageError::new("selector", e.to_string()))?;
+        let action = if keep {
+            let stages = build_stages("stages", &cfg.stages, ctx)
+                .map_err(|e| StageError::new(e.key_path, e.message))?;
+            Action::Keep(Box::new(Nested {
+                stages,
+                resume_at: None,
+                waiting: VecDeque::new(),
+                held: HeldOffsets::default(),
+                metrics: ctx.metrics.clone(),
+            }))
+        } else {
+            let reason = match cfg.drop_counter_reason.as_deref() {
+                None | Some("") | Some(DEFAULT_DROP_REASON) => Cow::Borrowed(DEFAULT_DROP_REASON),
+                Some(r) => Cow::Owned(r.to_string()),
+            };
+            Action::Drop { reason }
+        };
+        Ok(Self { selector, action })
+    }
+}
+
+impl Stage for MatchStage {
+    fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+        let nested = match &mut self.action {
+            Action::Drop { reason } => {
+                return if self.selector.matches(&entry.labels, &entry.line) {
+                    Verdict::Drop {
+                        reason: reason.clone(),
+                    }
+                } else {
+                    Verdict::Keep
+                };
+            }
+            Action::Keep(nested) => nested,
+        };
+        // After `Wait` the pipeline asks again with the same entry (the `Verdict::Wait`
+        // contract), so a pending resume point belongs to this entry.
+        let start = match nested.resume_at.take() {
+            Some(stage) => stage,
+            None => {
+                if !self.selector.matches(&entry.labels, &entry.line) {
+                    nested.held.settle(&mut entry.ack);
+                    return Verdict::Keep;
+                }
+                if !nested.waiting.is_empty() {
+                    nested.held.hold(entry.ack);
+                    nested.waiting.push_back(Waiting {
+                        entry: take_entry(entry),
+                        stage: 0,
+                        not_before: None,
+                    });
+                    return Verdict::Hold;
+                }
+                0
+            }
+        };
+        nested.process_from(entry, start)
+    }
+
+    fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+        if let Action::Keep(nested) = &mut self.action {
+            nested.release(now, flush_all, out);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match &self.action {
+            Action::Drop { .. } => None,
+            Action::Keep(nested) => nested.next_deadline(),
+        }
+    }
+}
+
+/// The nested stages of `action: keep` and what they have in flight.
+struct Nested {
+    stages: Vec<Box<dyn Stage>>,
+    /// The nested stage that answered `Wait` to the entry the pipeline will ask about again.
+    resume_at: Option<usize>,
+    /// Entries of `release` waiting for a nested stage, in order.
+    waiting: VecDeque<Waiting>,
+    held: HeldOffsets,
+    metrics: Arc<Metrics>,
+}
+
+struct Waiting {
+    entry: PipelineEntry,
+    /// The nested stage to resume at.
+    stage: usize,
+    /// `None`: due now, queued only to keep its place behind a waiting entry.
+    not_before: Option<Instant>,
+}
+
+impl Nested {
+    fn process_from(&mut self, entry: &mut PipelineEntry, start: usize) -> Verdict {
+        let mut i = start;
+        while i < self.stages.len() {
+            // A holding stage takes the entry, acknowledgement included.
+            let ack = entry.ack;
+            match self.stages[i].process(entry) {
+                Verdict::Keep => i += 1,
+                Verdict::Drop { reason } => {
+                    self.held.settle(&mut entry.ack);
+                    return Verdict::Drop { reason };
+                }
+                Verdict::Wait(d) => {
+                    self.resume_at = Some(i);
+                    return Verdict::Wait(d);
+                }
+                Verdict::Hold => {
+                    self.held.hold(ack);
+                    return Verdict::Hold;
+                }
+            }
+        }
+        self.held.settle(&mut entry.ack);
+        Verdict::Keep
+    }
+
+    fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+        self.drain_waiting(now, flush_all, out);
+        for k in 0..self.stages.len() {
+            let mut released = Vec::new();
+            self.stages[k].release(now, flush_all, &mut released);
+            for entry in released {
+                self.continue_released(entry, k + 1, now, flush_all, out);
+            }
+        }
+        if flush_all {
+            // Everything held has been handed out.
+            self.held.clear();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let waiting = self
+            .waiting
+            .front()
+            .map(|w| w.not_before.unwrap_or_else(Instant::now));
+        match (next_deadline(&self.stages), waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the queue from the front while its head is due; a head that must wait again
+    /// stays at the front.
+    fn drain_waiting(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+        while let Some(front) = self.waiting.front() {
+            if !flush_all && front.not_before.is_some_and(|t| t > now) {
+                break;
+            }
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            if let Some(again) = self.run_released(w.entry, w.stage, now, flush_all, out) {
+                self.waiting.push_front(again);
+                break;
+            }
+        }
+    }
+
+    /// An entry handed out by nested stage `start - 1`: queued behind waiting entries, or
+    /// run through the rest now.
+    fn continue_released(
+        &mut self,
+        entry: PipelineEntry,
+        start: usize,
+        now: Instant,
+        flush_all: bool,
+        out: &mut Vec<PipelineEntry>,
+    ) {
+        if !self.waiting.is_empty() {
+            self.waiting.push_back(Waiting {
+                entry,
+                stage: start,
+                not_before: None,
+            });
+            return;
+        }
+        if let Some(w) = self.run_released(entry, start, now, flush_all, out) {
+            self.waiting.push_back(w);
+        }
+    }
+
+    /// Runs an entry from `start` to the end of the nested stages, pushing it to `out` when
+    /// it gets through. Returns it when a stage asks it to wait.
+    fn run_released(
+        &mut self,
+        mut entry: PipelineEntry,
+        start: usize,
+        now: Instant,
+        flush_all: bool,
+        out: &mut Vec<PipelineEntry>,
+    ) -> Option<Waiting> {
+        let mut i = start;
+        while i < self.stages.len() {
+            match self.stages[i].process(&mut entry) {
+                Verdict::Keep => i += 1,
+                Verdict::Drop { reason } => {
+                    self.metrics
+                        .pipeline
+                        .dropped_lines
+                        .with_label_values(&[reason.as_ref()])
+                        .inc();
+                    self.held.leave(entry.ack);
+                    return None;
+                }
+                // At shutdown nothing may wait any more.
+                Verdict::Wait(_) if flush_all => i += 1,
+                Verdict::Wait(d) => {
+                    return Some(Waiting {
+                        entry,
+                        stage: i,
+                        not_before: Some(now + d),
+                    });
+                }
+                Verdict::Hold => {
+                    let mut released = Vec::new();
+                    self.stages[i].release(now, false, &mut released);
+                    for r in released {
+                        self.continue_released(r, i + 1, now, flush_all, out);
+                    }
+                    return None;
+                }
+            }
+        }
+        self.held.leave(entry.ack);
+        self.held.settle(&mut entry.ack);
+        out.push(entry);
+        None
+    }
+}
+
+/// Moves the entry out of the pipeline's slot, leaving an empty one the pipeline discards
+/// after `Hold`.
+fn take_entry(entry: &mut PipelineEntry) -> PipelineEntry {
+    let empty = PipelineEntry {
+        labels: Default::default(),
+        extracted: Extracted::default(),
+        timestamp: entry.timestamp,
+        line: String::new(),
+        structured_metadata: Vec::new(),
+        ack: None,
+    };
+    std::mem::replace(entry, empty)
+}
+
+/// Offsets of lines, per source, that are held inside the nested stages.
+///
+/// A holding stage hands out what it absorbed with the acknowledgement of the last line it
+/// absorbed, so when an entry leaves the nested stages every held offset up to its own is
+/// out too.
+#[derive(Default)]
+struct HeldOffsets {
+    by_source: HashMap<SourceId, BTreeSet<u64>>,
+}
+
+impl HeldOffsets {
+    fn hold(&mut self, ack: Option<AckToken>) {
+        if let Some(a) = ack {
+            self.by_source.entry(a.source).or_default().insert(a.offset);
+        }
+    }
+
+    /// An entry handed out by a nested stage has left the nested stages.
+    fn leave(&mut self, ack: Option<AckToken>) {
+        let Some(a) = ack else { return };
+        if let Some(held) = self.by_source.get_mut(&a.source) {
+            *held = held.split_off(&a.offset.saturating_add(1));
+            if held.is_empty() {
+                self.by_source.remove(&a.source);
+            }
+        }
+    }
+
+    /// Removes the acknowledgement of an entry leaving this stage if a line before it is
+    /// still held: acknowledging it would move positions past that line.
+    fn settle(&self, ack: &mut Option<AckToken>) {
+        if self.by_source.is_empty() {
+            return;
+        }
+        if let Some(a) = *ack
+            && let Some(first_held) = self.by_source.get(&a.source).and_then(|h| h.first())
+            && *first_held <= a.offset
+        {
+            *ack = None;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_source.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pipeline::stages::testing::entry;
+
+    fn ctx() -> BuildContext {
+        BuildContext::new("job", Arc::new(Metrics::new()))
+    }
+
+    /// Through a JSON value, as the config loader goes through figment's: serde_yaml
+    /// alone would want YAML tags for the nested stages.
+    fn config(yaml: &str) -> MatchConfig {
+        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn build(yaml: &str) -> Result<MatchStage, StageError> {
+        MatchStage::new(&config(yaml), &ctx())
+    }
+
+    fn ack(offset: u64) -> Option<AckToken> {
+        Some(AckToken {
+            source: SourceId(1),
+            offset,
+        })
+    }
+
+    #[test]
+    fn keep_runs_nested_stages_only_for_matching_entries() {
+        let mut s = build(
+            r#"
+selector: '{app="web"} |= "error"'
+stages:
+  - static_labels: {level: error}
+"#,
+        )
+        .unwrap();
+        let mut hit = entry("an error", &[("app", "web")]);
+        assert_eq!(s.process(&mut hit), Verdict::Keep);
+        assert_eq!(hit.labels.get("level"), Some("error"));
+        let mut other_app = entry("an error", &[("app", "db")]);
+        assert_eq!(s.process(&mut other_app), Verdict::Keep);
+        assert_eq!(other_app.labels.get("level"), None);
+        let mut no_error = entry("fine", &[("app", "web")]);
+        assert_eq!(s.process(&mut no_error), Verdict::Keep);
+        assert_eq!(no_error.labels.get("level"), None);
+    }
+
+    #[test]
+    fn drop_action_drops_matching_entries_with_reason() {
+        let mut s = build("{selector: '{app=~\"db|cache\"}', action: drop}").unwrap();
+        assert_eq!(
+            s.process(&mut entry("x", &[("app", "db")])),
+            Verdict::Drop {
+                reason: "match_stage".into()
+            }
+        );
+        assert_eq!(s.process(&mut entry("x", &[("app", "web")])), Verdict::Keep);
+        let mut custom =
+            build("{selector: '{app=\"db\"}', action: drop, drop_counter_reason: noisy_db}")
+                .unwrap();
+        assert_eq!(
+            custom.process(&mut entry("x", &[("app", "db")])),
+            Verdict::Drop {
+                reason: "noisy_db".into()
+            }
+        );
+    }
+
+    #[test]
+    fn nested_drop_is_returned_with_the_nested_reason() {
+        let mut s = build(
+            r#"
+selector: '{app="web"}'
+stages:
+  - drop: {expression: debug}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.process(&mut entry("debug x", &[("app", "web")])),
+            Verdict::Drop {
+                reason: "drop_stage".into()
+            }
+        );
+        assert_eq!(
+            s.process(&mut entry("info x", &[("app", "web")])),
+            Verdict::Keep
+        );
+    }
+
+    #[test]
+    fn config_errors_name_their_key() {
+        let cases = [
+            ("{selector: ''}", "selector"),
+            ("{selector: '{a=\"b\"}'}", "stages"),
+            (
+                "{selector: '{a=\"b\"}', action: drop, stages: [{labeldrop: [a]}]}",
+                "stages",
+            ),
+            ("{selector: '{a=\"b\"}', action: maybe}", "action"),
+            (
+                "{selector: '{a=\"b\"}', pipeline_name: '', action: drop}",
+                "pipeline_name",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let err = build(yaml).err().unwrap();
+            assert_eq!(err.key, key, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn selector_error_points_at_the_column() {
+        let err = build("{selector: '{app=\"x\"} foo', action: drop}")
+            .err()
+            .unwrap();
+        assert_eq!(err.key, "selector");
+        assert!(
+            err.message
+                .starts_with("parse error at line 1, col 11: unexpected identifier foo"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn nested_errors_are_located_under_stages() {
+        let err = build(
+            r#"
+selector: '{a="b"}'
+stages:
+  - static_labels: {level: x}
+  - regex: {expression: '(?P<x>['}
+"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.key, "stages[1].regex.expression");
+    }
+
+    #[test]
+    fn wait_resumes_at_the_waiting_nested_stage_without_rerunning_earlier_ones() {
+        let mut s = MatchStage {
+            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            action: Action::Keep(Box::new(Nested {
+                stages: vec![
+                    Box::new(Appender("a")),
+                    Box::new(WaitOnce::new(Duration::from_millis(5))),
+                    Box::new(Appender("b")),
+                ],
+                resume_at: None,
+                waiting: VecDeque::new(),
+                held: HeldOffsets::default(),
+                metrics: Arc::new(Metrics::new()),
+            })),
+        };
+        let mut e = entry("x", &[("app", "web")]);
+        assert_eq!(s.process(&mut e), Verdict::Wait(Duration::from_millis(5)));
+        // A stage of the nested list changed the labels; the resumed entry must not be
+        // tested against the selector again.
+        e.labels.insert("app".into(), "other".into());
+        assert_eq!(s.process(&mut e), Verdict::Keep);
+        assert_eq!(e.line, "xab");
+    }
+
+    #[test]
+    fn held_entries_are_released_through_the_remaining_nested_stages() {
+        let mut s = keep_stage(vec![
+            Box::new(HoldPairs::default()),
+            Box::new(Appender("!")),
+        ]);
+        let mut first = entry("1", &[("app", "web")]);
+        first.ack = ack(10);
+        assert_eq!(s.process(&mut first), Verdict::Hold);
+        let mut out = Vec::new();
+        s.release(Instant::now(), false, &mut out);
+        assert!(out.is_empty());
+        let mut second = entry("2", &[("app", "web")]);
+        second.ack = ack(20);
+        assert_eq!(s.process(&mut second), Verdict::Hold);
+        s.release(Instant::now(), false, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].line, "1+2!");
+        assert_eq!(out[0].ack, ack(20));
+    }
+
+    #[test]
+    fn unmatched_entry_overtaking_a_held_line_loses_its_ack() {
+        let mut s = keep_stage(vec![Box::new(HoldPairs::default())]);
+        let mut held = entry("1", &[("app", "web")]);
+        held.ack = ack(10);
+        assert_eq!(s.process(&mut held), Verdict::Hold);
+        let mut passing = entry("x", &[("app", "db")]);
+        passing.ack = ack(15);
+        assert_eq!(s.process(&mut passing), Verdict::Keep);
+        assert_eq!(passing.ack, None, "would move positions past line 10");
+        let mut other_source = entry("x", &[("app", "db")]);
+        other_source.ack = Some(AckToken {
+            source: SourceId(2),
+            offset: 99,
+        });
+        s.process(&mut other_source);
+        assert_eq!(other_source.ack.map(|a| a.offset), Some(99));
+        // Once the held line is out, later lines keep their acknowledgements.
+        let mut out = Vec::new();
+        s.release(Instant::now(), true, &mut out);
+        assert_eq!(out[0].ack, ack(10));
+        let mut later = entry("y", &[("app", "db")]);
+        later.ack = ack(30);
+        s.process(&mut later);
+        assert_eq!(later.ack, ack(30));
+    }
+
+    #[test]
+    fn release_counts_nested_drops() {
+        let metrics = Arc::new(Metrics::new());
+        let mut s = keep_stage(vec![
+            Box::new(HoldPairs::default()),
+            Box::new(
+                super::super::drop::DropStage::new(
+                    &serde_yaml::from_str("{expression: '1\\+2', drop_counter_reason: pairs}")
+                        .unwrap(),
+                )
+                .unwrap(),
+            ),
+        ]);
+        if let Action::Keep(n) = &mut s.action {
+            n.metrics = metrics.clone();
+        }
+        for line in ["1", "2"] {
+            s.process(&mut entry(line, &[("app", "web")]));
+        }
+        let mut out = Vec::new();
+        s.release(Instant::now(), false, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(
+            metrics
+                .pipeline
+                .dropped_lines
+                .with_label_values(&["pairs"])
+                .get(),
+            1
+        );
+    }
+
+    #[test]
+    fn wait_inside_release_queues_in_order_until_due() {
+        let mut s = keep_stage(vec![
+            Box::new(HoldPairs::default()),
+            Box::new(WaitOnce::new(Duration::from_secs(2))),
+        ]);
+        let t0 = Instant::now();
+        for line in ["1", "2"] {
+            s.process(&mut entry(line, &[("app", "web")]));
+        }
+        let mut out = Vec::new();
+        s.release(t0, false, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        // A new matching entry queues behind the waiting one.
+        assert_eq!(s.process(&mut entry("3", &[("app", "web")])), Verdict::Hold);
+        s.release(t0 + Duration::from_secs(1), false, &mut out);
+        assert!(out.is_empty());
+        s.release(t0 + Duration::from_secs(2), false, &mut out);
+        let lines: Vec<&str> = out.iter().map(|e| e.line.as_str()).collect();
+        assert_eq!(lines, vec!["1+2"]);
+        // "3" went back into the holding stage, which flushes it at shutdown.
+        s.release(t0 + Duration::from_secs(3), true, &mut out);
+        let lines: Vec<&str> = out.iter().map(|e| e.line.as_str()).collect();
+        assert_eq!(lines, vec!["1+2", "3"]);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[tokio::test]
+    async fn inside_a_pipeline_released_entries_continue_after_the_match() {
+        use crate::pipeline::{release_stages, run_stages};
+        let metrics = Arc::new(Metrics::new());
+        let mut stages: Vec<Box<dyn Stage>> = vec![
+            Box::new(keep_stage(vec![
+                Box::new(WaitOnce::new(Duration::from_millis(1))),
+                Box::new(HoldPairs::default()),
+            ])),
+            Box::new(Appender(".")),
+        ];
+        let (mut done, mut consumed) = (Vec::new(), Vec::new());
+        for (n, line) in ["1", "2", "3"].into_iter().enumerate() {
+            let mut e = entry(line, &[("app", "web")]);
+            e.ack = ack(10 * (n as u64 + 1));
+            run_stages(&mut stages, 0, e, &metrics, &mut done, &mut consumed).await;
+        }
+        release_stages(
+            &mut stages,
+            Instant::now(),
+            true,
+            &metrics,
+            &mut done,
+            &mut consumed,
+        )
+        .await;
+        let got: Vec<(&str, Option<u64>)> = done
+            .iter()
+            .map(|e| (e.line.as_str(), e.ack.map(|a| a.offset)))
+            .collect();
+        assert_eq!(got, vec![("1+2.", Some(20)), ("3.", Some(30))]);
+        assert!(consumed.is_empty());
+    }
+
+    fn keep_stage(stages: Vec<Box<dyn Stage>>) -> MatchStage {
+        MatchStage {
+            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            action: Action::Keep(Box::new(Nested {
+                stages,
+                resume_at: None,
+                waiting: VecDeque::new(),
+                held: HeldOffsets::default(),
+                metrics: Arc::new(Metrics::new()),
+            })),
+        }
+    }
+
+    /// Appends a suffix to the line.
+    struct Appender(&'static str);
+
+    impl Stage for Appender {
+        fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+            entry.line.push_str(self.0);
+            Verdict::Keep
+        }
+    }
+
+    /// Answers `Wait` to every other entry it sees.
+    struct WaitOnce {
+        wait: Duration,
+        waited: bool,
+    }
+
+    impl WaitOnce {
+        fn new(wait: Duration) -> Self {
+            Self {
+                wait,
+                waited: false,
+            }
+        }
+    }
+
+    impl Stage for WaitOnce {
+        fn process(&mut self, _entry: &mut PipelineEntry) -> Verdict {
+            self.waited = !self.waited;
+            if self.waited {
+                Verdict::Wait(self.wait)
+            } else {
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// Holds entries and releases them two at a time joined by `+`, carrying the second
+    /// one's acknowledgement; `flush_all` releases a lone one.
+    #[derive(Default)]
+    struct HoldPairs {
+        pending: Option<PipelineEntry>,
+        ready: Vec<PipelineEntry>,
+    }
+
+    impl Stage for HoldPairs {
+        fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+            let e = take_entry(entry);
+            match self.pending.take() {
+                None => self.pending = Some(e),
+                Some(mut first) => {
+                    first.line.push('+');
+                    first.line.push_str(&e.line);
+                    first.ack = e.ack;
+                    self.ready.push(first);
+                }
+            }
+            Verdict::Hold
+        }
+
+        fn release(&mut self, _now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+            out.append(&mut self.ready);
+            if flush_all {
+                out.extend(self.pending.take());
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Every stage's documented behaviour, as tables of cases in `tests/stage_cases/<stage>.yaml`,
+//! run through the real binary with `-stdin -dry-run` so the output format is checked too.
+//! A case is a `pipeline_stages` list, input lines and the exact expected output.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    stages: String,
+    input: String,
+    output: String,
+}
+
+fn run_case(case: &Case) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let stages: String = case
+        .stages
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  disable: true\npositions:\n  filename: {}/positions.yaml\nclients:\n  - url: http://127.0.0.1:9/loki/api/v1/push\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - labels: {{job: test}}\n    pipeline_stages:\n{stages}",
+            dir.path().display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut child = Command::new(BIN)
+        .args([
+            &format!("-config.file={}", cfg.display()),
+            "-stdin",
+            "-dry-run",
+            "-log.level=warn",
+        ])
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(case.input.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "exit {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if stdout != case.output {
+        return Err(format!("expected:\n{}\ngot:\n{}", case.output, stdout));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_stage_case_matches_its_expected_dry_run_output() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stage_cases");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no stage case files in {dir}");
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let cases: Vec<Case> =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for case in &cases {
+            count += 1;
+            if let Err(e) = run_case(case) {
+                failures.push(format!(
+                    "{} / {}: {e}",
+                    file.file_name().unwrap().to_string_lossy(),
+                    case.name
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {count} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
