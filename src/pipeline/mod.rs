@@ -6,6 +6,8 @@
 //! It must not know where lines come from (files, stdin) or where entries go (Loki, stdout).
 
 pub mod extracted;
+pub mod gojson;
+pub mod gotemplate;
 pub mod gotime;
 pub mod logql;
 pub mod stages;

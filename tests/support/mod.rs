@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod agent_process;
+pub mod numbered_lines;
 pub mod receiver;

@@ -5,6 +5,7 @@
 //! stage. Stages must not know about files, clients or each other.
 
 pub mod cri;
+pub mod decolorize;
 pub mod docker;
 pub mod drop;
 pub mod json;
@@ -12,13 +13,17 @@ pub mod labelallow;
 pub mod labeldrop;
 pub mod labels;
 pub mod limit;
+pub mod logfmt;
 pub mod r#match;
 pub mod multiline;
 pub mod output;
+pub mod pack;
 pub mod regex;
+pub mod replace;
 pub mod sampling;
 pub mod static_labels;
 pub mod structured_metadata;
+pub mod template;
 pub mod tenant;
 pub mod timestamp;
 
@@ -53,6 +58,12 @@ pub enum StageConfig {
     LabelAllow(labelallow::LabelAllowConfig),
     #[serde(rename = "labeldrop")]
     LabelDrop(labeldrop::LabelDropConfig),
+    Logfmt(logfmt::LogfmtConfig),
+    Replace(replace::ReplaceConfig),
+    Template(template::TemplateConfig),
+    Pack(pack::PackConfig),
+    /// `decolorize:`, `decolorize: {}` or `decolorize: null`.
+    Decolorize(decolorize::DecolorizeConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -94,6 +105,11 @@ impl StageConfig {
             StageConfig::Tenant(_) => "tenant",
             StageConfig::LabelAllow(_) => "labelallow",
             StageConfig::LabelDrop(_) => "labeldrop",
+            StageConfig::Logfmt(_) => "logfmt",
+            StageConfig::Replace(_) => "replace",
+            StageConfig::Template(_) => "template",
+            StageConfig::Pack(_) => "pack",
+            StageConfig::Decolorize(_) => "decolorize",
         }
     }
 
@@ -118,6 +134,11 @@ impl StageConfig {
             StageConfig::Tenant(c) => Box::new(tenant::TenantStage::new(c)?),
             StageConfig::LabelAllow(c) => Box::new(labelallow::LabelAllowStage::new(c)?),
             StageConfig::LabelDrop(c) => Box::new(labeldrop::LabelDropStage::new(c)?),
+            StageConfig::Logfmt(c) => Box::new(logfmt::LogfmtStage::new(c)?),
+            StageConfig::Replace(c) => Box::new(replace::ReplaceStage::new(c)?),
+            StageConfig::Template(c) => Box::new(template::TemplateStage::new(c)?),
+            StageConfig::Pack(c) => Box::new(pack::PackStage::new(c)?),
+            StageConfig::Decolorize(c) => Box::new(decolorize::DecolorizeStage::new(c)?),
         })
     }
 }
