@@ -30,6 +30,8 @@ use crate::tail::{TailOptions, TailerSet};
 pub struct RunOptions {
     /// Print entries instead of pushing; positions are read but never written.
     pub dry_run: bool,
+    /// Report each stage's changes to every entry on stderr (`-inspect`).
+    pub inspect: bool,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,11 @@ pub async fn run(
             &ctx,
         )
         .map_err(|e| AgentError(e.to_string()))?;
+        let p = if opts.inspect {
+            p.with_inspector(crate::pipeline::inspect::Inspector::stderr())
+        } else {
+            p
+        };
         pipelines.push(p);
     }
 

@@ -2,7 +2,10 @@
 //! `-flag value`, booleans as `-flag` or `-flag=false`, so an existing promtail.service
 //! ExecStart line works with only the binary name changed.
 //!
-//! Owns parsing arguments into [`Cli`]; it must not load configs or start anything.
+//! `tailward test FILE...` runs pipeline test cases instead of the agent: Promtail takes no
+//! positional arguments, so a first argument `test` can only mean that subcommand.
+//!
+//! Owns parsing arguments into an [`Invocation`]; it must not load configs or start anything.
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -20,6 +23,23 @@ pub struct Cli {
     pub version: bool,
     /// Config-setting flags (without dashes) with their values, in the order given.
     pub config_flags: Vec<(String, String)>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// The agent, with Promtail's flags.
+    Agent(Cli),
+    /// `tailward test FILE...`.
+    Test(TestCli),
+}
+
+/// `tailward test [-config.expand-env] [-inspect] FILE...`.
+#[derive(Debug, Default, Clone)]
+pub struct TestCli {
+    pub files: Vec<String>,
+    pub expand_env: bool,
+    pub inspect: bool,
 }
 
 /// Flags that are switches (`-flag` alone means true).
@@ -84,6 +104,45 @@ fn command() -> Command {
     cmd
 }
 
+fn bool_flag(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .value_parser(clap::builder::BoolishValueParser::new())
+        .action(ArgAction::Set)
+        .help(help)
+}
+
+fn test_command() -> Command {
+    Command::new("test")
+        .bin_name("tailward test")
+        .about("Runs pipeline test cases (case files) through their config's pipeline_stages")
+        .disable_version_flag(true)
+        .disable_help_flag(true)
+        .arg(
+            Arg::new("help")
+                .long("help")
+                .short('h')
+                .action(ArgAction::Help)
+                .help("Print help"),
+        )
+        .arg(bool_flag(
+            "config.expand-env",
+            "Expand ${VAR} in the configs the case files test",
+        ))
+        .arg(bool_flag("inspect", "Print each stage's changes to stderr"))
+        .arg(
+            Arg::new("files")
+                .value_name("FILE")
+                .num_args(1..)
+                .required(true)
+                .action(ArgAction::Append)
+                .help("Case files"),
+        )
+}
+
 /// Go's flag package accepts one or two dashes; clap wants two for long names.
 fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -105,7 +164,26 @@ fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// Parses `args` (including the program name). Errors carry clap's message (and usage).
+/// Parses `args` (including the program name) into the agent's flags or `tailward test`.
+pub fn parse_invocation(args: impl IntoIterator<Item = String>) -> Result<Invocation, clap::Error> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    if args.get(1).map(String::as_str) != Some("test") {
+        return parse(args).map(Invocation::Agent);
+    }
+    args.remove(1);
+    let m = test_command().try_get_matches_from(normalise(args))?;
+    Ok(Invocation::Test(TestCli {
+        files: m
+            .get_many::<String>("files")
+            .map(|files| files.cloned().collect())
+            .unwrap_or_default(),
+        expand_env: flag(&m, "config.expand-env"),
+        inspect: flag(&m, "inspect"),
+    }))
+}
+
+/// Parses the agent's flags from `args` (including the program name). Errors carry clap's
+/// message (and usage).
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, clap::Error> {
     let matches = command().try_get_matches_from(normalise(args))?;
     Ok(from_matches(&matches))
@@ -208,6 +286,48 @@ mod tests {
                 "/var/lib/promtail/positions.yaml".into()
             )
         );
+    }
+
+    fn invocation(args: &[&str]) -> Invocation {
+        parse_invocation(
+            std::iter::once("tailward")
+                .chain(args.iter().copied())
+                .map(String::from),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn first_argument_test_selects_the_test_subcommand() {
+        let Invocation::Test(t) = invocation(&["test", "-inspect", "a.tests.yaml", "b.yaml"])
+        else {
+            panic!("expected the test subcommand");
+        };
+        assert_eq!(t.files, vec!["a.tests.yaml", "b.yaml"]);
+        assert!(t.inspect);
+        assert!(!t.expand_env);
+        let Invocation::Test(t) = invocation(&["test", "--config.expand-env", "a.yaml"]) else {
+            panic!("expected the test subcommand");
+        };
+        assert!(t.expand_env);
+    }
+
+    #[test]
+    fn test_subcommand_needs_a_file_and_refuses_agent_flags() {
+        let err = parse_invocation(["tailward", "test"].map(String::from)).unwrap_err();
+        assert!(err.to_string().contains("FILE"), "{err}");
+        let err = parse_invocation(["tailward", "test", "-dry-run", "a.yaml"].map(String::from))
+            .unwrap_err();
+        assert!(err.to_string().contains("dry-run"), "{err}");
+    }
+
+    #[test]
+    fn agent_flags_without_test_parse_as_the_agent() {
+        let Invocation::Agent(c) = invocation(&["-config.file=/x.yaml", "-inspect"]) else {
+            panic!("expected the agent");
+        };
+        assert_eq!(c.config_file, "/x.yaml");
+        assert!(c.inspect);
     }
 
     #[test]

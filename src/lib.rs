@@ -5,7 +5,8 @@
 //! turns lines into entries, [`client`] batches and pushes them. The only way back is
 //! [`ack`]: clients settle acknowledgements, and [`positions`] records how far each file has
 //! been delivered. [`agent`] wires the parts together; [`config`] and [`cli`] read what the
-//! user asked for; [`server`] and [`metrics`] show what is happening.
+//! user asked for; [`server`] and [`metrics`] show what is happening. [`pipeline_cases`] runs
+//! pipeline test cases (`tailward test`) beside the agent, not inside it.
 
 pub mod ack;
 pub mod agent;
@@ -21,6 +22,7 @@ pub mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod pipeline_cases;
 pub mod positions;
 pub mod server;
 pub mod tail;

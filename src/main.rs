@@ -1,4 +1,5 @@
-//! The `tailward` binary: parse flags, load the config, then check it, print it, or run.
+//! The `tailward` binary: parse flags, load the config, then check it, print it, or run;
+//! or, as `tailward test FILE...`, run pipeline test cases.
 
 use std::process::ExitCode;
 
@@ -6,10 +7,12 @@ use tailward::agent::{self, RunOptions};
 use tailward::cli;
 use tailward::config::{self, Overrides};
 use tailward::logging;
+use tailward::pipeline_cases;
 
 fn main() -> ExitCode {
-    let cli = match cli::parse(std::env::args()) {
-        Ok(c) => c,
+    let cli = match cli::parse_invocation(std::env::args()) {
+        Ok(cli::Invocation::Agent(c)) => c,
+        Ok(cli::Invocation::Test(t)) => return run_pipeline_tests(&t),
         Err(e) => {
             // clap prints help and version itself; anything else is a usage error.
             let _ = e.print();
@@ -46,12 +49,15 @@ fn main() -> ExitCode {
             "Valid config file! No syntax issues found in {}",
             path.display()
         );
-        return ExitCode::SUCCESS;
+        // The case file beside the config (`<name>.tests.yaml`) is part of the check.
+        let beside =
+            pipeline_cases::run_beside_config(&config, &path, cli.inspect, &mut std::io::stdout());
+        return match beside {
+            Some(summary) if !summary.success() => ExitCode::from(1),
+            _ => ExitCode::SUCCESS,
+        };
     }
     logging::init(config.server.log_level, config.server.log_format);
-    if cli.inspect {
-        tracing::warn!("-inspect is not supported yet; running without it");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
     };
     let opts = RunOptions {
         dry_run: cli.dry_run,
+        inspect: cli.inspect,
     };
     match runtime.block_on(agent::run(config, opts, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,6 +79,24 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `tailward test FILE...`: exit 0 when every case passed, 1 otherwise.
+fn run_pipeline_tests(t: &cli::TestCli) -> ExitCode {
+    let settings = pipeline_cases::RunSettings {
+        overrides: Overrides {
+            expand_env: t.expand_env,
+            flags: Vec::new(),
+        },
+        inspect: t.inspect,
+    };
+    let files: Vec<std::path::PathBuf> = t.files.iter().map(Into::into).collect();
+    let summary = pipeline_cases::run_files(&files, &settings, &mut std::io::stdout());
+    if summary.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

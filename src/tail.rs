@@ -256,6 +256,7 @@ impl Tailer {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut readers: Vec<Reader> = Vec::new();
         let mut first_open = true;
+        let mut rotated_at: Option<SystemTime> = None;
         let mut idle = self.opts.poll.min;
         let mut open_failures = 0u32;
         loop {
@@ -267,7 +268,7 @@ impl Tailer {
             // so a rotated file's remainder goes out before the new file.
             let has_current = readers.iter().any(|r| !r.draining);
             if !stopping && !has_current && readers.iter().all(|r| r.at_eof) {
-                match self.open_current(first_open, &mut readers) {
+                match self.open_current(first_open, &mut rotated_at, &mut readers) {
                     Ok(()) => open_failures = 0,
                     Err(reason) => {
                         open_failures += 1;
@@ -326,6 +327,7 @@ impl Tailer {
                             cur.name = n.display().to_string();
                             self.positions.rename(cur.source, &cur.name);
                         }
+                        rotated_at = cur.file.metadata().and_then(|m| m.modified()).ok();
                         cur.draining = true;
                         progressed = true;
                     }
@@ -391,12 +393,15 @@ impl Tailer {
         self.close_all(&mut readers);
     }
 
-    /// Opens the file now at the path, resuming where delivery of that file stopped. On the
-    /// first open after a start, a file rotated away while the agent was down is found under
-    /// its new name (with files rotated after it) and queued before the new file.
+    /// Opens the file now at the path, resuming where delivery of that file stopped.
+    /// Rotated files nobody has read yet are queued before it: on the first open after a
+    /// start, the file last read under this path (found under its new name) and those
+    /// rotated after it; after a rotation seen while running (`rotated_at`, the old file's
+    /// last write), files rotated in between, when rotations came faster than our polls.
     fn open_current(
         &self,
         first_open: bool,
+        rotated_at: &mut Option<SystemTime>,
         readers: &mut Vec<Reader>,
     ) -> Result<(), &'static str> {
         let (file, meta) = match open_regular(&self.path) {
@@ -404,10 +409,11 @@ impl Tailer {
             Err(OpenError::Missing) => return Ok(()),
             Err(OpenError::Other(reason)) => return Err(reason),
         };
-        if lock(&self.claims).contains(&(meta.dev(), meta.ino())) {
+        let identity = FileIdentity::of(&file, &meta).map_err(|_| "read")?;
+        // Another tailer of this job still reads this file under an older name.
+        if !self.claim(&identity) {
             return Ok(());
         }
-        let identity = FileIdentity::of(&file, &meta).map_err(|_| "read")?;
         let offset = match self.positions.saved(&self.path_label) {
             Some((saved, Some(saved_id))) if saved_id.matches(&file, &meta) => {
                 saved.min(meta.len())
@@ -422,7 +428,7 @@ impl Tailer {
             }
             Some((saved, Some(saved_id))) => {
                 if first_open {
-                    self.queue_rotated_while_down(saved, saved_id, &identity, readers);
+                    self.queue_unread_rotations(Some((saved, saved_id)), None, &identity, readers);
                 }
                 0
             }
@@ -432,16 +438,31 @@ impl Tailer {
                 None => 0,
             },
         };
-        readers.push(self.reader(file, identity, self.path_label.clone(), offset)?);
-        Ok(())
+        // Kept until a new file is really opened: the path may be missing for a moment
+        // between a rename and the writer's reopen.
+        if let Some(since) = rotated_at.take() {
+            self.queue_unread_rotations(None, Some(since), &identity, readers);
+        }
+        match self.reader(file, identity, self.path_label.clone(), offset) {
+            Ok(r) => {
+                readers.push(r);
+                Ok(())
+            }
+            Err(e) => {
+                self.unclaim(&identity);
+                Err(e)
+            }
+        }
     }
 
-    /// The file last read under this path (`saved_id`) was rotated while we were down: read
-    /// its remainder from `saved`, then any rotated sibling written after it, oldest first.
-    fn queue_rotated_while_down(
+    /// Queues, oldest first, rotated siblings of the path (`app.log.1`, `app.log-2026...`)
+    /// that must still be read: `predecessor` (offset and identity of the file last read under
+    /// this path) and every sibling written since it, or since `since`. Siblings already
+    /// open here, or fully read according to positions, add nothing.
+    fn queue_unread_rotations(
         &self,
-        saved: u64,
-        saved_id: FileIdentity,
+        predecessor: Option<(u64, FileIdentity)>,
+        since: Option<SystemTime>,
         current: &FileIdentity,
         readers: &mut Vec<Reader>,
     ) {
@@ -458,7 +479,7 @@ impl Tailer {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
-        let mut predecessor: Option<(File, Metadata, PathBuf)> = None;
+        let mut found: Option<(u64, File, Metadata, PathBuf)> = None;
         let mut siblings: Vec<(SystemTime, File, Metadata, PathBuf)> = Vec::new();
         for entry in entries.flatten() {
             let p = entry.path();
@@ -469,44 +490,66 @@ impl Tailer {
             let Ok((file, meta)) = open_regular(&p) else {
                 continue;
             };
-            if meta.dev() == current.dev && meta.ino() == current.ino {
+            let inode = (meta.dev(), meta.ino());
+            if inode == (current.dev, current.ino) || lock(&self.claims).contains(&inode) {
                 continue;
             }
-            if saved_id.matches(&file, &meta) {
-                predecessor = Some((file, meta, p));
-            } else if let Ok(mtime) = meta.modified() {
-                siblings.push((mtime, file, meta, p));
+            match predecessor {
+                Some((saved, id)) if id.matches(&file, &meta) => {
+                    found = Some((saved, file, meta, p))
+                }
+                _ => {
+                    if let Ok(mtime) = meta.modified() {
+                        siblings.push((mtime, file, meta, p));
+                    }
+                }
             }
         }
-        let Some((file, meta, p)) = predecessor else {
-            return;
-        };
-        let since = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let name = p.display().to_string();
-        if let Ok(identity) = FileIdentity::of(&file, &meta) {
-            tracing::info!(path = %self.path_label, rotated_to = %name, offset = saved, "reading the rest of a file rotated while stopped");
-            if let Ok(mut r) = self.reader(file, identity, name, saved.min(meta.len())) {
-                r.draining = true;
-                readers.push(r);
-            }
+        let mut since = since;
+        if let Some((saved, file, meta, p)) = found {
+            since = Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            self.queue_draining(file, &meta, p, saved, readers);
         }
-        // Files rotated after it were written entirely while we were down, and are not known
-        // to positions (or their saved entry says how far they were read).
+        let Some(since) = since else { return };
         siblings.retain(|(mtime, ..)| *mtime >= since);
         siblings.sort_by_key(|(mtime, ..)| *mtime);
         for (_, file, meta, p) in siblings {
             let name = p.display().to_string();
-            let Ok(identity) = FileIdentity::of(&file, &meta) else {
-                continue;
-            };
             let start = match self.positions.saved(&name) {
-                Some((off, Some(id))) if id.matches(&file, &meta) => off.min(meta.len()),
-                _ => 0,
+                Some((off, Some(id))) if id.matches(&file, &meta) => off,
+                _ => match self.positions.find(|id| id.matches(&file, &meta)) {
+                    Some((_, off, _)) => off,
+                    None => 0,
+                },
             };
-            if let Ok(mut r) = self.reader(file, identity, name, start) {
+            if start < meta.len() {
+                self.queue_draining(file, &meta, p, start, readers);
+            }
+        }
+    }
+
+    fn queue_draining(
+        &self,
+        file: File,
+        meta: &Metadata,
+        p: PathBuf,
+        start: u64,
+        readers: &mut Vec<Reader>,
+    ) {
+        let name = p.display().to_string();
+        let Ok(identity) = FileIdentity::of(&file, meta) else {
+            return;
+        };
+        if !self.claim(&identity) {
+            return;
+        }
+        tracing::info!(path = %self.path_label, rotated_to = %name, offset = start, "reading a rotated file not read to its end");
+        match self.reader(file, identity, name, start.min(meta.len())) {
+            Ok(mut r) => {
                 r.draining = true;
                 readers.push(r);
             }
+            Err(_) => self.unclaim(&identity),
         }
     }
 
@@ -518,7 +561,6 @@ impl Tailer {
         offset: u64,
     ) -> Result<Reader, &'static str> {
         file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
-        lock(&self.claims).insert((identity.dev, identity.ino));
         let source = self.positions.register(&name, offset, Some(identity));
         self.metrics.files.files_active.inc();
         tracing::info!(path = %name, offset, "tailing file");
@@ -538,9 +580,19 @@ impl Tailer {
         })
     }
 
+    /// Marks the file as read by this job; false when another tailer already reads it.
+    /// Checking and marking are one step, so two tailers never both take a file.
+    fn claim(&self, identity: &FileIdentity) -> bool {
+        lock(&self.claims).insert((identity.dev, identity.ino))
+    }
+
+    fn unclaim(&self, identity: &FileIdentity) {
+        lock(&self.claims).remove(&(identity.dev, identity.ino));
+    }
+
     fn close(&self, r: Reader) {
         self.positions.unregister(r.source, r.handed_on());
-        lock(&self.claims).remove(&(r.identity.dev, r.identity.ino));
+        self.unclaim(&r.identity);
         self.metrics.files.files_active.dec();
         tracing::debug!(path = %r.name, "closed file");
     }
@@ -776,13 +828,19 @@ enum OpenError {
     Other(&'static str),
 }
 
-/// Opens `path` if it is a regular file.
+/// Opens `path` if it is a regular file. Non-blocking, so a FIFO put where a log was cannot
+/// hang the reader (the flag changes nothing for regular files).
 fn open_regular(path: &Path) -> Result<(File, Metadata), OpenError> {
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => OpenError::Missing,
-        std::io::ErrorKind::PermissionDenied => OpenError::Other("permission_denied"),
-        _ => OpenError::Other("open"),
-    })?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OpenError::Missing,
+            std::io::ErrorKind::PermissionDenied => OpenError::Other("permission_denied"),
+            _ => OpenError::Other("open"),
+        })?;
     let meta = file.metadata().map_err(|_| OpenError::Other("stat"))?;
     if !meta.is_file() {
         return Err(OpenError::Other("not_a_regular_file"));

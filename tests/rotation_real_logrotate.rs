@@ -167,7 +167,7 @@ async fn rotate_while_writing(mode: Mode, glob: Glob) {
     let (_, log_text) = agent.terminate();
     let names = names_in(dir.path());
     assert_eq!(reopens, ROTATIONS, "the writer followed every rotation");
-    let expected_names: Vec<String> = match mode {
+    let mut expected_names: Vec<String> = match mode {
         Mode::CompressDelayed => ["app.log", "app.log.1"]
             .into_iter()
             .map(String::from)
@@ -177,7 +177,6 @@ async fn rotate_while_writing(mode: Mode, glob: Glob) {
             .chain((1..=ROTATIONS).map(|k| format!("app.log.{k}")))
             .collect(),
     };
-    let mut expected_names = expected_names;
     expected_names.sort();
     assert_eq!(names, expected_names, "logrotate rotated {ROTATIONS} times");
     let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);

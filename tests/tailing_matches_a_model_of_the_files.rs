@@ -49,10 +49,25 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     dir: PathBuf,
     next: u64,
-    /// Unread-by-design lines are removed from here when their file vanishes while stopped.
     deliverable: BTreeMap<u64, ()>,
-    /// Line numbers in each file, live file first.
-    files: Vec<Vec<u64>>,
+    /// Files, live file (`app.log`) first, then `app.log.1`, ...
+    files: Vec<FileModel>,
+    next_file: u64,
+    /// Lines below this were delivered before the agent stopped.
+    delivered_before_stop: u64,
+    /// The file the agent last read under `app.log` before it stopped, while it still
+    /// exists unchanged (perhaps renamed): a restart finds it, and every file rotated after
+    /// it, by identity. Without it, only the file at `app.log` can be found.
+    anchor: Option<u64>,
+    /// The live file was created since the agent last caught up: rotating it away outside
+    /// the glob before any tailer saw it hides it from everyone.
+    fresh: bool,
+}
+
+struct FileModel {
+    /// Creation order.
+    id: u64,
+    lines: Vec<u64>,
 }
 
 const KEEP: usize = 3;
@@ -66,47 +81,58 @@ impl Model {
         }
     }
 
+    fn live_exists(&self) -> bool {
+        self.path(0).exists()
+    }
+
+    fn new_file(&mut self) -> FileModel {
+        self.next_file += 1;
+        FileModel {
+            id: self.next_file,
+            lines: Vec::new(),
+        }
+    }
+
     fn write(&mut self, n: u8) {
+        if !self.live_exists() {
+            self.fresh = true;
+            let f = self.new_file();
+            self.files.insert(0, f);
+        }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path(0))
             .unwrap();
-        if self.files.is_empty() {
-            self.files.push(Vec::new());
-        }
         for _ in 0..n {
             let id = self.next;
             self.next += 1;
             writeln!(f, "line {id:06} {}", "x".repeat((id % 7) as usize * 9)).unwrap();
-            self.files[0].push(id);
+            self.files[0].lines.push(id);
             self.deliverable.insert(id, ());
         }
     }
 
     fn rotate(&mut self, running: bool) {
-        if self.files.is_empty() || !self.path(0).exists() {
+        if !self.live_exists() {
             return;
         }
         // The oldest rotated file falls off the end, as with backupCount.
         if self.files.len() > KEEP {
-            let gone = self.files.pop().unwrap_or_default();
+            let gone = self.files.pop().expect("more than KEEP files");
             std::fs::remove_file(self.path(KEEP)).unwrap();
-            if !running {
-                for id in gone {
-                    self.deliverable.remove(&id);
-                }
-            }
+            self.vanished(gone, running);
         }
         for i in (0..self.files.len()).rev() {
             std::fs::rename(self.path(i), self.path(i + 1)).unwrap();
         }
-        self.files.insert(0, Vec::new());
+        let f = self.new_file();
+        self.files.insert(0, f);
         std::fs::File::create(self.path(0)).unwrap();
     }
 
     fn truncate(&mut self, running: bool) {
-        if self.files.is_empty() || !self.path(0).exists() {
+        if !self.live_exists() {
             return;
         }
         std::fs::OpenOptions::new()
@@ -114,25 +140,66 @@ impl Model {
             .truncate(true)
             .open(self.path(0))
             .unwrap();
-        let lost = std::mem::take(&mut self.files[0]);
-        if !running {
-            for id in lost {
-                self.deliverable.remove(&id);
-            }
-        }
+        // Same inode, new content: a different file as far as identity goes.
+        let old = std::mem::replace(
+            &mut self.files[0],
+            FileModel {
+                id: 0,
+                lines: Vec::new(),
+            },
+        );
+        let fresh = self.new_file();
+        self.files[0] = fresh;
+        self.vanished(old, running);
     }
 
     fn delete(&mut self, running: bool) {
-        if self.files.is_empty() || !self.path(0).exists() {
+        if !self.live_exists() {
             return;
         }
         std::fs::remove_file(self.path(0)).unwrap();
-        let lost = std::mem::take(&mut self.files[0]);
-        if !running {
-            for id in lost {
-                self.deliverable.remove(&id);
-            }
+        let old = self.files.remove(0);
+        self.vanished(old, running);
+    }
+
+    /// A file's content is gone. While running, the agent had caught up before; while
+    /// stopped, its lines not read before the stop are lost, and if it was the anchor,
+    /// the files rotated after it can no longer be found.
+    fn vanished(&mut self, file: FileModel, running: bool) {
+        if running {
+            return;
         }
+        if self.anchor == Some(file.id) {
+            self.anchor = None;
+        }
+        self.lose(&file.lines);
+    }
+
+    fn lose(&mut self, ids: &[u64]) {
+        for id in ids.iter().filter(|id| **id >= self.delivered_before_stop) {
+            self.deliverable.remove(id);
+        }
+    }
+
+    fn stopped(&mut self) {
+        self.delivered_before_stop = self.next;
+        self.anchor = self.live_exists().then(|| self.files[0].id);
+    }
+
+    /// At start, files the agent cannot find lose their undelivered lines.
+    fn starting(&mut self) {
+        let live = self.live_exists().then(|| self.files[0].id);
+        let anchor = self.anchor.take();
+        let unreachable: Vec<Vec<u64>> = self
+            .files
+            .iter()
+            .filter(|f| Some(f.id) != live && anchor.is_none_or(|a| f.id < a))
+            .map(|f| f.lines.clone())
+            .collect();
+        for lines in unreachable {
+            self.lose(&lines);
+        }
+        self.fresh = false;
     }
 }
 
@@ -243,10 +310,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             next: 0,
             deliverable: BTreeMap::new(),
             files: Vec::new(),
+            next_file: 0,
+            delivered_before_stop: 0,
+            anchor: None,
+            fresh: false,
         };
         let mut agent = Some(start(dir.path(), shipped.clone()));
         for op in ops {
             let running = agent.is_some();
+            if running && model.fresh && matches!(op, Op::Rotate | Op::Truncate | Op::Delete) {
+                caught_up(&shipped, &model).await;
+                model.fresh = false;
+            }
             match op {
                 Op::Write(n) => model.write(n),
                 Op::Rotate => model.rotate(running),
@@ -266,16 +341,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some(a) = agent.take() {
                         caught_up(&shipped, &model).await;
                         stop(a).await;
+                        model.stopped();
                     }
                 }
                 Op::Start => {
                     if agent.is_none() {
+                        model.starting();
                         agent = Some(start(dir.path(), shipped.clone()));
                     }
                 }
             }
         }
         if agent.is_none() {
+            model.starting();
             agent = Some(start(dir.path(), shipped.clone()));
         }
         caught_up(&shipped, &model).await;

@@ -186,30 +186,47 @@ fn parse_yaml(text: &str, name: &str) -> Result<Value, ConfigError> {
 }
 
 /// Promtail requires each `pipeline_stages` item to name exactly one stage; serde would
-/// silently take the first key.
+/// silently take the first key. Stage lists nested in `match` are held to the same rule.
 fn check_one_key_per_stage(value: &Value, name: &str) -> Result<(), ConfigError> {
     let Some(jobs) = value.find_ref("scrape_configs").and_then(Value::as_array) else {
         return Ok(());
     };
     for (j, job) in jobs.iter().enumerate() {
-        let Some(stages) = job.find_ref("pipeline_stages").and_then(Value::as_array) else {
+        if let Some(stages) = job.find_ref("pipeline_stages").and_then(Value::as_array) {
+            check_stage_list(
+                stages,
+                &format!("scrape_configs[{j}].pipeline_stages"),
+                name,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one stage list located at `key_path`, and the lists nested in its `match` stages.
+fn check_stage_list(stages: &[Value], key_path: &str, name: &str) -> Result<(), ConfigError> {
+    for (s, stage) in stages.iter().enumerate() {
+        let Some(dict) = stage.as_dict() else {
             continue;
         };
-        for (s, stage) in stages.iter().enumerate() {
-            if let Some(dict) = stage.as_dict()
-                && dict.len() != 1
-            {
-                let keys: Vec<&str> = dict.keys().map(String::as_str).collect();
-                return Err(ConfigError::new(
-                    name,
-                    format!("scrape_configs[{j}].pipeline_stages[{s}]"),
-                    format!(
-                        "each pipeline stage must name exactly one stage, found {}: {}",
-                        keys.len(),
-                        keys.join(", ")
-                    ),
-                ));
-            }
+        if dict.len() != 1 {
+            let keys: Vec<&str> = dict.keys().map(String::as_str).collect();
+            return Err(ConfigError::new(
+                name,
+                format!("{key_path}[{s}]"),
+                format!(
+                    "each pipeline stage must name exactly one stage, found {}: {}",
+                    keys.len(),
+                    keys.join(", ")
+                ),
+            ));
+        }
+        if let Some(nested) = dict
+            .get("match")
+            .and_then(|m| m.find_ref("stages"))
+            .and_then(Value::as_array)
+        {
+            check_stage_list(nested, &format!("{key_path}[{s}].match.stages"), name)?;
         }
     }
     Ok(())
@@ -514,4 +531,62 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             .map_err(|e| ConfigError::new(name, e.key_path, e.message))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(yaml: &str) -> ConfigError {
+        load_str(yaml, "FILE", &Overrides::default()).unwrap_err()
+    }
+
+    #[test]
+    fn two_stages_in_a_nested_match_item_are_refused_with_the_nested_path() {
+        let err = refusal(
+            r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - json: {expressions: {a: a}}
+      - static_labels: {x: "1"}
+      - match:
+          selector: '{job="a"}'
+          stages:
+            - labels: {a: ""}
+            - match:
+                selector: '{a="1"}'
+                stages:
+                  - static_labels: {y: "2"}
+                    output: {source: a}
+"#,
+        );
+        assert_eq!(
+            err.key_path,
+            "scrape_configs[0].pipeline_stages[2].match.stages[1].match.stages[0]"
+        );
+        assert!(
+            err.message
+                .contains("exactly one stage, found 2: output, static_labels"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_stage_per_nested_item_is_accepted() {
+        let config = load_str(
+            r#"scrape_configs:
+  - job_name: a
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+    pipeline_stages:
+      - match:
+          selector: '{job="a"}'
+          stages:
+            - static_labels: {y: "2"}
+"#,
+            "FILE",
+            &Overrides::default(),
+        );
+        assert!(config.is_ok(), "{config:?}");
+    }
 }

@@ -9,6 +9,7 @@ pub mod extracted;
 pub mod gojson;
 pub mod gotemplate;
 pub mod gotime;
+pub mod inspect;
 pub mod logql;
 pub mod stages;
 
@@ -28,6 +29,7 @@ use stages::{StageConfig, StageError};
 
 pub use extracted::Extracted;
 use extracted::{Seed, seed_from_labels};
+use inspect::{Inspector, Snapshot};
 
 /// An entry on its way through the stages.
 #[derive(Clone, Debug)]
@@ -193,26 +195,65 @@ pub fn build_stages(
 pub async fn run_stages(
     stages: &mut [Box<dyn Stage>],
     start: usize,
-    mut entry: PipelineEntry,
+    entry: PipelineEntry,
     metrics: &Metrics,
     done: &mut Vec<PipelineEntry>,
     consumed: &mut Vec<AckToken>,
 ) {
+    run_stages_inspected(stages, start, entry, metrics, done, consumed, None).await;
+}
+
+/// [`run_stages`], reporting each stage's changes to `inspector` when there is one.
+pub async fn run_stages_inspected(
+    stages: &mut [Box<dyn Stage>],
+    start: usize,
+    mut entry: PipelineEntry,
+    metrics: &Metrics,
+    done: &mut Vec<PipelineEntry>,
+    consumed: &mut Vec<AckToken>,
+    mut inspector: Option<&mut Inspector>,
+) {
     let mut i = start;
+    // Taken before a stage first sees the entry; a stage answering `Wait` is asked again
+    // with the same entry and reported on once, when it has decided.
+    let mut before: Option<Snapshot> = None;
     while i < stages.len() {
-        match stages[i].process(&mut entry) {
-            Verdict::Keep => i += 1,
+        if inspector.is_some() && before.is_none() {
+            before = Some(Snapshot::of(&entry));
+        }
+        let verdict = stages[i].process(&mut entry);
+        if let Verdict::Wait(d) = verdict {
+            tokio::time::sleep(d).await;
+            continue;
+        }
+        if let (Some(inspector), Some(before)) = (inspector.as_deref_mut(), before.take()) {
+            inspector.report(i, &before, &verdict, &entry);
+        }
+        match verdict {
+            // `Wait` went back to the top of the loop above.
+            Verdict::Keep | Verdict::Wait(_) => i += 1,
             Verdict::Drop { reason } => {
                 count_drop(&metrics.pipeline, &reason);
                 consumed.extend(entry.ack);
                 return;
             }
-            Verdict::Wait(d) => tokio::time::sleep(d).await,
             Verdict::Hold => {
                 let mut released = Vec::new();
                 stages[i].release(Instant::now(), false, &mut released);
                 for r in released {
-                    Box::pin(run_stages(stages, i + 1, r, metrics, done, consumed)).await;
+                    if let Some(inspector) = inspector.as_deref_mut() {
+                        inspector.report_release(i, &r);
+                    }
+                    Box::pin(run_stages_inspected(
+                        stages,
+                        i + 1,
+                        r,
+                        metrics,
+                        done,
+                        consumed,
+                        inspector.as_deref_mut(),
+                    ))
+                    .await;
                 }
                 return;
             }
@@ -231,11 +272,36 @@ pub async fn release_stages(
     done: &mut Vec<PipelineEntry>,
     consumed: &mut Vec<AckToken>,
 ) {
+    release_stages_inspected(stages, now, flush_all, metrics, done, consumed, None).await;
+}
+
+/// [`release_stages`], reporting to `inspector` when there is one.
+pub async fn release_stages_inspected(
+    stages: &mut [Box<dyn Stage>],
+    now: Instant,
+    flush_all: bool,
+    metrics: &Metrics,
+    done: &mut Vec<PipelineEntry>,
+    consumed: &mut Vec<AckToken>,
+    mut inspector: Option<&mut Inspector>,
+) {
     for i in 0..stages.len() {
         let mut released = Vec::new();
         stages[i].release(now, flush_all, &mut released);
         for r in released {
-            Box::pin(run_stages(stages, i + 1, r, metrics, done, consumed)).await;
+            if let Some(inspector) = inspector.as_deref_mut() {
+                inspector.report_release(i, &r);
+            }
+            Box::pin(run_stages_inspected(
+                stages,
+                i + 1,
+                r,
+                metrics,
+                done,
+                consumed,
+                inspector.as_deref_mut(),
+            ))
+            .await;
         }
     }
 }
@@ -248,6 +314,10 @@ pub fn next_deadline(stages: &[Box<dyn Stage>]) -> Option<Instant> {
 /// A job's stages, ready to run.
 pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
+    /// Each stage's name as written in the config, for `-inspect` reports.
+    stage_names: Vec<&'static str>,
+    /// Present only with `-inspect`.
+    inspector: Option<Inspector>,
     metrics: Arc<Metrics>,
     /// The extracted-map seed of the last source seen, reused while batches share labels.
     seed_cache: Option<(Arc<LabelSet>, Seed)>,
@@ -265,6 +335,8 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         Ok(Self {
             stages: build_stages(key_prefix, configs, ctx)?,
+            stage_names: configs.iter().map(StageConfig::name).collect(),
+            inspector: None,
             metrics: ctx.metrics.clone(),
             seed_cache: None,
             done: Vec::new(),
@@ -272,16 +344,24 @@ impl Pipeline {
         })
     }
 
+    /// Reports every stage's changes to every entry to `inspector` (`-inspect`).
+    pub fn with_inspector(mut self, mut inspector: Inspector) -> Self {
+        inspector.set_stage_names(self.stage_names.clone());
+        self.inspector = Some(inspector);
+        self
+    }
+
     /// Runs one entry through every stage; finished entries and the acknowledgements of
     /// dropped ones are appended to `out`.
     pub async fn run(&mut self, entry: PipelineEntry, out: &mut Vec<Outgoing>) {
-        run_stages(
+        run_stages_inspected(
             &mut self.stages,
             0,
             entry,
             &self.metrics,
             &mut self.done,
             &mut self.consumed,
+            self.inspector.as_mut(),
         )
         .await;
         self.drain_into(out);
@@ -312,13 +392,14 @@ impl Pipeline {
 
     /// Releases what holding stages have due at `now`, or everything when `flush_all`.
     pub async fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<Outgoing>) {
-        release_stages(
+        release_stages_inspected(
             &mut self.stages,
             now,
             flush_all,
             &self.metrics,
             &mut self.done,
             &mut self.consumed,
+            self.inspector.as_mut(),
         )
         .await;
         self.drain_into(out);

@@ -4,3 +4,4 @@
 pub mod agent_process;
 pub mod numbered_lines;
 pub mod receiver;
+pub mod unprivileged_agent;

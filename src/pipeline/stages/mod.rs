@@ -8,6 +8,7 @@ pub mod cri;
 pub mod decolorize;
 pub mod docker;
 pub mod drop;
+pub mod geoip;
 pub mod json;
 pub mod labelallow;
 pub mod labeldrop;
@@ -15,6 +16,7 @@ pub mod labels;
 pub mod limit;
 pub mod logfmt;
 pub mod r#match;
+pub mod metrics;
 pub mod multiline;
 pub mod output;
 pub mod pack;
@@ -64,6 +66,9 @@ pub enum StageConfig {
     Pack(pack::PackConfig),
     /// `decolorize:`, `decolorize: {}` or `decolorize: null`.
     Decolorize(decolorize::DecolorizeConfig),
+    Metrics(metrics::MetricsConfig),
+    #[serde(rename = "geoip")]
+    GeoIp(geoip::GeoIpConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -110,6 +115,8 @@ impl StageConfig {
             StageConfig::Template(_) => "template",
             StageConfig::Pack(_) => "pack",
             StageConfig::Decolorize(_) => "decolorize",
+            StageConfig::Metrics(_) => "metrics",
+            StageConfig::GeoIp(_) => "geoip",
         }
     }
 
@@ -139,6 +146,8 @@ impl StageConfig {
             StageConfig::Template(c) => Box::new(template::TemplateStage::new(c)?),
             StageConfig::Pack(c) => Box::new(pack::PackStage::new(c)?),
             StageConfig::Decolorize(c) => Box::new(decolorize::DecolorizeStage::new(c)?),
+            StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
+            StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
         })
     }
 }
