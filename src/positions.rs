@@ -197,10 +197,11 @@ impl Positions {
         let old_path = std::mem::replace(&mut src.path, new_path.to_string());
         let settled = src.settled();
         let identity = src.identity;
+        // The old path keeps this file's entry until another file registers there: if the
+        // agent stops before that, a restart still knows which file the path last held and
+        // finds it, and what was rotated after it, by identity.
         if st.current.get(&old_path) == Some(&id) {
             st.current.remove(&old_path);
-            st.saved.remove(&old_path);
-            st.identities.remove(&old_path);
         }
         st.current.insert(new_path.to_string(), id);
         st.saved.insert(new_path.to_string(), settled.to_string());

@@ -747,40 +747,35 @@ impl Tailer {
     }
 
     fn path_state(&self, cur: &mut Reader) -> PathState {
+        let Ok(ours) = cur.file.metadata() else {
+            return PathState::Same;
+        };
         // Our file was unlinked: whatever is at the path now (even on a recycled inode) is
         // another file.
-        let ours = cur.file.metadata();
-        if ours.as_ref().is_ok_and(|m| m.nlink() == 0) {
+        if ours.nlink() == 0 {
             return if self.path.exists() {
                 PathState::Replaced(None)
             } else {
                 PathState::Gone
             };
         }
-        let at_path = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(_) => {
-                return PathState::Replaced(find_by_inode(&self.path, &cur.identity)).or_gone();
-            }
-        };
-        if !cur.identity.same_inode(&at_path) {
-            return PathState::Replaced(find_by_inode(&self.path, &cur.identity));
-        }
-        let Ok(meta) = ours else {
-            return PathState::Same;
-        };
-        if meta.len() < cur.cursor {
+        // Truncation is about the file we hold, whatever its name is now: checked first, so
+        // a file truncated, rewritten and then rotated away is read again from its start.
+        if ours.len() < cur.cursor {
             return PathState::Truncated;
         }
-        match cur.identity.refreshed(&cur.file, &meta) {
-            None => PathState::Truncated,
-            Some(grown) => {
-                if grown != cur.identity {
-                    cur.identity = grown;
-                    self.positions.set_identity(cur.source, grown);
-                }
-                PathState::Same
+        match cur.identity.refreshed(&cur.file, &ours) {
+            None => return PathState::Truncated,
+            Some(grown) if grown != cur.identity => {
+                cur.identity = grown;
+                self.positions.set_identity(cur.source, grown);
             }
+            Some(_) => {}
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(at_path) if cur.identity.same_inode(&at_path) => PathState::Same,
+            Ok(_) => PathState::Replaced(find_by_inode(&self.path, &cur.identity)),
+            Err(_) => PathState::Replaced(find_by_inode(&self.path, &cur.identity)).or_gone(),
         }
     }
 
