@@ -201,11 +201,21 @@ pub async fn run(
         for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
             let targets = discovery::targets_of(job, &metrics).map_err(AgentError)?;
             metrics.files.targets_active.add(targets.len() as f64);
+            // Validated at load; an error here means the config did not come through it.
+            let encoding = job.file_encoding().map_err(|expected| {
+                AgentError(format!(
+                    "scrape config {:?}: encoding: {expected}",
+                    job.job_name
+                ))
+            })?;
             let tailers = TailerSet::new(
                 positions.clone(),
                 input.clone(),
                 metrics.clone(),
-                tail_options,
+                TailOptions {
+                    encoding,
+                    ..tail_options
+                },
                 stop_rx.clone(),
             );
             let sync = config.target_config.sync_period.0;

@@ -40,8 +40,11 @@ pub struct FileMetrics {
     pub files_active: Gauge,
     pub targets_active: Gauge,
     pub targets_failed: IntCounterVec,
-    /// tailward: lines whose invalid UTF-8 bytes were replaced.
+    /// tailward: lines with bytes invalid in the file's encoding (UTF-8 or the job's
+    /// `encoding`), shipped with those bytes replaced by U+FFFD.
     pub invalid_utf8_lines: IntCounterVec,
+    /// tailward: file size minus read offset, as of the last time the file was at its end.
+    pub file_lag_bytes: GaugeVec,
     /// tailward: lines longer than `target_config.max_line_bytes`, by what was done.
     pub long_lines: IntCounterVec,
     /// tailward: rotations, truncations and deletions noticed, by kind.
@@ -167,7 +170,13 @@ impl Metrics {
             invalid_utf8_lines: counter_vec(
                 &registry,
                 "tailward_invalid_utf8_lines_total",
-                "Lines read with invalid UTF-8, shipped with the bytes replaced.",
+                "Lines read with bytes invalid in the file's encoding (UTF-8 or the job's encoding), shipped with those bytes replaced.",
+                &["path"],
+            ),
+            file_lag_bytes: gauge_vec(
+                &registry,
+                "tailward_file_lag_bytes",
+                "Bytes of the file not read yet: its size minus the read offset.",
                 &["path"],
             ),
             long_lines: counter_vec(

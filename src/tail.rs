@@ -15,6 +15,13 @@
 //!   over-long line is cut at `max_line_bytes` (truncated or dropped, counted); invalid UTF-8
 //!   is replaced (counted).
 //!
+//! A job's `encoding` (anything but UTF-8) converts each line to UTF-8: UTF-16 lines end at
+//! the two-byte unit of U+000A at an even file offset (reads are kept even, so a unit is
+//! never split between two reads), other encodings at the byte `\n`; a byte order mark at
+//! offset 0 is dropped; undecodable bytes are replaced (counted as invalid lines). UTF-8
+//! files skip all of this. Offsets stay byte offsets in the file, whatever the encoding.
+//! Per-path series (`path` label) are exported unless `target_config.per_file_metrics` is off.
+//!
 //! Each line carries an acknowledgement token (source, end offset). It must not know what
 //! happens to lines after its output channel: nothing of stages, Loki or HTTP.
 
@@ -54,6 +61,11 @@ pub struct TailOptions {
     pub truncate_long_lines: bool,
     pub tail_from_end: bool,
     pub ignore_older_than: Option<Duration>,
+    /// The job's file encoding; `None` reads the files as UTF-8. Set per job (see
+    /// [`crate::config::ScrapeConfig::file_encoding`]); `from_config` leaves it `None`.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Export the per-path series; off bounds their count (`target_config.per_file_metrics`).
+    pub per_file_metrics: bool,
 }
 
 impl TailOptions {
@@ -74,12 +86,55 @@ impl TailOptions {
             truncate_long_lines: limit == 0 || config.limits_config.max_line_size_truncate,
             tail_from_end: t.tail_from_end,
             ignore_older_than: (!t.ignore_older_than.0.is_zero()).then_some(t.ignore_older_than.0),
+            encoding: None,
+            per_file_metrics: t.per_file_metrics,
         }
     }
 }
 
 /// Bytes read per system call; also the most one batch holds.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// How a line ends in the file's encoding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Newline {
+    /// The byte `\n`: UTF-8, single-byte and ASCII-compatible multi-byte encodings.
+    Byte,
+    /// The unit `0A 00` at an even offset.
+    Utf16Le,
+    /// The unit `00 0A` at an even offset.
+    Utf16Be,
+}
+
+impl Newline {
+    fn of(encoding: Option<&'static encoding_rs::Encoding>) -> Self {
+        match encoding {
+            Some(e) if e == encoding_rs::UTF_16LE => Newline::Utf16Le,
+            Some(e) if e == encoding_rs::UTF_16BE => Newline::Utf16Be,
+            _ => Newline::Byte,
+        }
+    }
+
+    /// Bytes of one newline; also the alignment of line starts.
+    fn width(self) -> usize {
+        match self {
+            Newline::Byte => 1,
+            Newline::Utf16Le | Newline::Utf16Be => 2,
+        }
+    }
+}
+
+/// Ends (one past the newline) of the UTF-16 lines in `chunk`, which starts at an even
+/// file offset: a `0x0A` byte is a newline only as half of the unit U+000A.
+fn utf16_line_ends(chunk: &[u8], big_endian: bool) -> impl Iterator<Item = usize> + '_ {
+    memchr::memchr_iter(b'\n', chunk).filter_map(move |i| {
+        if big_endian {
+            (i % 2 == 1 && chunk[i - 1] == 0).then_some(i + 1)
+        } else {
+            (i % 2 == 0 && chunk.get(i + 1) == Some(&0)).then_some(i + 2)
+        }
+    })
+}
 
 /// Files (device, inode) a tailer of this set has open, so a rotated file that also matches
 /// the glob under its new name is not read twice.
@@ -560,6 +615,8 @@ impl Tailer {
         name: String,
         offset: u64,
     ) -> Result<Reader, &'static str> {
+        // UTF-16 lines start at even offsets; an odd one (tail_from_end mid-write) is not one.
+        let offset = offset - offset % Newline::of(self.opts.encoding).width() as u64;
         file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
         let source = self.positions.register(&name, offset, Some(identity));
         self.metrics.files.files_active.inc();
@@ -606,6 +663,7 @@ impl Tailer {
         let _ = fm.read_bytes.remove_label_values(&[&self.path_label]);
         let _ = fm.file_bytes.remove_label_values(&[&self.path_label]);
         let _ = fm.read_lines.remove_label_values(&[&self.path_label]);
+        let _ = fm.file_lag_bytes.remove_label_values(&[&self.path_label]);
     }
 
     async fn read_some(&self, r: &mut Reader, buf: &mut [u8]) -> std::io::Result<ReadOutcome> {
@@ -617,15 +675,25 @@ impl Tailer {
                 return Ok(ReadOutcome::Eof);
             }
         }
-        let n = r.file.read(buf)?;
+        let newline = Newline::of(self.opts.encoding);
+        let mut n = r.file.read(buf)?;
+        if n % 2 == 1 && newline != Newline::Byte {
+            // Keep the cursor even: the odd byte is read again with the rest of its unit.
+            r.file.seek(SeekFrom::Current(-1))?;
+            n -= 1;
+        }
         if n == 0 {
             r.at_eof = true;
-            if let Ok(meta) = r.file.metadata() {
-                self.metrics
-                    .files
-                    .file_bytes
+            if self.opts.per_file_metrics
+                && let Ok(meta) = r.file.metadata()
+            {
+                let fm = &self.metrics.files;
+                fm.file_bytes
                     .with_label_values(&[&self.path_label])
                     .set(meta.len() as f64);
+                fm.file_lag_bytes
+                    .with_label_values(&[&self.path_label])
+                    .set(meta.len().saturating_sub(r.handed_on()) as f64);
             }
             return Ok(ReadOutcome::Eof);
         }
@@ -634,58 +702,103 @@ impl Tailer {
         r.last_growth = now;
         let chunk = &buf[..n];
         let chunk_offset = r.cursor;
+        // The first line ending in this chunk starts at offset 0: it may open with a BOM.
+        let first_at_file_start = r.handed_on() == 0;
         r.cursor += n as u64;
         let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
-        let mut start = 0usize;
-        let mut lines = 0u64;
+        let (start, lines) = match newline {
+            Newline::Byte => self.split_lines(
+                r,
+                &mut batch,
+                chunk,
+                chunk_offset,
+                memchr::memchr_iter(b'\n', chunk).map(|nl| nl + 1),
+                1,
+                first_at_file_start,
+            ),
+            Newline::Utf16Le | Newline::Utf16Be => self.split_lines(
+                r,
+                &mut batch,
+                chunk,
+                chunk_offset,
+                utf16_line_ends(chunk, newline == Newline::Utf16Be),
+                2,
+                first_at_file_start,
+            ),
+        };
         let max = self.opts.max_line_bytes;
-        for nl in memchr::memchr_iter(b'\n', chunk) {
-            let token = Some(AckToken {
-                source: r.source,
-                offset: chunk_offset + nl as u64 + 1,
-            });
-            let segment = &chunk[start..nl];
-            start = nl + 1;
-            if r.skipping {
-                // The end of a line already cut at max_line_bytes.
-                r.skipping = false;
-                continue;
-            }
-            if r.pending.is_empty() {
-                self.push_line(&mut batch, segment, token, max);
-            } else {
-                r.pending.extend_from_slice(segment);
-                let line = std::mem::take(&mut r.pending);
-                self.push_line(&mut batch, &line, token, max);
-                r.pending = line;
-                r.pending.clear();
-            }
-            lines += 1;
-        }
         let rest = &chunk[start..];
         if !r.skipping && !rest.is_empty() {
             r.pending.extend_from_slice(rest);
             r.pending_since = now;
             if r.pending.len() > max {
                 // No newline within max_line_bytes: cut it now rather than hold it all.
+                let at_file_start = r.handed_on() == 0;
                 let line = std::mem::take(&mut r.pending);
-                self.push_line(&mut batch, &line, None, max);
+                self.push_line(&mut batch, &line, None, max, at_file_start);
                 r.skipping = true;
             }
         }
-        let fm = &self.metrics.files;
-        fm.read_bytes
-            .with_label_values(&[&self.path_label])
-            .set(r.handed_on() as f64);
-        if lines > 0 {
-            fm.read_lines
+        if self.opts.per_file_metrics {
+            let fm = &self.metrics.files;
+            fm.read_bytes
                 .with_label_values(&[&self.path_label])
-                .inc_by(lines);
+                .set(r.handed_on() as f64);
+            if lines > 0 {
+                fm.read_lines
+                    .with_label_values(&[&self.path_label])
+                    .inc_by(lines);
+            }
         }
         if !batch.is_empty() && self.out.send(batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
         }
         Ok(ReadOutcome::Lines)
+    }
+
+    /// Hands on the lines of `chunk` (read at `chunk_offset`) that end at `ends` (one past
+    /// their newline of `newline_width` bytes), the first one joined to the pending bytes.
+    /// Returns where the unfinished rest starts, and how many lines ended.
+    #[allow(clippy::too_many_arguments)]
+    fn split_lines(
+        &self,
+        r: &mut Reader,
+        batch: &mut LineBatch,
+        chunk: &[u8],
+        chunk_offset: u64,
+        ends: impl Iterator<Item = usize>,
+        newline_width: usize,
+        first_at_file_start: bool,
+    ) -> (usize, u64) {
+        let max = self.opts.max_line_bytes;
+        let mut start = 0usize;
+        let mut lines = 0u64;
+        let mut at_file_start = first_at_file_start;
+        for end in ends {
+            let token = Some(AckToken {
+                source: r.source,
+                offset: chunk_offset + end as u64,
+            });
+            let segment = &chunk[start..end - newline_width];
+            start = end;
+            let line_at_file_start = std::mem::replace(&mut at_file_start, false);
+            if r.skipping {
+                // The end of a line already cut at max_line_bytes.
+                r.skipping = false;
+                continue;
+            }
+            if r.pending.is_empty() {
+                self.push_line(batch, segment, token, max, line_at_file_start);
+            } else {
+                r.pending.extend_from_slice(segment);
+                let line = std::mem::take(&mut r.pending);
+                self.push_line(batch, &line, token, max, line_at_file_start);
+                r.pending = line;
+                r.pending.clear();
+            }
+            lines += 1;
+        }
+        (start, lines)
     }
 
     /// Ships the held unfinished line: it has been quiet for `partial_line_wait`, or its
@@ -696,19 +809,40 @@ impl Tailer {
             source: r.source,
             offset: r.cursor,
         });
+        let at_file_start = r.handed_on() == 0;
         let line = std::mem::take(&mut r.pending);
-        self.push_line(&mut batch, &line, token, self.opts.max_line_bytes);
-        self.metrics
-            .files
-            .read_lines
-            .with_label_values(&[&self.path_label])
-            .inc();
+        self.push_line(
+            &mut batch,
+            &line,
+            token,
+            self.opts.max_line_bytes,
+            at_file_start,
+        );
+        if self.opts.per_file_metrics {
+            self.metrics
+                .files
+                .read_lines
+                .with_label_values(&[&self.path_label])
+                .inc();
+        }
         self.out.send(batch).await.map_err(|_| ())
     }
 
     /// Adds one line, cut to `max` bytes (at a character boundary) or dropped when longer,
-    /// with invalid UTF-8 replaced.
-    fn push_line(&self, batch: &mut LineBatch, bytes: &[u8], token: Option<AckToken>, max: usize) {
+    /// with invalid UTF-8 replaced. `at_file_start`: the line starts at offset 0 (only an
+    /// encoded file's BOM is dropped there; UTF-8 lines are taken as they are).
+    fn push_line(
+        &self,
+        batch: &mut LineBatch,
+        bytes: &[u8],
+        token: Option<AckToken>,
+        max: usize,
+        at_file_start: bool,
+    ) {
+        if let Some(encoding) = self.opts.encoding {
+            self.push_decoded(batch, encoding, bytes, token, max, at_file_start);
+            return;
+        }
         let bytes = if bytes.len() > max {
             if !self.opts.truncate_long_lines {
                 self.metrics
@@ -736,13 +870,64 @@ impl Tailer {
         match std::str::from_utf8(bytes) {
             Ok(s) => batch.push(s, token),
             Err(_) => {
-                self.metrics
-                    .files
-                    .invalid_utf8_lines
-                    .with_label_values(&[&self.path_label])
-                    .inc();
+                self.count_invalid_line();
                 batch.push(&String::from_utf8_lossy(bytes), token);
             }
+        }
+    }
+
+    /// [`Self::push_line`] for a file in `encoding`: decoded to UTF-8 first, so `max`
+    /// applies to the UTF-8 text, as the client's `max_line_size` does.
+    fn push_decoded(
+        &self,
+        batch: &mut LineBatch,
+        encoding: &'static encoding_rs::Encoding,
+        bytes: &[u8],
+        token: Option<AckToken>,
+        max: usize,
+        at_file_start: bool,
+    ) {
+        let bytes = match encoding_rs::Encoding::for_bom(bytes) {
+            Some((bom_of, bom_len)) if at_file_start && bom_of == encoding => &bytes[bom_len..],
+            _ => bytes,
+        };
+        let (text, had_errors) = encoding.decode_without_bom_handling(bytes);
+        if had_errors {
+            self.count_invalid_line();
+        }
+        let text: &str = &text;
+        if text.len() <= max {
+            batch.push(text, token);
+            return;
+        }
+        if !self.opts.truncate_long_lines {
+            self.metrics
+                .files
+                .long_lines
+                .with_label_values(&["dropped"])
+                .inc();
+            return;
+        }
+        self.metrics
+            .files
+            .long_lines
+            .with_label_values(&["truncated"])
+            .inc();
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        batch.push(&text[..cut], token);
+    }
+
+    /// Counts a line shipped with undecodable bytes replaced.
+    fn count_invalid_line(&self) {
+        if self.opts.per_file_metrics {
+            self.metrics
+                .files
+                .invalid_utf8_lines
+                .with_label_values(&[&self.path_label])
+                .inc();
         }
     }
 
@@ -884,6 +1069,8 @@ mod tests {
             truncate_long_lines: true,
             tail_from_end: false,
             ignore_older_than: None,
+            encoding: None,
+            per_file_metrics: true,
         }
     }
 
@@ -894,6 +1081,7 @@ mod tests {
         rx: mpsc::Receiver<LineBatch>,
         positions: Positions,
         acks: crate::ack::AckSender,
+        metrics: Arc<Metrics>,
         _stop: watch::Sender<bool>,
     }
 
@@ -903,17 +1091,13 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (factory, ack_rx) = crate::ack::channel();
         tokio::spawn(positions.clone().run_acks(ack_rx));
+        let metrics = Arc::new(Metrics::new());
         Harness {
-            set: TailerSet::new(
-                positions.clone(),
-                tx,
-                Arc::new(Metrics::new()),
-                opts,
-                stop_rx,
-            ),
+            set: TailerSet::new(positions.clone(), tx, metrics.clone(), opts, stop_rx),
             rx,
             positions,
             acks: factory.for_client(0),
+            metrics,
             _stop: stop_tx,
         }
     }
@@ -1126,6 +1310,172 @@ mod tests {
                     .is_ok_and(|t| t.to_string_lossy().contains("(deleted)"))
             });
         assert_eq!(fds.count(), 0, "no deleted file held open");
+    }
+
+    fn encoded(encoding: &'static encoding_rs::Encoding) -> TailOptions {
+        TailOptions {
+            encoding: Some(encoding),
+            ..opts()
+        }
+    }
+
+    fn append_bytes(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        text.encode_utf16()
+            .flat_map(|u| {
+                if big_endian {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn utf16le_with_bom_is_split_at_newline_units_even_across_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        // U+010A (0A 01) and U+0A05 (05 0A) hold a 0x0A byte that is no newline.
+        let mut content = vec![0xFF, 0xFE];
+        content.extend(utf16("one\r\ntwo \u{10a}\u{a05}é\n😀 three\n", false));
+        // Offsets: BOM 2, "one\r\n" 10 -> 12, "two Ċਅé\n" 16 -> 28, "😀 three\n" 18 -> 46.
+        assert_eq!(content.len(), 46);
+        // The first write ends inside the newline unit after "two Ċਅé": 0A written, 00 not.
+        append_bytes(&path, &content[..27]);
+        let mut h = harness(dir.path(), encoded(encoding_rs::UTF_16LE));
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await, vec![("one\r".into(), 12)]);
+        nothing_more(&mut h.rx, Duration::from_millis(100)).await;
+        append_bytes(&path, &content[27..]);
+        assert_eq!(
+            collect(&mut h, 2).await,
+            vec![("two \u{10a}\u{a05}é".into(), 28), ("😀 three".into(), 46)]
+        );
+        let invalid = &h.metrics.files.invalid_utf8_lines;
+        let path_label = path.display().to_string();
+        assert_eq!(invalid.with_label_values(&[&path_label]).get(), 0);
+    }
+
+    #[tokio::test]
+    async fn utf16be_with_bom_is_split_at_newline_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        // U+0A05 is 0A 05 in big endian: a 0x0A byte at an even offset, not a newline.
+        let mut content = vec![0xFE, 0xFF];
+        content.extend(utf16("a\u{a05}\nb\r\n", true));
+        std::fs::write(&path, &content).unwrap();
+        let mut h = harness(dir.path(), encoded(encoding_rs::UTF_16BE));
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(
+            collect(&mut h, 2).await,
+            vec![("a\u{a05}".into(), 8), ("b\r".into(), 14)]
+        );
+    }
+
+    #[tokio::test]
+    async fn bom_is_kept_when_not_at_the_start_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let mut content = utf16("x\n", false);
+        content.extend([0xFF, 0xFE]);
+        content.extend(utf16("y\n", false));
+        std::fs::write(&path, &content).unwrap();
+        let mut h = harness(dir.path(), encoded(encoding_rs::UTF_16LE));
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
+        assert_eq!(got[0].0, "x");
+        assert_eq!(got[1].0, "\u{feff}y");
+    }
+
+    #[tokio::test]
+    async fn windows_1252_bytes_are_converted_to_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"caf\xe9\r\n\x80 5\n").unwrap();
+        let mut h = harness(dir.path(), encoded(encoding_rs::WINDOWS_1252));
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(
+            collect(&mut h, 2).await,
+            vec![("café\r".into(), 6), ("€ 5".into(), 10)]
+        );
+    }
+
+    #[tokio::test]
+    async fn undecodable_bytes_are_replaced_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        // Shift_JIS: 82 A0 is あ; a lone lead byte 82 before the newline is an error.
+        std::fs::write(&path, b"\x82\xa0\nok \x82\n").unwrap();
+        let mut h = harness(dir.path(), encoded(encoding_rs::SHIFT_JIS));
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
+        assert_eq!(got[0].0, "あ");
+        assert_eq!(got[1].0, "ok \u{fffd}");
+        let path_label = path.display().to_string();
+        let invalid = &h.metrics.files.invalid_utf8_lines;
+        assert_eq!(invalid.with_label_values(&[&path_label]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn lag_is_file_size_minus_read_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "done\nunfinished").unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                partial_line_wait: Duration::from_secs(30),
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rendered = h.metrics.render();
+        let series = format!("tailward_file_lag_bytes{{path=\"{}\"}} ", path.display());
+        let lag = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no lag series in:\n{rendered}"));
+        // "unfinished" (10 bytes) is held: read up to 5 of 15 bytes.
+        assert_eq!(lag, "10");
+    }
+
+    #[tokio::test]
+    async fn no_per_path_series_when_per_file_metrics_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"bad \xff\nshort\n").unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                per_file_metrics: false,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
+        append(&path, "unfinished");
+        // Past partial_line_wait, so the held line was shipped too, and EOF was seen.
+        assert_eq!(collect(&mut h, 1).await[0].0, "unfinished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rendered = h.metrics.render();
+        assert!(
+            rendered.contains("promtail_files_active_total 1"),
+            "the file is tailed: {rendered}"
+        );
+        let per_path: Vec<&str> = rendered.lines().filter(|l| l.contains("path=\"")).collect();
+        assert!(per_path.is_empty(), "per-path series: {per_path:?}");
     }
 
     #[test]

@@ -96,13 +96,10 @@ impl Model {
     }
 
     fn write(&mut self, n: u8, running: bool) {
-        if !self.live_exists() {
-            self.fresh = true;
+        let created = !self.live_exists();
+        if created {
             let f = self.new_file();
             self.files.insert(0, f);
-            if running && self.awaiting_first_open {
-                self.first_open();
-            }
         }
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -115,6 +112,13 @@ impl Model {
             writeln!(f, "line {id:06} {}", "x".repeat((id % 7) as usize * 9)).unwrap();
             self.files[0].lines.push(id);
             self.deliverable.insert(id, ());
+        }
+        if created {
+            // The file exists now: a restarted agent searches from it when it first opens it.
+            if running && self.awaiting_first_open {
+                self.first_open();
+            }
+            self.fresh = true;
         }
     }
 
@@ -259,6 +263,8 @@ fn options() -> TailOptions {
         truncate_long_lines: true,
         tail_from_end: false,
         ignore_older_than: None,
+        encoding: None,
+        per_file_metrics: true,
     }
 }
 
@@ -455,4 +461,11 @@ fn rotate_twice_while_stopped_then_restart_delivers_everything_once() {
         Op::Write(2),
     ])
     .unwrap();
+}
+
+#[test]
+fn file_created_after_a_restart_with_no_files_is_read_before_its_rotation() {
+    for _ in 0..5 {
+        run(vec![Op::Stop, Op::Start, Op::Write(1), Op::Rotate]).unwrap();
+    }
 }

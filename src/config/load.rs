@@ -488,6 +488,9 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        if let Err(expected) = sc.file_encoding() {
+            return Err(ConfigError::new(name, at("encoding"), expected));
+        }
         // Only stdin mode may run a job that names no files.
         if (!config.target_config.stdin || i > 0) && sc.static_configs.is_empty() {
             return Err(ConfigError::new(
@@ -588,5 +591,48 @@ mod tests {
             &Overrides::default(),
         );
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn unknown_encoding_is_refused_at_the_job_encoding_key() {
+        let err = refusal(
+            r#"scrape_configs:
+  - job_name: a
+    encoding: UTF-17
+    static_configs: [{labels: {__path__: /tmp/none.log}}]
+"#,
+        );
+        assert_eq!(err.key_path, "scrape_configs[0].encoding");
+        assert!(
+            err.message.contains("expected an IANA encoding name"),
+            "{err}"
+        );
+        assert!(err.message.contains("\"UTF-17\""), "{err}");
+    }
+
+    #[test]
+    fn iana_encoding_names_are_accepted_in_any_case() {
+        for name in [
+            "UTF-16LE",
+            "utf-16be",
+            "windows-1252",
+            "ISO-8859-1",
+            "Shift_JIS",
+        ] {
+            let config = load_str(
+                &format!(
+                    "scrape_configs:\n  - job_name: a\n    encoding: {name}\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n"
+                ),
+                "FILE",
+                &Overrides::default(),
+            );
+            let config = config.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                config.scrape_configs[0]
+                    .file_encoding()
+                    .is_ok_and(|e| e.is_some()),
+                "{name} resolves to a decoder"
+            );
+        }
     }
 }

@@ -334,6 +334,11 @@ pub struct TargetConfig {
     pub tail_from_end: bool,
     /// tailward: files not modified for this long are not tailed (0 = off).
     pub ignore_older_than: GoDuration,
+    /// tailward: export the per-path series (`promtail_read_bytes_total`,
+    /// `promtail_file_bytes_total`, `promtail_read_lines_total`,
+    /// `tailward_invalid_utf8_lines_total`, `tailward_file_lag_bytes`). Off keeps the series
+    /// count bounded on hosts with many or short-lived files (Promtail #5553).
+    pub per_file_metrics: bool,
 }
 
 impl Default for TargetConfig {
@@ -346,6 +351,7 @@ impl Default for TargetConfig {
             max_line_bytes: ByteSize(1024 * 1024),
             tail_from_end: false,
             ignore_older_than: GoDuration::from_secs(0),
+            per_file_metrics: true,
         }
     }
 }
@@ -382,11 +388,33 @@ pub struct ScrapeConfig {
     pub job_name: String,
     pub pipeline_stages: Vec<StageConfig>,
     /// IANA encoding name of the files (converted to UTF-8); empty means UTF-8.
+    /// Resolved by [`ScrapeConfig::file_encoding`].
     pub encoding: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decompression: Option<serde_json::Value>,
     pub static_configs: Vec<StaticConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+impl ScrapeConfig {
+    /// The decoder for `encoding`: `None` when the files are UTF-8 (read as they are).
+    /// Names are IANA/WHATWG labels, case-insensitive (`UTF-16LE`, `windows-1252`,
+    /// `ISO-8859-1`, `Shift_JIS`, ...). Labels WHATWG maps to its "replacement" encoding
+    /// (ISO-2022-KR, HZ-GB-2312, ...) are refused: they would turn every line into U+FFFD.
+    pub fn file_encoding(&self) -> Result<Option<&'static encoding_rs::Encoding>, String> {
+        let name = self.encoding.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        match encoding_rs::Encoding::for_label(name.as_bytes()) {
+            Some(e) if e == encoding_rs::UTF_8 => Ok(None),
+            Some(e) if e != encoding_rs::REPLACEMENT => Ok(Some(e)),
+            _ => Err(format!(
+                "expected an IANA encoding name such as UTF-8, UTF-16LE, UTF-16BE, \
+                 windows-1252, ISO-8859-1 or Shift_JIS (or empty for UTF-8), found {name:?}"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
