@@ -78,6 +78,16 @@ fn invalid_regex_names_the_expression() {
 "#,
         "FILE: scrape_configs[0].pipeline_stages[0].regex.expression: invalid regular expression",
     );
+    let (_, stderr, _) = run(
+        &format!(
+            "{HEAD}scrape_configs:\n  - job_name: nginx_access\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n    pipeline_stages:\n      - regex:\n          expression: \"(?P<level>[a-z\"\n"
+        ),
+        &["-check-syntax"],
+    );
+    assert!(
+        stderr.contains("(job \"nginx_access\")"),
+        "the job is named:\n{stderr}"
+    );
 }
 
 #[test]

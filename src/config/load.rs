@@ -530,8 +530,11 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             })?;
         }
         let ctx = BuildContext::new(&sc.job_name, Arc::new(Metrics::new()));
-        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages, &ctx)
-            .map_err(|e| ConfigError::new(name, e.key_path, e.message))?;
+        // The key path locates the stage; the job's name is what a reader searches for.
+        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages, &ctx).map_err(|e| {
+            let message = format!("{} (job {:?})", e.message, sc.job_name);
+            ConfigError::new(name, e.key_path, message)
+        })?;
     }
     Ok(())
 }
