@@ -4,49 +4,16 @@
 //! test pipelines, so every case below is a stage combination written out by hand from
 //! Promtail's rules.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+use support::stdin_dry_run::stdin_dry_run;
 
 fn dry_run(job_labels: &str, stages: &str, input: &str, tz: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  disable: true\npositions:\n  filename: {}/positions.yaml\nclients:\n  - url: http://127.0.0.1:9/loki/api/v1/push\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - labels: {job_labels}\n    pipeline_stages:\n{stages}",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            &format!("-config.file={}", cfg.display()),
-            "-stdin",
-            "-dry-run",
-        ])
-        .env("TZ", tz)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = stdin_dry_run(job_labels, stages, input, tz, &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !dir.path().join("positions.yaml").exists(),
-        "dry run wrote positions"
     );
     String::from_utf8(out.stdout).unwrap()
 }

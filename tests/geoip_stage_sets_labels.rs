@@ -5,45 +5,17 @@
 #[path = "support/mmdb_writer.rs"]
 mod mmdb_writer;
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use mmdb_writer::{MmdbWriter, asn_record, city_record};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+use support::stdin_dry_run::stdin_dry_run;
 
 /// Runs `stages` (items indented for `pipeline_stages`) over `input` with `-stdin -dry-run`.
-fn dry_run(dir: &Path, stages: &str, input: &str) -> Output {
-    let cfg = dir.join("config.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  disable: true\npositions:\n  filename: {}/positions.yaml\nclients:\n  - url: http://127.0.0.1:9/loki/api/v1/push\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - labels: {{job: test}}\n    pipeline_stages:\n{stages}",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            &format!("-config.file={}", cfg.display()),
-            "-stdin",
-            "-dry-run",
-            "-log.level=warn",
-        ])
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+fn dry_run(stages: &str, input: &str) -> Output {
+    stdin_dry_run("{job: test}", stages, input, "UTC", &[])
 }
 
 fn stages(db: &Path, db_type: &str) -> String {
@@ -79,7 +51,6 @@ fn city_database_fields_become_labels() {
     );
     std::fs::write(&db, w.to_bytes()).unwrap();
     let out = dry_run(
-        dir.path(),
         &stages(&db, "city"),
         "2024-05-01T10:00:00.5Z 175.16.199.10 GET /\n2024-05-01T10:00:01.5Z 192.0.2.1 GET /\n",
     );
@@ -114,7 +85,6 @@ fn asn_database_fields_become_labels() {
     w.insert("1.128.0.0/11", asn_record(1221, "Telstra Pty Ltd"));
     std::fs::write(&db, w.to_bytes()).unwrap();
     let out = dry_run(
-        dir.path(),
         &stages(&db, "asn"),
         "2024-05-01T10:00:00.5Z 1.128.0.1 GET /\n",
     );
@@ -134,11 +104,7 @@ fn asn_database_fields_become_labels() {
 #[test]
 fn missing_database_stops_startup_naming_the_db_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dry_run(
-        dir.path(),
-        &stages(&dir.path().join("absent.mmdb"), "city"),
-        "",
-    );
+    let out = dry_run(&stages(&dir.path().join("absent.mmdb"), "city"), "");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

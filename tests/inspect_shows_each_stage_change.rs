@@ -3,56 +3,19 @@
 //! `-:` old and `+:` new values, or `none`. Without a terminal there is no colour, and the
 //! dry-run output on stdout is unchanged.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+use std::process::Output;
+
+use support::stdin_dry_run::stdin_dry_run;
 
 fn run_inspected(input: &str) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"server:
-  disable: true
-positions:
-  filename: {}/positions.yaml
-scrape_configs:
-  - job_name: test
-    static_configs:
-      - labels: {{job: test}}
-    pipeline_stages:
-      - json:
-          expressions: {{level: level, msg: msg}}
-      - labels: {{level: ""}}
-      - output: {{source: msg}}
-"#,
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            &format!("-config.file={}", cfg.display()),
-            "-stdin",
-            "-dry-run",
-            "-inspect",
-            "-log.level=warn",
-        ])
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let stages = r#"      - json:
+          expressions: {level: level, msg: msg}
+      - labels: {level: ""}
+      - output: {source: msg}
+"#;
+    let out = stdin_dry_run("{job: test}", stages, input, "UTC", &["-inspect"]);
     assert!(
         out.status.success(),
         "{}",

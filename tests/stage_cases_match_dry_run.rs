@@ -2,12 +2,10 @@
 //! run through the real binary with `-stdin -dry-run` so the output format is checked too.
 //! A case is a `pipeline_stages` list, input lines and the exact expected output.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
 
 use serde::Deserialize;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+use support::stdin_dry_run::stdin_dry_run;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,41 +17,12 @@ struct Case {
 }
 
 fn run_case(case: &Case) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let stages: String = case
         .stages
         .lines()
         .map(|l| format!("      {l}\n"))
         .collect();
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "server:\n  disable: true\npositions:\n  filename: {}/positions.yaml\nclients:\n  - url: http://127.0.0.1:9/loki/api/v1/push\nscrape_configs:\n  - job_name: test\n    static_configs:\n      - labels: {{job: test}}\n    pipeline_stages:\n{stages}",
-            dir.path().display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut child = Command::new(BIN)
-        .args([
-            &format!("-config.file={}", cfg.display()),
-            "-stdin",
-            "-dry-run",
-            "-log.level=warn",
-        ])
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(case.input.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = stdin_dry_run("{job: test}", &stages, &case.input, "UTC", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(

@@ -4,4 +4,5 @@
 pub mod agent_process;
 pub mod numbered_lines;
 pub mod receiver;
+pub mod stdin_dry_run;
 pub mod unprivileged_agent;
