@@ -32,6 +32,17 @@ pub enum Invocation {
     Agent(Cli),
     /// `tailward test FILE...`.
     Test(TestCli),
+    /// `tailward preset list` or `tailward preset show NAME`.
+    Preset(PresetCli),
+}
+
+/// What `tailward preset` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresetCli {
+    /// Names and first description lines of the built-in presets.
+    List,
+    /// The YAML of one preset, as embedded.
+    Show(String),
 }
 
 /// `tailward test [-config.expand-env] [-inspect] FILE...`.
@@ -143,6 +154,20 @@ fn test_command() -> Command {
         )
 }
 
+fn preset_command() -> Command {
+    Command::new("preset")
+        .bin_name("tailward preset")
+        .about("Lists the built-in pipeline presets or prints one as YAML")
+        .disable_version_flag(true)
+        .subcommand_required(true)
+        .subcommand(Command::new("list").about("Names and descriptions of the presets"))
+        .subcommand(
+            Command::new("show")
+                .about("Prints a preset's YAML (parameters and stages)")
+                .arg(Arg::new("name").value_name("NAME").required(true)),
+        )
+}
+
 /// Go's flag package accepts one or two dashes; clap wants two for long names.
 fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -167,6 +192,16 @@ fn normalise(args: impl IntoIterator<Item = String>) -> Vec<String> {
 /// Parses `args` (including the program name) into the agent's flags or `tailward test`.
 pub fn parse_invocation(args: impl IntoIterator<Item = String>) -> Result<Invocation, clap::Error> {
     let mut args: Vec<String> = args.into_iter().collect();
+    if args.get(1).map(String::as_str) == Some("preset") {
+        args.remove(1);
+        let m = preset_command().try_get_matches_from(normalise(args))?;
+        return Ok(Invocation::Preset(match m.subcommand() {
+            Some(("show", sub)) => {
+                PresetCli::Show(sub.get_one::<String>("name").cloned().unwrap_or_default())
+            }
+            _ => PresetCli::List,
+        }));
+    }
     if args.get(1).map(String::as_str) != Some("test") {
         return parse(args).map(Invocation::Agent);
     }
@@ -323,6 +358,16 @@ mod tests {
 
     #[test]
     fn agent_flags_without_test_parse_as_the_agent() {
+        assert!(matches!(
+            invocation(&["preset", "list"]),
+            Invocation::Preset(PresetCli::List)
+        ));
+        let Invocation::Preset(PresetCli::Show(name)) = invocation(&["preset", "show", "auth"])
+        else {
+            panic!("expected preset show");
+        };
+        assert_eq!(name, "auth");
+        assert!(parse_invocation(["tailward", "preset", "show"].map(String::from)).is_err());
         let Invocation::Agent(c) = invocation(&["-config.file=/x.yaml", "-inspect"]) else {
             panic!("expected the agent");
         };

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let cli = match cli::parse_invocation(std::env::args()) {
         Ok(cli::Invocation::Agent(c)) => c,
         Ok(cli::Invocation::Test(t)) => return run_pipeline_tests(&t),
+        Ok(cli::Invocation::Preset(p)) => return print_preset(&p),
         Err(e) => {
             // clap prints help and version itself; anything else is a usage error.
             let _ = e.print();
@@ -97,6 +98,36 @@ fn run_pipeline_tests(t: &cli::TestCli) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `tailward preset list|show NAME`.
+fn print_preset(p: &cli::PresetCli) -> ExitCode {
+    use tailward::pipeline::presets;
+    match p {
+        cli::PresetCli::List => {
+            for name in presets::names() {
+                let summary = presets::source(name)
+                    .and_then(|text| presets::parse_file(text).ok())
+                    .and_then(|f| f.description.lines().next().map(str::to_string))
+                    .unwrap_or_default();
+                println!("{name}\t{summary}");
+            }
+            ExitCode::SUCCESS
+        }
+        cli::PresetCli::Show(name) => match presets::source(name) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "error: no built-in preset {name:?}; the presets are: {}",
+                    presets::names().join(", ")
+                );
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

@@ -264,3 +264,20 @@ fn version_flag_prints_version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tailward, version "));
 }
+
+#[test]
+fn unknown_preset_or_preset_parameter_is_refused() {
+    let job = |preset: &str| {
+        format!(
+            "scrape_configs:\n  - job_name: a\n    static_configs: [{{labels: {{__path__: /tmp/none-a.log}}}}]\n    pipeline_stages:\n      - preset: {preset}\n"
+        )
+    };
+    assert_refused(
+        &job("nginx_acess"),
+        "FILE: scrape_configs[0].pipeline_stages[0].preset.name: expected the name of a built-in preset (",
+    );
+    assert_refused(
+        &job("{name: python_traceback, parameters: {max_line: 3}}"),
+        "FILE: scrape_configs[0].pipeline_stages[0].preset.parameters.max_line: preset python_traceback has no parameter \"max_line\"; expected one of: ",
+    );
+}

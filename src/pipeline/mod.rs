@@ -11,6 +11,7 @@ pub mod gotemplate;
 pub mod gotime;
 pub mod inspect;
 pub mod logql;
+pub mod presets;
 pub mod stages;
 
 use std::borrow::Cow;

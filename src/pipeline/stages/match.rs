@@ -68,7 +68,8 @@ pub struct MatchConfig {
 }
 
 pub struct MatchStage {
-    selector: Selector,
+    /// `None` for the unconditional nested stages of a preset.
+    selector: Option<Selector>,
     action: Action,
 }
 
@@ -118,13 +119,7 @@ impl MatchStage {
         let action = if keep {
             let stages = build_stages("stages", &cfg.stages, ctx)
                 .map_err(|e| StageError::new(e.key_path, e.message))?;
-            Action::Keep(Box::new(Nested {
-                stages,
-                resume_at: None,
-                waiting: VecDeque::new(),
-                held: HeldOffsets::default(),
-                metrics: ctx.metrics.clone(),
-            }))
+            Action::Keep(Box::new(Nested::new(stages, ctx)))
         } else {
             let reason = match cfg.drop_counter_reason.as_deref() {
                 None | Some("") | Some(DEFAULT_DROP_REASON) => Cow::Borrowed(DEFAULT_DROP_REASON),
@@ -132,15 +127,34 @@ impl MatchStage {
             };
             Action::Drop { reason }
         };
-        Ok(Self { selector, action })
+        Ok(Self {
+            selector: Some(selector),
+            action,
+        })
+    }
+
+    /// Nested stages run for every entry, with the same verdict and acknowledgement
+    /// handling as a matching `match`: the body of a `preset`.
+    pub fn unconditional(stages: Vec<Box<dyn Stage>>, ctx: &BuildContext) -> Self {
+        Self {
+            selector: None,
+            action: Action::Keep(Box::new(Nested::new(stages, ctx))),
+        }
+    }
+
+    fn selects(&self, entry: &PipelineEntry) -> bool {
+        self.selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&entry.labels, &entry.line))
     }
 }
 
 impl Stage for MatchStage {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+        let selected = self.selects(entry);
         let nested = match &mut self.action {
             Action::Drop { reason } => {
-                return if self.selector.matches(&entry.labels, &entry.line) {
+                return if selected {
                     Verdict::Drop {
                         reason: reason.clone(),
                     }
@@ -155,7 +169,7 @@ impl Stage for MatchStage {
         let start = match nested.resume_at.take() {
             Some(stage) => stage,
             None => {
-                if !self.selector.matches(&entry.labels, &entry.line) {
+                if !selected {
                     nested.held.settle(&mut entry.ack);
                     return Verdict::Keep;
                 }
@@ -208,6 +222,16 @@ struct Waiting {
 }
 
 impl Nested {
+    fn new(stages: Vec<Box<dyn Stage>>, ctx: &BuildContext) -> Self {
+        Self {
+            stages,
+            resume_at: None,
+            waiting: VecDeque::new(),
+            held: HeldOffsets::default(),
+            metrics: ctx.metrics.clone(),
+        }
+    }
+
     fn process_from(&mut self, entry: &mut PipelineEntry, start: usize) -> Verdict {
         let mut i = start;
         while i < self.stages.len() {
@@ -555,7 +579,7 @@ stages:
     #[test]
     fn wait_resumes_at_the_waiting_nested_stage_without_rerunning_earlier_ones() {
         let mut s = MatchStage {
-            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            selector: Some(parse_selector(r#"{app="web"}"#).unwrap()),
             action: Action::Keep(Box::new(Nested {
                 stages: vec![
                     Box::new(Appender("a")),
@@ -721,7 +745,7 @@ stages:
 
     fn keep_stage(stages: Vec<Box<dyn Stage>>) -> MatchStage {
         MatchStage {
-            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            selector: Some(parse_selector(r#"{app="web"}"#).unwrap()),
             action: Action::Keep(Box::new(Nested {
                 stages,
                 resume_at: None,

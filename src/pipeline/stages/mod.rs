@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod multiline;
 pub mod output;
 pub mod pack;
+pub mod preset;
 pub mod regex;
 pub mod replace;
 pub mod sampling;
@@ -69,6 +70,8 @@ pub enum StageConfig {
     Metrics(metrics::MetricsConfig),
     #[serde(rename = "geoip")]
     GeoIp(geoip::GeoIpConfig),
+    /// tailward: a built-in pipeline of `pipelines/`.
+    Preset(preset::PresetConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -117,6 +120,7 @@ impl StageConfig {
             StageConfig::Decolorize(_) => "decolorize",
             StageConfig::Metrics(_) => "metrics",
             StageConfig::GeoIp(_) => "geoip",
+            StageConfig::Preset(_) => "preset",
         }
     }
 
@@ -148,6 +152,7 @@ impl StageConfig {
             StageConfig::Decolorize(c) => Box::new(decolorize::DecolorizeStage::new(c)?),
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
             StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
+            StageConfig::Preset(c) => Box::new(preset::PresetStage::new(c, ctx)?),
         })
     }
 }
