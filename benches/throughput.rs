@@ -1,15 +1,22 @@
-//! Throughput benchmark: ships a generated 64 MiB JSON application log (the reference
-//! deployment's format) through `json` + `labels` + `timestamp` into a local endpoint that
-//! answers 204, and prints MiB of log per CPU-second of the agent, wall throughput and the
-//! agent's peak RSS.
+//! Throughput benchmark: ships a generated log (64 MiB by default) of one of four kinds
+//! through the pipeline Promtail's published figures used for that kind, into a local
+//! endpoint that answers 204, and prints MiB of log per CPU-second of the agent, wall
+//! throughput and the agent's peak RSS.
 //!
-//! Run: `cargo bench --bench throughput` (optionally `-- <MiB>` for another size).
+//! Kinds (Promtail 2.7.5 reference, MiB per CPU-second): `raw` (no stages; 37.9), `json`
+//! (json extracting timestamp, level, message, logger + labels level, logger + timestamp;
+//! 16.0), `nginx` (one regex with named groups + labels method, status + timestamp from
+//! time_local; 9.4), `auth` (syslog header regex + a second regex on the message + labels
+//! program, outcome; 8.9).
+//!
+//! Run: `cargo bench --bench throughput -- [KIND|all] [MiB]` (default: all, 64).
 //! It measures the real binary as a user runs it: same config path, default batch settings,
 //! acknowledgement-based positions on. Completion is read from the agent's own
 //! `promtail_sent_entries_total`, so the sink does no decoding work of its own.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,14 +26,15 @@ use axum::routing::post;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
+const KINDS: &[&str] = &["raw", "json", "nginx", "auth"];
+
 fn main() {
-    let mib: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(64);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log = dir.path().join("app.json.log");
-    let (lines, bytes) = generate_json_log(&log, mib * 1024 * 1024);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mib: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(64);
+    let kinds: Vec<&str> = match args.iter().find(|a| KINDS.contains(&a.as_str())) {
+        Some(k) => vec![k.as_str()],
+        None => KINDS.to_vec(),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -45,26 +53,85 @@ fn main() {
         let _ = axum::serve(listener, app).await;
     });
 
-    let config = dir.path().join("config.yaml");
+    println!(
+        "machine: {} CPUs; protobuf+snappy, batchsize 1 MiB, batchwait 1s, ack positions on",
+        cpus()
+    );
+    println!(
+        "{:<6} {:>9} {:>10} {:>9} {:>12} {:>10} {:>9}",
+        "kind", "lines", "MiB", "wall s", "MiB/CPU-s", "MiB/s", "RSS MiB"
+    );
+    for kind in kinds {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join(format!("{kind}.log"));
+        let (lines, bytes) = generate(kind, &log, mib * 1024 * 1024);
+        let run = ship(dir.path(), &log, kind, sink_addr, lines);
+        let mib_f = bytes as f64 / (1024.0 * 1024.0);
+        println!(
+            "{kind:<6} {lines:>9} {mib_f:>10.1} {:>9.2} {:>12.1} {:>10.1} {:>9.1}",
+            run.wall.as_secs_f64(),
+            mib_f / run.cpu_seconds,
+            mib_f / run.wall.as_secs_f64(),
+            run.peak_rss_kib as f64 / 1024.0
+        );
+    }
+}
+
+struct Run {
+    wall: Duration,
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+/// Promtail's benchmark pipeline for `kind`, as `pipeline_stages` YAML lines.
+fn stages(kind: &str) -> &'static str {
+    match kind {
+        "raw" => "[]",
+        "json" => {
+            r#"
+      - json:
+          expressions: {timestamp: timestamp, level: level, message: message, logger: logger}
+      - labels: {level: "", logger: ""}
+      - timestamp: {source: timestamp, format: RFC3339Nano}"#
+        }
+        "nginx" => {
+            r#"
+      - regex:
+          expression: '^(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+) "(?P<http_referer>[^"]*)" "(?P<http_user_agent>[^"]*)"'
+      - labels: {method: "", status: ""}
+      - timestamp: {source: time_local, format: '02/Jan/2006:15:04:05 -0700'}"#
+        }
+        "auth" => {
+            r#"
+      - regex:
+          expression: '^(?P<time>\w{3} [ \d]\d \d{2}:\d{2}:\d{2}) (?P<host>\S+) (?P<program>[\w./-]+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$'
+      - regex:
+          source: msg
+          expression: '^(?P<outcome>Accepted|Failed|Invalid user|Disconnected|pam_unix)'
+      - labels: {program: "", outcome: ""}"#
+        }
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+fn ship(dir: &Path, log: &Path, kind: &str, sink: SocketAddr, lines: usize) -> Run {
+    let config = dir.join("config.yaml");
     std::fs::write(
         &config,
         format!(
             r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
 positions: {{filename: {dir}/positions.yaml}}
 clients:
-  - url: http://{sink_addr}/loki/api/v1/push
+  - url: http://{sink}/loki/api/v1/push
 scrape_configs:
-  - job_name: app
+  - job_name: {kind}
     static_configs:
-      - labels: {{job: app, __path__: {log}}}
-    pipeline_stages:
-      - json:
-          expressions: {{timestamp: timestamp, level: level, message: message, logger: logger}}
-      - labels: {{level: "", logger: ""}}
-      - timestamp: {{source: timestamp, format: RFC3339Nano}}
+      - labels: {{job: {kind}, __path__: {log}}}
+    pipeline_stages: {stages}
 "#,
-            dir = dir.path().display(),
-            log = log.display()
+            dir = dir.display(),
+            log = log.display(),
+            stages = stages(kind),
         ),
     )
     .expect("write config");
@@ -87,29 +154,91 @@ scrape_configs:
         if started.elapsed() > Duration::from_secs(600) {
             panic!("only {sent} of {lines} entries sent after 10 minutes");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let wall = started.elapsed();
-    let cpu = cpu_seconds(pid);
-    let peak_kib = peak_rss_kib(pid);
+    let run = Run {
+        wall: started.elapsed(),
+        cpu_seconds: cpu_seconds(pid),
+        peak_rss_kib: peak_rss_kib(pid),
+    };
     let _ = child.kill();
     let _ = child.wait();
-
-    let mib_f = bytes as f64 / (1024.0 * 1024.0);
-    println!("pipeline: json + labels + timestamp, protobuf+snappy, batchsize 1 MiB, batchwait 1s");
-    println!("input: {lines} lines, {mib_f:.1} MiB");
-    println!(
-        "wall: {:.2} s  ({:.1} MiB/s)",
-        wall.as_secs_f64(),
-        mib_f / wall.as_secs_f64()
-    );
-    println!("cpu: {cpu:.2} s  ({:.1} MiB per CPU-second)", mib_f / cpu);
-    println!("peak RSS: {:.1} MiB", peak_kib as f64 / 1024.0);
+    run
 }
 
-/// Writes `target` bytes of JSON records in the reference format; returns (lines, bytes).
-fn generate_json_log(path: &std::path::Path, target: usize) -> (usize, usize) {
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Writes `target` bytes of `kind` lines; returns (lines, bytes).
+fn generate(kind: &str, path: &Path, target: usize) -> (usize, usize) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create log"));
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    let mut rng = XorShift(0x9e3779b97f4a7c15);
+    let mut line = String::new();
+    while bytes < target {
+        line.clear();
+        match kind {
+            "raw" => raw_line(&mut line, lines, &mut rng),
+            "json" => json_line(&mut line, lines, &mut rng),
+            "nginx" => nginx_line(&mut line, lines, &mut rng),
+            "auth" => auth_line(&mut line, lines, &mut rng),
+            other => panic!("unknown kind {other}"),
+        }
+        out.write_all(line.as_bytes()).expect("write log");
+        lines += 1;
+        bytes += line.len();
+    }
+    out.flush().expect("flush log");
+    (lines, bytes)
+}
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn clock(i: usize) -> (usize, usize, usize) {
+    let secs = 36_000 + i / 100;
+    ((secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+fn raw_line(line: &mut String, i: usize, rng: &mut XorShift) {
+    use std::fmt::Write as _;
+    let (h, m, s) = clock(i);
+    let words = [
+        "worker",
+        "queue",
+        "flushed",
+        "connection",
+        "retry",
+        "cache",
+        "miss",
+        "ok",
+    ];
+    let _ = write!(
+        line,
+        "2026-11-27 {h:02}:{m:02}:{s:02} pid={} ",
+        4000 + i % 16
+    );
+    for _ in 0..8 + rng.next() % 10 {
+        line.push_str(rng.pick(&words));
+        line.push(' ');
+    }
+    let _ = writeln!(line, "n={}", rng.next() % 100_000);
+}
+
+fn json_line(line: &mut String, i: usize, rng: &mut XorShift) {
+    use std::fmt::Write as _;
     let levels = ["INFO", "DEBUG", "WARNING", "ERROR", "INFO", "INFO"];
     let loggers = ["app.routes", "app.db", "app.auth", "werkzeug"];
     let messages = [
@@ -118,33 +247,94 @@ fn generate_json_log(path: &std::path::Path, target: usize) -> (usize, usize) {
         "User login succeeded",
         "Request finished 200 in 23ms",
     ];
-    let (mut lines, mut bytes) = (0usize, 0usize);
-    let mut state: u64 = 0x9e3779b97f4a7c15;
-    while bytes < target {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let i = lines;
-        let secs = 36_000 + i / 100;
-        let line = format!(
-            "{{\"timestamp\": \"2026-11-27T{:02}:{:02}:{:02}.{:06}+00:00\", \"level\": \"{}\", \"logger\": \"{}\", \"message\": \"{}\", \"module\": \"routes\", \"function\": \"index\", \"line\": {}, \"thread\": 140245, \"process\": 4121, \"correlation_id\": \"req-{:016x}\", \"extra_user_id\": {}}}\n",
-            (secs / 3600) % 24,
-            (secs / 60) % 60,
-            secs % 60,
-            (i % 100) * 10_000,
-            levels[i % levels.len()],
-            loggers[i % loggers.len()],
-            messages[i % messages.len()],
-            40 + i % 200,
-            state,
-            state % 10_000
-        );
-        out.write_all(line.as_bytes()).expect("write log");
-        lines += 1;
-        bytes += line.len();
-    }
-    out.flush().expect("flush log");
-    (lines, bytes)
+    let (h, m, s) = clock(i);
+    let state = rng.next();
+    let _ = writeln!(
+        line,
+        "{{\"timestamp\": \"2026-11-27T{h:02}:{m:02}:{s:02}.{:06}+00:00\", \"level\": \"{}\", \"logger\": \"{}\", \"message\": \"{}\", \"module\": \"routes\", \"function\": \"index\", \"line\": {}, \"thread\": 140245, \"process\": 4121, \"correlation_id\": \"req-{state:016x}\", \"extra_user_id\": {}}}",
+        (i % 100) * 10_000,
+        levels[i % levels.len()],
+        loggers[i % loggers.len()],
+        messages[i % messages.len()],
+        40 + i % 200,
+        state % 10_000
+    );
+}
+
+fn nginx_line(line: &mut String, i: usize, rng: &mut XorShift) {
+    use std::fmt::Write as _;
+    let methods = ["GET", "GET", "GET", "POST", "PUT", "DELETE"];
+    let paths = [
+        "/",
+        "/api/orders",
+        "/api/orders/1842",
+        "/static/app.js",
+        "/login",
+        "/api/users?page=2",
+    ];
+    let statuses = ["200", "200", "200", "304", "404", "500", "302"];
+    let agents = [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "curl/8.5.0",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) Gecko/20100101 Firefox/121.0",
+    ];
+    let (h, m, s) = clock(i);
+    let ip = rng.next();
+    let _ = writeln!(
+        line,
+        "{}.{}.{}.{} - - [27/Nov/2026:{h:02}:{m:02}:{s:02} +0000] \"{} {} HTTP/1.1\" {} {} \"https://shop.example.com/\" \"{}\"",
+        10 + ip % 200,
+        (ip >> 8) % 256,
+        (ip >> 16) % 256,
+        (ip >> 24) % 256,
+        rng.pick(&methods),
+        rng.pick(&paths),
+        rng.pick(&statuses),
+        rng.next() % 50_000,
+        rng.pick(&agents),
+    );
+}
+
+fn auth_line(line: &mut String, i: usize, rng: &mut XorShift) {
+    use std::fmt::Write as _;
+    let (h, m, s) = clock(i);
+    let users = ["root", "admin", "deploy", "ubuntu", "alice"];
+    let ip = rng.next();
+    let _ = write!(line, "Nov 27 {h:02}:{m:02}:{s:02} web-1 ");
+    let user = rng.pick(&users);
+    let port = 30_000 + ip % 30_000;
+    let addr = format!("203.0.{}.{}", (ip >> 8) % 256, (ip >> 16) % 256);
+    let _ = match rng.next() % 6 {
+        0 => writeln!(
+            line,
+            "sshd[{}]: Accepted publickey for {user} from {addr} port {port} ssh2: RSA SHA256:q8d1fakefingerprint",
+            1000 + i % 5000
+        ),
+        1 => writeln!(
+            line,
+            "sshd[{}]: Failed password for {user} from {addr} port {port} ssh2",
+            1000 + i % 5000
+        ),
+        2 => writeln!(
+            line,
+            "sshd[{}]: Invalid user {user} from {addr} port {port}",
+            1000 + i % 5000
+        ),
+        3 => writeln!(
+            line,
+            "sshd[{}]: Disconnected from authenticating user {user} {addr} port {port} [preauth]",
+            1000 + i % 5000
+        ),
+        4 => writeln!(
+            line,
+            "sudo:    {user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx"
+        ),
+        _ => writeln!(
+            line,
+            "CRON[{}]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)",
+            1000 + i % 5000
+        ),
+    };
 }
 
 fn listening_port(stderr: std::process::ChildStderr) -> u16 {
