@@ -2,7 +2,8 @@
 //! acknowledgements flowing back from the clients to the positions store, and the HTTP server
 //! beside them. Owns startup order and graceful shutdown:
 //! stop reading, let pipelines drain, let clients flush within
-//! `server.graceful_shutdown_timeout`, then save positions.
+//! `server.graceful_shutdown_timeout`, then save positions. Tells systemd (through
+//! [`crate::systemd`]) when it is ready, reloading and stopping.
 //!
 //! It must not contain the logic of any one part; each lives in its own module.
 
@@ -23,7 +24,9 @@ use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
+use crate::reload;
 use crate::server;
+use crate::systemd::{self, Heartbeat, Liveness, Notifier};
 use crate::tail::{TailOptions, TailerSet};
 
 #[derive(Clone, Debug, Default)]
@@ -32,6 +35,10 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Report each stage's changes to every entry on stderr (`-inspect`).
     pub inspect: bool,
+    /// sd_notify to systemd (readiness, status, watchdog); disabled by default.
+    pub notifier: Notifier,
+    /// Where the config came from: when set, SIGHUP (and `/reload`) re-read it.
+    pub reload_from: Option<reload::Source>,
 }
 
 #[derive(Debug)]
@@ -78,6 +85,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new());
+    let liveness = Liveness::new(opts.notifier.watchdog_interval());
     let stdin_mode = config.target_config.stdin;
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -170,10 +178,11 @@ pub async fn run(
     // Pipelines: one task per job, fed by that job's tailers (or stdin).
     let mut pipeline_tasks = JoinSet::new();
     let mut job_inputs = Vec::new();
-    for pipeline in pipelines {
+    for (pipeline, job) in pipelines.into_iter().zip(&config.scrape_configs) {
         job_inputs.push(spawn_pipeline(
             pipeline,
             fanout.clone(),
+            liveness.register(&job.job_name),
             &mut pipeline_tasks,
         ));
     }
@@ -189,6 +198,7 @@ pub async fn run(
                 Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                     .map_err(|e| AgentError(e.to_string()))?,
                 fanout.clone(),
+                liveness.register("stdin"),
                 &mut pipeline_tasks,
             ),
         };
@@ -235,10 +245,45 @@ pub async fn run(
         "tailward started"
     );
 
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
-        _ = stdin_done_rx.recv(), if stdin_mode => tracing::debug!("stdin finished"),
+    opts.notifier.ready(&systemd::status_line(&metrics));
+    // The watchdog is fed until the very end: draining at shutdown can take a while.
+    let (notify_stop_tx, notify_stop_rx) = watch::channel(false);
+    let notify_task = tokio::spawn(systemd::run(
+        opts.notifier.clone(),
+        liveness,
+        metrics.clone(),
+        notify_stop_rx,
+    ));
+
+    let (_reload_tx, mut reload_rx) = reload::listen();
+    let reload_metrics = reload::ReloadMetrics::register(&metrics);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+            _ = stdin_done_rx.recv(), if stdin_mode => {
+                tracing::debug!("stdin finished");
+                break;
+            }
+            Some(request) = reload_rx.recv(), if opts.reload_from.is_some() => {
+                let Some(source) = &opts.reload_from else { continue };
+                opts.notifier.reloading();
+                let result = reload::read_new_config(source, &config, &reload_metrics).map(|_new| {
+                    tracing::warn!(
+                        "config reloaded and valid; changed targets and clients take effect at the next restart"
+                    );
+                });
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(result);
+                }
+                opts.notifier.ready(&systemd::status_line(&metrics));
+            }
+        }
     }
+    opts.notifier.stopping();
     let deadline = config.server.graceful_shutdown_timeout.0;
     let started = tokio::time::Instant::now();
     // 1. Stop reading; tailers finish the batch in hand.
@@ -269,20 +314,27 @@ pub async fn run(
     if let Some(t) = server_task {
         let _ = t.await;
     }
+    let _ = notify_stop_tx.send(true);
+    let _ = notify_task.await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Starts a job's pipeline task; returns the sender its sources feed.
+/// The task beats `heartbeat` on every turn, and while idle or waiting on a full client,
+/// so the systemd watchdog is fed only while the task is really being run.
 fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
+    heartbeat: Heartbeat,
     tasks: &mut JoinSet<()>,
 ) -> mpsc::Sender<LineBatch> {
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
     tasks.spawn(async move {
         let mut out = Vec::new();
+        let mut beat = heartbeat.interval();
         loop {
+            heartbeat.beat();
             // Holding stages (multiline) release on their own deadlines too.
             let deadline = pipeline.next_deadline();
             tokio::select! {
@@ -293,9 +345,20 @@ fn spawn_pipeline(
                 _ = sleep_until_deadline(deadline) => {
                     pipeline.release(std::time::Instant::now(), false, &mut out).await;
                 }
+                _ = next_beat(&mut beat) => continue,
             }
-            if !out.is_empty() && !fanout.send(std::mem::take(&mut out)).await {
-                return;
+            if !out.is_empty() {
+                let send = fanout.send(std::mem::take(&mut out));
+                tokio::pin!(send);
+                let delivered = loop {
+                    tokio::select! {
+                        ok = &mut send => break ok,
+                        _ = next_beat(&mut beat) => heartbeat.beat(),
+                    }
+                };
+                if !delivered {
+                    return;
+                }
             }
         }
         // Input ended (shutdown, or end of stdin): everything held goes out.
@@ -307,6 +370,15 @@ fn spawn_pipeline(
         }
     });
     tx
+}
+
+async fn next_beat(beat: &mut Option<tokio::time::Interval>) {
+    match beat {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_deadline(deadline: Option<std::time::Instant>) {

@@ -24,5 +24,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pipeline_cases;
 pub mod positions;
+pub mod reload;
 pub mod server;
+pub mod systemd;
 pub mod tail;

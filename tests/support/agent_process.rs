@@ -27,10 +27,16 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 impl AgentProcess {
     /// Starts `tailward -config.file=<config> <args>` and waits until its server listens.
     pub fn start(config: &Path, args: &[&str]) -> AgentProcess {
+        Self::start_with_env(config, args, &[])
+    }
+
+    /// As [`AgentProcess::start`], with extra environment variables (`NOTIFY_SOCKET`, ...).
+    pub fn start_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
         let mut child = Command::new(BIN)
             .arg(format!("-config.file={}", config.display()))
             .args(args)
             .env("TAILWARD_LOG", "info,tailward=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -131,6 +137,14 @@ impl AgentProcess {
             std::thread::sleep(Duration::from_millis(50));
         }
         cond(self)
+    }
+
+    /// Sends `signal` (a libc signal number) without waiting.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
     }
 
     /// Sends SIGTERM and waits for exit.
