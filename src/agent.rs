@@ -28,6 +28,7 @@ use crate::reload;
 use crate::server;
 use crate::systemd::{self, Heartbeat, Liveness, Notifier};
 use crate::tail::{TailOptions, TailerSet};
+use crate::targets_view::TargetsView;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -157,6 +158,9 @@ pub async fn run(
             .run_saver(config.positions.sync_period.0, stop_rx.clone()),
     );
 
+    let targets_view = TargetsView::default();
+    let (reload_tx, mut reload_rx) = reload::listen();
+    let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let server_task = if config.server.disable {
         None
     } else {
@@ -166,11 +170,19 @@ pub async fn run(
         )
         .await
         .map_err(AgentError)?;
+        let state = server::AppState {
+            metrics: metrics.clone(),
+            health_check_target: config.server.health_check_target,
+            always_ready: stdin_mode,
+            config: config_rx,
+            targets: targets_view.clone(),
+            positions: Some(positions.clone()),
+            reload: (config.server.enable_runtime_reload && opts.reload_from.is_some())
+                .then(|| reload_tx.clone()),
+        };
         Some(tokio::spawn(server::serve(
             listener,
-            metrics.clone(),
-            config.server.health_check_target,
-            stdin_mode,
+            state,
             stop_rx.clone(),
         )))
     };
@@ -209,7 +221,8 @@ pub async fn run(
     } else {
         let tail_options = TailOptions::from_config(&config);
         for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
-            let targets = discovery::targets_of(job, &metrics).map_err(AgentError)?;
+            let (targets, dropped) = discovery::discover(job, &metrics).map_err(AgentError)?;
+            discovery::publish(&targets_view, &job.job_name, &targets, dropped);
             metrics.files.targets_active.add(targets.len() as f64);
             // Validated at load; an error here means the config did not come through it.
             let encoding = job.file_encoding().map_err(|expected| {
@@ -230,8 +243,12 @@ pub async fn run(
             );
             let sync = config.target_config.sync_period.0;
             let stop = stop_rx.clone();
+            let report = discovery::Report {
+                view: targets_view.clone(),
+                job: job.job_name.clone(),
+            };
             sources.spawn(async move {
-                let tailers = discovery::run(targets, sync, tailers, stop).await;
+                let tailers = discovery::run(targets, sync, tailers, stop, report).await;
                 tailers.join().await;
             });
         }
@@ -255,7 +272,6 @@ pub async fn run(
         notify_stop_rx,
     ));
 
-    let (_reload_tx, mut reload_rx) = reload::listen();
     let reload_metrics = reload::ReloadMetrics::register(&metrics);
     tokio::pin!(shutdown);
     loop {
@@ -271,10 +287,12 @@ pub async fn run(
             Some(request) = reload_rx.recv(), if opts.reload_from.is_some() => {
                 let Some(source) = &opts.reload_from else { continue };
                 opts.notifier.reloading();
-                let result = reload::read_new_config(source, &config, &reload_metrics).map(|_new| {
+                let result = reload::read_new_config(source, &config, &reload_metrics).map(|new| {
                     tracing::warn!(
                         "config reloaded and valid; changed targets and clients take effect at the next restart"
                     );
+                    // Until applying is done, /config keeps showing what runs.
+                    drop(new);
                 });
                 if let Some(reply) = request.reply {
                     let _ = reply.send(result);

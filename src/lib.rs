@@ -28,3 +28,4 @@ pub mod reload;
 pub mod server;
 pub mod systemd;
 pub mod tail;
+pub mod targets_view;
