@@ -104,10 +104,7 @@ fn assert_no_secret(text: &str, key_body: &str, what: &str) {
     ] {
         assert!(text.contains(visible), "{what} lost {visible}:\n{text}");
     }
-    assert!(
-        text.matches("<secret>").count() > SECRETS.len(),
-        "{text}"
-    );
+    assert!(text.matches("<secret>").count() > SECRETS.len(), "{text}");
 }
 
 #[test]
