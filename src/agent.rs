@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::discovery;
 use crate::dry_run;
 use crate::entry::{LineBatch, Outgoing};
+use crate::jobs;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
@@ -27,7 +28,6 @@ use crate::positions::Positions;
 use crate::reload;
 use crate::server;
 use crate::systemd::{self, Heartbeat, Liveness, Notifier};
-use crate::tail::{TailOptions, TailerSet};
 use crate::targets_view::TargetsView;
 
 #[derive(Clone, Debug, Default)]
@@ -55,7 +55,7 @@ impl std::error::Error for AgentError {}
 
 /// Where pipelines send entries: every client gets every entry.
 #[derive(Clone)]
-struct Fanout {
+pub struct Fanout {
     clients: Vec<mpsc::Sender<Vec<Outgoing>>>,
 }
 
@@ -81,7 +81,7 @@ enum Sinks {
 
 /// Runs until `shutdown` resolves (or, in stdin mode, stdin ends), then shuts down cleanly.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -108,11 +108,7 @@ pub async fn run(
         pipelines.push(p);
     }
 
-    let clients_count = if opts.dry_run {
-        1
-    } else {
-        config.clients.len()
-    };
+    let clients_count = clients_needed(&config, &opts);
     if !opts.dry_run && clients_count == 0 {
         return Err(AgentError(
             "no clients configured: add clients[].url (or -client.url), or use -dry-run".into(),
@@ -126,32 +122,8 @@ pub async fn run(
     )
     .map_err(|e| AgentError(e.to_string()))?;
 
-    let (ack_factory, ack_rx) = ack::channel();
-    let sinks = if opts.dry_run {
-        Sinks::DryRun(dry_run::spawn())
-    } else {
-        let mut handles = Vec::new();
-        for (i, c) in config.clients.iter().enumerate() {
-            let h = client::spawn(
-                i,
-                c,
-                &config.limits_config,
-                metrics.clone(),
-                ack_factory.for_client(i),
-            )
-            .map_err(|e| AgentError(format!("clients[{i}].{}: {}", e.key, e.message)))?;
-            handles.push(h);
-        }
-        Sinks::Clients(handles)
-    };
-    drop(ack_factory);
-    let fanout = Fanout {
-        clients: match &sinks {
-            Sinks::DryRun(d) => vec![d.sender()],
-            Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
-        },
-    };
-    let ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+    let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
+    let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
     let saver = tokio::spawn(
         positions
             .clone()
@@ -160,7 +132,7 @@ pub async fn run(
 
     let targets_view = TargetsView::default();
     let (reload_tx, mut reload_rx) = reload::listen();
-    let (_config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let server_task = if config.server.disable {
         None
     } else {
@@ -187,74 +159,41 @@ pub async fn run(
         )))
     };
 
-    // Pipelines: one task per job, fed by that job's tailers (or stdin).
-    let mut pipeline_tasks = JoinSet::new();
-    let mut job_inputs = Vec::new();
-    for (pipeline, job) in pipelines.into_iter().zip(&config.scrape_configs) {
-        job_inputs.push(spawn_pipeline(
-            pipeline,
-            fanout.clone(),
-            liveness.register(&job.job_name),
-            &mut pipeline_tasks,
-        ));
-    }
-
-    let mut sources = JoinSet::new();
+    // Stdin: one pipeline fed by stdin. Files: one job per scrape config (crate::jobs), each
+    // with its own stop so a reload can keep, stop or start it alone.
+    let mut stdin_tasks = Vec::new();
     let (stdin_done_tx, mut stdin_done_rx) = mpsc::channel::<()>(1);
+    let mut job_ctx = jobs::JobContext {
+        positions: positions.clone(),
+        metrics: metrics.clone(),
+        fanout,
+        liveness: liveness.clone(),
+        targets_view: targets_view.clone(),
+        inspect: opts.inspect,
+    };
+    let mut running_jobs = jobs::Jobs::default();
     if stdin_mode {
         let labels = stdin_labels(&config);
-        let input = match job_inputs.first() {
-            Some(tx) => tx.clone(),
-            // Promtail runs stdin with an empty pipeline when no scrape config exists.
-            None => spawn_pipeline(
-                Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
-                    .map_err(|e| AgentError(e.to_string()))?,
-                fanout.clone(),
-                liveness.register("stdin"),
-                &mut pipeline_tasks,
-            ),
+        // Promtail runs stdin with the first job's pipeline, or an empty one.
+        let pipeline = match pipelines.into_iter().next() {
+            Some(p) => p,
+            None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
+                .map_err(|e| AgentError(e.to_string()))?,
         };
-        sources.spawn(async move {
+        let (input, task) =
+            spawn_pipeline(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
+        stdin_tasks.push(task);
+        stdin_tasks.push(tokio::spawn(async move {
             read_stdin(input, Arc::new(labels)).await;
             let _ = stdin_done_tx.send(()).await;
-        });
+        }));
     } else {
-        let tail_options = TailOptions::from_config(&config);
-        for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
-            let (targets, dropped) = discovery::discover(job, &metrics).map_err(AgentError)?;
-            discovery::publish(&targets_view, &job.job_name, &targets, dropped);
-            metrics.files.targets_active.add(targets.len() as f64);
-            // Validated at load; an error here means the config did not come through it.
-            let encoding = job.file_encoding().map_err(|expected| {
-                AgentError(format!(
-                    "scrape config {:?}: encoding: {expected}",
-                    job.job_name
-                ))
-            })?;
-            let tailers = TailerSet::new(
-                positions.clone(),
-                input.clone(),
-                metrics.clone(),
-                TailOptions {
-                    encoding,
-                    ..tail_options
-                },
-                stop_rx.clone(),
-            );
-            let sync = config.target_config.sync_period.0;
-            let stop = stop_rx.clone();
-            let report = discovery::Report {
-                view: targets_view.clone(),
-                job: job.job_name.clone(),
-            };
-            sources.spawn(async move {
-                let tailers = discovery::run(targets, sync, tailers, stop, report).await;
-                tailers.join().await;
-            });
+        drop(pipelines);
+        for (i, job) in config.scrape_configs.iter().enumerate() {
+            let running = jobs::start(&job_ctx, &config, i, job).map_err(AgentError)?;
+            running_jobs.running.insert(job.job_name.clone(), running);
         }
     }
-    drop(job_inputs);
-    drop(fanout);
     tracing::info!(
         jobs = config.scrape_configs.len(),
         clients = clients_count,
@@ -284,16 +223,28 @@ pub async fn run(
                 tracing::debug!("stdin finished");
                 break;
             }
-            Some(request) = reload_rx.recv(), if opts.reload_from.is_some() => {
+            Some(request) = reload_rx.recv(), if opts.reload_from.is_some() && !stdin_mode => {
                 let Some(source) = &opts.reload_from else { continue };
                 opts.notifier.reloading();
-                let result = reload::read_new_config(source, &config, &reload_metrics).map(|new| {
-                    tracing::warn!(
-                        "config reloaded and valid; changed targets and clients take effect at the next restart"
-                    );
-                    // Until applying is done, /config keeps showing what runs.
-                    drop(new);
-                });
+                let result = match reload::read_new_config(source, &config) {
+                    Ok(new) => {
+                        let mut live = Live {
+                            sinks,
+                            ack_task,
+                            job_ctx: &mut job_ctx,
+                            jobs: &mut running_jobs,
+                        };
+                        let applied = apply_reload(&mut live, &config, &new, &opts, &metrics).await;
+                        (sinks, ack_task) = (live.sinks, live.ack_task);
+                        if applied.is_ok() {
+                            config = new;
+                            let _ = config_tx.send(Arc::new(config.clone()));
+                        }
+                        applied
+                    }
+                    Err(e) => Err(e),
+                };
+                reload_metrics.record(&result, &source.config_file);
                 if let Some(reply) = request.reply {
                     let _ = reply.send(result);
                 }
@@ -304,25 +255,18 @@ pub async fn run(
     opts.notifier.stopping();
     let deadline = config.server.graceful_shutdown_timeout.0;
     let started = tokio::time::Instant::now();
-    // 1. Stop reading; tailers finish the batch in hand.
+    // 1. Stop reading; tailers finish the batch in hand. 2. Pipelines drain what was read.
     let _ = stop_tx.send(true);
-    while sources.join_next().await.is_some() {}
-    // 2. Pipelines drain what was read.
-    while pipeline_tasks.join_next().await.is_some() {}
+    running_jobs.stop_all(&job_ctx).await;
+    for t in stdin_tasks {
+        let _ = t.await;
+    }
+    drop(job_ctx);
     // 3. Clients flush within what is left of the grace period.
     let left = deadline
         .saturating_sub(started.elapsed())
         .max(Duration::from_millis(100));
-    match sinks {
-        Sinks::DryRun(d) => d.finish().await,
-        Sinks::Clients(cs) => {
-            let mut set = JoinSet::new();
-            for c in cs {
-                set.spawn(c.finish(left));
-            }
-            while set.join_next().await.is_some() {}
-        }
-    }
+    finish_sinks(sinks, left).await;
     // 4. Every acknowledgement is in once the clients are gone; save positions last.
     let _ = ack_task.await;
     let _ = saver.await;
@@ -338,17 +282,141 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts a job's pipeline task; returns the sender its sources feed.
+/// What a reload may replace while the agent runs.
+struct Live<'a> {
+    sinks: Sinks,
+    ack_task: tokio::task::JoinHandle<()>,
+    job_ctx: &'a mut jobs::JobContext,
+    jobs: &'a mut jobs::Jobs,
+}
+
+/// Applies a validated config (see [`reload::plan`]): unchanged jobs keep running; removed
+/// and changed ones stop and drain, and their acknowledgements settle, before changed and
+/// added ones start, so no file is read twice. New clients are built before anything stops,
+/// so a client that cannot be built leaves everything as it was; the old clients flush what
+/// they hold before the new ones take over.
+async fn apply_reload(
+    live: &mut Live<'_>,
+    running: &Config,
+    new: &Config,
+    opts: &RunOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(), String> {
+    let plan = reload::plan(running, new);
+    tracing::info!(
+        keep = plan.keep.len(),
+        stop = plan.stop.len(),
+        start = plan.start.len(),
+        clients_changed = plan.clients_changed,
+        "applying reloaded config"
+    );
+    let new_sinks = if plan.clients_changed {
+        Some(start_sinks(new, opts, metrics).map_err(|e| e.0)?)
+    } else {
+        None
+    };
+    let grace = new.server.graceful_shutdown_timeout.0;
+    live.jobs.stop(live.job_ctx, &plan.stop, Some(grace)).await;
+    if let Some((sinks, fanout, ack_rx)) = new_sinks {
+        let old = std::mem::replace(&mut live.sinks, sinks);
+        finish_sinks(old, grace).await;
+        let _ = (&mut live.ack_task).await;
+        let positions = &live.job_ctx.positions;
+        let forgotten = positions.reset_clients(clients_needed(new, opts));
+        if forgotten > 0 {
+            tracing::warn!(
+                files = forgotten,
+                "the old clients did not deliver everything; those files resume from their last acknowledged position"
+            );
+        }
+        live.ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+        live.job_ctx.fanout = fanout;
+    }
+    let mut failed = Vec::new();
+    for i in plan.start {
+        let job = &new.scrape_configs[i];
+        match jobs::start(live.job_ctx, new, i, job) {
+            Ok(running) => {
+                live.jobs.running.insert(job.job_name.clone(), running);
+            }
+            Err(e) => failed.push(format!("job {:?}: {e}", job.job_name)),
+        }
+    }
+    if failed.is_empty() {
+        tracing::info!("config reloaded");
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// The clients (or the dry-run printer), their fanout, and the acknowledgements they send.
+fn start_sinks(
+    config: &Config,
+    opts: &RunOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(Sinks, Fanout, ack::AckReceiver), AgentError> {
+    let (ack_factory, ack_rx) = ack::channel();
+    let sinks = if opts.dry_run {
+        Sinks::DryRun(dry_run::spawn())
+    } else {
+        let mut handles = Vec::new();
+        for (i, c) in config.clients.iter().enumerate() {
+            let h = client::spawn(
+                i,
+                c,
+                &config.limits_config,
+                metrics.clone(),
+                ack_factory.for_client(i),
+            )
+            .map_err(|e| AgentError(format!("clients[{i}].{}: {}", e.key, e.message)))?;
+            handles.push(h);
+        }
+        Sinks::Clients(handles)
+    };
+    drop(ack_factory);
+    let fanout = Fanout {
+        clients: match &sinks {
+            Sinks::DryRun(d) => vec![d.sender()],
+            Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
+        },
+    };
+    Ok((sinks, fanout, ack_rx))
+}
+
+/// How many acknowledging clients positions track.
+fn clients_needed(config: &Config, opts: &RunOptions) -> usize {
+    if opts.dry_run {
+        1
+    } else {
+        config.clients.len()
+    }
+}
+
+/// Lets the clients flush within `left`.
+async fn finish_sinks(sinks: Sinks, left: Duration) {
+    match sinks {
+        Sinks::DryRun(d) => d.finish().await,
+        Sinks::Clients(cs) => {
+            let mut set = JoinSet::new();
+            for c in cs {
+                set.spawn(c.finish(left));
+            }
+            while set.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Starts a job's pipeline task; returns the sender its sources feed and the task.
 /// The task beats `heartbeat` on every turn, and while idle or waiting on a full client,
 /// so the systemd watchdog is fed only while the task is really being run.
-fn spawn_pipeline(
+pub(crate) fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
     heartbeat: Heartbeat,
-    tasks: &mut JoinSet<()>,
-) -> mpsc::Sender<LineBatch> {
+) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
-    tasks.spawn(async move {
+    let task = tokio::spawn(async move {
         let mut out = Vec::new();
         let mut beat = heartbeat.interval();
         loop {
@@ -387,7 +455,7 @@ fn spawn_pipeline(
             fanout.send(out).await;
         }
     });
-    tx
+    (tx, task)
 }
 
 async fn next_beat(beat: &mut Option<tokio::time::Interval>) {

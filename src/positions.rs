@@ -257,6 +257,24 @@ impl Positions {
         }
     }
 
+    /// Whether every tailer that read `path` has had all it handed on acknowledged (a job
+    /// stopped by a reload is settled before its successor reads the same file).
+    pub fn settled(&self, path: &str) -> bool {
+        !self.state().sources.values().any(|s| s.path == path)
+    }
+
+    /// Switches to `clients` clients (a reload changed them), once no tailer runs. Sources
+    /// still waiting for acknowledgements are forgotten: their files resume from the saved,
+    /// acknowledged offset, so those lines are read again rather than lost. Returns how many.
+    pub fn reset_clients(&self, clients: usize) -> usize {
+        let mut st = self.state();
+        let unsettled = st.sources.len();
+        st.sources.clear();
+        st.current.clear();
+        st.clients = clients;
+        unsettled
+    }
+
     /// Forgets `path` (its file left the glob), as Promtail does.
     pub fn remove(&self, path: &str) {
         let mut st = self.state();

@@ -119,6 +119,11 @@ impl AgentProcess {
         http_get(self.port, path)
     }
 
+    /// POST `path` (empty body) to the agent's HTTP server: (status, body).
+    pub fn post(&self, path: &str) -> (u16, String) {
+        http_request(self.port, "POST", path)
+    }
+
     /// The value of the first series whose line starts with `series` (name plus labels as
     /// rendered, e.g. `promtail_sent_entries_total{host="127.0.0.1:1234"}`), summing every
     /// series of a bare metric name when no labels are given.
@@ -176,11 +181,15 @@ impl Drop for AgentProcess {
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, "GET", path)
+}
+
+fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to agent");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut resp = String::new();
