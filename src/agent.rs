@@ -145,7 +145,8 @@ pub async fn run(
         let state = server::AppState {
             metrics: metrics.clone(),
             health_check_target: config.server.health_check_target,
-            always_ready: stdin_mode,
+            // A journal job has no files to count but reads as soon as it starts.
+            always_ready: stdin_mode || config.scrape_configs.iter().any(|j| j.journal.is_some()),
             config: config_rx,
             targets: targets_view.clone(),
             positions: Some(positions.clone()),

@@ -1,5 +1,5 @@
-//! The running file jobs: one per scrape config, each a pipeline task fed by that job's
-//! discovery and tailers, with its own stop signal so that a reload can keep, stop or start
+//! The running jobs: one per scrape config, each a pipeline task fed by that job's
+//! discovery and tailers (or its journal reader), with its own stop signal so that a reload can keep, stop or start
 //! each job on its own.
 //!
 //! Owns starting a job from its config and stopping it with a full drain (tailers finish
@@ -68,6 +68,24 @@ pub fn start(
     } else {
         pipeline
     };
+    if let Some(journal) = &job.journal {
+        let source = crate::journal::JournalSource::new(job, journal)?;
+        let (input, pipeline_task) = spawn_pipeline(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let positions = ctx.positions.clone();
+        let task = tokio::spawn(source.run(positions, input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
     let (targets, dropped) = discovery::discover(job, &ctx.metrics)?;
     // Validated at load; an error here means the config did not come through it.
     let encoding = job

@@ -19,6 +19,7 @@ pub mod dry_run;
 pub mod entry;
 pub mod file_identity;
 pub mod jobs;
+pub mod journal;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
