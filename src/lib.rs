@@ -5,7 +5,9 @@
 //! turns lines into entries, [`client`] batches and pushes them. The only way back is
 //! [`ack`]: clients settle acknowledgements, and [`positions`] records how far each file has
 //! been delivered. [`agent`] wires the parts together; [`config`] and [`cli`] read what the
-//! user asked for; [`server`] and [`metrics`] show what is happening. [`pipeline_cases`] runs
+//! user asked for; [`server`] and [`metrics`] show what is happening; [`systemd`] tells the
+//! service manager. [`jobs`] runs one pipeline per scrape config (fed by files or by the
+//! [`journal`]); [`reload`] decides what a new config changes. [`pipeline_cases`] runs
 //! pipeline test cases (`tailward test`) beside the agent, not inside it.
 
 pub mod ack;

@@ -625,10 +625,13 @@ mod tests {
         .unwrap();
         let journal = config.scrape_configs[0].journal.as_ref().unwrap();
         assert_eq!(journal.max_age.0, std::time::Duration::from_secs(12 * 3600));
-        let err = refusal(
-            "scrape_configs:\n  - job_name: j\n    journal:\n      matches: unit-ssh\n",
+        let err =
+            refusal("scrape_configs:\n  - job_name: j\n    journal:\n      matches: unit-ssh\n");
+        assert!(
+            err.to_string()
+                .contains("scrape_configs[0].journal.matches"),
+            "{err}"
         );
-        assert!(err.to_string().contains("scrape_configs[0].journal.matches"), "{err}");
     }
 
     #[test]
