@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
 pub struct AgentProcess {
     child: Child,
+    /// Started through a wrapper (strace): the agent is the child's child.
+    wrapped: bool,
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -32,7 +34,26 @@ impl AgentProcess {
 
     /// As [`AgentProcess::start`], with extra environment variables (`NOTIFY_SOCKET`, ...).
     pub fn start_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
-        let mut child = Command::new(BIN)
+        Self::start_under(&[], config, args, env)
+    }
+
+    /// As [`AgentProcess::start_with_env`], run through `wrapper` (e.g. `strace -f -o FILE`);
+    /// signals then go to the wrapper's child, the agent itself (see [`AgentProcess::signal`]).
+    pub fn start_under(
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg(format!("-config.file={}", config.display()))
             .args(args)
             .env("TAILWARD_LOG", "info,tailward=debug")
@@ -72,6 +93,7 @@ impl AgentProcess {
         }
         let mut agent = AgentProcess {
             child,
+            wrapped: !wrapper.is_empty(),
             port: 0,
             stderr,
             stdout,
@@ -144,20 +166,29 @@ impl AgentProcess {
         cond(self)
     }
 
-    /// Sends `signal` (a libc signal number) without waiting.
+    /// The agent's pid: our child's, or under a wrapper the wrapper's first child's.
+    fn agent_pid(&self) -> i32 {
+        let pid = self.child.id();
+        if !self.wrapped {
+            return pid as i32;
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .unwrap_or(pid as i32)
+    }
+
+    /// Sends `signal` (a libc signal number) to the agent without waiting.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        // SAFETY: kill(2) on our own (grand)child's pid has no memory-safety preconditions.
         unsafe {
-            libc::kill(self.child.id() as i32, signal);
+            libc::kill(self.agent_pid(), signal);
         }
     }
 
     /// Sends SIGTERM and waits for exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
