@@ -1,5 +1,5 @@
-//! The shipped unit's SystemCallFilter= and RestrictAddressFamilies= allow everything the
-//! agent does: run under strace (following journalctl too) through start, tailing, a journal
+//! The shipped unit's SystemCallFilter=, RestrictAddressFamilies= and
+//! MemoryDenyWriteExecute= allow everything the agent does: run under strace (following journalctl too) through start, tailing, a journal
 //! job, serving pages, a reload and shutdown, every system call it makes is in the unit's
 //! allow list and none in its deny list, and every socket family is allowed. (No systemd runs
 //! here to enforce the filter, so this is how a too-tight filter is caught before a host
@@ -174,7 +174,16 @@ scrape_configs:
         "denied by SystemCallFilter=~: {refused:?}"
     );
 
+    // MemoryDenyWriteExecute=yes refuses writable+executable mappings and making memory
+    // executable later.
     let unit = std::fs::read_to_string(UNIT).unwrap();
+    assert!(unit.lines().any(|l| l == "MemoryDenyWriteExecute=yes"));
+    for line in text.lines() {
+        let wx = line.contains(" mmap(") && line.contains("PROT_WRITE|PROT_EXEC");
+        let late_exec = (line.contains(" mprotect(") || line.contains(" pkey_mprotect("))
+            && line.contains("PROT_EXEC");
+        assert!(!wx && !late_exec, "MemoryDenyWriteExecute= refuses: {line}");
+    }
     let allowed_families: Vec<&str> = unit
         .lines()
         .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
