@@ -147,12 +147,19 @@ impl Jobs {
                 stopping.push((name.clone(), job));
             }
         }
+        // What positions track for these jobs: their files, or a journal job's cursor.
         let files: Vec<String> = {
             let view = ctx.targets_view.snapshot();
             stopping
                 .iter()
                 .filter_map(|(name, _)| view.get(name))
                 .flat_map(|v| v.files.keys().map(|p| p.display().to_string()))
+                .chain(
+                    stopping
+                        .iter()
+                        .filter(|(_, job)| job.config.journal.is_some())
+                        .map(|(name, _)| crate::journal::cursor_key(name)),
+                )
                 .collect()
         };
         for (_, job) in &mut stopping {

@@ -72,12 +72,13 @@ fn write_journal(dir: &Path, name: &str, records: &[Record<'_>], monotonic_base:
     stamps
 }
 
-fn config(dir: &Path, url: &str, journal_dir: &Path) -> String {
+fn config(dir: &Path, url: &str, journal_dir: &Path, job_label: &str) -> String {
     format!(
         r#"server:
   http_listen_address: 127.0.0.1
   http_listen_port: 0
   graceful_shutdown_timeout: 5s
+  enable_runtime_reload: true
 positions:
   filename: {positions}
   sync_period: 100ms
@@ -91,7 +92,7 @@ scrape_configs:
       max_age: 1h
       matches: _SYSTEMD_UNIT=ssh.service
       labels:
-        job: systemd-journal
+        job: {job_label}
     relabel_configs:
       - source_labels: [__journal__systemd_unit]
         target_label: unit
@@ -133,7 +134,7 @@ async fn journal_entries_arrive_and_a_restart_resumes_from_the_cursor() {
     );
     let config_path = write_config(
         dir.path(),
-        &config(dir.path(), &receiver.url(), &journal_dir),
+        &config(dir.path(), &receiver.url(), &journal_dir, "systemd-journal"),
     );
     let agent = AgentProcess::start(&config_path, &[]);
 
@@ -205,6 +206,57 @@ async fn journal_entries_arrive_and_a_restart_resumes_from_the_cursor() {
         vec!["ssh one", "ssh two", "ssh three", "ssh four", "ssh five"],
         "resumed after the saved cursor: nothing lost, nothing repeated"
     );
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_job_changed_by_reload_continues_after_what_it_delivered() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join("journal");
+    std::fs::create_dir(&journal_dir).unwrap();
+    write_journal(
+        &journal_dir,
+        "a",
+        &[
+            ("ssh.service", 6, "ssh one", 5),
+            ("ssh.service", 6, "ssh two", 5),
+        ],
+        0,
+    );
+    let config_path = write_config(
+        dir.path(),
+        &config(dir.path(), &receiver.url(), &journal_dir, "before"),
+    );
+    let agent = AgentProcess::start(&config_path, &[]);
+    settle(&receiver, 2).await;
+
+    std::fs::write(
+        &config_path,
+        config(dir.path(), &receiver.url(), &journal_dir, "after"),
+    )
+    .unwrap();
+    let (status, body) = agent.post("/reload");
+    assert_eq!(status, 200, "{body}");
+    write_journal(
+        &journal_dir,
+        "b",
+        &[("ssh.service", 6, "ssh three", 0)],
+        100,
+    );
+    let got = settle(&receiver, 3).await;
+    assert_eq!(
+        got,
+        vec!["ssh one", "ssh two", "ssh three"],
+        "nothing read twice"
+    );
+    let jobs: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|e| e.labels["job"].clone())
+        .collect();
+    assert_eq!(jobs, vec!["before", "before", "after"]);
     let (status, log) = agent.terminate();
     assert!(status.success(), "{log}");
 }
