@@ -57,6 +57,10 @@ impl AgentProcess {
             .arg(format!("-config.file={}", config.display()))
             .args(args)
             .env("TAILWARD_LOG", "info,tailward=debug")
+            // A test runner started by systemd must not have its agents talk to that systemd.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
