@@ -2,7 +2,8 @@
 //! acknowledgements flowing back from the clients to the positions store, and the HTTP server
 //! beside them. Owns startup order and graceful shutdown:
 //! stop reading, let pipelines drain, let clients flush within
-//! `server.graceful_shutdown_timeout`, then save positions.
+//! `server.graceful_shutdown_timeout`, then save positions. Tells systemd (through
+//! [`crate::systemd`]) when it is ready, reloading and stopping.
 //!
 //! It must not contain the logic of any one part; each lives in its own module.
 
@@ -19,12 +20,15 @@ use crate::config::Config;
 use crate::discovery;
 use crate::dry_run;
 use crate::entry::{LineBatch, Outgoing};
+use crate::jobs;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
+use crate::reload;
 use crate::server;
-use crate::tail::{TailOptions, TailerSet};
+use crate::systemd::{self, Heartbeat, Liveness, Notifier};
+use crate::targets_view::TargetsView;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -32,6 +36,10 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Report each stage's changes to every entry on stderr (`-inspect`).
     pub inspect: bool,
+    /// sd_notify to systemd (readiness, status, watchdog); disabled by default.
+    pub notifier: Notifier,
+    /// Where the config came from: when set, SIGHUP (and `/reload`) re-read it.
+    pub reload_from: Option<reload::Source>,
 }
 
 #[derive(Debug)]
@@ -47,7 +55,7 @@ impl std::error::Error for AgentError {}
 
 /// Where pipelines send entries: every client gets every entry.
 #[derive(Clone)]
-struct Fanout {
+pub struct Fanout {
     clients: Vec<mpsc::Sender<Vec<Outgoing>>>,
 }
 
@@ -73,11 +81,12 @@ enum Sinks {
 
 /// Runs until `shutdown` resolves (or, in stdin mode, stdin ends), then shuts down cleanly.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let metrics = Arc::new(Metrics::new());
+    let liveness = Liveness::new(opts.notifier.watchdog_interval());
     let stdin_mode = config.target_config.stdin;
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -99,11 +108,7 @@ pub async fn run(
         pipelines.push(p);
     }
 
-    let clients_count = if opts.dry_run {
-        1
-    } else {
-        config.clients.len()
-    };
+    let clients_count = clients_needed(&config, &opts);
     if !opts.dry_run && clients_count == 0 {
         return Err(AgentError(
             "no clients configured: add clients[].url (or -client.url), or use -dry-run".into(),
@@ -117,6 +122,241 @@ pub async fn run(
     )
     .map_err(|e| AgentError(e.to_string()))?;
 
+    let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
+    let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+    let saver = tokio::spawn(
+        positions
+            .clone()
+            .run_saver(config.positions.sync_period.0, stop_rx.clone()),
+    );
+
+    let targets_view = TargetsView::default();
+    let (reload_tx, mut reload_rx) = reload::listen();
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let server_task = if config.server.disable {
+        None
+    } else {
+        let listener = server::bind(
+            &config.server.http_listen_address,
+            config.server.http_listen_port,
+        )
+        .await
+        .map_err(AgentError)?;
+        let state = server::AppState {
+            metrics: metrics.clone(),
+            health_check_target: config.server.health_check_target,
+            // A journal job has no files to count but reads as soon as it starts.
+            always_ready: stdin_mode || config.scrape_configs.iter().any(|j| j.journal.is_some()),
+            config: config_rx,
+            targets: targets_view.clone(),
+            positions: Some(positions.clone()),
+            reload: (config.server.enable_runtime_reload && opts.reload_from.is_some())
+                .then(|| reload_tx.clone()),
+        };
+        Some(tokio::spawn(server::serve(
+            listener,
+            state,
+            stop_rx.clone(),
+        )))
+    };
+
+    // Stdin: one pipeline fed by stdin. Files: one job per scrape config (crate::jobs), each
+    // with its own stop so a reload can keep, stop or start it alone.
+    let mut stdin_tasks = Vec::new();
+    let (stdin_done_tx, mut stdin_done_rx) = mpsc::channel::<()>(1);
+    let mut job_ctx = jobs::JobContext {
+        positions: positions.clone(),
+        metrics: metrics.clone(),
+        fanout,
+        liveness: liveness.clone(),
+        targets_view: targets_view.clone(),
+        inspect: opts.inspect,
+    };
+    let mut running_jobs = jobs::Jobs::default();
+    if stdin_mode {
+        let labels = stdin_labels(&config);
+        // Promtail runs stdin with the first job's pipeline, or an empty one.
+        let pipeline = match pipelines.into_iter().next() {
+            Some(p) => p,
+            None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
+                .map_err(|e| AgentError(e.to_string()))?,
+        };
+        let (input, task) =
+            spawn_pipeline(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
+        stdin_tasks.push(task);
+        stdin_tasks.push(tokio::spawn(async move {
+            read_stdin(input, Arc::new(labels)).await;
+            let _ = stdin_done_tx.send(()).await;
+        }));
+    } else {
+        drop(pipelines);
+        for (i, job) in config.scrape_configs.iter().enumerate() {
+            let running = jobs::start(&job_ctx, &config, i, job).map_err(AgentError)?;
+            running_jobs.running.insert(job.job_name.clone(), running);
+        }
+    }
+    tracing::info!(
+        jobs = config.scrape_configs.len(),
+        clients = clients_count,
+        dry_run = opts.dry_run,
+        "tailward started"
+    );
+
+    opts.notifier.ready(&systemd::status_line(&metrics));
+    // The watchdog is fed until the very end: draining at shutdown can take a while.
+    let (notify_stop_tx, notify_stop_rx) = watch::channel(false);
+    let notify_task = tokio::spawn(systemd::run(
+        opts.notifier.clone(),
+        liveness,
+        metrics.clone(),
+        notify_stop_rx,
+    ));
+
+    let reload_metrics = reload::ReloadMetrics::register(&metrics);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                break;
+            }
+            _ = stdin_done_rx.recv(), if stdin_mode => {
+                tracing::debug!("stdin finished");
+                break;
+            }
+            Some(request) = reload_rx.recv(), if opts.reload_from.is_some() && !stdin_mode => {
+                let Some(source) = &opts.reload_from else { continue };
+                opts.notifier.reloading();
+                let result = match reload::read_new_config(source, &config) {
+                    Ok(new) => {
+                        let mut live = Live {
+                            sinks,
+                            ack_task,
+                            job_ctx: &mut job_ctx,
+                            jobs: &mut running_jobs,
+                        };
+                        let applied = apply_reload(&mut live, &config, &new, &opts, &metrics).await;
+                        (sinks, ack_task) = (live.sinks, live.ack_task);
+                        if applied.is_ok() {
+                            config = new;
+                            let _ = config_tx.send(Arc::new(config.clone()));
+                        }
+                        applied
+                    }
+                    Err(e) => Err(e),
+                };
+                reload_metrics.record(&result, &source.config_file);
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(result);
+                }
+                opts.notifier.ready(&systemd::status_line(&metrics));
+            }
+        }
+    }
+    opts.notifier.stopping();
+    let deadline = config.server.graceful_shutdown_timeout.0;
+    let started = tokio::time::Instant::now();
+    // 1. Stop reading; tailers finish the batch in hand. 2. Pipelines drain what was read.
+    let _ = stop_tx.send(true);
+    running_jobs.stop_all(&job_ctx).await;
+    for t in stdin_tasks {
+        let _ = t.await;
+    }
+    drop(job_ctx);
+    // 3. Clients flush within what is left of the grace period.
+    let left = deadline
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(100));
+    finish_sinks(sinks, left).await;
+    // 4. Every acknowledgement is in once the clients are gone; save positions last.
+    let _ = ack_task.await;
+    let _ = saver.await;
+    if let Err(e) = positions.save() {
+        tracing::error!(error = %e, "saving positions at shutdown failed");
+    }
+    if let Some(t) = server_task {
+        let _ = t.await;
+    }
+    let _ = notify_stop_tx.send(true);
+    let _ = notify_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What a reload may replace while the agent runs.
+struct Live<'a> {
+    sinks: Sinks,
+    ack_task: tokio::task::JoinHandle<()>,
+    job_ctx: &'a mut jobs::JobContext,
+    jobs: &'a mut jobs::Jobs,
+}
+
+/// Applies a validated config (see [`reload::plan`]): unchanged jobs keep running; removed
+/// and changed ones stop and drain, and their acknowledgements settle, before changed and
+/// added ones start, so no file is read twice. New clients are built before anything stops,
+/// so a client that cannot be built leaves everything as it was; the old clients flush what
+/// they hold before the new ones take over.
+async fn apply_reload(
+    live: &mut Live<'_>,
+    running: &Config,
+    new: &Config,
+    opts: &RunOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(), String> {
+    let plan = reload::plan(running, new);
+    tracing::info!(
+        keep = plan.keep.len(),
+        stop = plan.stop.len(),
+        start = plan.start.len(),
+        clients_changed = plan.clients_changed,
+        "applying reloaded config"
+    );
+    let new_sinks = if plan.clients_changed {
+        Some(start_sinks(new, opts, metrics).map_err(|e| e.0)?)
+    } else {
+        None
+    };
+    let grace = new.server.graceful_shutdown_timeout.0;
+    live.jobs.stop(live.job_ctx, &plan.stop, Some(grace)).await;
+    if let Some((sinks, fanout, ack_rx)) = new_sinks {
+        let old = std::mem::replace(&mut live.sinks, sinks);
+        finish_sinks(old, grace).await;
+        let _ = (&mut live.ack_task).await;
+        let positions = &live.job_ctx.positions;
+        let forgotten = positions.reset_clients(clients_needed(new, opts));
+        if forgotten > 0 {
+            tracing::warn!(
+                files = forgotten,
+                "the old clients did not deliver everything; those files resume from their last acknowledged position"
+            );
+        }
+        live.ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+        live.job_ctx.fanout = fanout;
+    }
+    let mut failed = Vec::new();
+    for i in plan.start {
+        let job = &new.scrape_configs[i];
+        match jobs::start(live.job_ctx, new, i, job) {
+            Ok(running) => {
+                live.jobs.running.insert(job.job_name.clone(), running);
+            }
+            Err(e) => failed.push(format!("job {:?}: {e}", job.job_name)),
+        }
+    }
+    if failed.is_empty() {
+        tracing::info!("config reloaded");
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// The clients (or the dry-run printer), their fanout, and the acknowledgements they send.
+fn start_sinks(
+    config: &Config,
+    opts: &RunOptions,
+    metrics: &Arc<Metrics>,
+) -> Result<(Sinks, Fanout, ack::AckReceiver), AgentError> {
     let (ack_factory, ack_rx) = ack::channel();
     let sinks = if opts.dry_run {
         Sinks::DryRun(dry_run::spawn())
@@ -142,114 +382,20 @@ pub async fn run(
             Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
         },
     };
-    let ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
-    let saver = tokio::spawn(
-        positions
-            .clone()
-            .run_saver(config.positions.sync_period.0, stop_rx.clone()),
-    );
+    Ok((sinks, fanout, ack_rx))
+}
 
-    let server_task = if config.server.disable {
-        None
+/// How many acknowledging clients positions track.
+fn clients_needed(config: &Config, opts: &RunOptions) -> usize {
+    if opts.dry_run {
+        1
     } else {
-        let listener = server::bind(
-            &config.server.http_listen_address,
-            config.server.http_listen_port,
-        )
-        .await
-        .map_err(AgentError)?;
-        Some(tokio::spawn(server::serve(
-            listener,
-            metrics.clone(),
-            config.server.health_check_target,
-            stdin_mode,
-            stop_rx.clone(),
-        )))
-    };
-
-    // Pipelines: one task per job, fed by that job's tailers (or stdin).
-    let mut pipeline_tasks = JoinSet::new();
-    let mut job_inputs = Vec::new();
-    for pipeline in pipelines {
-        job_inputs.push(spawn_pipeline(
-            pipeline,
-            fanout.clone(),
-            &mut pipeline_tasks,
-        ));
+        config.clients.len()
     }
+}
 
-    let mut sources = JoinSet::new();
-    let (stdin_done_tx, mut stdin_done_rx) = mpsc::channel::<()>(1);
-    if stdin_mode {
-        let labels = stdin_labels(&config);
-        let input = match job_inputs.first() {
-            Some(tx) => tx.clone(),
-            // Promtail runs stdin with an empty pipeline when no scrape config exists.
-            None => spawn_pipeline(
-                Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
-                    .map_err(|e| AgentError(e.to_string()))?,
-                fanout.clone(),
-                &mut pipeline_tasks,
-            ),
-        };
-        sources.spawn(async move {
-            read_stdin(input, Arc::new(labels)).await;
-            let _ = stdin_done_tx.send(()).await;
-        });
-    } else {
-        let tail_options = TailOptions::from_config(&config);
-        for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
-            let targets = discovery::targets_of(job, &metrics).map_err(AgentError)?;
-            metrics.files.targets_active.add(targets.len() as f64);
-            // Validated at load; an error here means the config did not come through it.
-            let encoding = job.file_encoding().map_err(|expected| {
-                AgentError(format!(
-                    "scrape config {:?}: encoding: {expected}",
-                    job.job_name
-                ))
-            })?;
-            let tailers = TailerSet::new(
-                positions.clone(),
-                input.clone(),
-                metrics.clone(),
-                TailOptions {
-                    encoding,
-                    ..tail_options
-                },
-                stop_rx.clone(),
-            );
-            let sync = config.target_config.sync_period.0;
-            let stop = stop_rx.clone();
-            sources.spawn(async move {
-                let tailers = discovery::run(targets, sync, tailers, stop).await;
-                tailers.join().await;
-            });
-        }
-    }
-    drop(job_inputs);
-    drop(fanout);
-    tracing::info!(
-        jobs = config.scrape_configs.len(),
-        clients = clients_count,
-        dry_run = opts.dry_run,
-        "tailward started"
-    );
-
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
-        _ = stdin_done_rx.recv(), if stdin_mode => tracing::debug!("stdin finished"),
-    }
-    let deadline = config.server.graceful_shutdown_timeout.0;
-    let started = tokio::time::Instant::now();
-    // 1. Stop reading; tailers finish the batch in hand.
-    let _ = stop_tx.send(true);
-    while sources.join_next().await.is_some() {}
-    // 2. Pipelines drain what was read.
-    while pipeline_tasks.join_next().await.is_some() {}
-    // 3. Clients flush within what is left of the grace period.
-    let left = deadline
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(100));
+/// Lets the clients flush within `left`.
+async fn finish_sinks(sinks: Sinks, left: Duration) {
     match sinks {
         Sinks::DryRun(d) => d.finish().await,
         Sinks::Clients(cs) => {
@@ -260,29 +406,22 @@ pub async fn run(
             while set.join_next().await.is_some() {}
         }
     }
-    // 4. Every acknowledgement is in once the clients are gone; save positions last.
-    let _ = ack_task.await;
-    let _ = saver.await;
-    if let Err(e) = positions.save() {
-        tracing::error!(error = %e, "saving positions at shutdown failed");
-    }
-    if let Some(t) = server_task {
-        let _ = t.await;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
-/// Starts a job's pipeline task; returns the sender its sources feed.
-fn spawn_pipeline(
+/// Starts a job's pipeline task; returns the sender its sources feed and the task.
+/// The task beats `heartbeat` on every turn, and while idle or waiting on a full client,
+/// so the systemd watchdog is fed only while the task is really being run.
+pub(crate) fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
-    tasks: &mut JoinSet<()>,
-) -> mpsc::Sender<LineBatch> {
+    heartbeat: Heartbeat,
+) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
-    tasks.spawn(async move {
+    let task = tokio::spawn(async move {
         let mut out = Vec::new();
+        let mut beat = heartbeat.interval();
         loop {
+            heartbeat.beat();
             // Holding stages (multiline) release on their own deadlines too.
             let deadline = pipeline.next_deadline();
             tokio::select! {
@@ -293,9 +432,20 @@ fn spawn_pipeline(
                 _ = sleep_until_deadline(deadline) => {
                     pipeline.release(std::time::Instant::now(), false, &mut out).await;
                 }
+                _ = next_beat(&mut beat) => continue,
             }
-            if !out.is_empty() && !fanout.send(std::mem::take(&mut out)).await {
-                return;
+            if !out.is_empty() {
+                let send = fanout.send(std::mem::take(&mut out));
+                tokio::pin!(send);
+                let delivered = loop {
+                    tokio::select! {
+                        ok = &mut send => break ok,
+                        _ = next_beat(&mut beat) => heartbeat.beat(),
+                    }
+                };
+                if !delivered {
+                    return;
+                }
             }
         }
         // Input ended (shutdown, or end of stdin): everything held goes out.
@@ -306,7 +456,16 @@ fn spawn_pipeline(
             fanout.send(out).await;
         }
     });
-    tx
+    (tx, task)
+}
+
+async fn next_beat(beat: &mut Option<tokio::time::Interval>) {
+    match beat {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_deadline(deadline: Option<std::time::Instant>) {

@@ -72,6 +72,11 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         dry_run: cli.dry_run,
         inspect: cli.inspect,
+        notifier: tailward::systemd::Notifier::from_env(),
+        reload_from: Some(tailward::reload::Source {
+            config_file: cli.config_file.clone(),
+            overrides,
+        }),
     };
     match runtime.block_on(agent::run(config, opts, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,

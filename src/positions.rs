@@ -54,6 +54,9 @@ struct Source {
     /// forgotten once every client has settled up to it.
     last_offset: Option<u64>,
     identity: Option<FileIdentity>,
+    /// For a journal: the cursor of each entry handed on, by its sequence number (the
+    /// "offset" of its ack). The saved value is the cursor of the last settled entry.
+    cursors: Option<BTreeMap<u64, String>>,
 }
 
 impl Source {
@@ -226,6 +229,7 @@ impl Positions {
                 acked: vec![offset; clients],
                 last_offset: None,
                 identity,
+                cursors: None,
             },
         );
         st.current.insert(path.to_string(), id);
@@ -239,6 +243,40 @@ impl Positions {
             st.dirty = true;
         }
         id
+    }
+
+    /// Registers a journal reader saving its cursor under `key` (`cursor-<job>`); its acks
+    /// carry sequence numbers from 1, each announced with [`Positions::note_cursor`] first.
+    pub fn register_cursor(&self, key: &str) -> SourceId {
+        let mut st = self.state();
+        st.next_id += 1;
+        let id = SourceId(st.next_id);
+        let clients = st.clients;
+        st.sources.insert(
+            id,
+            Source {
+                path: key.to_string(),
+                acked: vec![0; clients],
+                last_offset: None,
+                identity: None,
+                cursors: Some(BTreeMap::new()),
+            },
+        );
+        st.current.insert(key.to_string(), id);
+        id
+    }
+
+    /// Entry `seq` of journal source `id` has this cursor.
+    pub fn note_cursor(&self, id: SourceId, seq: u64, cursor: &str) {
+        let mut st = self.state();
+        if let Some(cursors) = st.sources.get_mut(&id).and_then(|s| s.cursors.as_mut()) {
+            cursors.insert(seq, cursor.to_string());
+        }
+    }
+
+    /// The saved value of `key` (a journal cursor).
+    pub fn saved_value(&self, key: &str) -> Option<String> {
+        self.state().saved.get(key).cloned()
     }
 
     /// The tailer of `id` stopped after handing on lines up to `last_offset`. Acks still in
@@ -255,6 +293,24 @@ impl Positions {
         if finished {
             forget(&mut st, id);
         }
+    }
+
+    /// Whether every tailer that read `path` has had all it handed on acknowledged (a job
+    /// stopped by a reload is settled before its successor reads the same file).
+    pub fn settled(&self, path: &str) -> bool {
+        !self.state().sources.values().any(|s| s.path == path)
+    }
+
+    /// Switches to `clients` clients (a reload changed them), once no tailer runs. Sources
+    /// still waiting for acknowledgements are forgotten: their files resume from the saved,
+    /// acknowledged offset, so those lines are read again rather than lost. Returns how many.
+    pub fn reset_clients(&self, clients: usize) -> usize {
+        let mut st = self.state();
+        let unsettled = st.sources.len();
+        st.sources.clear();
+        st.current.clear();
+        st.clients = clients;
+        unsettled
     }
 
     /// Forgets `path` (its file left the glob), as Promtail does.
@@ -281,10 +337,24 @@ impl Positions {
                 }
                 let settled = src.settled();
                 let finished = src.finished();
-                if st.current.get(&src.path) == Some(&t.source) {
+                let value = match src.cursors.as_mut() {
+                    None => Some(settled.to_string()),
+                    Some(cursors) => {
+                        let last = cursors
+                            .range(..=settled)
+                            .next_back()
+                            .map(|(_, c)| c.clone());
+                        // Everything up to the settled entry is done with.
+                        *cursors = cursors.split_off(&(settled + 1));
+                        last
+                    }
+                };
+                if st.current.get(&src.path) == Some(&t.source)
+                    && let Some(value) = value
+                {
                     let entry = st.saved.entry(src.path.clone()).or_default();
-                    if entry.parse::<u64>().ok() != Some(settled) {
-                        *entry = settled.to_string();
+                    if *entry != value {
+                        *entry = value;
                         st.dirty = true;
                     }
                 }

@@ -491,8 +491,45 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
         if let Err(expected) = sc.file_encoding() {
             return Err(ConfigError::new(name, at("encoding"), expected));
         }
+        if let Some(journal) = &sc.journal {
+            if !sc.static_configs.is_empty() {
+                return Err(ConfigError::new(
+                    name,
+                    at("static_configs"),
+                    "a journal job reads no files: move static_configs to a job of their own",
+                ));
+            }
+            for k in journal.labels.keys() {
+                if !is_valid_label_name(k) {
+                    return Err(ConfigError::new(
+                        name,
+                        at(&format!("journal.labels.{k}")),
+                        "invalid label name: expected [a-zA-Z_][a-zA-Z0-9_]*",
+                    ));
+                }
+            }
+            for m in journal.matches.split_whitespace() {
+                let field_ok = m.split_once('=').is_some_and(|(f, _)| {
+                    !f.is_empty()
+                        && f.bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                });
+                if m != "+" && !field_ok {
+                    return Err(ConfigError::new(
+                        name,
+                        at("journal.matches"),
+                        format!(
+                            "expected FIELD=value matches (FIELD in upper case) or +, found {m:?}"
+                        ),
+                    ));
+                }
+            }
+        }
         // Only stdin mode may run a job that names no files.
-        if (!config.target_config.stdin || i > 0) && sc.static_configs.is_empty() {
+        if (!config.target_config.stdin || i > 0)
+            && sc.static_configs.is_empty()
+            && sc.journal.is_none()
+        {
             return Err(ConfigError::new(
                 name,
                 at("static_configs"),
@@ -574,6 +611,25 @@ mod tests {
         assert!(
             err.message
                 .contains("exactly one stage, found 2: output, static_labels"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn journal_job_needs_no_files_and_bad_matches_are_refused() {
+        let config = load_str(
+            "scrape_configs:\n  - job_name: j\n    journal:\n      max_age: 12h\n      matches: _SYSTEMD_UNIT=ssh.service + _TRANSPORT=kernel\n      labels: {job: systemd-journal}\n",
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let journal = config.scrape_configs[0].journal.as_ref().unwrap();
+        assert_eq!(journal.max_age.0, std::time::Duration::from_secs(12 * 3600));
+        let err =
+            refusal("scrape_configs:\n  - job_name: j\n    journal:\n      matches: unit-ssh\n");
+        assert!(
+            err.to_string()
+                .contains("scrape_configs[0].journal.matches"),
             "{err}"
         );
     }

@@ -393,7 +393,38 @@ pub struct ScrapeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decompression: Option<serde_json::Value>,
     pub static_configs: Vec<StaticConfig>,
+    /// Reads the systemd journal instead of files (Promtail's `journal:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalTargetConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Promtail's `journal:` scrape config. Relabeling sees every journal field as
+/// `__journal_<field in lower case>` (e.g. `__journal__systemd_unit`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalTargetConfig {
+    /// Without a saved cursor, start this far back.
+    pub max_age: GoDuration,
+    /// Ship each entry as a JSON object of its fields instead of its MESSAGE.
+    pub json: bool,
+    /// Journal directory; empty reads the system journal.
+    pub path: String,
+    /// Space-separated `FIELD=value` matches (journalctl's; `+` between groups means OR).
+    pub matches: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for JournalTargetConfig {
+    fn default() -> Self {
+        Self {
+            max_age: GoDuration::from_secs(7 * 3600),
+            json: false,
+            path: String::new(),
+            matches: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
 }
 
 impl ScrapeConfig {

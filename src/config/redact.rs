@@ -1,18 +1,54 @@
 //! The effective config as YAML with every secret replaced by `<secret>`, as Promtail prints
-//! it for `-print-config-stderr` (and later `/config`).
+//! it for `-print-config-stderr` and serves it on `/config`.
+//!
+//! Secrets are found by key (passwords, tokens, credentials, key material), by header name
+//! (`Authorization`, `Cookie`, anything naming a token, key, secret or password), and in URLs
+//! (the password of `user:password@host`). File paths (`password_file`, `key_file`) stay.
 
 use serde_yaml::Value;
 
 use super::Config;
 
 /// Keys whose non-empty values are secrets wherever they appear.
-const SECRET_KEYS: [&str; 5] = [
+const SECRET_KEYS: [&str; 10] = [
     "password",
     "bearer_token",
     "credentials",
     "key",
+    "private_key",
     "client_secret",
+    "secret",
+    "token",
+    "api_key",
+    "sasl_password",
 ];
+
+/// A header whose value is a secret, judged by its name.
+fn secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || ["token", "key", "secret", "password", "auth"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// `scheme://user:password@host/...` with the password replaced; `None` when there is none.
+fn redact_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    if password.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{scheme}://{user}:<secret>@{host}{}",
+        &rest[authority_end..]
+    ))
+}
 
 pub fn redacted_yaml(config: &Config) -> Result<String, String> {
     let mut value = serde_yaml::to_value(config).map_err(|e| e.to_string())?;
@@ -24,15 +60,29 @@ fn redact(v: &mut Value) {
     match v {
         Value::Mapping(map) => {
             for (k, child) in map.iter_mut() {
-                let secret = k.as_str().is_some_and(|k| SECRET_KEYS.contains(&k));
+                let key = k.as_str().unwrap_or_default();
+                let secret = SECRET_KEYS.contains(&key);
                 if secret && child.as_str().is_some_and(|s| !s.is_empty()) {
                     *child = Value::String("<secret>".into());
+                } else if key == "headers"
+                    && let Value::Mapping(headers) = child
+                {
+                    for (name, value) in headers.iter_mut() {
+                        if name.as_str().is_some_and(secret_header) {
+                            *value = Value::String("<secret>".into());
+                        }
+                    }
                 } else {
                     redact(child);
                 }
             }
         }
         Value::Sequence(items) => items.iter_mut().for_each(redact),
+        Value::String(text) => {
+            if let Some(redacted) = redact_url_password(text) {
+                *text = redacted;
+            }
+        }
         _ => {}
     }
 }
@@ -66,5 +116,39 @@ mod tests {
         assert!(text.contains("password: <secret>"));
         assert!(text.contains("password_file: /etc/pw"));
         assert!(text.contains("bearer_token: <secret>"));
+    }
+
+    #[test]
+    fn url_passwords_and_auth_headers_are_replaced() {
+        let mut config = Config::default();
+        let mut client = ClientConfig {
+            url: "https://loki-user:s3cr3t@loki.example/loki/api/v1/push".into(),
+            proxy_url: "http://proxyuser:pr0xy@proxy:3128".into(),
+            ..ClientConfig::default()
+        };
+        client
+            .headers
+            .insert("Authorization".into(), "Bearer abc".into());
+        client.headers.insert("X-Api-Key".into(), "k3y".into());
+        client
+            .headers
+            .insert("X-Scope-OrgID".into(), "tenant1".into());
+        config.clients.push(client);
+        let text = redacted_yaml(&config).unwrap();
+        for secret in ["s3cr3t", "pr0xy", "Bearer abc", "k3y"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("https://loki-user:<secret>@loki.example/loki/api/v1/push"));
+        assert!(text.contains("X-Scope-OrgID: tenant1"), "{text}");
+    }
+
+    #[test]
+    fn urls_without_a_password_are_kept() {
+        assert_eq!(redact_url_password("http://loki:3100/push"), None);
+        assert_eq!(redact_url_password("http://user@loki/push"), None);
+        assert_eq!(
+            redact_url_password("http://u:p@h:1/x?y=a@b").as_deref(),
+            Some("http://u:<secret>@h:1/x?y=a@b")
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::config::ScrapeConfig;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::tail::TailerSet;
+use crate::targets_view::{DroppedView, TargetView, TargetsView};
 use relabel::Relabeler;
 
 /// Compiles a `__path__` pattern the way Promtail's doublestar reads it: `*` stays within one
@@ -41,6 +42,8 @@ pub struct Target {
     exclude: Option<GlobMatcher>,
     /// Labels after relabeling, without `__`-prefixed ones.
     pub labels: LabelSet,
+    /// Labels before relabeling, for `/service-discovery`.
+    pub discovered: BTreeMap<String, String>,
 }
 
 impl Target {
@@ -132,6 +135,14 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) {
 /// Builds the targets of one scrape config: each static config's labels, relabeled; targets
 /// without `__path__` or dropped by relabeling are counted and skipped.
 pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, String> {
+    discover(job, metrics).map(|(targets, _)| targets)
+}
+
+/// As [`targets_of`], also returning the targets that were dropped and why.
+pub fn discover(
+    job: &ScrapeConfig,
+    metrics: &Metrics,
+) -> Result<(Vec<Target>, Vec<DroppedView>), String> {
     let relabelers: Vec<Relabeler> = job
         .relabel_configs
         .iter()
@@ -140,6 +151,7 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
         .map_err(|(k, m)| format!("relabel_configs.{k}: {m}"))?;
     let hostname = hostname();
     let mut targets = Vec::new();
+    let mut dropped = Vec::new();
     for sc in &job.static_configs {
         let hosts: Vec<String> = if sc.targets.is_empty() {
             vec!["localhost".into()]
@@ -152,22 +164,26 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
             labels
                 .entry("job".into())
                 .or_insert_with(|| job.job_name.clone());
-            if !apply_relabel(&relabelers, &mut labels) {
+            let discovered = labels.clone();
+            let mut record_drop = |reason: &'static str| {
                 metrics
                     .files
                     .targets_failed
-                    .with_label_values(&["dropped"])
+                    .with_label_values(&[reason])
                     .inc();
+                dropped.push(DroppedView {
+                    discovered: discovered.clone(),
+                    reason,
+                });
+            };
+            if !apply_relabel(&relabelers, &mut labels) {
+                record_drop("dropped");
                 continue;
             }
             if let Some(h) = labels.get("__host__")
                 && *h != hostname
             {
-                metrics
-                    .files
-                    .targets_failed
-                    .with_label_values(&["wrong_host"])
-                    .inc();
+                record_drop("wrong_host");
                 continue;
             }
             let Some(pattern) = labels
@@ -175,11 +191,7 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
                 .filter(|p| !p.is_empty())
                 .map(|p| absolute(p))
             else {
-                metrics
-                    .files
-                    .targets_failed
-                    .with_label_values(&["no_path"])
-                    .inc();
+                record_drop("no_path");
                 continue;
             };
             let matcher = compile_glob(&pattern)?;
@@ -198,10 +210,24 @@ pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, 
                 matcher,
                 exclude,
                 labels: public,
+                discovered,
             });
         }
     }
-    Ok(targets)
+    Ok((targets, dropped))
+}
+
+/// Publishes a job's targets for `/targets` and `/service-discovery`.
+pub fn publish(view: &TargetsView, job: &str, targets: &[Target], dropped: Vec<DroppedView>) {
+    let targets = targets
+        .iter()
+        .map(|t| TargetView {
+            discovered: t.discovered.clone(),
+            labels: t.labels.clone(),
+            path_pattern: t.path_pattern.clone(),
+        })
+        .collect();
+    view.set_targets(job, targets, dropped);
 }
 
 /// Positions and the `filename` label use absolute paths; a relative pattern is taken from
@@ -232,6 +258,12 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The job whose files a discovery run reports to the `/targets` page.
+pub struct Report {
+    pub view: TargetsView,
+    pub job: String,
+}
+
 /// Runs discovery for one job until `stop` turns true, then hands back its tailers so the
 /// caller can wait for them.
 pub async fn run(
@@ -239,6 +271,7 @@ pub async fn run(
     sync_period: Duration,
     mut tailers: TailerSet,
     mut stop: watch::Receiver<bool>,
+    report: Report,
 ) -> TailerSet {
     let (event_tx, mut event_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = match notify::recommended_watcher(
@@ -264,6 +297,7 @@ pub async fn run(
     let mut previous: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut tailed = BTreeMap::new();
         for target in &targets {
             let files = target.glob();
             if let Some(w) = watcher.as_mut() {
@@ -286,6 +320,7 @@ pub async fn run(
                     // file still being read under an older name waits for a later round.
                     let mut labels = target.labels.clone();
                     labels.insert("filename".into(), f.display().to_string());
+                    tailed.insert(f.clone(), labels.clone());
                     tailers.start(&f, Arc::new(labels));
                 }
             }
@@ -294,6 +329,7 @@ pub async fn run(
             tailers.stop(p);
         }
         previous = seen;
+        report.view.set_files(&report.job, tailed);
         tokio::select! {
             _ = tokio::time::sleep(sync_period) => {}
             Some(()) = event_rx.recv() => {
@@ -343,6 +379,7 @@ mod tests {
             matcher: compile_glob(&format!("{root}/**/*.log")).unwrap(),
             exclude: Some(compile_glob(&format!("{root}/sub/deep/*")).unwrap()),
             labels: LabelSet::new(),
+            discovered: BTreeMap::new(),
         };
         let names: Vec<String> = t
             .glob()

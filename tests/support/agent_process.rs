@@ -12,6 +12,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
 pub struct AgentProcess {
     child: Child,
+    /// Started through a wrapper (strace): the agent is the child's child.
+    wrapped: bool,
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -27,10 +29,39 @@ pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
 impl AgentProcess {
     /// Starts `tailward -config.file=<config> <args>` and waits until its server listens.
     pub fn start(config: &Path, args: &[&str]) -> AgentProcess {
-        let mut child = Command::new(BIN)
+        Self::start_with_env(config, args, &[])
+    }
+
+    /// As [`AgentProcess::start`], with extra environment variables (`NOTIFY_SOCKET`, ...).
+    pub fn start_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> AgentProcess {
+        Self::start_under(&[], config, args, env)
+    }
+
+    /// As [`AgentProcess::start_with_env`], run through `wrapper` (e.g. `strace -f -o FILE`);
+    /// signals then go to the wrapper's child, the agent itself (see [`AgentProcess::signal`]).
+    pub fn start_under(
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg(format!("-config.file={}", config.display()))
             .args(args)
             .env("TAILWARD_LOG", "info,tailward=debug")
+            // A test runner started by systemd must not have its agents talk to that systemd.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -66,6 +97,7 @@ impl AgentProcess {
         }
         let mut agent = AgentProcess {
             child,
+            wrapped: !wrapper.is_empty(),
             port: 0,
             stderr,
             stdout,
@@ -113,6 +145,11 @@ impl AgentProcess {
         http_get(self.port, path)
     }
 
+    /// POST `path` (empty body) to the agent's HTTP server: (status, body).
+    pub fn post(&self, path: &str) -> (u16, String) {
+        http_request(self.port, "POST", path)
+    }
+
     /// The value of the first series whose line starts with `series` (name plus labels as
     /// rendered, e.g. `promtail_sent_entries_total{host="127.0.0.1:1234"}`), summing every
     /// series of a bare metric name when no labels are given.
@@ -133,12 +170,29 @@ impl AgentProcess {
         cond(self)
     }
 
+    /// The agent's pid: our child's, or under a wrapper the wrapper's first child's.
+    fn agent_pid(&self) -> i32 {
+        let pid = self.child.id();
+        if !self.wrapped {
+            return pid as i32;
+        }
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse().ok())
+            .unwrap_or(pid as i32)
+    }
+
+    /// Sends `signal` (a libc signal number) to the agent without waiting.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own (grand)child's pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.agent_pid(), signal);
+        }
+    }
+
     /// Sends SIGTERM and waits for exit.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -162,11 +216,15 @@ impl Drop for AgentProcess {
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_request(port, "GET", path)
+}
+
+fn http_request(port: u16, method: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to agent");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut resp = String::new();

@@ -1,0 +1,186 @@
+//! The running jobs: one per scrape config, each a pipeline task fed by that job's
+//! discovery and tailers (or its journal reader), with its own stop signal so that a reload can keep, stop or start
+//! each job on its own.
+//!
+//! Owns starting a job from its config and stopping it with a full drain (tailers finish
+//! their batch, the pipeline releases what it holds, acknowledgements settle). It must not
+//! compare configs ([`crate::reload`] does) nor own clients or positions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agent::{Fanout, spawn_pipeline};
+use crate::config::{Config, ScrapeConfig};
+use crate::discovery;
+use crate::metrics::Metrics;
+use crate::pipeline::{BuildContext, Pipeline};
+use crate::positions::Positions;
+use crate::systemd::Liveness;
+use crate::tail::{TailOptions, TailerSet};
+use crate::targets_view::TargetsView;
+
+/// What every job shares.
+#[derive(Clone)]
+pub struct JobContext {
+    pub positions: Positions,
+    pub metrics: Arc<Metrics>,
+    pub fanout: Fanout,
+    pub liveness: Liveness,
+    pub targets_view: TargetsView,
+    pub inspect: bool,
+}
+
+/// One running job.
+pub struct RunningJob {
+    pub config: ScrapeConfig,
+    stop: watch::Sender<bool>,
+    source: JoinHandle<()>,
+    pipeline: JoinHandle<()>,
+    targets: usize,
+}
+
+/// The jobs by name.
+#[derive(Default)]
+pub struct Jobs {
+    pub running: BTreeMap<String, RunningJob>,
+}
+
+/// Builds job `index` of `config` and starts it; nothing runs when building fails.
+pub fn start(
+    ctx: &JobContext,
+    config: &Config,
+    index: usize,
+    job: &ScrapeConfig,
+) -> Result<RunningJob, String> {
+    let build = BuildContext::new(&job.job_name, ctx.metrics.clone());
+    let pipeline = Pipeline::build(
+        &format!("scrape_configs[{index}].pipeline_stages"),
+        &job.pipeline_stages,
+        &build,
+    )
+    .map_err(|e| e.to_string())?;
+    let pipeline = if ctx.inspect {
+        pipeline.with_inspector(crate::pipeline::inspect::Inspector::stderr())
+    } else {
+        pipeline
+    };
+    if let Some(journal) = &job.journal {
+        let source = crate::journal::JournalSource::new(job, journal)?;
+        let (input, pipeline_task) = spawn_pipeline(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let positions = ctx.positions.clone();
+        let task = tokio::spawn(source.run(positions, input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    let (targets, dropped) = discovery::discover(job, &ctx.metrics)?;
+    // Validated at load; an error here means the config did not come through it.
+    let encoding = job
+        .file_encoding()
+        .map_err(|expected| format!("scrape config {:?}: encoding: {expected}", job.job_name))?;
+    discovery::publish(&ctx.targets_view, &job.job_name, &targets, dropped);
+    let target_count = targets.len();
+    ctx.metrics.files.targets_active.add(target_count as f64);
+
+    let (input, pipeline_task) = spawn_pipeline(
+        pipeline,
+        ctx.fanout.clone(),
+        ctx.liveness.register(&job.job_name),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tailers = TailerSet::new(
+        ctx.positions.clone(),
+        input,
+        ctx.metrics.clone(),
+        TailOptions {
+            encoding,
+            ..TailOptions::from_config(config)
+        },
+        stop_rx.clone(),
+    );
+    let sync = config.target_config.sync_period.0;
+    let report = discovery::Report {
+        view: ctx.targets_view.clone(),
+        job: job.job_name.clone(),
+    };
+    let source = tokio::spawn(async move {
+        let tailers = discovery::run(targets, sync, tailers, stop_rx, report).await;
+        tailers.join().await;
+    });
+    Ok(RunningJob {
+        config: job.clone(),
+        stop: stop_tx,
+        source,
+        pipeline: pipeline_task,
+        targets: target_count,
+    })
+}
+
+impl Jobs {
+    /// Stops every job: first all reading stops, then every pipeline drains.
+    pub async fn stop_all(&mut self, ctx: &JobContext) {
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        self.stop(ctx, &names, None).await;
+    }
+
+    /// Stops the named jobs and drains them. With `settle`, also waits (up to that long) for
+    /// the clients to acknowledge everything the jobs read, so a successor job reading the
+    /// same files starts where they stopped.
+    pub async fn stop(&mut self, ctx: &JobContext, names: &[String], settle: Option<Duration>) {
+        let mut stopping = Vec::new();
+        for name in names {
+            if let Some(job) = self.running.remove(name) {
+                let _ = job.stop.send(true);
+                stopping.push((name.clone(), job));
+            }
+        }
+        // What positions track for these jobs: their files, or a journal job's cursor.
+        let files: Vec<String> = {
+            let view = ctx.targets_view.snapshot();
+            stopping
+                .iter()
+                .filter_map(|(name, _)| view.get(name))
+                .flat_map(|v| v.files.keys().map(|p| p.display().to_string()))
+                .chain(
+                    stopping
+                        .iter()
+                        .filter(|(_, job)| job.config.journal.is_some())
+                        .map(|(name, _)| crate::journal::cursor_key(name)),
+                )
+                .collect()
+        };
+        for (_, job) in &mut stopping {
+            let _ = (&mut job.source).await;
+        }
+        for (name, job) in stopping {
+            let _ = job.pipeline.await;
+            ctx.metrics.files.targets_active.sub(job.targets as f64);
+            ctx.targets_view.remove_job(&name);
+        }
+        if let Some(limit) = settle {
+            let deadline = tokio::time::Instant::now() + limit;
+            while !files.iter().all(|f| ctx.positions.settled(f)) {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        "entries of stopped jobs not acknowledged in time; their files resume from the last acknowledged position"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
