@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::server;
-use crate::tail::{TailOptions, TailerSet};
+use crate::tail::{Decompression, TailOptions, TailerSet};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -214,6 +214,7 @@ pub async fn run(
                 metrics.clone(),
                 TailOptions {
                     encoding,
+                    decompression: Decompression::of_job(job).map_err(AgentError)?,
                     ..tail_options
                 },
                 stop_rx.clone(),
