@@ -264,3 +264,17 @@ fn version_flag_prints_version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("tailward, version "));
 }
+
+#[test]
+fn unknown_decompression_format_names_its_path_and_the_formats() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    decompression:
+      enabled: true
+      format: gzip
+    static_configs: [{labels: {__path__: /tmp/none.gz}}]
+"#,
+        "FILE: scrape_configs[0].decompression.format: expected gz, z (zlib) or bz2, or empty to detect the format from each file's first bytes, found \"gzip\"",
+    );
+}
