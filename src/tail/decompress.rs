@@ -68,6 +68,11 @@ impl Decompression {
     }
 }
 
+/// Archives decompressed at once, process-wide: each pass holds a decoder (bzip2's is ~4 MB)
+/// and a read buffer, so a directory of hundreds of archives is read a few at a time.
+const CONCURRENT_PASSES: usize = 2;
+static PASSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_PASSES);
+
 /// Bytes needed to recognise every format's magic.
 const MAGIC_LEN: usize = 4;
 
@@ -97,13 +102,14 @@ enum PassEnd {
     Complete,
     /// Damaged, or ended early (still being written?): lines before the damage went out.
     Corrupt(std::io::Error),
+    /// Stopped, or the file could not be opened (logged).
     Stopped,
     /// The pipeline is gone: the agent is shutting down.
     Closed,
 }
 
 /// The file a pass read, to tell whether it changed since.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct Seen {
     ino: u64,
     len: u64,
@@ -187,6 +193,11 @@ impl Tailer {
             }
         };
         this.positions.unregister(source, done);
+        // Per-path series go when the archive is done, as Promtail's cleanupMetrics does.
+        let fm = &this.metrics.files;
+        let _ = fm.read_bytes.remove_label_values(&[&this.path_label]);
+        let _ = fm.file_bytes.remove_label_values(&[&this.path_label]);
+        let _ = fm.read_lines.remove_label_values(&[&this.path_label]);
         if !complete {
             return;
         }
@@ -254,8 +265,8 @@ impl Tailer {
 
     /// One pass from the archive's start on a blocking thread, skipping the first `skip`
     /// lines (done before). Gives the tailer back with how the pass ended, what file it read
-    /// and the last line it handed on; `None` when the file could not be opened or the thread
-    /// failed (logged).
+    /// and the last line it handed on (a file that cannot be opened ends it as `Stopped`,
+    /// logged); `None` when the thread failed and the tailer is lost.
     async fn pass(
         self,
         format: ArchiveFormat,
@@ -264,11 +275,15 @@ impl Tailer {
         stop: &watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
     ) -> Option<(Tailer, PassEnd, Seen, u64)> {
+        // Never closed, so acquiring fails only if it were; then read without a permit.
+        let _permit = PASSES.acquire().await.ok();
+        if *stop.borrow() || *shutdown.borrow() {
+            return Some((self, PassEnd::Stopped, Seen::default(), skip));
+        }
         let (file, meta) = match open_regular(&self.path) {
             Ok(fm) => fm,
             Err(OpenError::Missing) => {
-                self.positions.unregister(source, skip);
-                return None;
+                return Some((self, PassEnd::Stopped, Seen::default(), skip));
             }
             Err(OpenError::Other(reason)) => {
                 tracing::warn!(path = %self.path_label, reason, "cannot open archive");
@@ -277,8 +292,7 @@ impl Tailer {
                     .file_errors
                     .with_label_values(&[reason])
                     .inc();
-                self.positions.unregister(source, skip);
-                return None;
+                return Some((self, PassEnd::Stopped, Seen::default(), skip));
             }
         };
         let seen = Seen::of(&meta);
