@@ -22,9 +22,10 @@
 //! a line longer than `max_line_bytes` is cut or dropped like any other line instead of
 //! ending the file at 2 MB; a corrupt or truncated archive ships the lines decoded before
 //! the damage, is logged and counted (`tailward_file_errors_total{reason="corrupt_archive"}`),
-//! and is read again (past the lines already handed on) only if the file changes, which is
-//! what an archive still being written (logrotate `compress`) does. Positions only advance
-//! past lines Loki acknowledged, as for plain files.
+//! and is read again (past the lines already handed on) only if the file changes; an archive
+//! that changed while it was read (gzip of logrotate `compress` still writing it) is not
+//! counted, and is read on once it has been quiet for a poll. Positions only advance past
+//! lines Loki acknowledged, as for plain files.
 //!
 //! Decompression is CPU work on a blocking thread (`spawn_blocking`), one chunk of
 //! decompressed bytes at a time, so memory is bounded by the chunk and `max_line_bytes`.
@@ -180,13 +181,26 @@ impl Tailer {
                 PassEnd::Complete => break true,
                 PassEnd::Stopped | PassEnd::Closed => break false,
                 PassEnd::Corrupt(e) => {
-                    tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
-                    this.metrics
-                        .files
-                        .file_errors
-                        .with_label_values(&["corrupt_archive"])
-                        .inc();
-                    if !this.wait_for_change(seen, &mut stop, &mut shutdown).await {
+                    let now = std::fs::metadata(&this.path).ok().map(|m| Seen::of(&m));
+                    if now.is_some_and(|now| now != seen) {
+                        // Written to while read (gzip of logrotate `compress` at work): not
+                        // damage, the rest comes once it is quiet.
+                        tracing::debug!(path = %this.path_label, error = %e, "archive changed while read; reading on once it is complete");
+                    } else {
+                        tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
+                        this.metrics
+                            .files
+                            .file_errors
+                            .with_label_values(&["corrupt_archive"])
+                            .inc();
+                    }
+                    let more = match now {
+                        Some(now) if now != seen => {
+                            this.wait_until_quiet(now, &mut stop, &mut shutdown).await
+                        }
+                        _ => this.wait_for_change(seen, &mut stop, &mut shutdown).await,
+                    };
+                    if !more {
                         break false;
                     }
                 }
@@ -349,6 +363,31 @@ impl Tailer {
             match std::fs::metadata(&self.path) {
                 Ok(meta) if Seen::of(&meta) != seen => return true,
                 Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits until the file at the path stays as `last` for one poll (its writer is done);
+    /// false when stopped first or the file is gone.
+    async fn wait_until_quiet(
+        &self,
+        mut last: Seen,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.opts.poll.max) => {}
+                _ = stop.changed() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *stop.borrow() || *shutdown.borrow() {
+                return false;
+            }
+            match std::fs::metadata(&self.path) {
+                Ok(meta) if Seen::of(&meta) == last => return true,
+                Ok(meta) => last = Seen::of(&meta),
                 Err(_) => return false,
             }
         }

@@ -359,3 +359,31 @@ async fn initial_delay_is_waited_before_reading() {
     nothing_more(&mut h, Duration::from_millis(250)).await;
     assert_eq!(lines(&collect(&mut h, 1).await), vec!["x"]);
 }
+
+#[tokio::test]
+async fn archive_written_while_read_arrives_whole_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log.1.gz");
+    let text: String = (0..3000)
+        .map(|i| format!("line {i:05} {}\n", "y".repeat(30)))
+        .collect();
+    let whole = gzip(text.as_bytes());
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&whole[..64]).unwrap();
+    let mut h = harness(dir.path(), opts(configured(ArchiveFormat::Gzip)));
+    h.set.start(&path, Arc::new(LabelSet::new()));
+    // As gzip writes: a piece at a time while the agent may be reading.
+    let writer = std::thread::spawn(move || {
+        for piece in whole[64..].chunks(512) {
+            f.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    let got = collect(&mut h, 3000).await;
+    writer.join().unwrap();
+    let expected: Vec<&str> = text.lines().collect();
+    assert_eq!(lines(&got), expected);
+    let numbers: Vec<u64> = got.iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers, (1..=3000).collect::<Vec<_>>());
+    nothing_more(&mut h, Duration::from_millis(200)).await;
+}
