@@ -1,7 +1,8 @@
 //! A job with `decompression` enabled: gzip, zlib and bzip2 archives (found by their magic
 //! bytes when `format` is empty) are each shipped exactly once, positions hold line counts
-//! as Promtail's do, a restart resumes after the saved count, and a corrupt archive is
-//! counted without stopping the agent or the other files.
+//! as Promtail's do, a restart resumes after the saved count, archives that real logrotate
+//! shifts from name to name are each read once, and a corrupt archive is counted without
+//! stopping the agent or the other files.
 
 mod support;
 
@@ -236,4 +237,72 @@ async fn corrupt_archive_is_counted_and_the_other_files_keep_arriving() {
     let (status, log) = agent.terminate();
     assert!(status.success(), "{log}");
     drop(job.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logrotate_compress_archives_shifting_names_each_arrive_exactly_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n    rotate 20\n    missingok\n    nomail\n    create\n    compress\n}}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let rotate = || {
+        let out = std::process::Command::new("logrotate")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .arg("-s")
+            .arg(dir.path().join("logrotate.state"))
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .expect("run logrotate (Debian package logrotate; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "logrotate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Only the archives: the live file is another job's business.
+    let yaml = file_job_config(
+        &receiver.url(),
+        &dir.path().join("positions.yaml"),
+        &format!("{}.*.gz", log.display()),
+        "",
+        "      - static_labels:\n          env: test\n",
+    )
+    .replace(
+        "    pipeline_stages:\n",
+        "    decompression:\n      enabled: true\n      format: gz\n    pipeline_stages:\n",
+    );
+    let config = write_config(dir.path(), &yaml);
+    let agent = AgentProcess::start(&config, &[]);
+    const ROTATIONS: usize = 6;
+    const PER_FILE: usize = 100;
+    for k in 0..ROTATIONS {
+        support::numbered_lines::append(&log, k * PER_FILE, (k + 1) * PER_FILE);
+        // Each rotation shifts app.log.N.gz to app.log.N+1.gz and compresses a new .1.gz.
+        rotate();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let lines = settled_lines(
+        &receiver,
+        ROTATIONS * PER_FILE,
+        Duration::from_secs(30),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let t = Tally::of(
+        lines.iter().map(String::as_str),
+        0..ROTATIONS * PER_FILE,
+        number_of,
+    );
+    assert!(t.exactly_once(), "{t}\n{}", agent.stderr_text());
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
 }

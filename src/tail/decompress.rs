@@ -11,8 +11,8 @@
 //! - lines end at `\n` and one trailing `\r` is dropped (Go's `bufio.ScanLines`, which the
 //!   decompressor uses; the plain-file tailer keeps it); a last line without newline counts;
 //! - `initial_delay` is waited before the first read;
-//! - once read to its end, the file is not read again while the agent runs, even if it
-//!   changes; a restart reads what lies past the saved line count;
+//! - a file read to its end is not read again while the agent runs, even if it is rewritten
+//!   in place; a restart reads what lies past the saved line count;
 //! - every file of the job is taken as an archive; with `format` empty (a tailward extension)
 //!   the format comes from each file's magic bytes, and a file without any is tailed as a
 //!   plain file.
@@ -27,20 +27,32 @@
 //! counted, and is read on once it has been quiet for a poll. Positions only advance past
 //! lines Loki acknowledged, as for plain files.
 //!
+//! Rotation: Promtail keys an archive by its path alone, so when logrotate shifts
+//! `app.log.1.gz` to `app.log.2.gz` and compresses a new `app.log.1.gz`, it never reads the
+//! new `.1.gz` while running (its reader of that path is done) and reads each name that is
+//! new to it from line 1 again. Here an archive is known by its identity (device, inode,
+//! head fingerprint, saved beside the line count as for plain files) and claimed by one
+//! tailer of the job: a tailer whose path holds another file moves its archive's position
+//! to the archive's new name, then reads the new file, past the lines its identity says
+//! were handed on under another name. Different files with the same lines (`app.log.1`
+//! and the `app.log.2.gz` made from it) are not told apart: a job that reads both ships
+//! them twice, as Promtail does.
+//!
 //! Decompression is CPU work on a blocking thread (`spawn_blocking`), one chunk of
 //! decompressed bytes at a time, so memory is bounded by the chunk and `max_line_bytes`.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::{Newline, OpenError, READ_CHUNK, Tailer, open_regular, utf16_line_ends};
+use super::{Newline, OpenError, READ_CHUNK, Tailer, find_by_inode, open_regular, utf16_line_ends};
 use crate::ack::{AckToken, SourceId};
 use crate::config::{ArchiveFormat, ScrapeConfig};
 use crate::entry::LineBatch;
+use crate::file_identity::FileIdentity;
 
 /// A job's enabled `decompression` block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,9 +149,28 @@ struct LineCount {
     last_shipped: u64,
 }
 
+/// An archive opened at the path and claimed for this tailer.
+struct Archive {
+    file: File,
+    identity: FileIdentity,
+    /// Lines of it already handed on, by an earlier run or under another name.
+    skip: u64,
+}
+
+/// What ended the reading of one archive.
+enum ArchiveEnd {
+    /// Read to its end (or given up as damaged); the tailer watches the path.
+    Done,
+    /// Another file is at the path now.
+    Replaced,
+    Stopped,
+}
+
 impl Tailer {
-    /// Reads the archive at the path once (see the module documentation), then idles until
-    /// stopped so that discovery does not start it again.
+    /// Reads the archive at the path once (see the module documentation), then watches the
+    /// path: another archive there (rotation shifted names) is read in turn, past the lines
+    /// its identity says were handed on under another name. Discovery sees a live tailer
+    /// meanwhile and starts no other.
     pub(super) async fn run_decompressing(
         self,
         d: Decompression,
@@ -154,78 +185,177 @@ impl Tailer {
                 _ = shutdown.changed() => return,
             }
         }
-        let format = match self.sniff(d.format, &mut stop, &mut shutdown).await {
-            Sniffed::Archive(f) => f,
-            Sniffed::Plain => return self.run(stop, shutdown).await,
-            Sniffed::Nothing => return,
-        };
-        // An entry with an identity was written by the plain-file tailer: a byte offset of
-        // whatever file had this name, not a line count of this archive.
-        let saved = match self.positions.saved(&self.path_label) {
-            Some((lines, None)) => lines,
-            _ => 0,
-        };
-        // One source for every pass, so acknowledgements of an earlier pass still count.
-        let source = self.positions.register(&self.path_label, saved, None);
-        let mut done = saved;
         let mut this = self;
-        let complete = loop {
-            let Some((back, end, seen, last_shipped)) =
-                this.pass(format, source, done, &stop, &shutdown).await
+        loop {
+            let format = match this.sniff(d.format, &mut stop, &mut shutdown).await {
+                Sniffed::Archive(f) => f,
+                Sniffed::Plain => return this.run(stop, shutdown).await,
+                Sniffed::Nothing => return,
+            };
+            let Some(archive) = this.open_archive(&mut stop, &mut shutdown).await else {
+                return;
+            };
+            let identity = archive.identity;
+            let source = this
+                .positions
+                .register(&this.path_label, archive.skip, Some(identity));
+            let Some((back, end, done)) = this
+                .read_archive(format, archive, source, &mut stop, &mut shutdown)
+                .await
             else {
                 return;
             };
             this = back;
-            done = done.max(last_shipped);
-            match end {
-                PassEnd::Complete => break true,
-                PassEnd::Stopped | PassEnd::Closed => break false,
-                PassEnd::Corrupt(e) => {
-                    let now = std::fs::metadata(&this.path).ok().map(|m| Seen::of(&m));
-                    if now.is_some_and(|now| now != seen) {
-                        // Written to while read (gzip of logrotate `compress` at work): not
-                        // damage, the rest comes once it is quiet.
-                        tracing::debug!(path = %this.path_label, error = %e, "archive changed while read; reading on once it is complete");
-                    } else {
-                        tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
-                        this.metrics
-                            .files
-                            .file_errors
-                            .with_label_values(&["corrupt_archive"])
-                            .inc();
-                    }
-                    let more = match now {
-                        Some(now) if now != seen => {
-                            this.wait_until_quiet(now, &mut stop, &mut shutdown).await
-                        }
-                        _ => this.wait_for_change(seen, &mut stop, &mut shutdown).await,
-                    };
-                    if !more {
-                        break false;
-                    }
-                }
+            let end = match end {
+                ArchiveEnd::Done => this.watch_path(&identity, &mut stop, &mut shutdown).await,
+                other => other,
+            };
+            this.release(source, done, &identity);
+            // Per-path series go with the archive, as Promtail's cleanupMetrics does.
+            let fm = &this.metrics.files;
+            let _ = fm.read_bytes.remove_label_values(&[&this.path_label]);
+            let _ = fm.file_bytes.remove_label_values(&[&this.path_label]);
+            let _ = fm.read_lines.remove_label_values(&[&this.path_label]);
+            if !matches!(end, ArchiveEnd::Replaced) {
+                return;
             }
-        };
-        this.positions.unregister(source, done);
-        // Per-path series go when the archive is done, as Promtail's cleanupMetrics does.
-        let fm = &this.metrics.files;
-        let _ = fm.read_bytes.remove_label_values(&[&this.path_label]);
-        let _ = fm.file_bytes.remove_label_values(&[&this.path_label]);
-        let _ = fm.read_lines.remove_label_values(&[&this.path_label]);
-        if !complete {
-            return;
+            tracing::info!(path = %this.path_label, "another archive at the path; reading it");
         }
-        // Read once: discovery keeps seeing a live tailer and starts no other.
-        while !*stop.borrow() && !*shutdown.borrow() {
+    }
+
+    /// Opens the archive at the path and claims it, waiting while another tailer of the
+    /// job still holds it under its previous name (that tailer moves its position here
+    /// first); `None` when stopped or the file is gone.
+    async fn open_archive(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Archive> {
+        loop {
+            let (file, meta) = match open_regular(&self.path) {
+                Ok(fm) => fm,
+                Err(OpenError::Missing) => return None,
+                Err(OpenError::Other(reason)) => {
+                    tracing::warn!(path = %self.path_label, reason, "cannot open archive");
+                    self.metrics
+                        .files
+                        .file_errors
+                        .with_label_values(&[reason])
+                        .inc();
+                    return None;
+                }
+            };
+            let identity = FileIdentity::of(&file, &meta).ok()?;
+            if self.claim(&identity) {
+                let skip = self.lines_done(&file, &meta);
+                return Some(Archive {
+                    file,
+                    identity,
+                    skip,
+                });
+            }
+            drop(file);
             tokio::select! {
+                _ = tokio::time::sleep(self.opts.poll.max) => {}
                 _ = stop.changed() => {}
                 _ = shutdown.changed() => {}
+            }
+            if *stop.borrow() || *shutdown.borrow() {
+                return None;
             }
         }
     }
 
-    /// Waits until the file holds enough bytes to tell its format (or, when detecting, a
-    /// newline shows it is text), then tells it.
+    /// Lines of the archive `file` already handed on: the path's saved count when it is
+    /// this file's, or a Promtail entry (no identity, trusted as Promtail trusts it);
+    /// else the count saved for this file under another name (rotation renamed it); else 0.
+    fn lines_done(&self, file: &File, meta: &std::fs::Metadata) -> u64 {
+        match self.positions.saved(&self.path_label) {
+            Some((lines, None)) => return lines,
+            Some((lines, Some(id))) if id.matches(file, meta) => return lines,
+            _ => {}
+        }
+        self.positions
+            .find(|id| id.matches(file, meta))
+            .map(|(_, lines, _)| lines)
+            .unwrap_or(0)
+    }
+
+    /// The archive's file leaves this tailer: its position follows it if rotation gave it
+    /// another name, acknowledgements still in flight settle, and another tailer may take it.
+    fn release(&self, source: SourceId, done: u64, identity: &FileIdentity) {
+        if let Some(new_name) = find_by_inode(&self.path, identity) {
+            tracing::info!(path = %self.path_label, renamed_to = %new_name.display(), "archive renamed; its position follows it");
+            self.positions
+                .rename(source, &new_name.display().to_string());
+        }
+        self.positions.unregister(source, done);
+        self.unclaim(identity);
+    }
+
+    /// Reads the claimed archive to its end (see [`Self::pass`]), again past the lines
+    /// handed on while it changes (still being written), or until it is damaged for good.
+    /// Gives the tailer back with how it ended and the last line handed on; `None` when a
+    /// decompression thread failed (logged) and the tailer is lost.
+    async fn read_archive(
+        self,
+        format: ArchiveFormat,
+        archive: Archive,
+        source: SourceId,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(Tailer, ArchiveEnd, u64)> {
+        let mut done = archive.skip;
+        let mut this = self;
+        let end = loop {
+            let (back, end, seen, last_shipped) = this
+                .pass(format, &archive.file, source, done, stop, shutdown)
+                .await?;
+            this = back;
+            done = done.max(last_shipped);
+            let e = match end {
+                PassEnd::Complete => {
+                    // A fingerprint grown to the whole head tells this archive apart better.
+                    if let Some(grown) = archive
+                        .file
+                        .metadata()
+                        .ok()
+                        .and_then(|m| archive.identity.refreshed(&archive.file, &m))
+                    {
+                        this.positions.set_identity(source, grown);
+                    }
+                    break ArchiveEnd::Done;
+                }
+                PassEnd::Stopped | PassEnd::Closed => break ArchiveEnd::Stopped,
+                PassEnd::Corrupt(e) => e,
+            };
+            let now = archive.file.metadata().ok().map(|m| Seen::of(&m));
+            let wait = match now {
+                Some(now) if now != seen => {
+                    // Written to while read (gzip of logrotate `compress` at work): not
+                    // damage, the rest comes once it is quiet.
+                    tracing::debug!(path = %this.path_label, error = %e, "archive changed while read; reading on once it is complete");
+                    this.wait_until_quiet(&archive, now, stop, shutdown).await
+                }
+                _ => {
+                    tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
+                    this.metrics
+                        .files
+                        .file_errors
+                        .with_label_values(&["corrupt_archive"])
+                        .inc();
+                    this.wait_for_change(&archive, seen, stop, shutdown).await
+                }
+            };
+            if let Some(end) = wait {
+                break end;
+            }
+        };
+        Some((this, end, done))
+    }
+
+    /// Waits until the file at the path is sure to be text or an archive (enough bytes to
+    /// tell its format, or, when detecting, a newline showing it is text), then tells it.
     async fn sniff(
         &self,
         configured: Option<ArchiveFormat>,
@@ -277,13 +407,14 @@ impl Tailer {
         }
     }
 
-    /// One pass from the archive's start on a blocking thread, skipping the first `skip`
-    /// lines (done before). Gives the tailer back with how the pass ended, what file it read
-    /// and the last line it handed on (a file that cannot be opened ends it as `Stopped`,
-    /// logged); `None` when the thread failed and the tailer is lost.
+    /// One pass over `file` from its start on a blocking thread, skipping the first `skip`
+    /// lines (done before). Gives the tailer back with how the pass ended, what the file
+    /// was when read and the last line handed on; `None` when the thread failed (logged)
+    /// and the tailer is lost.
     async fn pass(
         self,
         format: ArchiveFormat,
+        file: &File,
         source: SourceId,
         skip: u64,
         stop: &watch::Receiver<bool>,
@@ -294,20 +425,14 @@ impl Tailer {
         if *stop.borrow() || *shutdown.borrow() {
             return Some((self, PassEnd::Stopped, Seen::default(), skip));
         }
-        let (file, meta) = match open_regular(&self.path) {
+        let opened = file.try_clone().and_then(|mut f| {
+            f.seek(SeekFrom::Start(0))?;
+            let meta = f.metadata()?;
+            Ok((f, meta))
+        });
+        let (file, meta) = match opened {
             Ok(fm) => fm,
-            Err(OpenError::Missing) => {
-                return Some((self, PassEnd::Stopped, Seen::default(), skip));
-            }
-            Err(OpenError::Other(reason)) => {
-                tracing::warn!(path = %self.path_label, reason, "cannot open archive");
-                self.metrics
-                    .files
-                    .file_errors
-                    .with_label_values(&[reason])
-                    .inc();
-                return Some((self, PassEnd::Stopped, Seen::default(), skip));
-            }
+            Err(e) => return Some((self, PassEnd::Corrupt(e), Seen::default(), skip)),
         };
         let seen = Seen::of(&meta);
         let fm = &self.metrics.files;
@@ -343,52 +468,80 @@ impl Tailer {
         }
     }
 
-    /// Waits until the file at the path is no longer the one `seen` (grown, rewritten or
-    /// replaced); false when stopped first or the file is gone.
-    async fn wait_for_change(
+    /// Sleeps one poll; then `Some(end)` when stopped or another file is at the path.
+    async fn poll_once(
         &self,
-        seen: Seen,
+        identity: &FileIdentity,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Option<ArchiveEnd> {
+        tokio::select! {
+            _ = tokio::time::sleep(self.opts.poll.max) => {}
+            _ = stop.changed() => {}
+            _ = shutdown.changed() => {}
+        }
+        if *stop.borrow() || *shutdown.borrow() {
+            return Some(ArchiveEnd::Stopped);
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(at_path) if !identity.same_inode(&at_path) => Some(ArchiveEnd::Replaced),
+            // Gone: discovery stops this tailer when the glob no longer lists the path.
+            _ => None,
+        }
+    }
+
+    /// After a complete read: waits until stopped or another file is at the path.
+    async fn watch_path(
+        &self,
+        identity: &FileIdentity,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> ArchiveEnd {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.opts.poll.max) => {}
-                _ = stop.changed() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *stop.borrow() || *shutdown.borrow() {
-                return false;
-            }
-            match std::fs::metadata(&self.path) {
-                Ok(meta) if Seen::of(&meta) != seen => return true,
-                Ok(_) => {}
-                Err(_) => return false,
+            if let Some(end) = self.poll_once(identity, stop, shutdown).await {
+                return end;
             }
         }
     }
 
-    /// Waits until the file at the path stays as `last` for one poll (its writer is done);
-    /// false when stopped first or the file is gone.
+    /// After damage: waits until the archive changes (`None`: read it again), is replaced
+    /// at the path, or the tailer is stopped.
+    async fn wait_for_change(
+        &self,
+        archive: &Archive,
+        seen: Seen,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<ArchiveEnd> {
+        loop {
+            if let Some(end) = self.poll_once(&archive.identity, stop, shutdown).await {
+                return Some(end);
+            }
+            match archive.file.metadata() {
+                Ok(meta) if Seen::of(&meta) != seen => return None,
+                Ok(_) => {}
+                Err(_) => return Some(ArchiveEnd::Done),
+            }
+        }
+    }
+
+    /// While the archive is being written: waits until it stays as `last` for one poll
+    /// (`None`: read on), is replaced at the path, or the tailer is stopped.
     async fn wait_until_quiet(
         &self,
+        archive: &Archive,
         mut last: Seen,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> bool {
+    ) -> Option<ArchiveEnd> {
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.opts.poll.max) => {}
-                _ = stop.changed() => {}
-                _ = shutdown.changed() => {}
+            if let Some(end) = self.poll_once(&archive.identity, stop, shutdown).await {
+                return Some(end);
             }
-            if *stop.borrow() || *shutdown.borrow() {
-                return false;
-            }
-            match std::fs::metadata(&self.path) {
-                Ok(meta) if Seen::of(&meta) == last => return true,
+            match archive.file.metadata() {
+                Ok(meta) if Seen::of(&meta) == last => return None,
                 Ok(meta) => last = Seen::of(&meta),
-                Err(_) => return false,
+                Err(_) => return Some(ArchiveEnd::Done),
             }
         }
     }

@@ -387,3 +387,24 @@ async fn archive_written_while_read_arrives_whole_and_once() {
     assert_eq!(numbers, (1..=3000).collect::<Vec<_>>());
     nothing_more(&mut h, Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn rotation_shifting_names_reads_the_new_archive_and_not_the_renamed_one_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("app.log.1.gz");
+    let second = dir.path().join("app.log.2.gz");
+    std::fs::write(&first, gzip(b"a\nb\n")).unwrap();
+    let mut h = harness(dir.path(), opts(detecting()));
+    h.set.start(&first, Arc::new(LabelSet::new()));
+    assert_eq!(lines(&collect(&mut h, 2).await), vec!["a", "b"]);
+    // logrotate's shift: .1.gz becomes .2.gz and a new .1.gz appears.
+    std::fs::rename(&first, &second).unwrap();
+    std::fs::write(&first, gzip(b"c\nd\ne\n")).unwrap();
+    h.set.start(&second, Arc::new(LabelSet::new()));
+    let got = collect(&mut h, 3).await;
+    assert_eq!(got, vec![("c".into(), 1), ("d".into(), 2), ("e".into(), 3)]);
+    nothing_more(&mut h, Duration::from_millis(400)).await;
+    // Each name's count is its own file's.
+    assert_eq!(saved_lines(&h, &first).await, Some(3));
+    assert_eq!(saved_lines(&h, &second).await, Some(2));
+}
