@@ -39,7 +39,8 @@
 //! them twice, as Promtail does.
 //!
 //! Decompression is CPU work on a blocking thread (`spawn_blocking`), one chunk of
-//! decompressed bytes at a time, so memory is bounded by the chunk and `max_line_bytes`.
+//! decompressed bytes at a time and at most two archives at once in the process, so memory
+//! is bounded by the chunk, the decoders and `max_line_bytes`.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};

@@ -408,3 +408,19 @@ async fn rotation_shifting_names_reads_the_new_archive_and_not_the_renamed_one_a
     assert_eq!(saved_lines(&h, &first).await, Some(3));
     assert_eq!(saved_lines(&h, &second).await, Some(2));
 }
+
+#[test]
+fn only_an_enabled_block_makes_a_job_read_archives() {
+    let job = |yaml: &str| -> ScrapeConfig { serde_yaml::from_str(yaml).unwrap() };
+    let off = job("job_name: a\ndecompression: {enabled: false, format: gz}\n");
+    assert_eq!(Decompression::of_job(&off), Ok(None));
+    assert_eq!(Decompression::of_job(&job("job_name: a\n")), Ok(None));
+    let on = job("job_name: a\ndecompression: {enabled: true, format: bz2, initial_delay: 2s}\n");
+    assert_eq!(
+        Decompression::of_job(&on),
+        Ok(Some(Decompression {
+            format: Some(ArchiveFormat::Bzip2),
+            initial_delay: Duration::from_secs(2),
+        }))
+    );
+}
