@@ -306,22 +306,26 @@ impl Tailer {
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<(Tailer, ArchiveEnd, u64)> {
-        let mut done = archive.skip;
+        let Archive {
+            mut file,
+            identity,
+            skip,
+        } = archive;
+        let mut done = skip;
         let mut this = self;
         let end = loop {
             let (back, end, seen, last_shipped) = this
-                .pass(format, &archive.file, source, done, stop, shutdown)
+                .pass(format, &file, source, done, stop, shutdown)
                 .await?;
             this = back;
             done = done.max(last_shipped);
             let e = match end {
                 PassEnd::Complete => {
                     // A fingerprint grown to the whole head tells this archive apart better.
-                    if let Some(grown) = archive
-                        .file
+                    if let Some(grown) = file
                         .metadata()
                         .ok()
-                        .and_then(|m| archive.identity.refreshed(&archive.file, &m))
+                        .and_then(|m| identity.refreshed(&file, &m))
                     {
                         this.positions.set_identity(source, grown);
                     }
@@ -330,26 +334,29 @@ impl Tailer {
                 PassEnd::Stopped | PassEnd::Closed => break ArchiveEnd::Stopped,
                 PassEnd::Corrupt(e) => e,
             };
-            let now = archive.file.metadata().ok().map(|m| Seen::of(&m));
-            let wait = match now {
-                Some(now) if now != seen => {
-                    // Written to while read (gzip of logrotate `compress` at work): not
-                    // damage, the rest comes once it is quiet.
-                    tracing::debug!(path = %this.path_label, error = %e, "archive changed while read; reading on once it is complete");
-                    this.wait_until_quiet(&archive, now, stop, shutdown).await
+            let now = file.metadata().ok().map(|m| Seen::of(&m));
+            if let Some(now) = now.filter(|now| *now != seen) {
+                // Written to while read (gzip of logrotate `compress` at work): not damage,
+                // the rest comes once it is quiet.
+                tracing::debug!(path = %this.path_label, error = %e, "archive changed while read; reading on once it is complete");
+                match this
+                    .wait_until_quiet(&file, &identity, now, stop, shutdown)
+                    .await
+                {
+                    Some(end) => break end,
+                    None => continue,
                 }
-                _ => {
-                    tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
-                    this.metrics
-                        .files
-                        .file_errors
-                        .with_label_values(&["corrupt_archive"])
-                        .inc();
-                    this.wait_for_change(&archive, seen, stop, shutdown).await
-                }
-            };
-            if let Some(end) = wait {
-                break end;
+            }
+            tracing::warn!(path = %this.path_label, error = %e, "corrupt or truncated archive; lines before the damage were shipped; reading again only if the file changes");
+            this.metrics
+                .files
+                .file_errors
+                .with_label_values(&["corrupt_archive"])
+                .inc();
+            drop(file);
+            match this.wait_for_change(&identity, seen, stop, shutdown).await {
+                Ok(reopened) => file = reopened,
+                Err(end) => break end,
             }
         };
         Some((this, end, done))
@@ -505,41 +512,47 @@ impl Tailer {
         }
     }
 
-    /// After damage: waits until the archive changes (`None`: read it again), is replaced
-    /// at the path, or the tailer is stopped.
+    /// After damage: waits, holding no descriptor (a damaged archive may stay as it is for
+    /// good), until the archive at the path changes (`Ok`: reopened, to read again), another
+    /// file is there, or the tailer is stopped.
     async fn wait_for_change(
         &self,
-        archive: &Archive,
+        identity: &FileIdentity,
         seen: Seen,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<ArchiveEnd> {
+    ) -> Result<File, ArchiveEnd> {
         loop {
-            if let Some(end) = self.poll_once(&archive.identity, stop, shutdown).await {
-                return Some(end);
+            if let Some(end) = self.poll_once(identity, stop, shutdown).await {
+                return Err(end);
             }
-            match archive.file.metadata() {
-                Ok(meta) if Seen::of(&meta) != seen => return None,
-                Ok(_) => {}
-                Err(_) => return Some(ArchiveEnd::Done),
+            match std::fs::metadata(&self.path) {
+                Ok(meta) if identity.same_inode(&meta) && Seen::of(&meta) != seen => {}
+                _ => continue,
+            }
+            match open_regular(&self.path) {
+                Ok((file, meta)) if identity.same_inode(&meta) => return Ok(file),
+                Ok(_) => return Err(ArchiveEnd::Replaced),
+                Err(_) => {}
             }
         }
     }
 
-    /// While the archive is being written: waits until it stays as `last` for one poll
-    /// (`None`: read on), is replaced at the path, or the tailer is stopped.
+    /// While the archive is being written: waits until `file` stays as `last` for one poll
+    /// (`None`: read on), another file is at the path, or the tailer is stopped.
     async fn wait_until_quiet(
         &self,
-        archive: &Archive,
+        file: &File,
+        identity: &FileIdentity,
         mut last: Seen,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<ArchiveEnd> {
         loop {
-            if let Some(end) = self.poll_once(&archive.identity, stop, shutdown).await {
+            if let Some(end) = self.poll_once(identity, stop, shutdown).await {
                 return Some(end);
             }
-            match archive.file.metadata() {
+            match file.metadata() {
                 Ok(meta) if Seen::of(&meta) == last => return None,
                 Ok(meta) => last = Seen::of(&meta),
                 Err(_) => return Some(ArchiveEnd::Done),

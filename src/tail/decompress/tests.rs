@@ -142,6 +142,14 @@ async fn nothing_more(h: &mut Harness, wait: Duration) {
     }
 }
 
+/// Does this process hold a descriptor of `path`?
+fn held_open(path: &Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
+}
+
 fn lines(got: &[(String, u64)]) -> Vec<&str> {
     got.iter().map(|(l, _)| l.as_str()).collect()
 }
@@ -200,12 +208,17 @@ async fn a_saved_line_count_skips_that_many_lines() {
         format!("positions:\n  {}: \"2\"\n", path.display()),
     )
     .unwrap();
+    {
+        let _open = std::fs::File::open(&path).unwrap();
+        assert!(held_open(&path), "the check sees a descriptor");
+    }
     let mut h = harness(dir.path(), opts(detecting()));
     h.set.start(&path, Arc::new(LabelSet::new()));
     let got = collect(&mut h, 2).await;
     assert_eq!(got, vec![("l3".into(), 3), ("l4".into(), 4)]);
     nothing_more(&mut h, Duration::from_millis(200)).await;
     assert_eq!(saved_lines(&h, &path).await, Some(4));
+    assert!(!held_open(&path), "a read archive is closed");
 }
 
 #[tokio::test]
@@ -283,6 +296,10 @@ async fn garbage_in_a_configured_format_is_counted_not_shipped() {
         h.metrics
             .render()
             .contains("tailward_file_errors_total{reason=\"corrupt_archive\"} 1")
+    );
+    assert!(
+        !held_open(&path),
+        "no descriptor held while waiting for a change"
     );
 }
 
