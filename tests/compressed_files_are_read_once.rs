@@ -239,27 +239,58 @@ async fn corrupt_archive_is_counted_and_the_other_files_keep_arriving() {
     drop(job.dir);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn logrotate_compress_archives_shifting_names_each_arrive_exactly_once() {
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("app.log");
-    let conf = dir.path().join("logrotate.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{} {{\n    rotate 20\n    missingok\n    nomail\n    create\n    compress\n}}\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let rotate = || {
+/// Real logrotate with `compress` (no `delaycompress`) of `<dir>/app.log`, and an agent
+/// job reading only the archives, `app.log.*.gz`.
+struct CompressRotation {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    conf: PathBuf,
+    config: PathBuf,
+}
+
+impl CompressRotation {
+    fn new(receiver: &Receiver) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let conf = dir.path().join("logrotate.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{} {{\n    rotate 20\n    missingok\n    nomail\n    create\n    compress\n}}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let yaml = file_job_config(
+            &receiver.url(),
+            &dir.path().join("positions.yaml"),
+            &format!("{}.*.gz", log.display()),
+            "",
+            "      - static_labels:\n          env: test\n",
+        )
+        .replace(
+            "    pipeline_stages:\n",
+            "    decompression:\n      enabled: true\n      format: gz\n    pipeline_stages:\n",
+        );
+        let config = write_config(dir.path(), &yaml);
+        CompressRotation {
+            dir,
+            log,
+            conf,
+            config,
+        }
+    }
+
+    /// Appends lines `from..to` to the live file, then rotates: every `app.log.N.gz` moves
+    /// to `app.log.N+1.gz` and the live file is compressed to a new `app.log.1.gz`.
+    fn write_and_rotate(&self, from: usize, to: usize) {
+        support::numbered_lines::append(&self.log, from, to);
         let out = std::process::Command::new("logrotate")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .arg("-s")
-            .arg(dir.path().join("logrotate.state"))
+            .arg(self.dir.path().join("logrotate.state"))
             .arg("-f")
-            .arg(&conf)
+            .arg(&self.conf)
             .output()
             .expect("run logrotate (Debian package logrotate; scripts/test installs it)");
         assert!(
@@ -267,27 +298,19 @@ async fn logrotate_compress_archives_shifting_names_each_arrive_exactly_once() {
             "logrotate failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    };
-    // Only the archives: the live file is another job's business.
-    let yaml = file_job_config(
-        &receiver.url(),
-        &dir.path().join("positions.yaml"),
-        &format!("{}.*.gz", log.display()),
-        "",
-        "      - static_labels:\n          env: test\n",
-    )
-    .replace(
-        "    pipeline_stages:\n",
-        "    decompression:\n      enabled: true\n      format: gz\n    pipeline_stages:\n",
-    );
-    let config = write_config(dir.path(), &yaml);
-    let agent = AgentProcess::start(&config, &[]);
+    }
+}
+
+const PER_FILE: usize = 100;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logrotate_compress_archives_shifting_names_each_arrive_exactly_once() {
+    let receiver = Receiver::start().await;
+    let rotation = CompressRotation::new(&receiver);
+    let agent = AgentProcess::start(&rotation.config, &[]);
     const ROTATIONS: usize = 6;
-    const PER_FILE: usize = 100;
     for k in 0..ROTATIONS {
-        support::numbered_lines::append(&log, k * PER_FILE, (k + 1) * PER_FILE);
-        // Each rotation shifts app.log.N.gz to app.log.N+1.gz and compresses a new .1.gz.
-        rotate();
+        rotation.write_and_rotate(k * PER_FILE, (k + 1) * PER_FILE);
         std::thread::sleep(Duration::from_millis(400));
     }
     let lines = settled_lines(
@@ -302,6 +325,41 @@ async fn logrotate_compress_archives_shifting_names_each_arrive_exactly_once() {
         0..ROTATIONS * PER_FILE,
         number_of,
     );
+    assert!(t.exactly_once(), "{t}\n{}", agent.stderr_text());
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archives_rotated_while_the_agent_was_down_arrive_exactly_once() {
+    let receiver = Receiver::start().await;
+    let rotation = CompressRotation::new(&receiver);
+    for k in 0..3 {
+        rotation.write_and_rotate(k * PER_FILE, (k + 1) * PER_FILE);
+    }
+    let agent = AgentProcess::start(&rotation.config, &[]);
+    settled_lines(
+        &receiver,
+        3 * PER_FILE,
+        Duration::from_secs(30),
+        Duration::from_millis(1000),
+    )
+    .await;
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
+    // Down: every archive moves to the next name, twice, and two new ones are made.
+    for k in 3..5 {
+        rotation.write_and_rotate(k * PER_FILE, (k + 1) * PER_FILE);
+    }
+    let agent = AgentProcess::start(&rotation.config, &[]);
+    let lines = settled_lines(
+        &receiver,
+        5 * PER_FILE,
+        Duration::from_secs(30),
+        Duration::from_millis(1500),
+    )
+    .await;
+    let t = Tally::of(lines.iter().map(String::as_str), 0..5 * PER_FILE, number_of);
     assert!(t.exactly_once(), "{t}\n{}", agent.stderr_text());
     let (status, log) = agent.terminate();
     assert!(status.success(), "{log}");

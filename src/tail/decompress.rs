@@ -269,7 +269,8 @@ impl Tailer {
 
     /// Lines of the archive `file` already handed on: the path's saved count when it is
     /// this file's, or a Promtail entry (no identity, trusted as Promtail trusts it);
-    /// else the count saved for this file under another name (rotation renamed it); else 0.
+    /// else the count saved for this file under another name (rotation renamed it, now or
+    /// while the agent was down); else 0.
     fn lines_done(&self, file: &File, meta: &std::fs::Metadata) -> u64 {
         match self.positions.saved(&self.path_label) {
             Some((lines, None)) => return lines,
@@ -278,6 +279,8 @@ impl Tailer {
         }
         self.positions
             .find(|id| id.matches(file, meta))
+            // Renamed while the agent was down, its old name already taken by another file.
+            .or_else(|| self.positions.find_as_loaded(|id| id.matches(file, meta)))
             .map(|(_, lines, _)| lines)
             .unwrap_or(0)
     }
