@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::systemd::Liveness;
-use crate::tail::{TailOptions, TailerSet};
+use crate::tail::{Decompression, TailOptions, TailerSet};
 use crate::targets_view::TargetsView;
 
 /// What every job shares.
@@ -107,6 +107,7 @@ pub fn start(
         ctx.metrics.clone(),
         TailOptions {
             encoding,
+            decompression: Decompression::of_job(job)?,
             ..TailOptions::from_config(config)
         },
         stop_rx.clone(),

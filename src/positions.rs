@@ -34,6 +34,8 @@ pub struct Positions {
 struct State {
     /// Saved positions by path (what goes into the file), including cursor-* keys we keep.
     saved: BTreeMap<String, String>,
+    /// The entries with an identity as read at start: (path, offset, identity).
+    loaded: Vec<(String, u64, FileIdentity)>,
     /// Identity of the file each saved path refers to, where known.
     identities: BTreeMap<String, FileIdentity>,
     sources: HashMap<SourceId, Source>,
@@ -121,6 +123,12 @@ impl Positions {
         };
         Ok(Self {
             inner: Arc::new(Mutex::new(State {
+                loaded: identities
+                    .iter()
+                    .filter_map(|(path, id)| {
+                        Some((path.clone(), saved.get(path)?.parse().ok()?, *id))
+                    })
+                    .collect(),
                 saved,
                 identities,
                 sources: HashMap::new(),
@@ -166,6 +174,19 @@ impl Positions {
             let offset = st.saved.get(path)?.parse().ok()?;
             is_it(id).then(|| (path.clone(), offset, *id))
         })
+    }
+
+    /// [`Self::find`] over the entries as they were read at start: a file renamed while the
+    /// agent was down is still found after another file has taken its old name (and entry).
+    pub fn find_as_loaded(
+        &self,
+        mut is_it: impl FnMut(&FileIdentity) -> bool,
+    ) -> Option<(String, u64, FileIdentity)> {
+        self.state()
+            .loaded
+            .iter()
+            .find(|(_, _, id)| is_it(id))
+            .cloned()
     }
 
     /// Is a source reading a file with this device and inode right now?
@@ -563,6 +584,26 @@ mod tests {
         assert!(text.contains("  /var/log/a.log: \"10\"\n"));
         assert!(text.contains("identities:\n  /var/log/a.log: \"1:2:3:00000004\"\n"));
         assert_eq!(parse(&text).unwrap(), (map, ids));
+    }
+
+    #[test]
+    fn entries_as_loaded_are_found_after_their_path_was_taken_by_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("positions.yaml");
+        std::fs::write(
+            &f,
+            "positions:\n  /l/a.1.gz: \"7\"\nidentities:\n  /l/a.1.gz: \"1:2:3:00000004\"\n",
+        )
+        .unwrap();
+        let p = Positions::open(&f, false, 1, false).unwrap();
+        let old = FileIdentity::parse("1:2:3:00000004").unwrap();
+        let new = FileIdentity::parse("1:9:3:00000005").unwrap();
+        p.register("/l/a.1.gz", 0, Some(new));
+        assert_eq!(p.find(|id| *id == old), None);
+        assert_eq!(
+            p.find_as_loaded(|id| *id == old),
+            Some(("/l/a.1.gz".to_string(), 7, old))
+        );
     }
 
     #[test]

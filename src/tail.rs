@@ -21,6 +21,7 @@
 //! offset 0 is dropped; undecodable bytes are replaced (counted as invalid lines). UTF-8
 //! files skip all of this. Offsets stay byte offsets in the file, whatever the encoding.
 //! Per-path series (`path` label) are exported unless `target_config.per_file_metrics` is off.
+//! A job with `decompression` enabled reads its files as archives instead ([`decompress`]).
 //!
 //! Each line carries an acknowledgement token (source, end offset). It must not know what
 //! happens to lines after its output channel: nothing of stages, Loki or HTTP.
@@ -42,6 +43,9 @@ use crate::file_identity::FileIdentity;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::positions::Positions;
+
+mod decompress;
+pub use decompress::Decompression;
 
 /// How often an idle file is checked: `min` after activity, doubling up to `max`.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +70,9 @@ pub struct TailOptions {
     pub encoding: Option<&'static encoding_rs::Encoding>,
     /// Export the per-path series; off bounds their count (`target_config.per_file_metrics`).
     pub per_file_metrics: bool,
+    /// The job's `decompression`, when enabled: its files are archives, read once. Set per
+    /// job; `from_config` leaves it `None`.
+    pub decompression: Option<Decompression>,
 }
 
 impl TailOptions {
@@ -88,6 +95,7 @@ impl TailOptions {
             ignore_older_than: (!t.ignore_older_than.0.is_zero()).then_some(t.ignore_older_than.0),
             encoding: None,
             per_file_metrics: t.per_file_metrics,
+            decompression: None,
         }
     }
 }
@@ -219,7 +227,10 @@ impl TailerSet {
             opts: self.opts,
             claims: self.claims.clone(),
         };
-        let task = tokio::spawn(tailer.run(stop_rx, self.shutdown.clone()));
+        let task = match self.opts.decompression {
+            Some(d) => tokio::spawn(tailer.run_decompressing(d, stop_rx, self.shutdown.clone())),
+            None => tokio::spawn(tailer.run(stop_rx, self.shutdown.clone())),
+        };
         self.running.insert(
             path.to_path_buf(),
             Running {
@@ -1071,6 +1082,7 @@ mod tests {
             ignore_older_than: None,
             encoding: None,
             per_file_metrics: true,
+            decompression: None,
         }
     }
 

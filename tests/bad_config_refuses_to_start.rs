@@ -281,3 +281,17 @@ fn unknown_preset_or_preset_parameter_is_refused() {
         "FILE: scrape_configs[0].pipeline_stages[0].preset.parameters.max_line: preset python_traceback has no parameter \"max_line\"; expected one of: ",
     );
 }
+
+#[test]
+fn unknown_decompression_format_names_its_path_and_the_formats() {
+    assert_refused(
+        r#"scrape_configs:
+  - job_name: a
+    decompression:
+      enabled: true
+      format: gzip
+    static_configs: [{labels: {__path__: /tmp/none.gz}}]
+"#,
+        "FILE: scrape_configs[0].decompression.format: expected gz, z (zlib) or bz2, or empty to detect the format from each file's first bytes, found \"gzip\"",
+    );
+}

@@ -265,6 +265,7 @@ fn options() -> TailOptions {
         ignore_older_than: None,
         encoding: None,
         per_file_metrics: true,
+        decompression: None,
     }
 }
 

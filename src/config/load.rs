@@ -525,6 +525,9 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 }
             }
         }
+        if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
+            return Err(ConfigError::new(name, at("decompression.format"), expected));
+        }
         // Only stdin mode may run a job that names no files.
         if (!config.target_config.stdin || i > 0)
             && sc.static_configs.is_empty()
@@ -692,6 +695,56 @@ mod tests {
                     .is_ok_and(|e| e.is_some()),
                 "{name} resolves to a decoder"
             );
+        }
+    }
+
+    #[test]
+    fn unknown_decompression_format_is_refused_at_its_key_path() {
+        for bad in ["gzip", "GZ", "zip", "xz", "tar.gz"] {
+            let err = refusal(&format!(
+                "scrape_configs:\n  - job_name: a\n    decompression: {{enabled: true, format: {bad:?}}}\n    static_configs: [{{labels: {{__path__: /tmp/none.gz}}}}]\n"
+            ));
+            assert_eq!(err.key_path, "scrape_configs[0].decompression.format");
+            assert!(
+                err.message.contains("expected gz, z (zlib) or bz2"),
+                "{err}"
+            );
+            assert!(err.message.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_decompression_key_is_refused() {
+        let err = refusal(
+            "scrape_configs:\n  - job_name: a\n    decompression: {enabled: true, formt: gz}\n    static_configs: [{labels: {__path__: /tmp/none.gz}}]\n",
+        );
+        assert!(
+            err.key_path.starts_with("scrape_configs[0].decompression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn promtail_decompression_formats_are_accepted() {
+        use crate::config::ArchiveFormat;
+        for (name, want) in [
+            ("gz", Some(ArchiveFormat::Gzip)),
+            ("z", Some(ArchiveFormat::Zlib)),
+            ("bz2", Some(ArchiveFormat::Bzip2)),
+            ("", None),
+        ] {
+            let config = load_str(
+                &format!(
+                    "scrape_configs:\n  - job_name: a\n    decompression:\n      enabled: true\n      initial_delay: 10s\n      format: {name:?}\n    static_configs: [{{labels: {{__path__: /tmp/none.gz}}}}]\n"
+                ),
+                "FILE",
+                &Overrides::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let d = config.scrape_configs[0].decompression.as_ref().unwrap();
+            assert!(d.enabled);
+            assert_eq!(d.initial_delay.0, std::time::Duration::from_secs(10));
+            assert_eq!(d.archive_format(), Ok(want), "{name}");
         }
     }
 }

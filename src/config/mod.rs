@@ -391,7 +391,7 @@ pub struct ScrapeConfig {
     /// Resolved by [`ScrapeConfig::file_encoding`].
     pub encoding: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decompression: Option<serde_json::Value>,
+    pub decompression: Option<DecompressionConfig>,
     pub static_configs: Vec<StaticConfig>,
     /// Reads the systemd journal instead of files (Promtail's `journal:`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -443,6 +443,45 @@ impl ScrapeConfig {
             _ => Err(format!(
                 "expected an IANA encoding name such as UTF-8, UTF-16LE, UTF-16BE, \
                  windows-1252, ISO-8859-1 or Shift_JIS (or empty for UTF-8), found {name:?}"
+            )),
+        }
+    }
+}
+
+/// Promtail's `decompression` block: every file of the job is a compressed archive, read
+/// once to its end (see [`crate::tail`]'s `decompress` module).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecompressionConfig {
+    pub enabled: bool,
+    /// Wait before reading a newly found archive (it may still be being written).
+    pub initial_delay: GoDuration,
+    /// `gz`, `z` (zlib) or `bz2`, as Promtail names them; empty (a tailward extension)
+    /// detects each file's format from its magic bytes. Resolved by
+    /// [`DecompressionConfig::archive_format`].
+    pub format: String,
+}
+
+/// A compression format of `decompression.format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    Gzip,
+    Zlib,
+    Bzip2,
+}
+
+impl DecompressionConfig {
+    /// The configured format; `None` means detect it per file.
+    pub fn archive_format(&self) -> Result<Option<ArchiveFormat>, String> {
+        // Exactly the names Promtail's decompressor switches on (case-sensitive there too).
+        match self.format.as_str() {
+            "" => Ok(None),
+            "gz" => Ok(Some(ArchiveFormat::Gzip)),
+            "z" => Ok(Some(ArchiveFormat::Zlib)),
+            "bz2" => Ok(Some(ArchiveFormat::Bzip2)),
+            other => Err(format!(
+                "expected gz, z (zlib) or bz2, or empty to detect the format from each \
+                 file's first bytes, found {other:?}"
             )),
         }
     }
