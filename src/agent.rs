@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::server;
-use crate::tail::{TailOptions, TailerSet};
+use crate::tail::{FileAccess, TailOptions, TailerSet};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -198,6 +198,12 @@ pub async fn run(
         });
     } else {
         let tail_options = TailOptions::from_config(&config);
+        // One watcher and one open-file bound for every job.
+        let file_access = FileAccess::new(
+            config.target_config.inotify,
+            crate::open_files::fit_to_descriptor_limit(config.target_config.max_open_files),
+            &metrics,
+        );
         for (job, input) in config.scrape_configs.iter().zip(job_inputs.iter()) {
             let targets = discovery::targets_of(job, &metrics).map_err(AgentError)?;
             metrics.files.targets_active.add(targets.len() as f64);
@@ -217,6 +223,7 @@ pub async fn run(
                     ..tail_options
                 },
                 stop_rx.clone(),
+                file_access.clone(),
             );
             let sync = config.target_config.sync_period.0;
             let stop = stop_rx.clone();

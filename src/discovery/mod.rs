@@ -281,7 +281,7 @@ pub async fn run(
                 }
             }
             for f in files {
-                if seen.insert(f.clone()) {
+                if seen.insert(f.clone()) && !tailers.is_running(&f) {
                     // Idempotent: a running tailer is kept, a finished one restarted, and a
                     // file still being read under an older name waits for a later round.
                     let mut labels = target.labels.clone();
