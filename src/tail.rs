@@ -126,8 +126,11 @@ impl FileAccess {
     }
 }
 
-/// Bytes read per system call; also the most one batch holds.
+/// Bytes read per system call at most; also the most one batch holds.
 const READ_CHUNK: usize = 256 * 1024;
+/// A tailer's first read buffer; it doubles while reads fill it, up to [`READ_CHUNK`], so
+/// thousands of quiet files do not each hold a large buffer.
+const FIRST_READ_CHUNK: usize = 16 * 1024;
 
 /// How a line ends in the file's encoding.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -391,7 +394,7 @@ impl Tailer {
         mut stop: watch::Receiver<bool>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = Vec::new();
         let mut readers: Vec<Reader> = Vec::new();
         let mut parked: Option<Parked> = None;
         let mut first_open = true;
@@ -417,10 +420,7 @@ impl Tailer {
                 }
                 let Some(p) = parked.take() else { continue };
                 match self.reopen(p) {
-                    Ok(r) => {
-                        readers.push(r);
-                        buf.resize(READ_CHUNK, 0);
-                    }
+                    Ok(r) => readers.push(r),
                     Err(p) => {
                         self.metrics
                             .files
@@ -920,7 +920,10 @@ impl Tailer {
         let _ = fm.file_lag_bytes.remove_label_values(&[&self.path_label]);
     }
 
-    async fn read_some(&self, r: &mut Reader, buf: &mut [u8]) -> std::io::Result<ReadOutcome> {
+    async fn read_some(&self, r: &mut Reader, buf: &mut Vec<u8>) -> std::io::Result<ReadOutcome> {
+        if buf.is_empty() {
+            buf.resize(FIRST_READ_CHUNK, 0);
+        }
         if r.at_eof && !r.draining {
             // New data after a pause: make sure it is still the file we were reading before
             // reading on (a truncate and rewrite past our offset looks like growth).
@@ -1003,6 +1006,10 @@ impl Tailer {
                     .with_label_values(&[&self.path_label])
                     .inc_by(lines);
             }
+        }
+        if n == buf.len() && n < READ_CHUNK {
+            // More is waiting: read more per call.
+            buf.resize((n * 2).min(READ_CHUNK), 0);
         }
         if !batch.is_empty() && self.out.send(batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
