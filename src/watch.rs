@@ -12,7 +12,9 @@
 //! directory cannot be watched (e.g. `fs.inotify.max_user_instances` or `max_user_watches`
 //! reached), and from the first event-queue overflow on (events were lost; every tailer is
 //! woken once to look). Each case is logged once and counted in
-//! `tailward_file_watch_fallbacks_total{reason}`.
+//! `tailward_file_watch_fallbacks_total{reason}`. A path that is a symlink into another
+//! directory is watched in its own directory, where the target's writes raise no event: such
+//! files are found by the safety-net polls.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
