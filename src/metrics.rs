@@ -51,7 +51,8 @@ pub struct FileMetrics {
     pub file_events: IntCounterVec,
     /// tailward: files that could not be opened or read, by reason.
     pub file_errors: IntCounterVec,
-    /// tailward: log files held open now (bounded by `target_config.max_open_files`).
+    /// tailward: tailers holding their log file open now (bounded by
+    /// `target_config.max_open_files`).
     pub open_files: Gauge,
     /// tailward: idle files closed to stay within `target_config.max_open_files`.
     pub idle_file_closes: IntCounter,
@@ -207,7 +208,7 @@ impl Metrics {
             open_files: gauge(
                 &registry,
                 "tailward_open_files",
-                "Log files held open now (at most target_config.max_open_files).",
+                "Tailers holding their log file open now (at most target_config.max_open_files).",
             ),
             idle_file_closes: counter(
                 &registry,

@@ -9,7 +9,10 @@
 //!
 //! The unit is a tailer, not a descriptor: a tailer that is draining a rotated file holds
 //! the old and the new file on one slot for up to `rotate_wait`, so descriptors can exceed
-//! the bound by the number of files rotating at that moment.
+//! the bound by the number of files rotating at that moment. Files written more often than
+//! others are less likely to be closed; when more files are written at once than the bound
+//! allows, they take turns (each is read when it gets a slot), so the bound should exceed
+//! the number of files written at the same time.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

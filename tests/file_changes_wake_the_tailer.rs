@@ -1,5 +1,6 @@
-//! Change detection: with polls 30s apart, an appended line and a new file still arrive at
-//! once, because inotify wakes the tailer (and discovery); with inotify off
+//! Change detection: with polls and re-globs 30s apart, an appended line, a new file and a
+//! file in a new directory still arrive at once, because inotify wakes the tailer (and
+//! discovery); with inotify off
 //! (`target_config.inotify: false`) the agent polls as Promtail does and lines still arrive.
 
 mod support;
@@ -86,6 +87,30 @@ async fn new_file_is_picked_up_without_waiting_for_the_sync_period() {
     let got = arrive_before(&receiver, 20, started + Duration::from_secs(25)).await;
     let (_, stderr) = agent.terminate();
     assert_eq!(got, 20, "the new file waited for a re-glob:\n{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn file_in_a_new_directory_is_picked_up_without_waiting_for_the_sync_period() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("a")).unwrap();
+    append(&logs.join("a/first.log"), 0, 10);
+    let glob = format!("{}/*/*.log", logs.display());
+    let cfg = config(dir.path(), &receiver, &glob, POLL, true);
+    let started = Instant::now();
+    let agent = AgentProcess::start(&cfg, &[]);
+    receiver.wait_for_entries(10, Duration::from_secs(20)).await;
+    std::fs::create_dir(logs.join("b")).unwrap();
+    // Long enough for the new directory to be watched before the file appears in it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    append(&logs.join("b/second.log"), 10, 20);
+    let got = arrive_before(&receiver, 20, started + Duration::from_secs(25)).await;
+    let (_, stderr) = agent.terminate();
+    assert_eq!(
+        got, 20,
+        "the file in the new directory waited for a re-glob:\n{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
