@@ -1904,4 +1904,29 @@ mod tests {
         assert_eq!(lines, vec!["zzzz 1", "zzzz 2"]);
         nothing_more(&mut h.rx, Duration::from_millis(300)).await;
     }
+
+    #[tokio::test]
+    async fn a_file_deleted_while_closed_ends_its_tailer_and_a_new_one_is_read_from_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let (a, b) = (logs.join("a.log"), logs.join("b.log"));
+        std::fs::write(&a, "a 1\n").unwrap();
+        std::fs::write(&b, "b 1\n").unwrap();
+        let mut h = harness_with(dir.path(), opts(), true, 1);
+        h.set.start(&a, Arc::new(LabelSet::new()));
+        h.set.start(&b, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let closed_before = h.metrics.files.idle_file_closes.get();
+        assert!(closed_before >= 1);
+        std::fs::remove_file(&a).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.set.paths(), vec![b.clone()], "a's tailer ended");
+        assert!(open_descriptors_of(&logs) <= 1);
+        // Recreated: a new file, read from its start.
+        std::fs::write(&a, "new a 1\n").unwrap();
+        h.set.start(&a, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await, vec![("new a 1".into(), 8)]);
+    }
 }
