@@ -60,7 +60,10 @@ pub struct GlobalConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileWatchConfig {
+    /// Without inotify (see `target_config.inotify`): the poll interval after a change,
+    /// doubling while the file is quiet up to `max_poll_frequency`, as in Promtail.
     pub min_poll_frequency: GoDuration,
+    /// With inotify: how often a file is checked anyway, in case an event was missed.
     pub max_poll_frequency: GoDuration,
 }
 
