@@ -28,6 +28,7 @@ use crate::positions::Positions;
 use crate::reload;
 use crate::server;
 use crate::systemd::{self, Heartbeat, Liveness, Notifier};
+use crate::tail::FileAccess;
 use crate::targets_view::TargetsView;
 
 #[derive(Clone, Debug, Default)]
@@ -170,6 +171,11 @@ pub async fn run(
         fanout,
         liveness: liveness.clone(),
         targets_view: targets_view.clone(),
+        file_access: FileAccess::new(
+            config.target_config.inotify,
+            crate::open_files::fit_to_descriptor_limit(config.target_config.max_open_files),
+            &metrics,
+        ),
         inspect: opts.inspect,
     };
     let mut running_jobs = jobs::Jobs::default();

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
 use crate::positions::Positions;
 use crate::systemd::Liveness;
-use crate::tail::{Decompression, TailOptions, TailerSet};
+use crate::tail::{Decompression, FileAccess, TailOptions, TailerSet};
 use crate::targets_view::TargetsView;
 
 /// What every job shares.
@@ -31,6 +31,8 @@ pub struct JobContext {
     pub fanout: Fanout,
     pub liveness: Liveness,
     pub targets_view: TargetsView,
+    /// One inotify watcher and one open-file bound for every job, kept across reloads.
+    pub file_access: FileAccess,
     pub inspect: bool,
 }
 
@@ -111,6 +113,7 @@ pub fn start(
             ..TailOptions::from_config(config)
         },
         stop_rx.clone(),
+        ctx.file_access.clone(),
     );
     let sync = config.target_config.sync_period.0;
     let report = discovery::Report {

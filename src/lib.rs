@@ -1,7 +1,8 @@
 //! tailward: a host log agent that reads Promtail's configuration, tails log files, runs
 //! Promtail-compatible pipelines and pushes to Grafana Loki.
 //!
-//! The flow runs one way: [`discovery`] finds files, [`tail`] reads their lines, [`pipeline`]
+//! The flow runs one way: [`discovery`] finds files, [`tail`] reads their lines (woken by
+//! [`watch`], within the open-file bound of [`open_files`]), [`pipeline`]
 //! turns lines into entries, [`client`] batches and pushes them. The only way back is
 //! [`ack`]: clients settle acknowledgements, and [`positions`] records how far each file has
 //! been delivered. [`agent`] wires the parts together; [`config`] and [`cli`] read what the
@@ -25,6 +26,7 @@ pub mod journal;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
+pub mod open_files;
 pub mod pipeline;
 pub mod pipeline_cases;
 pub mod positions;
@@ -33,3 +35,4 @@ pub mod server;
 pub mod systemd;
 pub mod tail;
 pub mod targets_view;
+pub mod watch;

@@ -6,8 +6,8 @@
 //! one test process.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -51,6 +51,14 @@ pub struct FileMetrics {
     pub file_events: IntCounterVec,
     /// tailward: files that could not be opened or read, by reason.
     pub file_errors: IntCounterVec,
+    /// tailward: tailers holding their log file open now (bounded by
+    /// `target_config.max_open_files`).
+    pub open_files: Gauge,
+    /// tailward: idle files closed to stay within `target_config.max_open_files`.
+    pub idle_file_closes: IntCounter,
+    /// tailward: times tailers fell back to polling because inotify could not be used
+    /// (`init`, `watch`) or lost events (`overflow`).
+    pub watch_fallbacks: IntCounterVec,
 }
 
 pub struct PipelineMetrics {
@@ -197,6 +205,22 @@ impl Metrics {
                 "Files that could not be opened or read.",
                 &["reason"],
             ),
+            open_files: gauge(
+                &registry,
+                "tailward_open_files",
+                "Tailers holding their log file open now (at most target_config.max_open_files).",
+            ),
+            idle_file_closes: counter(
+                &registry,
+                "tailward_idle_file_closes_total",
+                "Idle files closed to stay within target_config.max_open_files; reopened when they change.",
+            ),
+            watch_fallbacks: counter_vec(
+                &registry,
+                "tailward_file_watch_fallbacks_total",
+                "Times tailers fell back to polling: inotify unavailable (init, watch) or events lost (overflow).",
+                &["reason"],
+            ),
         };
         let pipeline = PipelineMetrics {
             dropped_lines: counter_vec(
@@ -256,6 +280,13 @@ impl Default for Metrics {
 // covered by the unit test below; a failure there is a programming error, not input.
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric definition");
     r.register(Box::new(c.clone()))
         .expect("metric registered once");
     c

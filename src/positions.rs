@@ -170,9 +170,14 @@ impl Positions {
         mut is_it: impl FnMut(&FileIdentity) -> bool,
     ) -> Option<(String, u64, FileIdentity)> {
         let st = self.state();
+        // Identity first: this runs for every new file over every saved entry, and looking
+        // up and parsing each entry's offset made 10,000 files cost seconds.
         st.identities.iter().find_map(|(path, id)| {
+            if !is_it(id) {
+                return None;
+            }
             let offset = st.saved.get(path)?.parse().ok()?;
-            is_it(id).then(|| (path.clone(), offset, *id))
+            Some((path.clone(), offset, *id))
         })
     }
 

@@ -23,6 +23,21 @@
 //! Per-path series (`path` label) are exported unless `target_config.per_file_metrics` is off.
 //! A job with `decompression` enabled reads its files as archives instead ([`decompress`]).
 //!
+//! A tailer wakes when [`crate::watch`] reports a change of its path (inotify), and polls at
+//! `max_poll_frequency` as a safety net; where events cannot be trusted (inotify off or
+//! unavailable, events lost, a rotated file being drained under another name) it polls as
+//! Promtail does, from `min_poll_frequency` backing off to `max_poll_frequency`.
+//!
+//! Open files are bounded by `target_config.max_open_files` ([`crate::open_files`]): asked to
+//! make room, a tailer whose file is idle (at its end, no unfinished line, not mid-rotation)
+//! closes it and remembers its identity, offset, size and mtime. When a stat of the path
+//! shows a change, it reopens the file by identity (the file at the path if it has the same
+//! device and inode, else the file of that inode in the directory, i.e. rotated while
+//! closed) and the usual checks follow: a changed head or a size below the offset is a
+//! truncation, another file at the path a rotation (the old file is drained first). Limit:
+//! lines appended to a closed file that is then deleted (or moved out of its directory)
+//! before the tailer reopens it are lost, as the file can no longer be found.
+//!
 //! Each line carries an acknowledgement token (source, end offset). It must not know what
 //! happens to lines after its output channel: nothing of stages, Loki or HTTP.
 
@@ -34,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::ack::{AckToken, SourceId};
@@ -42,7 +57,9 @@ use crate::entry::LineBatch;
 use crate::file_identity::FileIdentity;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
+use crate::open_files::{OpenFiles, Slot};
 use crate::positions::Positions;
+use crate::watch::{FileWatch, Registration};
 
 mod decompress;
 pub use decompress::Decompression;
@@ -100,8 +117,28 @@ impl TailOptions {
     }
 }
 
-/// Bytes read per system call; also the most one batch holds.
+/// What every tailer of the agent shares: the inotify watcher and the open-file bound.
+#[derive(Clone)]
+pub struct FileAccess {
+    pub watch: Arc<FileWatch>,
+    pub open_files: Arc<OpenFiles>,
+}
+
+impl FileAccess {
+    /// `inotify` and `max_open_files` as in `target_config` (0 = no bound).
+    pub fn new(inotify: bool, max_open_files: usize, metrics: &Arc<Metrics>) -> Self {
+        Self {
+            watch: FileWatch::new(inotify, metrics.clone()),
+            open_files: OpenFiles::new(max_open_files, metrics.clone()),
+        }
+    }
+}
+
+/// Bytes read per system call at most; also the most one batch holds.
 const READ_CHUNK: usize = 256 * 1024;
+/// A tailer's first read buffer; it doubles while reads fill it, up to [`READ_CHUNK`], so
+/// thousands of quiet files do not each hold a large buffer.
+const FIRST_READ_CHUNK: usize = 16 * 1024;
 
 /// How a line ends in the file's encoding.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -161,6 +198,7 @@ pub struct TailerSet {
     shutdown: watch::Receiver<bool>,
     claims: Claims,
     running: HashMap<PathBuf, Running>,
+    access: FileAccess,
 }
 
 struct Running {
@@ -175,6 +213,7 @@ impl TailerSet {
         metrics: Arc<Metrics>,
         opts: TailOptions,
         shutdown: watch::Receiver<bool>,
+        access: FileAccess,
     ) -> Self {
         Self {
             positions,
@@ -184,7 +223,15 @@ impl TailerSet {
             shutdown,
             claims: Arc::new(Mutex::new(HashSet::new())),
             running: HashMap::new(),
+            access,
         }
+    }
+
+    /// Is a tailer running for `path`?
+    pub fn is_running(&self, path: &Path) -> bool {
+        self.running
+            .get(path)
+            .is_some_and(|r| !r.task.is_finished())
     }
 
     /// Starts tailing `path` unless it already is (or its file is still being read under an
@@ -217,7 +264,11 @@ impl TailerSet {
             }
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let slot = self.access.open_files.slot(wake.clone());
         let tailer = Tailer {
+            watch: self.access.watch.register(path, wake.clone()),
+            wake,
             path: path.to_path_buf(),
             path_label,
             labels,
@@ -228,8 +279,12 @@ impl TailerSet {
             claims: self.claims.clone(),
         };
         let task = match self.opts.decompression {
-            Some(d) => tokio::spawn(tailer.run_decompressing(d, stop_rx, self.shutdown.clone())),
-            None => tokio::spawn(tailer.run(stop_rx, self.shutdown.clone())),
+            // An archive is read once, a bounded number at a time (see `decompress`); the
+            // slot serves a file that turns out to be plain.
+            Some(d) => {
+                tokio::spawn(tailer.run_decompressing(slot, d, stop_rx, self.shutdown.clone()))
+            }
+            None => tokio::spawn(tailer.run(slot, stop_rx, self.shutdown.clone())),
         };
         self.running.insert(
             path.to_path_buf(),
@@ -273,6 +328,36 @@ struct Tailer {
     metrics: Arc<Metrics>,
     opts: TailOptions,
     claims: Claims,
+    /// Woken on changes of the path, and when asked to close the file to make room.
+    wake: Arc<Notify>,
+    watch: Registration,
+}
+
+/// A current file closed while idle to stay within `max_open_files`, with what is needed to
+/// find it again and to tell whether it changed.
+struct Parked {
+    identity: FileIdentity,
+    name: String,
+    cursor: u64,
+    source: SourceId,
+    len: u64,
+    mtime: Option<SystemTime>,
+    last_growth: Instant,
+}
+
+impl Parked {
+    /// Did the path change since the file was closed (grew, shrank, rewritten, replaced,
+    /// gone)? One stat; the file itself is checked when reopened.
+    fn changed(&self, path: &Path) -> bool {
+        match std::fs::metadata(path) {
+            Ok(m) => {
+                !self.identity.same_inode(&m)
+                    || m.len() != self.len
+                    || m.modified().ok() != self.mtime
+            }
+            Err(_) => true,
+        }
+    }
 }
 
 /// One open file being read.
@@ -318,9 +403,15 @@ enum PathState {
 }
 
 impl Tailer {
-    async fn run(self, mut stop: watch::Receiver<bool>, mut shutdown: watch::Receiver<bool>) {
-        let mut buf = vec![0u8; READ_CHUNK];
+    async fn run(
+        self,
+        mut slot: Slot,
+        mut stop: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buf = Vec::new();
         let mut readers: Vec<Reader> = Vec::new();
+        let mut parked: Option<Parked> = None;
         let mut first_open = true;
         let mut rotated_at: Option<SystemTime> = None;
         let mut idle = self.opts.poll.min;
@@ -330,22 +421,61 @@ impl Tailer {
                 break;
             }
             let stopping = *stop.borrow();
+            if let Some(p) = &parked {
+                if stopping {
+                    break;
+                }
+                if !p.changed(&self.path) {
+                    self.wait(idle, &mut idle, &readers, &mut stop, &mut shutdown)
+                        .await;
+                    continue;
+                }
+                if !self.acquire(&mut slot, &mut stop, &mut shutdown).await {
+                    continue;
+                }
+                let Some(p) = parked.take() else { continue };
+                match self.reopen(p) {
+                    Ok(r) => readers.push(r),
+                    Err(p) => {
+                        self.metrics
+                            .files
+                            .file_events
+                            .with_label_values(&["deleted"])
+                            .inc();
+                        tracing::info!(path = %self.path_label, "file deleted while closed for max_open_files");
+                        self.close_parked(p);
+                        slot.release(false);
+                        if !self.path.exists() {
+                            break;
+                        }
+                    }
+                }
+            }
             // A new current file is opened once every older one has been read to its end,
             // so a rotated file's remainder goes out before the new file.
             let has_current = readers.iter().any(|r| !r.draining);
             if !stopping && !has_current && readers.iter().all(|r| r.at_eof) {
-                match self.open_current(first_open, &mut rotated_at, &mut readers) {
-                    Ok(()) => open_failures = 0,
-                    Err(reason) => {
-                        open_failures += 1;
-                        // Logged once, then every 100th retry: the file may come back.
-                        if open_failures == 1 || open_failures.is_multiple_of(100) {
-                            tracing::warn!(path = %self.path_label, reason, "cannot open file; will retry");
-                            self.metrics
-                                .files
-                                .file_errors
-                                .with_label_values(&[reason])
-                                .inc();
+                // A slot is only worth waiting for when there is a file to open.
+                if !slot.held()
+                    && self.path.exists()
+                    && !self.acquire(&mut slot, &mut stop, &mut shutdown).await
+                {
+                    continue;
+                }
+                if slot.held() {
+                    match self.open_current(first_open, &mut rotated_at, &mut readers) {
+                        Ok(()) => open_failures = 0,
+                        Err(reason) => {
+                            open_failures += 1;
+                            // Logged once, then every 100th retry: the file may come back.
+                            if open_failures == 1 || open_failures.is_multiple_of(100) {
+                                tracing::warn!(path = %self.path_label, reason, "cannot open file; will retry");
+                                self.metrics
+                                    .files
+                                    .file_errors
+                                    .with_label_values(&[reason])
+                                    .inc();
+                            }
                         }
                     }
                 }
@@ -445,18 +575,146 @@ impl Tailer {
                 break;
             }
 
+            if readers.is_empty() {
+                slot.release(false);
+            }
+
             if progressed {
+                slot.touch();
                 idle = self.opts.poll.min;
                 continue;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(idle) => {}
-                _ = stop.changed() => {}
-                _ = shutdown.changed() => {}
+            if slot.close_requested() {
+                match self.park(&mut readers, stopping) {
+                    Some(p) => {
+                        parked = Some(p);
+                        slot.release(true);
+                        // An idle tailer keeps no read buffer.
+                        buf = Vec::new();
+                    }
+                    None => slot.decline(),
+                }
             }
-            idle = (idle * 2).min(self.opts.poll.max).max(self.opts.poll.min);
+            self.wait(idle, &mut idle, &readers, &mut stop, &mut shutdown)
+                .await;
+        }
+        if let Some(p) = parked.take() {
+            self.close_parked(p);
         }
         self.close_all(&mut readers);
+    }
+
+    /// Sleeps until the path changes (or the tailer is asked to close its file), a deadline
+    /// of a held line, or the next poll: `max_poll_frequency` when events are reliable, else
+    /// `backoff` (Promtail's polling), which then doubles up to `max_poll_frequency`.
+    async fn wait(
+        &self,
+        backoff: Duration,
+        next_backoff: &mut Duration,
+        readers: &[Reader],
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let events = self.watch.events_reliable() && readers.iter().all(|r| !r.draining);
+        let mut sleep = if events { self.opts.poll.max } else { backoff };
+        let now = Instant::now();
+        for r in readers {
+            if !r.pending.is_empty() && !r.skipping {
+                let due = r.pending_since + self.opts.partial_line_wait;
+                sleep = sleep.min(due.saturating_duration_since(now));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = self.wake.notified() => {}
+            _ = stop.changed() => {}
+            _ = shutdown.changed() => {}
+        }
+        if !events {
+            *next_backoff = (backoff * 2)
+                .min(self.opts.poll.max)
+                .max(self.opts.poll.min);
+        }
+    }
+
+    /// Waits for an open-file slot; false when stopping or shutdown interrupted the wait.
+    async fn acquire(
+        &self,
+        slot: &mut Slot,
+        stop: &mut watch::Receiver<bool>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        tokio::select! {
+            _ = slot.acquire() => true,
+            _ = stop.changed() => false,
+            _ = shutdown.changed() => false,
+        }
+    }
+
+    /// Closes the current file if it is idle: at its end, no unfinished or over-long line
+    /// held, no rotated file being drained.
+    fn park(&self, readers: &mut Vec<Reader>, stopping: bool) -> Option<Parked> {
+        let [r] = readers.as_slice() else {
+            return None;
+        };
+        if stopping || r.draining || !r.at_eof || !r.pending.is_empty() || r.skipping {
+            return None;
+        }
+        let meta = r.file.metadata().ok()?;
+        if meta.len() != r.cursor {
+            return None;
+        }
+        let r = readers.pop()?;
+        tracing::debug!(path = %r.name, offset = r.cursor, "closing idle file (max_open_files)");
+        Some(Parked {
+            identity: r.identity,
+            name: r.name,
+            cursor: r.cursor,
+            source: r.source,
+            len: meta.len(),
+            mtime: meta.modified().ok(),
+            last_growth: r.last_growth,
+        })
+    }
+
+    /// Reopens a closed file by identity: at the path if the same inode is still there,
+    /// else under the name it was rotated to. Gives it back when it is gone.
+    fn reopen(&self, p: Parked) -> Result<Reader, Parked> {
+        let same = |m: &Metadata| p.identity.same_inode(m);
+        let opened = match open_regular(&self.path) {
+            Ok((file, meta)) if same(&meta) => Some(file),
+            _ => find_by_inode(&self.path, &p.identity)
+                .and_then(|q| open_regular(&q).ok())
+                .filter(|(_, meta)| same(meta))
+                .map(|(file, _)| file),
+        };
+        let Some(mut file) = opened else {
+            return Err(p);
+        };
+        if file.seek(SeekFrom::Start(p.cursor)).is_err() {
+            return Err(p);
+        }
+        tracing::debug!(path = %p.name, offset = p.cursor, "reopened idle file");
+        Ok(Reader {
+            file,
+            identity: p.identity,
+            name: p.name,
+            cursor: p.cursor,
+            pending: Vec::new(),
+            pending_since: Instant::now(),
+            skipping: false,
+            source: p.source,
+            last_growth: p.last_growth,
+            draining: false,
+            // As when it was closed: the next read checks it is still the same file.
+            at_eof: true,
+        })
+    }
+
+    fn close_parked(&self, p: Parked) {
+        self.positions.unregister(p.source, p.cursor);
+        self.unclaim(&p.identity);
+        self.metrics.files.files_active.dec();
     }
 
     /// Opens the file now at the path, resuming where delivery of that file stopped.
@@ -677,7 +935,10 @@ impl Tailer {
         let _ = fm.file_lag_bytes.remove_label_values(&[&self.path_label]);
     }
 
-    async fn read_some(&self, r: &mut Reader, buf: &mut [u8]) -> std::io::Result<ReadOutcome> {
+    async fn read_some(&self, r: &mut Reader, buf: &mut Vec<u8>) -> std::io::Result<ReadOutcome> {
+        if buf.is_empty() {
+            buf.resize(FIRST_READ_CHUNK, 0);
+        }
         if r.at_eof && !r.draining {
             // New data after a pause: make sure it is still the file we were reading before
             // reading on (a truncate and rewrite past our offset looks like growth).
@@ -760,6 +1021,10 @@ impl Tailer {
                     .with_label_values(&[&self.path_label])
                     .inc_by(lines);
             }
+        }
+        if n == buf.len() && n < READ_CHUNK {
+            // More is waiting: read more per call.
+            buf.resize((n * 2).min(READ_CHUNK), 0);
         }
         if !batch.is_empty() && self.out.send(batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
@@ -1098,6 +1363,16 @@ mod tests {
     }
 
     fn harness(dir: &Path, opts: TailOptions) -> Harness {
+        harness_with(dir, opts, true, 0)
+    }
+
+    /// A harness with inotify on or off and at most `max_open_files` open (0: no bound).
+    fn harness_with(
+        dir: &Path,
+        opts: TailOptions,
+        inotify: bool,
+        max_open_files: usize,
+    ) -> Harness {
         let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
         let (tx, rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -1105,7 +1380,14 @@ mod tests {
         tokio::spawn(positions.clone().run_acks(ack_rx));
         let metrics = Arc::new(Metrics::new());
         Harness {
-            set: TailerSet::new(positions.clone(), tx, metrics.clone(), opts, stop_rx),
+            set: TailerSet::new(
+                positions.clone(),
+                tx,
+                metrics.clone(),
+                opts,
+                stop_rx,
+                FileAccess::new(inotify, max_open_files, &metrics),
+            ),
             rx,
             positions,
             acks: factory.for_client(0),
@@ -1496,5 +1778,171 @@ mod tests {
         assert!(is_rotated_name("app.log", "app.log-20261127"));
         assert!(!is_rotated_name("app.log", "app.log.2.gz"));
         assert!(!is_rotated_name("app.log", "app.logger"));
+    }
+
+    /// Polls every 10s at most: a line arriving within that came from an inotify wake-up.
+    fn slow_poll() -> TailOptions {
+        TailOptions {
+            poll: PollConfig {
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(10),
+            },
+            ..opts()
+        }
+    }
+
+    async fn arrives_within(h: &mut Harness, within: Duration) -> Option<String> {
+        let b = tokio::time::timeout(within, h.rx.recv()).await.ok()??;
+        let line = b.iter().next().map(|(l, _)| l.to_string());
+        let tokens: Vec<AckToken> = b.iter().filter_map(|(_, a)| a).collect();
+        h.acks.settle(tokens);
+        line
+    }
+
+    #[tokio::test]
+    async fn appended_line_arrives_without_waiting_for_the_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "first\n").unwrap();
+        let mut h = harness(dir.path(), slow_poll());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await[0].0, "first");
+        // The tailer is asleep until its next poll, 10s away.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        append(&path, "second\n");
+        let got = arrives_within(&mut h, Duration::from_secs(5)).await;
+        assert_eq!(got.as_deref(), Some("second"));
+    }
+
+    #[tokio::test]
+    async fn without_inotify_appended_lines_are_found_by_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "first\n").unwrap();
+        let polling = TailOptions {
+            poll: PollConfig {
+                min: Duration::from_millis(10),
+                max: Duration::from_secs(10),
+            },
+            ..opts()
+        };
+        let mut h = harness_with(dir.path(), polling, false, 0);
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await[0].0, "first");
+        append(&path, "second\n");
+        // Polls back off from min_poll_frequency: the next one is well within 5s.
+        let got = arrives_within(&mut h, Duration::from_secs(5)).await;
+        assert_eq!(got.as_deref(), Some("second"));
+        // And with a slow poll and no inotify, nothing wakes the tailer early.
+        let path_b = dir.path().join("b.log");
+        std::fs::write(&path_b, "b1\n").unwrap();
+        let mut slow = harness_with(dir.path(), slow_poll(), false, 0);
+        slow.set.start(&path_b, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut slow, 1).await[0].0, "b1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        append(&path_b, "b2\n");
+        nothing_more(&mut slow.rx, Duration::from_secs(1)).await;
+    }
+
+    fn open_descriptors_of(dir: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(dir)))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn idle_files_are_closed_over_the_bound_and_reopened_by_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let names = ["a.log", "b.log", "c.log"];
+        for n in names {
+            std::fs::write(logs.join(n), format!("{n} 1\n")).unwrap();
+        }
+        let mut h = harness_with(dir.path(), opts(), true, 1);
+        for n in names {
+            h.set.start(&logs.join(n), Arc::new(LabelSet::new()));
+        }
+        let mut got: Vec<String> = collect(&mut h, 3).await.into_iter().map(|l| l.0).collect();
+        got.sort();
+        assert_eq!(got, vec!["a.log 1", "b.log 1", "c.log 1"]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(open_descriptors_of(&logs) <= 1, "at most one log file open");
+        assert!(h.metrics.files.idle_file_closes.get() >= 2);
+
+        // Appends to closed files: each is reopened where it stopped.
+        for n in names {
+            append(&logs.join(n), &format!("{n} 2\n"));
+        }
+        let got = collect(&mut h, 3).await;
+        let mut lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        lines.sort();
+        assert_eq!(lines, vec!["a.log 2", "b.log 2", "c.log 2"]);
+        assert!(
+            got.iter().all(|(_, end)| *end == 16),
+            "offsets continue: {got:?}"
+        );
+
+        // Rotated while closed: the rest of the old file, then the new one, once each.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let a = logs.join("a.log");
+        append(&a, "a.log 3\n");
+        std::fs::rename(&a, logs.join("a.log.1")).unwrap();
+        std::fs::write(&a, "new a 1\n").unwrap();
+        let got = collect(&mut h, 2).await;
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["a.log 3", "new a 1"]);
+        nothing_more(&mut h.rx, Duration::from_millis(500)).await;
+        assert!(
+            open_descriptors_of(&logs) <= 2,
+            "the bound holds (plus a drain)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_truncated_while_closed_is_read_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log");
+        let b = dir.path().join("b.log");
+        std::fs::write(&a, "aaaa 1\naaaa 2\n").unwrap();
+        std::fs::write(&b, "b 1\n").unwrap();
+        let mut h = harness_with(dir.path(), opts(), true, 1);
+        h.set.start(&a, Arc::new(LabelSet::new()));
+        h.set.start(&b, Arc::new(LabelSet::new()));
+        collect(&mut h, 3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // copytruncate while closed, regrown to the same size.
+        std::fs::write(&a, "zzzz 1\nzzzz 2\n").unwrap();
+        let got = collect(&mut h, 2).await;
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["zzzz 1", "zzzz 2"]);
+        nothing_more(&mut h.rx, Duration::from_millis(300)).await;
+    }
+
+    #[tokio::test]
+    async fn a_file_deleted_while_closed_ends_its_tailer_and_a_new_one_is_read_from_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let (a, b) = (logs.join("a.log"), logs.join("b.log"));
+        std::fs::write(&a, "a 1\n").unwrap();
+        std::fs::write(&b, "b 1\n").unwrap();
+        let mut h = harness_with(dir.path(), opts(), true, 1);
+        h.set.start(&a, Arc::new(LabelSet::new()));
+        h.set.start(&b, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let closed_before = h.metrics.files.idle_file_closes.get();
+        assert!(closed_before >= 1);
+        std::fs::remove_file(&a).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.set.paths(), vec![b.clone()], "a's tailer ended");
+        assert!(open_descriptors_of(&logs) <= 1);
+        // Recreated: a new file, read from its start.
+        std::fs::write(&a, "new a 1\n").unwrap();
+        h.set.start(&a, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await, vec![("new a 1".into(), 8)]);
     }
 }

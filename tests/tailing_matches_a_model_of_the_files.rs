@@ -21,7 +21,7 @@ use tailward::entry::LineBatch;
 use tailward::labels::LabelSet;
 use tailward::metrics::Metrics;
 use tailward::positions::Positions;
-use tailward::tail::{PollConfig, TailOptions, TailerSet};
+use tailward::tail::{FileAccess, PollConfig, TailOptions, TailerSet};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Clone, Debug)]
@@ -287,12 +287,14 @@ fn start(dir: &Path, shipped: Arc<Mutex<Vec<u64>>>) -> Agent {
             settle.settle(tokens);
         }
     });
+    let metrics = Arc::new(Metrics::new());
     let mut set = TailerSet::new(
         positions.clone(),
         tx,
-        Arc::new(Metrics::new()),
+        metrics.clone(),
         options(),
         shutdown_rx.clone(),
+        FileAccess::new(true, 0, &metrics),
     );
     let path = dir.join("app.log");
     let mut stop = shutdown_rx;

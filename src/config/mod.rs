@@ -60,7 +60,10 @@ pub struct GlobalConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileWatchConfig {
+    /// Without inotify (see `target_config.inotify`): the poll interval after a change,
+    /// doubling while the file is quiet up to `max_poll_frequency`, as in Promtail.
     pub min_poll_frequency: GoDuration,
+    /// With inotify: how often a file is checked anyway, in case an event was missed.
     pub max_poll_frequency: GoDuration,
 }
 
@@ -339,6 +342,16 @@ pub struct TargetConfig {
     /// `tailward_invalid_utf8_lines_total`, `tailward_file_lag_bytes`). Off keeps the series
     /// count bounded on hosts with many or short-lived files (Promtail #5553).
     pub per_file_metrics: bool,
+    /// tailward: at most this many log files are held open at once (0 = no bound). Over it,
+    /// the least recently active idle files are closed and reopened, checked by identity
+    /// (device, inode, head fingerprint), when they change again, so 10,000 tailed files do
+    /// not need 10,000 descriptors. Kept below the process's descriptor limit at start.
+    pub max_open_files: usize,
+    /// tailward: wake tailers on inotify events for their files (writes, creates, renames,
+    /// deletes), polling only at `file_watch_config.max_poll_frequency` as a safety net.
+    /// `false` polls as Promtail does (from `min_poll_frequency`, backing off to
+    /// `max_poll_frequency`), e.g. on network filesystems where inotify misses writes.
+    pub inotify: bool,
 }
 
 impl Default for TargetConfig {
@@ -352,6 +365,8 @@ impl Default for TargetConfig {
             tail_from_end: false,
             ignore_older_than: GoDuration::from_secs(0),
             per_file_metrics: true,
+            max_open_files: 1024,
+            inotify: true,
         }
     }
 }

@@ -53,6 +53,12 @@ impl Target {
 
     /// Expands the glob now.
     pub fn glob(&self) -> Vec<PathBuf> {
+        self.glob_and_dirs().0
+    }
+
+    /// Expands the glob now; also returns the directories read to do so, where a new file
+    /// or directory can add a match.
+    pub fn glob_and_dirs(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let base = literal_base(&self.path_pattern);
         let unbounded = self.path_pattern.contains("**");
         let depth = Path::new(&self.path_pattern)
@@ -60,16 +66,18 @@ impl Target {
             .count()
             .saturating_sub(base.components().count());
         let mut found = Vec::new();
+        let mut dirs = Vec::new();
         if depth == 0 {
             // A literal path: Promtail tails it without globbing.
             if base.is_file() && self.matches(&base) {
                 found.push(base);
             }
-            return found;
+            return (found, dirs);
         }
         walk(
             &base,
             if unbounded { usize::MAX } else { depth },
+            &mut dirs,
             &mut |p| {
                 if self.matches(p) {
                     found.push(p.to_path_buf());
@@ -77,14 +85,17 @@ impl Target {
             },
         );
         found.sort();
-        found
+        (found, dirs)
     }
 
-    /// The directories whose changes can add files to this target.
-    pub fn watch_dirs(&self, files: &[PathBuf]) -> BTreeSet<PathBuf> {
+    /// The directories whose changes can add files to this target: those of `files`, those
+    /// the glob read (`walked`, so a file in a new subdirectory is seen at once) and the
+    /// literal base.
+    pub fn watch_dirs(&self, files: &[PathBuf], walked: &[PathBuf]) -> BTreeSet<PathBuf> {
         let mut dirs: BTreeSet<PathBuf> = files
             .iter()
             .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .chain(walked.iter().cloned())
             .collect();
         let base = literal_base(&self.path_pattern);
         let base_dir = if base.is_dir() {
@@ -112,20 +123,21 @@ fn literal_base(pattern: &str) -> PathBuf {
     base
 }
 
-fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) {
+fn walk(dir: &Path, depth: usize, dirs: &mut Vec<PathBuf>, visit: &mut dyn FnMut(&Path)) {
     if depth == 0 {
         return;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    dirs.push(dir.to_path_buf());
     for entry in entries.flatten() {
         let path = entry.path();
         // Follow symlinks to files (Promtail resolves them) but not to directories, which
         // could loop.
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
-            walk(&path, depth - 1, visit);
+            walk(&path, depth - 1, dirs, visit);
         } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
             visit(&path);
         }
@@ -299,9 +311,9 @@ pub async fn run(
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         let mut tailed = BTreeMap::new();
         for target in &targets {
-            let files = target.glob();
+            let (files, walked) = target.glob_and_dirs();
             if let Some(w) = watcher.as_mut() {
-                for dir in target.watch_dirs(&files) {
+                for dir in target.watch_dirs(&files, &walked) {
                     if !watched.contains(&dir) {
                         match w.watch(&dir, RecursiveMode::NonRecursive) {
                             Ok(()) => {
@@ -315,7 +327,7 @@ pub async fn run(
                 }
             }
             for f in files {
-                if seen.insert(f.clone()) {
+                if seen.insert(f.clone()) && !tailers.is_running(&f) {
                     // Idempotent: a running tailer is kept, a finished one restarted, and a
                     // file still being read under an older name waits for a later round.
                     let mut labels = target.labels.clone();

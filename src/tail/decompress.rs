@@ -54,6 +54,7 @@ use crate::ack::{AckToken, SourceId};
 use crate::config::{ArchiveFormat, ScrapeConfig};
 use crate::entry::LineBatch;
 use crate::file_identity::FileIdentity;
+use crate::open_files::Slot;
 
 /// A job's enabled `decompression` block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +175,7 @@ impl Tailer {
     /// meanwhile and starts no other.
     pub(super) async fn run_decompressing(
         self,
+        slot: Slot,
         d: Decompression,
         mut stop: watch::Receiver<bool>,
         mut shutdown: watch::Receiver<bool>,
@@ -190,7 +192,7 @@ impl Tailer {
         loop {
             let format = match this.sniff(d.format, &mut stop, &mut shutdown).await {
                 Sniffed::Archive(f) => f,
-                Sniffed::Plain => return this.run(stop, shutdown).await,
+                Sniffed::Plain => return this.run(slot, stop, shutdown).await,
                 Sniffed::Nothing => return,
             };
             let Some(archive) = this.open_archive(&mut stop, &mut shutdown).await else {

@@ -132,6 +132,11 @@ impl AgentProcess {
         })
     }
 
+    /// The agent's process id, to read its /proc entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }

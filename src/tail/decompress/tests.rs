@@ -108,7 +108,14 @@ fn harness(dir: &Path, opts: TailOptions) -> Harness {
     tokio::spawn(positions.clone().run_acks(ack_rx));
     let metrics = Arc::new(Metrics::new());
     Harness {
-        set: TailerSet::new(positions.clone(), tx, metrics.clone(), opts, stop_rx),
+        set: TailerSet::new(
+            positions.clone(),
+            tx,
+            metrics.clone(),
+            opts,
+            stop_rx,
+            crate::tail::FileAccess::new(true, 0, &metrics),
+        ),
         rx,
         positions,
         acks: factory.for_client(0),
