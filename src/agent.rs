@@ -15,10 +15,11 @@ use tokio::task::JoinSet;
 
 use crate::ack;
 use crate::client;
+use crate::client::queue::Fanout;
 use crate::config::Config;
 use crate::discovery;
 use crate::dry_run;
-use crate::entry::{LineBatch, Outgoing};
+use crate::entry::LineBatch;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
 use crate::pipeline::{BuildContext, Pipeline};
@@ -44,27 +45,6 @@ impl std::fmt::Display for AgentError {
 }
 
 impl std::error::Error for AgentError {}
-
-/// Where pipelines send entries: every client gets every entry.
-#[derive(Clone)]
-struct Fanout {
-    clients: Vec<mpsc::Sender<Vec<Outgoing>>>,
-}
-
-impl Fanout {
-    /// Returns false once every client is gone.
-    async fn send(&self, batch: Vec<Outgoing>) -> bool {
-        let Some((last, rest)) = self.clients.split_last() else {
-            return false;
-        };
-        let mut any = false;
-        for c in rest {
-            any |= c.send(batch.clone()).await.is_ok();
-        }
-        any |= last.send(batch).await.is_ok();
-        any
-    }
-}
 
 enum Sinks {
     DryRun(dry_run::DryRunHandle),
@@ -136,13 +116,15 @@ pub async fn run(
         Sinks::Clients(handles)
     };
     drop(ack_factory);
-    let fanout = Fanout {
-        clients: match &sinks {
-            Sinks::DryRun(d) => vec![d.sender()],
-            Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
-        },
-    };
+    let fanout = Fanout::new(match &sinks {
+        Sinks::DryRun(d) => vec![d.sender()],
+        Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
+    });
     let ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+    let age_gauge = tokio::spawn(positions.clone().run_age_gauge(
+        metrics.client.oldest_unacknowledged_seconds.clone(),
+        stop_rx.clone(),
+    ));
     let saver = tokio::spawn(
         positions
             .clone()
@@ -263,6 +245,7 @@ pub async fn run(
     // 4. Every acknowledgement is in once the clients are gone; save positions last.
     let _ = ack_task.await;
     let _ = saver.await;
+    let _ = age_gauge.await;
     if let Err(e) = positions.save() {
         tracing::error!(error = %e, "saving positions at shutdown failed");
     }

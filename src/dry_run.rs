@@ -9,19 +9,22 @@
 
 use std::io::Write;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::client::queue::{self, QueueSender};
 use crate::entry::{Entry, Outgoing};
 use crate::pipeline::gotime::format_dry_run;
 
+/// Output goes to a terminal or a pipe; a few MiB in flight is plenty.
+const DRY_RUN_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+
 pub struct DryRunHandle {
-    tx: mpsc::Sender<Vec<Outgoing>>,
+    tx: QueueSender,
     task: JoinHandle<()>,
 }
 
 impl DryRunHandle {
-    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
+    pub fn sender(&self) -> QueueSender {
         self.tx.clone()
     }
 
@@ -32,7 +35,7 @@ impl DryRunHandle {
 }
 
 pub fn spawn() -> DryRunHandle {
-    let (tx, mut rx) = mpsc::channel::<Vec<Outgoing>>(64);
+    let (tx, mut rx) = queue::bounded(DRY_RUN_QUEUE_BYTES, None);
     let task = tokio::spawn(async move {
         let mut line = String::new();
         while let Some(batch) = rx.recv().await {

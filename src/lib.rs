@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod dry_run;
 pub mod entry;
 pub mod file_identity;
+pub mod finalizer;
 pub mod labels;
 pub mod logging;
 pub mod metrics;

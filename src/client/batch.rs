@@ -591,10 +591,7 @@ mod tests {
     #[test]
     fn clear_returns_tokens_in_order_and_empties_the_set() {
         let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
-        let token = |offset| AckToken {
-            source: SourceId(1),
-            offset,
-        };
+        let token = |offset| AckToken::line(SourceId(1), offset);
         assert!(b.is_empty());
         let opened = Instant::now();
         b.hold_token(token(10), opened);

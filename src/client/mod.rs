@@ -7,13 +7,15 @@
 //! not read files or positions: acks leave only through [`AckSender::settle`], in the order
 //! their tokens arrived.
 //!
-//! While a batch is being retried the task does not read its input, so the bounded channel
-//! fills and the pipeline waits (Promtail's back-pressure, with room for a few chunks).
+//! While a batch is being retried the task does not read its input, so its queue (bounded by
+//! bytes, `clients[].queue.max_bytes`; see `queue`) fills and then the pipeline waits. Each
+//! client has its own queue, so until it is full the other clients are not delayed.
 
 mod batch;
 mod encode;
 pub mod logproto;
 mod push;
+pub mod queue;
 mod tls;
 
 #[cfg(test)]
@@ -24,21 +26,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use self::batch::{BatchLimits, Batcher, Shaped, StreamLimited};
 use self::push::{Abandon, Delivery, Pusher};
+use self::queue::{QueueGauges, QueueReceiver, QueueSender};
 use crate::ack::AckSender;
 use crate::config::{ClientConfig, LimitsConfig};
 use crate::entry::Outgoing;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
-
-/// Chunks of entries the input channel holds before senders wait.
-const INPUT_CAPACITY: usize = 64;
 
 const REASON_LINE_TOO_LONG: &str = "line_too_long";
 const REASON_STREAM_LIMITED: &str = "stream_limited";
@@ -70,14 +70,14 @@ impl std::error::Error for ClientError {}
 
 /// A running client: its input and its task.
 pub struct ClientHandle {
-    sender: mpsc::Sender<Vec<Outgoing>>,
+    sender: QueueSender,
     abandon: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl ClientHandle {
-    /// A sender of the client's bounded input channel.
-    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
+    /// A sender of the client's bounded input queue.
+    pub fn sender(&self) -> QueueSender {
         self.sender.clone()
     }
 
@@ -170,7 +170,11 @@ pub fn spawn(
     let mut known_tenants = HashSet::new();
     known_tenants.insert(batcher.default_tenant().to_string());
 
-    let (sender, input) = mpsc::channel(INPUT_CAPACITY);
+    let gauges = QueueGauges {
+        entries: metrics.client.queued_entries.with_label_values(&[&host]),
+        bytes: metrics.client.queued_bytes.with_label_values(&[&host]),
+    };
+    let (sender, input) = queue::bounded(cfg.queue.max_bytes.0, Some(gauges));
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let name = if cfg.name.is_empty() {
         format!("clients[{index}]")
@@ -228,7 +232,7 @@ struct ClientTask {
 }
 
 impl ClientTask {
-    async fn run(mut self, mut input: mpsc::Receiver<Vec<Outgoing>>) {
+    async fn run(mut self, mut input: QueueReceiver) {
         loop {
             let wait_until = self.batcher.opened_at().map(|t| t + self.batch_wait);
             let chunk = tokio::select! {

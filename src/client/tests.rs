@@ -255,10 +255,7 @@ fn config(url: &str) -> ClientConfig {
 }
 
 fn token(offset: u64) -> AckToken {
-    AckToken {
-        source: SourceId(7),
-        offset,
-    }
+    AckToken::line(SourceId(7), offset)
 }
 
 fn entry_with(labels: &[(&str, &str)], line: &str, sm: &[(&str, &str)]) -> Entry {

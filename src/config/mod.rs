@@ -198,6 +198,25 @@ pub struct ClientConfig {
     /// tailward: send structured metadata. Turn off for Loki 2.x, which answers 400 to JSON
     /// pushes that carry it.
     pub structured_metadata: bool,
+    /// tailward: the client's input queue.
+    pub queue: ClientQueueConfig,
+}
+
+/// tailward: `clients[].queue`. When the queue is full, reading pauses (back-pressure); until
+/// then a client that cannot deliver does not delay the others.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientQueueConfig {
+    /// Bytes of entries (lines plus a small fixed overhead each) the queue holds.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for ClientQueueConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(16 * 1024 * 1024),
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -226,6 +245,7 @@ impl Default for ClientConfig {
             format: PushFormat::Protobuf,
             compression: PushCompression::None,
             structured_metadata: true,
+            queue: ClientQueueConfig::default(),
         }
     }
 }
