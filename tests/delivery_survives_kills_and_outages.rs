@@ -1,0 +1,212 @@
+//! At-least-once delivery, checked by conservation as Vector's harness does: numbered lines
+//! are written (and rotated) while the agent is SIGKILLed at random moments, or while a Loki
+//! is down, and every number must arrive. Duplicates are reported; they can only come from
+//! entries sent but not yet acknowledged when the agent died.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::{Rng as _, SeedableRng as _};
+use support::agent_process::{AgentProcess, file_job_config, metric_value, write_config};
+use support::numbered_lines::{Tally, Writer, number_of, settled_lines};
+use support::receiver::Receiver;
+
+/// `app.log` becomes `app.log.<n>` and a new `app.log` is created; rotated files are kept, so
+/// every line written stays readable.
+fn rotate(dir: &Path, n: usize) {
+    std::fs::rename(dir.join("app.log"), dir.join(format!("app.log.{n}"))).unwrap();
+    std::fs::File::create(dir.join("app.log")).unwrap();
+}
+
+fn single_client_config(dir: &Path, receiver: &Receiver, client_extra: &str) -> PathBuf {
+    write_config(
+        dir,
+        &file_job_config(
+            &receiver.url(),
+            &dir.join("positions.yaml"),
+            &format!("{}*", dir.join("app.log").display()),
+            client_extra,
+            "      - static_labels:\n          env: test\n",
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_while_writing_and_rotating_loses_nothing() {
+    const LINES: usize = 3000;
+    const CHUNKS: usize = 6;
+    const KILLS: usize = 8;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = single_client_config(dir.path(), &receiver, "    timeout: 2s\n");
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill schedule seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let mut writer = Writer::create(&dir.path().join("app.log"), true);
+    let writer_dir = dir.path().to_path_buf();
+    let writing = std::thread::spawn(move || {
+        let per_chunk = LINES / CHUNKS;
+        for c in 0..CHUNKS {
+            writer.write_paced(
+                c * per_chunk,
+                (c + 1) * per_chunk,
+                Duration::from_millis(900),
+            );
+            if c + 1 < CHUNKS {
+                rotate(&writer_dir, c + 1);
+            }
+        }
+    });
+
+    for _ in 0..KILLS {
+        let agent = AgentProcess::start(&cfg, &[]);
+        let alive = Duration::from_millis(rng.random_range(150..900));
+        tokio::time::sleep(alive).await;
+        agent.kill_hard();
+    }
+    writing.join().unwrap();
+    let agent = AgentProcess::start(&cfg, &[]);
+    let lines = settled_lines(
+        &receiver,
+        LINES,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    )
+    .await;
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);
+    let duplicates: usize = tally.repeated.values().map(|n| n - 1).sum();
+    eprintln!(
+        "after {KILLS} SIGKILLs: {} lines received, {duplicates} duplicates ({} numbers repeated)",
+        lines.len(),
+        tally.repeated.len()
+    );
+    assert!(
+        tally.missing.is_empty() && tally.unexpected.is_empty(),
+        "seed {seed}: {tally}\n{}",
+        agent.stderr_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receiver_down_while_writing_and_rotating_loses_nothing() {
+    const LINES: usize = 1200;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = single_client_config(dir.path(), &receiver, "");
+    // Retry forever: the outage is longer than max_retries would allow.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_retries: 20", "max_retries: 0");
+    std::fs::write(&cfg, text).unwrap();
+    receiver.set_down(true).await;
+    let agent = AgentProcess::start(&cfg, &[]);
+    let mut writer = Writer::create(&dir.path().join("app.log"), true);
+    for c in 0..3 {
+        writer.write_paced(c * 400, (c + 1) * 400, Duration::from_millis(500));
+        rotate(dir.path(), c + 1);
+    }
+    assert!(
+        agent.metric("tailward_client_retries_total") >= 1.0,
+        "the outage was noticed"
+    );
+    assert!(receiver.received().is_empty());
+    receiver.set_down(false).await;
+    let lines = settled_lines(
+        &receiver,
+        LINES,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);
+    assert!(tally.exactly_once(), "{tally}\n{}", agent.stderr_text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_clients_one_down_the_other_receives_everything_promptly() {
+    const LINES: usize = 300;
+    let up = Receiver::start().await;
+    let down = Receiver::start().await;
+    down.set_down(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let positions = dir.path().join("positions.yaml");
+    let client = |url: String| {
+        format!(
+            "  - url: {url}\n    batchwait: 100ms\n    backoff_config:\n      min_period: 50ms\n      max_period: 200ms\n      max_retries: 0\n"
+        )
+    };
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "server:\n  http_listen_address: 127.0.0.1\n  http_listen_port: 0\n  graceful_shutdown_timeout: 2s\n\
+             positions:\n  filename: {}\n  sync_period: 100ms\n\
+             global:\n  file_watch_config:\n    min_poll_frequency: 25ms\n    max_poll_frequency: 100ms\n\
+             clients:\n{}{}\
+             scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [localhost]\n        labels:\n          job: app\n          __path__: {}\n",
+            positions.display(),
+            client(down.url()),
+            client(up.url()),
+            log.display()
+        ),
+    );
+    let mut writer = Writer::create(&log, false);
+    let agent = AgentProcess::start(&cfg, &[]);
+    // One write per line, spread out so the tailer hands them on in many small chunks.
+    writer.write_paced(0, LINES, Duration::from_millis(1500));
+    let started = Instant::now();
+    let lines = settled_lines(
+        &up,
+        LINES,
+        Duration::from_secs(15),
+        Duration::from_millis(500),
+    )
+    .await;
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);
+    assert!(
+        tally.exactly_once(),
+        "the client that is up got {tally} after {:?}\n{}",
+        started.elapsed(),
+        agent.stderr_text()
+    );
+    assert!(down.received().is_empty());
+    let down_host = down.addr().to_string();
+    let queued = metric_value(
+        &agent.get("/metrics").1,
+        &format!("tailward_client_queued_entries{{host=\"{down_host}\"}}"),
+    );
+    assert!(queued > 0.0, "the down client's queue holds its entries");
+    // Not every client acknowledged a line yet: the position must not move.
+    let saved = std::fs::read_to_string(&positions).unwrap_or_default();
+    assert!(
+        !saved.contains(&format!("{}: \"", log.display())) || saved.contains(": \"0\""),
+        "position advanced before the down client acknowledged: {saved}"
+    );
+
+    down.set_down(false).await;
+    let lines = settled_lines(
+        &down,
+        LINES,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+    )
+    .await;
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);
+    assert!(
+        tally.exactly_once(),
+        "the client that came back got {tally}"
+    );
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |_| {
+            std::fs::read_to_string(&positions)
+                .unwrap_or_default()
+                .contains(&format!("\"{size}\""))
+        }),
+        "position reaches the end once both clients acknowledged: {}",
+        std::fs::read_to_string(&positions).unwrap_or_default()
+    );
+}
