@@ -109,6 +109,7 @@ pub async fn run(
                 &config.limits_config,
                 metrics.clone(),
                 ack_factory.for_client(i),
+                client::wal::dir_for(i, c.wal.as_ref(), config.wal.as_ref()),
             )
             .map_err(|e| AgentError(format!("clients[{i}].{}: {}", e.key, e.message)))?;
             handles.push(h);
