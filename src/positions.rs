@@ -47,6 +47,8 @@ struct State {
     next_id: u64,
     clients: usize,
     dirty: bool,
+    /// The file has been written by this process (so its absence means someone deleted it).
+    written: bool,
 }
 
 struct Source {
@@ -132,6 +134,7 @@ impl Positions {
                 next_id: 0,
                 clients: clients.max(1),
                 dirty: false,
+                written: false,
             })),
             file: file.to_path_buf(),
             read_only,
@@ -352,10 +355,18 @@ impl Positions {
         let text = {
             let mut st = self.state();
             prune_vanished(&mut st);
-            if !st.dirty && self.file.exists() {
+            let exists = self.file.exists();
+            if !st.dirty && exists {
                 return Ok(());
             }
+            if !exists && st.written {
+                tracing::warn!(
+                    file = %self.file.display(),
+                    "positions file was deleted while running; writing it again from memory"
+                );
+            }
             st.dirty = false;
+            st.written = true;
             render(&st.saved, &st.identities)
         };
         write_atomically(&self.file, text.as_bytes()).map_err(|e| {

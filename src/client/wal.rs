@@ -387,6 +387,21 @@ impl Wal {
 /// Takes the client's queue and writes it to the WAL; the pipeline's acknowledgements are
 /// settled once their entries are written (and synced, with `fsync: always`).
 pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender) {
+    // Opened before anything arrives, so what an earlier run left is replayed at once.
+    loop {
+        {
+            let mut st = wal.state();
+            if st.opened {
+                break;
+            }
+            match wal.open(&mut st) {
+                Ok(()) => break,
+                Err(e) => wal.io_failed(&mut st, "open", &e),
+            }
+        }
+        tokio::time::sleep(RETRY_IO_EVERY).await;
+    }
+    wal.written.notify_waiters();
     let mut payload = Vec::new();
     let mut last_sync = tokio::time::Instant::now();
     loop {
@@ -536,35 +551,35 @@ impl WalReader {
         let mut replayed = 0u64;
         while next < limit && items.len() < READ_CHUNK {
             let mut header = [0u8; HEADER as usize];
-            let len = if reader.read_exact(&mut header).is_ok() {
-                u64::from(u32::from_le_bytes([
+            let framed = reader.read_exact(&mut header).is_ok().then(|| {
+                let len = u64::from(u32::from_le_bytes([
                     header[0], header[1], header[2], header[3],
-                ]))
-            } else {
-                u64::MAX
+                ]));
+                let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+                (len, crc)
+            });
+            let record = match framed {
+                Some((len, crc)) if len <= MAX_RECORD && next + HEADER + len <= limit => {
+                    self.buf.resize(len as usize, 0);
+                    (reader.read_exact(&mut self.buf).is_ok() && crc32fast::hash(&self.buf) == crc)
+                        .then_some(next + HEADER + len)
+                }
+                _ => None,
             };
-            if len > MAX_RECORD || next + HEADER + len > limit {
-                // A length that cannot be right, or a record cut short: the rest of this
-                // segment cannot be framed.
+            let Some(end) = record else {
+                // A flipped bit (in the length, the CRC or the payload) or a record cut
+                // short: skip to the next place a whole record with a matching CRC starts.
                 corrupt += 1;
-                next = limit;
-                break;
-            }
-            let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-            self.buf.resize(len as usize, 0);
-            if reader.read_exact(&mut self.buf).is_err() {
-                corrupt += 1;
-                next = limit;
-                break;
-            }
-            let end = next + HEADER + len;
+                next = resync(reader, base, next + 1, limit).unwrap_or(limit);
+                if reader.seek(SeekFrom::Start(next - base)).is_err() {
+                    next = limit;
+                }
+                continue;
+            };
             if next < replay_end {
                 replayed += 1;
             }
-            match (crc32fast::hash(&self.buf) == crc)
-                .then(|| decode(&self.buf))
-                .flatten()
-            {
+            match decode(&self.buf) {
                 Some(entry) => items.push(Outgoing::Entry {
                     entry,
                     ack: Some(AckToken::line(WAL_SOURCE, end)),
@@ -620,6 +635,25 @@ pub fn dir_for(
         )),
         _ => None,
     }
+}
+
+/// The first position in `from..limit` of segment `base` where a whole record with a
+/// matching CRC starts (only read after corruption was found).
+fn resync(reader: &mut BufReader<File>, base: u64, from: u64, limit: u64) -> Option<u64> {
+    if from >= limit {
+        return None;
+    }
+    reader.seek(SeekFrom::Start(from - base)).ok()?;
+    let mut rest = Vec::new();
+    reader.take(limit - from).read_to_end(&mut rest).ok()?;
+    let h = HEADER as usize;
+    (0..rest.len().saturating_sub(h)).find_map(|i| {
+        let len = u32::from_le_bytes(rest[i..i + 4].try_into().ok()?) as usize;
+        let crc = u32::from_le_bytes(rest[i + 4..i + 8].try_into().ok()?);
+        let payload = rest.get(i + h..i + h + len)?;
+        (len as u64 <= MAX_RECORD && crc32fast::hash(payload) == crc && decode(payload).is_some())
+            .then_some(from + i as u64)
+    })
 }
 
 fn count_records(path: &Path, len: u64) -> u64 {
