@@ -1,8 +1,10 @@
 //! The running agent: wires discovery -> tailers -> pipelines -> clients, with
 //! acknowledgements flowing back from the clients to the positions store, and the HTTP server
 //! beside them. Owns startup order and graceful shutdown:
-//! stop reading, let pipelines drain, let clients flush within
-//! `server.graceful_shutdown_timeout`, then save positions.
+//! stop reading, let pipelines drain, let clients flush (or move their queue into their disk
+//! buffer) within `server.graceful_shutdown_timeout`, then save positions. A second SIGTERM
+//! or SIGINT stops waiting at once; positions are still saved, holding only what was
+//! acknowledged.
 //!
 //! It must not contain the logic of any one part; each lives in its own module.
 
@@ -222,39 +224,92 @@ pub async fn run(
         _ = shutdown => tracing::info!("shutting down"),
         _ = stdin_done_rx.recv(), if stdin_mode => tracing::debug!("stdin finished"),
     }
+    // A second SIGTERM or SIGINT cuts the drain short; listening starts now so it is not
+    // missed.
+    let second = second_signal();
     let deadline = config.server.graceful_shutdown_timeout.0;
     let started = tokio::time::Instant::now();
-    // 1. Stop reading; tailers finish the batch in hand.
-    let _ = stop_tx.send(true);
-    while sources.join_next().await.is_some() {}
-    // 2. Pipelines drain what was read.
-    while pipeline_tasks.join_next().await.is_some() {}
-    // 3. Clients flush within what is left of the grace period.
-    let left = deadline
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(100));
-    match sinks {
-        Sinks::DryRun(d) => d.finish().await,
-        Sinks::Clients(cs) => {
-            let mut set = JoinSet::new();
-            for c in cs {
-                set.spawn(c.finish(left));
-            }
-            while set.join_next().await.is_some() {}
+    let graceful = async {
+        // 1. Stop reading; tailers finish the batch in hand. 2. Pipelines drain what was
+        // read. Both wait for room in the client queues, so a client that cannot deliver
+        // could hold them up: they get the grace period, no more.
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(deadline, async {
+            while sources.join_next().await.is_some() {}
+            while pipeline_tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(
+                ?deadline,
+                "reading did not stop within server.graceful_shutdown_timeout (a client's \
+                 queue is full); abandoning undelivered entries, which are read again on the \
+                 next start"
+            );
         }
-    }
-    // 4. Every acknowledgement is in once the clients are gone; save positions last.
-    let _ = ack_task.await;
-    let _ = saver.await;
-    let _ = age_gauge.await;
+        // 3. Clients flush within what is left of the grace period.
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        match sinks {
+            Sinks::DryRun(d) => d.finish().await,
+            Sinks::Clients(cs) => {
+                let mut set = JoinSet::new();
+                for c in cs {
+                    set.spawn(c.finish(left));
+                }
+                while set.join_next().await.is_some() {}
+            }
+        }
+        // With the clients gone, anything still waiting on a queue gives up.
+        while sources.join_next().await.is_some() {}
+        while pipeline_tasks.join_next().await.is_some() {}
+        // 4. Every acknowledgement is in once the clients are gone; save positions last.
+        let _ = ack_task.await;
+        let _ = saver.await;
+        let _ = age_gauge.await;
+    };
+    let cut_short = tokio::select! {
+        _ = graceful => false,
+        _ = second => {
+            tracing::warn!(
+                "second shutdown signal: exiting now; positions keep only what was acknowledged"
+            );
+            true
+        }
+    };
     if let Err(e) = positions.save() {
         tracing::error!(error = %e, "saving positions at shutdown failed");
     }
-    if let Some(t) = server_task {
+    if let Some(t) = server_task
+        && !cut_short
+    {
         let _ = t.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves on the next SIGTERM or SIGINT after it was called (never if they cannot be
+/// watched).
+fn second_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
 }
 
 /// Starts a job's pipeline task; returns the sender its sources feed.

@@ -210,3 +210,136 @@ async fn two_clients_one_down_the_other_receives_everything_promptly() {
         std::fs::read_to_string(&positions).unwrap_or_default()
     );
 }
+
+fn saved_offset(positions: &Path, log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(positions).ok()?;
+    let rest = text.split(&format!("{}: \"", log.display())).nth(1)?;
+    rest.split('"').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_within_the_grace_period_and_a_second_one_exits_at_once() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let positions = dir.path().join("positions.yaml");
+    let cfg = write_config(
+        dir.path(),
+        &file_job_config(
+            &receiver.url(),
+            &positions,
+            &log.display().to_string(),
+            "",
+            "      - static_labels:\n          env: test\n",
+        )
+        .replace(
+            "graceful_shutdown_timeout: 5s",
+            "graceful_shutdown_timeout: 60s",
+        )
+        .replace("max_retries: 20", "max_retries: 0"),
+    );
+    support::numbered_lines::append(&log, 0, 50);
+    let acknowledged = std::fs::metadata(&log).unwrap().len();
+
+    // A first SIGTERM with Loki down waits for the grace period (60 s here)...
+    let mut agent = AgentProcess::start(&cfg, &[]);
+    receiver.wait_for_entries(50, Duration::from_secs(20)).await;
+    receiver.set_down(true).await;
+    support::numbered_lines::append(&log, 50, 100);
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric("tailward_client_retries_total")
+            >= 1.0),
+        "the new lines are being retried"
+    );
+    agent.signal_term();
+    assert!(
+        agent.wait_exit(Duration::from_secs(2)).is_none(),
+        "one SIGTERM drains, it does not give up"
+    );
+    // ...a second one exits at once, keeping only what Loki acknowledged.
+    let second = Instant::now();
+    agent.signal_term();
+    let status = agent
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited after the second SIGTERM");
+    assert!(status.success(), "{}", agent.stderr_text());
+    assert!(second.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        saved_offset(&positions, &log),
+        Some(acknowledged),
+        "positions hold what was acknowledged, nothing more"
+    );
+    assert!(agent.stderr_text().contains("second shutdown signal"));
+
+    // Nothing is lost: the next run sends the rest.
+    receiver.set_down(false).await;
+    let agent = AgentProcess::start(&cfg, &[]);
+    let lines = settled_lines(
+        &receiver,
+        100,
+        Duration::from_secs(20),
+        Duration::from_millis(300),
+    )
+    .await;
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..100, number_of);
+    assert!(tally.exactly_once(), "{tally}\n{}", agent.stderr_text());
+    let (status, text) = agent.terminate();
+    assert!(status.success(), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_loki_down_and_a_full_queue_stops_after_the_grace_period() {
+    let receiver = Receiver::start().await;
+    receiver.set_down(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let positions = dir.path().join("positions.yaml");
+    let cfg = write_config(
+        dir.path(),
+        &file_job_config(
+            &receiver.url(),
+            &positions,
+            &log.display().to_string(),
+            "    queue:\n      max_bytes: 2KB\n",
+            "      - static_labels:\n          env: test\n",
+        )
+        .replace(
+            "graceful_shutdown_timeout: 5s",
+            "graceful_shutdown_timeout: 2s",
+        )
+        .replace("max_retries: 20", "max_retries: 0"),
+    );
+    // Far more than the queue holds: reading is paused, waiting for room, when SIGTERM comes.
+    support::numbered_lines::append(&log, 0, 2000);
+    let mut agent = AgentProcess::start(&cfg, &[]);
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric("tailward_client_retries_total")
+            >= 1.0),
+        "the first batch is being retried"
+    );
+    // Lines arriving one by one now wait in the queue until it is full.
+    Writer::create(&log, false).write_paced(2000, 2100, Duration::from_millis(500));
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric("tailward_client_queued_entries")
+            >= 1.0),
+        "the queue filled"
+    );
+    let term = Instant::now();
+    agent.signal_term();
+    let status = agent
+        .wait_exit(Duration::from_secs(15))
+        .expect("stopped after the grace period, not stuck on the full queue");
+    assert!(status.success(), "{}", agent.stderr_text());
+    assert!(
+        term.elapsed() >= Duration::from_secs(1),
+        "it did drain first"
+    );
+    assert_eq!(
+        saved_offset(&positions, &log).unwrap_or(0),
+        0,
+        "nothing was acknowledged"
+    );
+}
