@@ -1,7 +1,7 @@
 //! Throughput benchmark: ships a generated 64 MiB JSON application log (the reference
 //! deployment's format) through `json` + `labels` + `timestamp` into a local endpoint that
 //! answers 204, and prints MiB of log per CPU-second of the agent, wall throughput and the
-//! agent's peak RSS.
+//! agent's peak RSS: once with the client's disk buffer (WAL) off, once with it on.
 //!
 //! Run: `cargo bench --bench throughput` (optionally `-- <MiB>` for another size).
 //! It measures the real binary as a user runs it: same config path, default batch settings,
@@ -45,15 +45,61 @@ fn main() {
         let _ = axum::serve(listener, app).await;
     });
 
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
-positions: {{filename: {dir}/positions.yaml}}
+    let mib_f = bytes as f64 / (1024.0 * 1024.0);
+    println!("pipeline: json + labels + timestamp, protobuf+snappy, batchsize 1 MiB, batchwait 1s");
+    println!("input: {lines} lines, {mib_f:.1} MiB");
+    for wal in [false, true] {
+        let run = Run {
+            dir: dir.path(),
+            log: &log,
+            sink_addr,
+            lines,
+        };
+        let (wall, cpu, peak_kib) = run.measure(wal);
+        println!(
+            "{}: wall {:.2} s ({:.1} MiB/s), cpu {cpu:.2} s ({:.1} MiB per CPU-second), peak RSS {:.1} MiB",
+            if wal {
+                "WAL on (fsync periodic 500ms)"
+            } else {
+                "WAL off"
+            },
+            wall.as_secs_f64(),
+            mib_f / wall.as_secs_f64(),
+            mib_f / cpu,
+            peak_kib as f64 / 1024.0
+        );
+    }
+}
+
+struct Run<'a> {
+    dir: &'a std::path::Path,
+    log: &'a std::path::Path,
+    sink_addr: std::net::SocketAddr,
+    lines: usize,
+}
+
+impl Run<'_> {
+    /// Ships the whole log once (fresh positions; with `wal`, through a fresh disk buffer);
+    /// returns wall time, agent CPU seconds and peak RSS (KiB).
+    fn measure(&self, wal: bool) -> (Duration, f64, u64) {
+        let name = if wal { "wal" } else { "memory" };
+        let wal_block = if wal {
+            format!(
+                "    wal: {{enabled: true, dir: {}/wal}}\n",
+                self.dir.display()
+            )
+        } else {
+            String::new()
+        };
+        let config = self.dir.join(format!("config-{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
+positions: {{filename: {dir}/positions-{name}.yaml}}
 clients:
   - url: http://{sink_addr}/loki/api/v1/push
-scrape_configs:
+{wal_block}scrape_configs:
   - job_name: app
     static_configs:
       - labels: {{job: app, __path__: {log}}}
@@ -63,48 +109,43 @@ scrape_configs:
       - labels: {{level: "", logger: ""}}
       - timestamp: {{source: timestamp, format: RFC3339Nano}}
 "#,
-            dir = dir.path().display(),
-            log = log.display()
-        ),
-    )
-    .expect("write config");
+                dir = self.dir.display(),
+                sink_addr = self.sink_addr,
+                log = self.log.display()
+            ),
+        )
+        .expect("write config");
 
-    let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .arg(format!("-config.file={}", config.display()))
-        .env("TAILWARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tailward");
-    let pid = child.id();
-    let port = listening_port(child.stderr.take().expect("stderr"));
-    loop {
-        let sent = sent_entries(port);
-        if sent >= lines as f64 {
-            break;
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .arg(format!("-config.file={}", config.display()))
+            .env("TAILWARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tailward");
+        let pid = child.id();
+        let port = listening_port(child.stderr.take().expect("stderr"));
+        loop {
+            let sent = sent_entries(port);
+            if sent >= self.lines as f64 {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                panic!(
+                    "only {sent} of {} entries sent after 10 minutes",
+                    self.lines
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        if started.elapsed() > Duration::from_secs(600) {
-            panic!("only {sent} of {lines} entries sent after 10 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        let wall = started.elapsed();
+        let cpu = cpu_seconds(pid);
+        let peak_kib = peak_rss_kib(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        (wall, cpu, peak_kib)
     }
-    let wall = started.elapsed();
-    let cpu = cpu_seconds(pid);
-    let peak_kib = peak_rss_kib(pid);
-    let _ = child.kill();
-    let _ = child.wait();
-
-    let mib_f = bytes as f64 / (1024.0 * 1024.0);
-    println!("pipeline: json + labels + timestamp, protobuf+snappy, batchsize 1 MiB, batchwait 1s");
-    println!("input: {lines} lines, {mib_f:.1} MiB");
-    println!(
-        "wall: {:.2} s  ({:.1} MiB/s)",
-        wall.as_secs_f64(),
-        mib_f / wall.as_secs_f64()
-    );
-    println!("cpu: {cpu:.2} s  ({:.1} MiB per CPU-second)", mib_f / cpu);
-    println!("peak RSS: {:.1} MiB", peak_kib as f64 / 1024.0);
 }
 
 /// Writes `target` bytes of JSON records in the reference format; returns (lines, bytes).
