@@ -101,7 +101,7 @@ pub async fn run(
 
     let (ack_factory, ack_rx) = ack::channel();
     let sinks = if opts.dry_run {
-        Sinks::DryRun(dry_run::spawn())
+        Sinks::DryRun(dry_run::spawn(ack_factory.for_client(0)))
     } else {
         let mut handles = Vec::new();
         for (i, c) in config.clients.iter().enumerate() {
@@ -159,6 +159,7 @@ pub async fn run(
         job_inputs.push(spawn_pipeline(
             pipeline,
             fanout.clone(),
+            positions.clone(),
             &mut pipeline_tasks,
         ));
     }
@@ -174,6 +175,7 @@ pub async fn run(
                 Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                     .map_err(|e| AgentError(e.to_string()))?,
                 fanout.clone(),
+                positions.clone(),
                 &mut pipeline_tasks,
             ),
         };
@@ -316,6 +318,7 @@ fn second_signal() -> impl std::future::Future<Output = ()> {
 fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
+    positions: Positions,
     tasks: &mut JoinSet<()>,
 ) -> mpsc::Sender<LineBatch> {
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
@@ -326,7 +329,12 @@ fn spawn_pipeline(
             let deadline = pipeline.next_deadline();
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(batch) => pipeline.run_batch(&batch, &mut out).await,
+                    Some(batch) => {
+                        // Tailers issue their lines before sending; issuing again is a no-op
+                        // and keeps a send path that forgot it from stalling the position.
+                        positions.issue(&batch);
+                        pipeline.run_batch(&batch, &mut out).await
+                    }
                     None => break,
                 },
                 _ = sleep_until_deadline(deadline) => {
