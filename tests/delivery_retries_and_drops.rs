@@ -137,6 +137,13 @@ async fn too_many_requests_waits_for_retry_after() {
     );
     assert_eq!(lines_of(&got), numbered(0, 5));
     assert!(agent.metric("promtail_batch_retries_total") >= 1.0);
+    let statuses: Vec<u16> = s.receiver.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 204], "one 429, then accepted");
+    let retries = format!(
+        "tailward_client_retries_total{{host=\"{}\",reason=\"status_429\"}}",
+        s.receiver.addr()
+    );
+    assert_eq!(agent.metric(&retries), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

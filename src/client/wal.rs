@@ -15,6 +15,10 @@
 //! the partial record is cut off, and the write is retried every second: reading pauses
 //! meanwhile (the queue fills), nothing is lost, nothing crashes.
 //!
+//! File I/O is plain blocking I/O on the writer and client tasks (appends to the page cache,
+//! reads of what was just written); `fsync: always` therefore stalls one runtime worker per
+//! sync, which is why `periodic` is the default.
+//!
 //! Owns the files and their bookkeeping. It must not batch or push, and it settles the
 //! pipeline's acknowledgements only through the writer task, once the entries are written.
 
