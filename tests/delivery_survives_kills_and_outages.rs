@@ -35,12 +35,35 @@ fn single_client_config(dir: &Path, receiver: &Receiver, client_extra: &str) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_random_moments_while_writing_and_rotating_loses_nothing() {
+    kill_repeatedly(false).await;
+}
+
+/// With the disk buffer a kill can also cut a WAL record short; what was acknowledged to
+/// positions is on disk, the rest is read again.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_with_a_disk_buffer_loses_nothing() {
+    kill_repeatedly(true).await;
+}
+
+async fn kill_repeatedly(wal: bool) {
     const LINES: usize = 3000;
     const CHUNKS: usize = 6;
     const KILLS: usize = 8;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = single_client_config(dir.path(), &receiver, "    timeout: 2s\n");
+    let wal_block = if wal {
+        format!(
+            "    wal:\n      enabled: true\n      dir: {}\n",
+            dir.path().join("wal").display()
+        )
+    } else {
+        String::new()
+    };
+    let cfg = single_client_config(
+        dir.path(),
+        &receiver,
+        &format!("    timeout: 2s\n{wal_block}"),
+    );
     let seed: u64 = rand::rng().random();
     eprintln!("kill schedule seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -79,7 +102,7 @@ async fn sigkill_at_random_moments_while_writing_and_rotating_loses_nothing() {
     let tally = Tally::of(lines.iter().map(String::as_str), 0..LINES, number_of);
     let duplicates: usize = tally.repeated.values().map(|n| n - 1).sum();
     eprintln!(
-        "after {KILLS} SIGKILLs: {} lines received, {duplicates} duplicates ({} numbers repeated)",
+        "after {KILLS} SIGKILLs (WAL {wal}): {} lines received, {duplicates} duplicates ({} numbers repeated)",
         lines.len(),
         tally.repeated.len()
     );
@@ -179,6 +202,12 @@ async fn two_clients_one_down_the_other_receives_everything_promptly() {
         &format!("tailward_client_queued_entries{{host=\"{down_host}\"}}"),
     );
     assert!(queued > 0.0, "the down client's queue holds its entries");
+    assert!(
+        agent.wait_until(Duration::from_secs(5), |a| a
+            .metric("tailward_oldest_unacknowledged_seconds")
+            >= 1.0),
+        "the age of the oldest unacknowledged line shows the stall"
+    );
     // Not every client acknowledged a line yet: the position must not move.
     let saved = std::fs::read_to_string(&positions).unwrap_or_default();
     assert!(
@@ -208,6 +237,12 @@ async fn two_clients_one_down_the_other_receives_everything_promptly() {
         }),
         "position reaches the end once both clients acknowledged: {}",
         std::fs::read_to_string(&positions).unwrap_or_default()
+    );
+    assert!(
+        agent.wait_until(Duration::from_secs(5), |a| a
+            .metric("tailward_oldest_unacknowledged_seconds")
+            == 0.0),
+        "nothing is unacknowledged any more"
     );
 }
 
