@@ -36,7 +36,10 @@ impl AckToken {
 
     /// The token of an entry joined from `earlier`'s lines and then `later`'s. Lines of
     /// another source cannot be joined into one token: the earlier token is kept, and the
-    /// later source's lines stay unsettled (its position waits; see `multiline`).
+    /// later source's lines stay unsettled, so that file's position waits until a restart
+    /// re-reads them. `multiline` sends a block out before joining another file's line;
+    /// `cri` joins partial lines per label set, which holds `filename` unless a stage before
+    /// it dropped that label.
     pub fn joined(earlier: Option<AckToken>, later: Option<AckToken>) -> Option<AckToken> {
         match (earlier, later) {
             (Some(e), Some(l)) if e.source == l.source => Some(AckToken {

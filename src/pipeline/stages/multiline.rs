@@ -5,9 +5,9 @@
 //! stream's block and starts the next; other lines are appended with `\n`. The entry takes
 //! its labels, extracted map, timestamp and structured metadata from the block's first line;
 //! its acknowledgement covers every line of the block, so they settle together and positions
-//! never pass a line still held. (A block whose lines come from several files, possible only
-//! when `filename` was dropped from the labels before this stage, keeps the first file's
-//! acknowledgement: the other files' positions then wait for a restart, which re-reads them.) A block
+//! never pass a line still held. A block never mixes lines of two files (possible only when
+//! `filename` was dropped from the labels before this stage): a line of another file sends
+//! the block out first (a deviation from Promtail, which would interleave them). A block
 //! goes out when a new first line arrives, when it reaches `max_lines`, once its stream has
 //! been idle for `max_wait_time` (each line restarts the wait), and at shutdown or the end of
 //! input (`release` with `flush_all`). It must not parse the line beyond `firstline`.
@@ -169,7 +169,14 @@ impl MultilineStage {
             Entry::Occupied(occupied) => {
                 let block = occupied.into_mut();
                 // A block whose wait ran out goes out even if `release` has not run since.
-                if block.line_count > 0 && (is_first_line || block.deadline <= now) {
+                // So does one whose lines come from another file than this line (possible
+                // only when `filename` was dropped from the labels): one acknowledgement
+                // cannot cover lines of two files.
+                let other_file = matches!(
+                    (block.ack, entry.ack),
+                    (Some(held), Some(new)) if held.source != new.source
+                );
+                if block.line_count > 0 && (is_first_line || block.deadline <= now || other_file) {
                     self.ready.push(block.take_entry());
                 }
                 if is_first_line {
@@ -382,6 +389,36 @@ mod tests {
         assert_eq!(out[0].labels.get("file"), Some("a"));
         let rest = flush_all(&mut s, now);
         assert_eq!(lines(&rest), ["START b1\nb continued", "START a2"]);
+    }
+
+    #[test]
+    fn a_line_of_another_file_sends_the_block_out_first() {
+        let mut s = stage("^START");
+        let now = Instant::now();
+        let mut lines = Vec::new();
+        for (line, source, offset) in [("START a", 1, 8), ("more a", 1, 15), ("more b", 2, 7)] {
+            let mut e = entry(line, &[("job", "x")]);
+            e.ack = Some(AckToken::line(SourceId(source), offset));
+            lines.push(e);
+        }
+        for e in &mut lines {
+            assert_eq!(s.process_at(e, now), Verdict::Hold);
+        }
+        let out = flush_all(&mut s, now);
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| {
+                let ack = e.ack.map(|a| (a.source.0, a.from, a.offset));
+                (e.line.as_str(), ack)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("START a\nmore a", Some((1, 8, 15))),
+                ("more b", Some((2, 7, 7)))
+            ]
+        );
     }
 
     #[test]
