@@ -97,7 +97,8 @@ pub async fn run(
         clients_count,
         opts.dry_run || stdin_mode,
     )
-    .map_err(|e| AgentError(e.to_string()))?;
+    .map_err(|e| AgentError(e.to_string()))?
+    .with_deletion_counter(metrics.client.positions_file_deleted.clone());
 
     let (ack_factory, ack_rx) = ack::channel();
     let sinks = if opts.dry_run {

@@ -41,6 +41,8 @@ pub struct ClientMetrics {
     pub wal_errors: IntCounterVec,
     /// Age of the oldest line read but not yet acknowledged by every client.
     pub oldest_unacknowledged_seconds: Gauge,
+    /// Saves that found the positions file deleted while running (it is written again).
+    pub positions_file_deleted: prometheus::IntCounter,
 }
 
 pub struct FileMetrics {
@@ -184,6 +186,11 @@ impl Metrics {
                 "WAL I/O failures by operation (open, write, sync, delete); the client falls back to its memory queue.",
                 &["host", "operation"],
             ),
+            positions_file_deleted: int_counter(
+                &registry,
+                "tailward_positions_file_deleted_total",
+                "Times the positions file was found deleted while running and written again.",
+            ),
             oldest_unacknowledged_seconds: gauge(
                 &registry,
                 "tailward_oldest_unacknowledged_seconds",
@@ -324,6 +331,13 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec 
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g
+}
+
+fn int_counter(r: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
 }
 
 fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {

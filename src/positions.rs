@@ -32,6 +32,8 @@ pub struct Positions {
     inner: Arc<Mutex<State>>,
     file: PathBuf,
     read_only: bool,
+    /// Counts saves that found the file deleted by someone else.
+    deleted: Option<prometheus::IntCounter>,
 }
 
 struct State {
@@ -138,7 +140,14 @@ impl Positions {
             })),
             file: file.to_path_buf(),
             read_only,
+            deleted: None,
         })
+    }
+
+    /// Counts, in `counter`, each time the file turns out deleted while running.
+    pub fn with_deletion_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.deleted = Some(counter);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -360,6 +369,9 @@ impl Positions {
                 return Ok(());
             }
             if !exists && st.written {
+                if let Some(c) = &self.deleted {
+                    c.inc();
+                }
                 tracing::warn!(
                     file = %self.file.display(),
                     "positions file was deleted while running; writing it again from memory"

@@ -332,6 +332,7 @@ async fn positions_file_deleted_while_running_is_written_again() {
         "{}",
         agent.stderr_text()
     );
+    assert_eq!(agent.metric("tailward_positions_file_deleted_total"), 1.0);
     let got = settled_lines(
         &receiver,
         80,
