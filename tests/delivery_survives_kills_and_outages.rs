@@ -378,3 +378,43 @@ async fn sigterm_with_loki_down_and_a_full_queue_stops_after_the_grace_period() 
         "nothing was acknowledged"
     );
 }
+
+/// Lines the pipeline drops on purpose (here every even number, and inside a `match` after a
+/// multiline stage holds them) are finalized too: the position reaches the end of the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_dropped_on_purpose_let_the_position_reach_the_end() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let positions = dir.path().join("positions.yaml");
+    let stages = "      - match:\n          selector: '{job=\"app\"}'\n          stages:\n            - multiline:\n                firstline: '^seq='\n                max_wait_time: 200ms\n            - drop:\n                expression: '^seq=[0-9]{6}[02468] '\n";
+    let cfg = write_config(
+        dir.path(),
+        &file_job_config(
+            &receiver.url(),
+            &positions,
+            &log.display().to_string(),
+            "",
+            stages,
+        ),
+    );
+    support::numbered_lines::append(&log, 0, 40);
+    let agent = AgentProcess::start(&cfg, &[]);
+    let lines = settled_lines(
+        &receiver,
+        20,
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+    )
+    .await;
+    let numbers: Vec<usize> = lines.iter().filter_map(|l| number_of(l)).collect();
+    assert_eq!(numbers, (1..40).step_by(2).collect::<Vec<_>>());
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |_| saved_offset(&positions, &log)
+            == Some(size)),
+        "position at the end of the file: {:?}",
+        std::fs::read_to_string(&positions)
+    );
+    assert_eq!(agent.metric("logentry_dropped_lines_total"), 20.0);
+}
