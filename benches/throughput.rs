@@ -9,6 +9,9 @@
 //! time_local; 9.4), `auth` (syslog header regex + a second regex on the message + labels
 //! program, outcome; 8.9).
 //!
+//! `json+wal` is `json` through the client's disk buffer (`wal: {enabled: true}`, fsync
+//! periodic, the default).
+//!
 //! Run: `cargo bench --bench throughput -- [KIND|all] [MiB]` (default: all, 64).
 //! It measures the real binary as a user runs it: same config path, default batch settings,
 //! acknowledgement-based positions on. Completion is read from the agent's own
@@ -26,7 +29,7 @@ use axum::routing::post;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
-const KINDS: &[&str] = &["raw", "json", "nginx", "auth"];
+const KINDS: &[&str] = &["raw", "json", "json+wal", "nginx", "auth"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -63,9 +66,13 @@ fn main() {
     );
     for kind in kinds {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join(format!("{kind}.log"));
-        let (lines, bytes) = generate(kind, &log, mib * 1024 * 1024);
-        let run = ship(dir.path(), &log, kind, sink_addr, lines);
+        let (data, wal) = match kind.strip_suffix("+wal") {
+            Some(data) => (data, true),
+            None => (kind, false),
+        };
+        let log = dir.path().join(format!("{data}.log"));
+        let (lines, bytes) = generate(data, &log, mib * 1024 * 1024);
+        let run = ship(dir.path(), &log, data, wal, sink_addr, lines);
         let mib_f = bytes as f64 / (1024.0 * 1024.0);
         println!(
             "{kind:<6} {lines:>9} {mib_f:>10.1} {:>9.2} {:>12.1} {:>10.1} {:>9.1}",
@@ -114,7 +121,12 @@ fn stages(kind: &str) -> &'static str {
     }
 }
 
-fn ship(dir: &Path, log: &Path, kind: &str, sink: SocketAddr, lines: usize) -> Run {
+fn ship(dir: &Path, log: &Path, kind: &str, wal: bool, sink: SocketAddr, lines: usize) -> Run {
+    let wal_block = if wal {
+        format!("    wal: {{enabled: true, dir: {}/wal}}\n", dir.display())
+    } else {
+        String::new()
+    };
     let config = dir.join("config.yaml");
     std::fs::write(
         &config,
@@ -123,7 +135,7 @@ fn ship(dir: &Path, log: &Path, kind: &str, sink: SocketAddr, lines: usize) -> R
 positions: {{filename: {dir}/positions.yaml}}
 clients:
   - url: http://{sink}/loki/api/v1/push
-scrape_configs:
+{wal_block}scrape_configs:
   - job_name: {kind}
     static_configs:
       - labels: {{job: {kind}, __path__: {log}}}

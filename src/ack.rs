@@ -11,11 +11,46 @@ use tokio::sync::mpsc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceId(pub u64);
 
-/// "Everything of `source` before `offset` may be forgotten" once acknowledged.
+/// The lines of `source` ending at `from..=offset` (each line is known by the offset just past
+/// it): one line, or the lines a holding stage joined into one entry. Settling a token
+/// finalizes exactly those lines; the positions store moves past a line only once every line
+/// before it is finalized too, so tokens may be settled in any order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AckToken {
     pub source: SourceId,
+    /// End offset of the first line covered.
+    pub from: u64,
+    /// End offset of the last line covered.
     pub offset: u64,
+}
+
+impl AckToken {
+    /// The token of the single line of `source` ending at `offset`.
+    pub fn line(source: SourceId, offset: u64) -> Self {
+        Self {
+            source,
+            from: offset,
+            offset,
+        }
+    }
+
+    /// The token of an entry joined from `earlier`'s lines and then `later`'s. Lines of
+    /// another source cannot be joined into one token: the earlier token is kept, and the
+    /// later source's lines stay unsettled, so that file's position waits until a restart
+    /// re-reads them. `multiline` sends a block out before joining another file's line;
+    /// `cri` joins partial lines per label set, which holds `filename` unless a stage before
+    /// it dropped that label.
+    pub fn joined(earlier: Option<AckToken>, later: Option<AckToken>) -> Option<AckToken> {
+        match (earlier, later) {
+            (Some(e), Some(l)) if e.source == l.source => Some(AckToken {
+                source: e.source,
+                from: e.from.min(l.from),
+                offset: e.offset.max(l.offset),
+            }),
+            (Some(e), _) => Some(e),
+            (None, l) => l,
+        }
+    }
 }
 
 /// Acknowledgements settled by one client, in the order the client received them.

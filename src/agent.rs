@@ -1,8 +1,10 @@
 //! The running agent: wires discovery -> tailers -> pipelines -> clients, with
 //! acknowledgements flowing back from the clients to the positions store, and the HTTP server
 //! beside them. Owns startup order and graceful shutdown:
-//! stop reading, let pipelines drain, let clients flush within
-//! `server.graceful_shutdown_timeout`, then save positions. Tells systemd (through
+//! stop reading, let pipelines drain, let clients flush (or move their queue into their disk
+//! buffer) within `server.graceful_shutdown_timeout`, then save positions. A second SIGTERM
+//! or SIGINT stops waiting at once; positions are still saved, holding only what was
+//! acknowledged. Tells systemd (through
 //! [`crate::systemd`]) when it is ready, reloading and stopping.
 //!
 //! It must not contain the logic of any one part; each lives in its own module.
@@ -16,10 +18,11 @@ use tokio::task::JoinSet;
 
 use crate::ack;
 use crate::client;
+use crate::client::queue::Fanout;
 use crate::config::Config;
 use crate::discovery;
 use crate::dry_run;
-use crate::entry::{LineBatch, Outgoing};
+use crate::entry::LineBatch;
 use crate::jobs;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
@@ -53,27 +56,6 @@ impl std::fmt::Display for AgentError {
 }
 
 impl std::error::Error for AgentError {}
-
-/// Where pipelines send entries: every client gets every entry.
-#[derive(Clone)]
-pub struct Fanout {
-    clients: Vec<mpsc::Sender<Vec<Outgoing>>>,
-}
-
-impl Fanout {
-    /// Returns false once every client is gone.
-    async fn send(&self, batch: Vec<Outgoing>) -> bool {
-        let Some((last, rest)) = self.clients.split_last() else {
-            return false;
-        };
-        let mut any = false;
-        for c in rest {
-            any |= c.send(batch.clone()).await.is_ok();
-        }
-        any |= last.send(batch).await.is_ok();
-        any
-    }
-}
 
 enum Sinks {
     DryRun(dry_run::DryRunHandle),
@@ -121,10 +103,15 @@ pub async fn run(
         clients_count,
         opts.dry_run || stdin_mode,
     )
-    .map_err(|e| AgentError(e.to_string()))?;
+    .map_err(|e| AgentError(e.to_string()))?
+    .with_deletion_counter(metrics.client.positions_file_deleted.clone());
 
     let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
     let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+    let age_gauge = tokio::spawn(positions.clone().run_age_gauge(
+        metrics.client.oldest_unacknowledged_seconds.clone(),
+        stop_rx.clone(),
+    ));
     let saver = tokio::spawn(
         positions
             .clone()
@@ -187,8 +174,12 @@ pub async fn run(
             None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                 .map_err(|e| AgentError(e.to_string()))?,
         };
-        let (input, task) =
-            spawn_pipeline(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
+        let (input, task) = spawn_pipeline(
+            pipeline,
+            job_ctx.fanout.clone(),
+            positions.clone(),
+            liveness.register("stdin"),
+        );
         stdin_tasks.push(task);
         stdin_tasks.push(tokio::spawn(async move {
             read_stdin(input, Arc::new(labels)).await;
@@ -260,27 +251,63 @@ pub async fn run(
         }
     }
     opts.notifier.stopping();
+    // A second SIGTERM or SIGINT cuts the drain short; listening starts now so it is not
+    // missed.
+    let second = second_signal();
     let deadline = config.server.graceful_shutdown_timeout.0;
     let started = tokio::time::Instant::now();
-    // 1. Stop reading; tailers finish the batch in hand. 2. Pipelines drain what was read.
-    let _ = stop_tx.send(true);
-    running_jobs.stop_all(&job_ctx).await;
-    for t in stdin_tasks {
-        let _ = t.await;
-    }
-    drop(job_ctx);
-    // 3. Clients flush within what is left of the grace period.
-    let left = deadline
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(100));
-    finish_sinks(sinks, left).await;
-    // 4. Every acknowledgement is in once the clients are gone; save positions last.
-    let _ = ack_task.await;
-    let _ = saver.await;
+    let graceful = async {
+        // 1. Stop reading; tailers finish the batch in hand. 2. Pipelines drain what was
+        // read. Both wait for room in the client queues, so a client that cannot deliver
+        // could hold them up: they get the grace period, no more.
+        let _ = stop_tx.send(true);
+        // Owns the job context, so its fanout (the clients' senders) goes when reading has
+        // stopped and the clients can finish.
+        let mut stopping = std::pin::pin!(async move {
+            running_jobs.stop_all(&job_ctx).await;
+            for t in stdin_tasks {
+                let _ = t.await;
+            }
+            drop(job_ctx);
+        });
+        let drained = tokio::time::timeout(deadline, &mut stopping).await.is_ok();
+        if !drained {
+            tracing::warn!(
+                ?deadline,
+                "reading did not stop within server.graceful_shutdown_timeout (a client's \
+                 queue is full); abandoning undelivered entries, which are read again on the \
+                 next start"
+            );
+        }
+        // 3. Clients flush within what is left of the grace period.
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        finish_sinks(sinks, left).await;
+        // With the clients gone, anything still waiting on a queue gives up.
+        if !drained {
+            stopping.await;
+        }
+        // 4. Every acknowledgement is in once the clients are gone; save positions last.
+        let _ = ack_task.await;
+        let _ = saver.await;
+        let _ = age_gauge.await;
+    };
+    let cut_short = tokio::select! {
+        _ = graceful => false,
+        _ = second => {
+            tracing::warn!(
+                "second shutdown signal: exiting now; positions keep only what was acknowledged"
+            );
+            true
+        }
+    };
     if let Err(e) = positions.save() {
         tracing::error!(error = %e, "saving positions at shutdown failed");
     }
-    if let Some(t) = server_task {
+    if let Some(t) = server_task
+        && !cut_short
+    {
         let _ = t.await;
     }
     let _ = notify_stop_tx.send(true);
@@ -365,7 +392,7 @@ fn start_sinks(
 ) -> Result<(Sinks, Fanout, ack::AckReceiver), AgentError> {
     let (ack_factory, ack_rx) = ack::channel();
     let sinks = if opts.dry_run {
-        Sinks::DryRun(dry_run::spawn())
+        Sinks::DryRun(dry_run::spawn(ack_factory.for_client(0)))
     } else {
         let mut handles = Vec::new();
         for (i, c) in config.clients.iter().enumerate() {
@@ -375,6 +402,7 @@ fn start_sinks(
                 &config.limits_config,
                 metrics.clone(),
                 ack_factory.for_client(i),
+                client::wal::dir_for(i, c.wal.as_ref(), config.wal.as_ref()),
             )
             .map_err(|e| AgentError(format!("clients[{i}].{}: {}", e.key, e.message)))?;
             handles.push(h);
@@ -382,12 +410,10 @@ fn start_sinks(
         Sinks::Clients(handles)
     };
     drop(ack_factory);
-    let fanout = Fanout {
-        clients: match &sinks {
-            Sinks::DryRun(d) => vec![d.sender()],
-            Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
-        },
-    };
+    let fanout = Fanout::new(match &sinks {
+        Sinks::DryRun(d) => vec![d.sender()],
+        Sinks::Clients(cs) => cs.iter().map(|c| c.sender()).collect(),
+    });
     Ok((sinks, fanout, ack_rx))
 }
 
@@ -414,12 +440,34 @@ async fn finish_sinks(sinks: Sinks, left: Duration) {
     }
 }
 
+/// Resolves on the next SIGTERM or SIGINT after it was called (never if they cannot be
+/// watched).
+fn second_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+}
+
 /// Starts a job's pipeline task; returns the sender its sources feed and the task.
 /// The task beats `heartbeat` on every turn, and while idle or waiting on a full client,
 /// so the systemd watchdog is fed only while the task is really being run.
 pub(crate) fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
+    positions: Positions,
     heartbeat: Heartbeat,
 ) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
@@ -432,7 +480,12 @@ pub(crate) fn spawn_pipeline(
             let deadline = pipeline.next_deadline();
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(batch) => pipeline.run_batch(&batch, &mut out).await,
+                    Some(batch) => {
+                        // Sources issue their lines before sending; issuing again is a no-op
+                        // and keeps a send path that forgot it from stalling the position.
+                        positions.issue(&batch);
+                        pipeline.run_batch(&batch, &mut out).await
+                    }
                     None => break,
                 },
                 _ = sleep_until_deadline(deadline) => {

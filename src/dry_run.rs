@@ -9,19 +9,23 @@
 
 use std::io::Write;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::ack::AckSender;
+use crate::client::queue::{self, QueueSender};
 use crate::entry::{Entry, Outgoing};
 use crate::pipeline::gotime::format_dry_run;
 
+/// Output goes to a terminal or a pipe; a few MiB in flight is plenty.
+const DRY_RUN_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+
 pub struct DryRunHandle {
-    tx: mpsc::Sender<Vec<Outgoing>>,
+    tx: QueueSender,
     task: JoinHandle<()>,
 }
 
 impl DryRunHandle {
-    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
+    pub fn sender(&self) -> QueueSender {
         self.tx.clone()
     }
 
@@ -31,12 +35,15 @@ impl DryRunHandle {
     }
 }
 
-pub fn spawn() -> DryRunHandle {
-    let (tx, mut rx) = mpsc::channel::<Vec<Outgoing>>(64);
+/// `acks` settles what was printed: positions are not saved in a dry run, but each file's
+/// finalizer must not keep every line it issued.
+pub fn spawn(acks: AckSender) -> DryRunHandle {
+    let (tx, mut rx) = queue::bounded(DRY_RUN_QUEUE_BYTES, None);
     let task = tokio::spawn(async move {
         let mut line = String::new();
         while let Some(batch) = rx.recv().await {
             let mut out = std::io::stdout().lock();
+            let tokens: Vec<_> = batch.iter().filter_map(Outgoing::ack).collect();
             for item in batch {
                 if let Outgoing::Entry { entry, .. } = item {
                     line.clear();
@@ -48,6 +55,7 @@ pub fn spawn() -> DryRunHandle {
                 }
             }
             let _ = out.flush();
+            acks.settle(tokens);
         }
     });
     DryRunHandle { tx, task }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::agent::{Fanout, spawn_pipeline};
+use crate::agent::spawn_pipeline;
+use crate::client::queue::Fanout;
 use crate::config::{Config, ScrapeConfig};
 use crate::discovery;
 use crate::metrics::Metrics;
@@ -75,6 +76,7 @@ pub fn start(
         let (input, pipeline_task) = spawn_pipeline(
             pipeline,
             ctx.fanout.clone(),
+            ctx.positions.clone(),
             ctx.liveness.register(&job.job_name),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -100,6 +102,7 @@ pub fn start(
     let (input, pipeline_task) = spawn_pipeline(
         pipeline,
         ctx.fanout.clone(),
+        ctx.positions.clone(),
         ctx.liveness.register(&job.job_name),
     );
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -123,6 +123,8 @@ impl JournalSource {
                 let Some(batch) = entry.batch(id, seq) else {
                     continue;
                 };
+                // The cursor's position waits for this entry from now on.
+                positions.issue(&batch);
                 if out.send(batch).await.is_err() {
                     break true;
                 }
@@ -227,13 +229,7 @@ impl JournalEntry {
     fn batch(self, source: SourceId, seq: u64) -> Option<LineBatch> {
         let labels = self.labels?;
         let mut batch = LineBatch::new(Arc::new(labels), self.timestamp);
-        batch.push(
-            &self.line,
-            Some(AckToken {
-                source,
-                offset: seq,
-            }),
-        );
+        batch.push(&self.line, Some(AckToken::line(source, seq)));
         Some(batch)
     }
 }

@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod dry_run;
 pub mod entry;
 pub mod file_identity;
+pub mod finalizer;
 pub mod jobs;
 pub mod journal;
 pub mod labels;

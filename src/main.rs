@@ -78,7 +78,10 @@ fn main() -> ExitCode {
             overrides,
         }),
     };
-    match runtime.block_on(agent::run(config, opts, shutdown_signal())) {
+    let result = runtime.block_on(agent::run(config, opts, shutdown_signal()));
+    // After a second signal some tasks may still be waiting; they must not delay the exit.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "tailward stopped with an error");

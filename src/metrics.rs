@@ -6,8 +6,8 @@
 //! one test process.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -30,6 +30,19 @@ pub struct ClientMetrics {
     pub batch_retries: IntCounterVec,
     /// tailward: batches resent without structured metadata after a Loki 2.x refusal.
     pub structured_metadata_fallbacks: IntCounterVec,
+    /// Retries by reason (`status_429`, `status_5xx`, `transport`, `split_413`).
+    pub retries: IntCounterVec,
+    pub queued_entries: IntGaugeVec,
+    pub queued_bytes: IntGaugeVec,
+    pub wal_bytes: IntGaugeVec,
+    pub wal_segments: IntGaugeVec,
+    /// WAL records written, read back on replay, skipped as corrupt, dropped when full.
+    pub wal_records: IntCounterVec,
+    pub wal_errors: IntCounterVec,
+    /// Age of the oldest line read but not yet acknowledged by every client.
+    pub oldest_unacknowledged_seconds: Gauge,
+    /// Saves that found the positions file deleted while running (it is written again).
+    pub positions_file_deleted: prometheus::IntCounter,
 }
 
 pub struct FileMetrics {
@@ -138,6 +151,58 @@ impl Metrics {
                 "tailward_structured_metadata_fallback_batches_total",
                 "Batches resent without structured metadata after the endpoint refused it.",
                 &["host"],
+            ),
+            retries: counter_vec(
+                &registry,
+                "tailward_client_retries_total",
+                "Push attempts retried, by reason: status_429, status_5xx, transport, split_413.",
+                &["host", "reason"],
+            ),
+            queued_entries: int_gauge_vec(
+                &registry,
+                "tailward_client_queued_entries",
+                "Entries waiting in the client's input queue.",
+                &["host"],
+            ),
+            queued_bytes: int_gauge_vec(
+                &registry,
+                "tailward_client_queued_bytes",
+                "Bytes (lines plus a fixed per-entry overhead) waiting in the client's input queue.",
+                &["host"],
+            ),
+            wal_bytes: int_gauge_vec(
+                &registry,
+                "tailward_wal_bytes",
+                "Bytes of the client's disk buffer (WAL) segments not yet deleted.",
+                &["host"],
+            ),
+            wal_segments: int_gauge_vec(
+                &registry,
+                "tailward_wal_segments",
+                "Segment files of the client's disk buffer (WAL).",
+                &["host"],
+            ),
+            wal_records: counter_vec(
+                &registry,
+                "tailward_wal_records_total",
+                "WAL records by event: written, replayed (read back after a restart), corrupt (skipped), dropped_oldest (discarded when full).",
+                &["host", "event"],
+            ),
+            wal_errors: counter_vec(
+                &registry,
+                "tailward_wal_errors_total",
+                "WAL I/O failures by operation (open, write, sync, delete); the client falls back to its memory queue.",
+                &["host", "operation"],
+            ),
+            positions_file_deleted: int_counter(
+                &registry,
+                "tailward_positions_file_deleted_total",
+                "Times the positions file was found deleted while running and written again.",
+            ),
+            oldest_unacknowledged_seconds: gauge(
+                &registry,
+                "tailward_oldest_unacknowledged_seconds",
+                "Age of the oldest line read from a file but not yet acknowledged by every client (0 when none).",
             ),
         };
         let files = FileMetrics {
@@ -294,6 +359,20 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn int_counter(r: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
     r.register(Box::new(g.clone()))
         .expect("metric registered once");
     g

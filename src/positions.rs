@@ -8,8 +8,9 @@
 //!
 //! Owns the in-memory map, the acknowledgement receiver (the one channel that flows back from
 //! the clients) and atomic saves (temp file, fsync, rename; mode 0600). A file's position
-//! moves only when every client has settled the lines before it. It must not read log files
-//! or know about HTTP.
+//! moves only past lines every client has settled, in order: each source has a
+//! [`Finalizer`] that tailers issue lines to (before handing them on) and acknowledgements
+//! settle. It must not read log files or know about HTTP.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Deserialize;
 
 use crate::ack::{AckReceiver, SourceId};
+use crate::entry::LineBatch;
 use crate::file_identity::FileIdentity;
+use crate::finalizer::{Finalizer, MAX_CLIENTS};
 
 /// Shared handle: tailers ask where to start and register their source; the ack task and
 /// the saver update and persist.
@@ -29,6 +32,8 @@ pub struct Positions {
     inner: Arc<Mutex<State>>,
     file: PathBuf,
     read_only: bool,
+    /// Counts saves that found the file deleted by someone else.
+    deleted: Option<prometheus::IntCounter>,
 }
 
 struct State {
@@ -46,14 +51,15 @@ struct State {
     next_id: u64,
     clients: usize,
     dirty: bool,
+    /// The file has been written by this process (so its absence means someone deleted it).
+    written: bool,
 }
 
 struct Source {
     path: String,
-    /// Highest offset each client has settled.
-    acked: Vec<u64>,
+    finalizer: Finalizer,
     /// Set when the tailer stopped: the end of the last line it handed on. The source is
-    /// forgotten once every client has settled up to it.
+    /// forgotten once every line it issued is settled.
     last_offset: Option<u64>,
     identity: Option<FileIdentity>,
     /// For a journal: the cursor of each entry handed on, by its sequence number (the
@@ -63,11 +69,11 @@ struct Source {
 
 impl Source {
     fn settled(&self) -> u64 {
-        self.acked.iter().copied().min().unwrap_or(0)
+        self.finalizer.committed()
     }
 
     fn finished(&self) -> bool {
-        self.last_offset.is_some_and(|last| self.settled() >= last)
+        self.last_offset.is_some() && self.finalizer.outstanding() == 0
     }
 }
 
@@ -99,6 +105,11 @@ impl Positions {
         clients: usize,
         read_only: bool,
     ) -> Result<Self, PositionsError> {
+        if clients > MAX_CLIENTS {
+            return Err(PositionsError(format!(
+                "{clients} clients configured; at most {MAX_CLIENTS} are supported"
+            )));
+        }
         let (saved, identities) = match std::fs::read_to_string(file) {
             Ok(text) => match parse(&text) {
                 Ok(maps) => maps,
@@ -136,10 +147,18 @@ impl Positions {
                 next_id: 0,
                 clients: clients.max(1),
                 dirty: false,
+                written: false,
             })),
             file: file.to_path_buf(),
             read_only,
+            deleted: None,
         })
+    }
+
+    /// Counts, in `counter`, each time the file turns out deleted while running.
+    pub fn with_deletion_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.deleted = Some(counter);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -252,7 +271,7 @@ impl Positions {
             id,
             Source {
                 path: path.to_string(),
-                acked: vec![offset; clients],
+                finalizer: Finalizer::new(offset, clients),
                 last_offset: None,
                 identity,
                 cursors: None,
@@ -282,7 +301,7 @@ impl Positions {
             id,
             Source {
                 path: key.to_string(),
-                acked: vec![0; clients],
+                finalizer: Finalizer::new(0, clients),
                 last_offset: None,
                 identity: None,
                 cursors: Some(BTreeMap::new()),
@@ -303,6 +322,50 @@ impl Positions {
     /// The saved value of `key` (a journal cursor).
     pub fn saved_value(&self, key: &str) -> Option<String> {
         self.state().saved.get(key).cloned()
+    }
+
+    /// The lines of `batch` are about to be handed on: from now on the position of their
+    /// source waits for each of them to be settled. Called by the tailer before it sends.
+    pub fn issue(&self, batch: &LineBatch) {
+        let now = std::time::Instant::now();
+        let mut st = self.state();
+        let mut current: Option<(SourceId, &mut Source)> = None;
+        for span in &batch.lines {
+            let Some(token) = span.ack else { continue };
+            if current.as_ref().is_none_or(|(id, _)| *id != token.source) {
+                current = st.sources.get_mut(&token.source).map(|s| (token.source, s));
+            }
+            if let Some((_, src)) = current.as_mut() {
+                src.finalizer.issue(token.offset, now);
+            }
+        }
+    }
+
+    /// When the oldest line not yet settled by every client was issued, over all sources.
+    pub fn oldest_outstanding(&self) -> Option<std::time::Instant> {
+        self.state()
+            .sources
+            .values()
+            .filter_map(|s| s.finalizer.oldest_outstanding())
+            .min()
+    }
+
+    /// Keeps `gauge` at the age of the oldest unacknowledged line (0 when none) until `stop`.
+    pub async fn run_age_gauge(
+        self,
+        gauge: prometheus::Gauge,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let age = self
+                .oldest_outstanding()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            gauge.set(age);
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     /// The tailer of `id` stopped after handing on lines up to `last_offset`. Acks still in
@@ -335,7 +398,7 @@ impl Positions {
         let unsettled = st.sources.len();
         st.sources.clear();
         st.current.clear();
-        st.clients = clients;
+        st.clients = clients.min(MAX_CLIENTS);
         unsettled
     }
 
@@ -358,9 +421,7 @@ impl Positions {
                 let Some(src) = st.sources.get_mut(&t.source) else {
                     continue;
                 };
-                if let Some(slot) = src.acked.get_mut(ack.client) {
-                    *slot = (*slot).max(t.offset);
-                }
+                src.finalizer.settle(ack.client, t.from, t.offset);
                 let settled = src.settled();
                 let finished = src.finished();
                 let value = match src.cursors.as_mut() {
@@ -399,10 +460,21 @@ impl Positions {
         let text = {
             let mut st = self.state();
             prune_vanished(&mut st);
-            if !st.dirty && self.file.exists() {
+            let exists = self.file.exists();
+            if !st.dirty && exists {
                 return Ok(());
             }
+            if !exists && st.written {
+                if let Some(c) = &self.deleted {
+                    c.inc();
+                }
+                tracing::warn!(
+                    file = %self.file.display(),
+                    "positions file was deleted while running; writing it again from memory"
+                );
+            }
             st.dirty = false;
+            st.written = true;
             render(&st.saved, &st.identities)
         };
         write_atomically(&self.file, text.as_bytes()).map_err(|e| {
@@ -560,6 +632,16 @@ mod tests {
     use super::*;
     use crate::ack::{self, AckToken};
 
+    /// Issues lines of `id` ending at `ends`, as its tailer would before handing them on.
+    fn issue(pos: &Positions, id: SourceId, ends: &[u64]) {
+        let labels = std::sync::Arc::new(crate::labels::LabelSet::new());
+        let mut batch = LineBatch::new(labels, crate::clock::now());
+        for &end in ends {
+            batch.push("x", Some(AckToken::line(id, end)));
+        }
+        pos.issue(&batch);
+    }
+
     #[test]
     fn reads_promtail_positions_file() {
         let (map, identities) =
@@ -632,16 +714,11 @@ mod tests {
         // starts at 0 under the same path.
         pos.unregister(old, 500);
         let new = pos.register(&path, 0, None);
+        issue(&pos, new, &[7]);
         let (factory, rx) = ack::channel();
         let task = tokio::spawn(pos.clone().run_acks(rx));
-        factory.for_client(0).settle(vec![AckToken {
-            source: old,
-            offset: 500,
-        }]);
-        factory.for_client(0).settle(vec![AckToken {
-            source: new,
-            offset: 7,
-        }]);
+        factory.for_client(0).settle(vec![AckToken::line(old, 500)]);
+        factory.for_client(0).settle(vec![AckToken::line(new, 7)]);
         drop(factory);
         task.await.unwrap();
         assert_eq!(pos.get(&path), 7);
@@ -681,16 +758,13 @@ mod tests {
         let f = dir.path().join("positions.yaml");
         let pos = Positions::open(&f, false, 2, false).unwrap();
         let id = pos.register("/var/log/a.log", 0, None);
+        issue(&pos, id, &[40, 100]);
         let (factory, rx) = ack::channel();
         let task = tokio::spawn(pos.clone().run_acks(rx));
-        factory.for_client(0).settle(vec![AckToken {
-            source: id,
-            offset: 100,
-        }]);
-        factory.for_client(1).settle(vec![AckToken {
-            source: id,
-            offset: 40,
-        }]);
+        factory
+            .for_client(0)
+            .settle(vec![AckToken::line(id, 40), AckToken::line(id, 100)]);
+        factory.for_client(1).settle(vec![AckToken::line(id, 40)]);
         drop(factory);
         task.await.unwrap();
         assert_eq!(pos.get("/var/log/a.log"), 40);
@@ -701,5 +775,52 @@ mod tests {
             std::fs::read_to_string(&f).unwrap(),
             "positions:\n  /var/log/a.log: \"40\"\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod ordered_tests {
+    use super::*;
+    use crate::ack::{self, AckToken};
+
+    #[tokio::test]
+    async fn position_never_passes_a_line_acknowledged_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let pos = Positions::open(&dir.path().join("p.yaml"), false, 1, false).unwrap();
+        let id = pos.register("/var/log/a.log", 0, None);
+        let labels = std::sync::Arc::new(crate::labels::LabelSet::new());
+        let mut batch = LineBatch::new(labels, crate::clock::now());
+        for end in [10, 20, 30] {
+            batch.push("x", Some(AckToken::line(id, end)));
+        }
+        pos.issue(&batch);
+        // Line 30 overtook the held line 10 (and line 20 was dropped on purpose).
+        let (factory, rx) = ack::channel();
+        factory
+            .for_client(0)
+            .settle(vec![AckToken::line(id, 30), AckToken::line(id, 20)]);
+        drop(factory);
+        pos.clone().run_acks(rx).await;
+        assert_eq!(
+            pos.get("/var/log/a.log"),
+            0,
+            "line 10 is not acknowledged yet"
+        );
+        assert!(pos.oldest_outstanding().is_some());
+        let (factory, rx) = ack::channel();
+        factory.for_client(0).settle(vec![AckToken::line(id, 10)]);
+        drop(factory);
+        pos.clone().run_acks(rx).await;
+        assert_eq!(pos.get("/var/log/a.log"), 30);
+        assert!(pos.oldest_outstanding().is_none());
+    }
+
+    #[test]
+    fn more_clients_than_the_finalizer_tracks_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Positions::open(&dir.path().join("p.yaml"), false, 65, false)
+            .err()
+            .expect("65 clients refused");
+        assert!(err.0.contains("at most 64"), "{err}");
     }
 }

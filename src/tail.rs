@@ -1026,6 +1026,8 @@ impl Tailer {
             // More is waiting: read more per call.
             buf.resize((n * 2).min(READ_CHUNK), 0);
         }
+        // Issued before it leaves: the position must wait for these lines from now on.
+        self.positions.issue(&batch);
         if !batch.is_empty() && self.out.send(batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
         }
@@ -1051,10 +1053,7 @@ impl Tailer {
         let mut lines = 0u64;
         let mut at_file_start = first_at_file_start;
         for end in ends {
-            let token = Some(AckToken {
-                source: r.source,
-                offset: chunk_offset + end as u64,
-            });
+            let token = Some(AckToken::line(r.source, chunk_offset + end as u64));
             let segment = &chunk[start..end - newline_width];
             start = end;
             let line_at_file_start = std::mem::replace(&mut at_file_start, false);
@@ -1081,10 +1080,7 @@ impl Tailer {
     /// file is being closed.
     async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
         let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
-        let token = Some(AckToken {
-            source: r.source,
-            offset: r.cursor,
-        });
+        let token = Some(AckToken::line(r.source, r.cursor));
         let at_file_start = r.handed_on() == 0;
         let line = std::mem::take(&mut r.pending);
         self.push_line(
@@ -1101,6 +1097,7 @@ impl Tailer {
                 .with_label_values(&[&self.path_label])
                 .inc();
         }
+        self.positions.issue(&batch);
         self.out.send(batch).await.map_err(|_| ())
     }
 

@@ -1,6 +1,6 @@
 //! How the client treats Loki's answers: server errors and an unreachable Loki are retried
 //! until every entry arrives exactly once; a 400 drops the batch and counts it; a 429 waits
-//! for Retry-After.
+//! for Retry-After; a 413 splits the batch until the halves are accepted.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::{Receiver, Reply};
+use support::receiver::{Receiver, ReceiverConfig, Reply};
 
 fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()
@@ -36,7 +36,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let receiver = Receiver::start().await;
+    setup_with(ReceiverConfig::default()).await
+}
+
+async fn setup_with(config: ReceiverConfig) -> Setup {
+    let receiver = Receiver::start_with(config).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     Setup { receiver, dir, log }
@@ -133,6 +137,13 @@ async fn too_many_requests_waits_for_retry_after() {
     );
     assert_eq!(lines_of(&got), numbered(0, 5));
     assert!(agent.metric("promtail_batch_retries_total") >= 1.0);
+    let statuses: Vec<u16> = s.receiver.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 204], "one 429, then accepted");
+    let retries = format!(
+        "tailward_client_retries_total{{host=\"{}\",reason=\"status_429\"}}",
+        s.receiver.addr()
+    );
+    assert_eq!(agent.metric(&retries), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,4 +176,42 @@ async fn unreachable_loki_is_retried_with_backoff_and_never_crashes() {
     assert_eq!(lines_of(&got), numbered(0, 20));
     let (status, _) = agent.terminate();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_large_batch_is_split_until_loki_accepts_the_halves() {
+    let s = setup_with(ReceiverConfig {
+        max_body_bytes: Some(700),
+        ..ReceiverConfig::default()
+    })
+    .await;
+    // Lines that snappy cannot shrink much, so one batch of all of them is over the limit
+    // and a quarter of them is under it.
+    let mut f = std::fs::File::create(&s.log).unwrap();
+    let expected: Vec<String> = (0..40u64)
+        .map(|i| {
+            let noise = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 17);
+            format!("line {i:04} {noise:016x}{:016x}", noise.rotate_left(29))
+        })
+        .collect();
+    for l in &expected {
+        writeln!(f, "{l}").unwrap();
+    }
+    drop(f);
+    let agent = s.start("");
+    let got = s
+        .receiver
+        .wait_for_entries(40, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lines_of(&got), expected, "every entry, in order");
+    assert_eq!(s.receiver.received().len(), 40, "none twice");
+    let statuses: Vec<u16> = s.receiver.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses[0], 413, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|&&c| c == 204).count() >= 2,
+        "{statuses:?}"
+    );
+    assert!(agent.metric("tailward_client_retries_total") >= 1.0);
+    assert_eq!(agent.metric("promtail_dropped_entries_total"), 0.0);
 }

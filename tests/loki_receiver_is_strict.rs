@@ -608,6 +608,29 @@ async fn max_line_size_rejects_long_lines_but_keeps_the_valid_ones() {
 }
 
 #[tokio::test]
+async fn max_body_bytes_answers_413_and_records_nothing_of_a_larger_push() {
+    let config = ReceiverConfig {
+        max_body_bytes: Some(60),
+        ..ReceiverConfig::default()
+    };
+    let rx = Receiver::start_with(config).await;
+    let big: Vec<_> = (0..20)
+        .map(|i| entry(i, 0, &format!("entry number {i} of a big push"), &[]))
+        .collect();
+    let (status, body) = post_protobuf(&rx, vec![stream(r#"{job="j"}"#, big)]).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("message size too large"), "{body}");
+    assert!(rx.received().is_empty());
+    let (status, body) = post_protobuf(
+        &rx,
+        vec![stream(r#"{job="j"}"#, vec![entry(1, 0, "small", &[])])],
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(rx.received().len(), 1);
+}
+
+#[tokio::test]
 async fn out_of_order_entries_are_accepted() {
     let rx = Receiver::start().await;
     let entries = vec![entry(20, 0, "later", &[]), entry(10, 0, "earlier", &[])];

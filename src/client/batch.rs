@@ -25,7 +25,7 @@ pub(crate) struct BatchLimits {
 }
 
 /// One entry as it will be sent; its stream labels live in [`Stream`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct StreamEntry {
     pub timestamp: DateTime<FixedOffset>,
     pub line: String,
@@ -79,6 +79,42 @@ impl TenantBatch {
 
     pub fn has_structured_metadata(&self) -> bool {
         self.has_structured_metadata
+    }
+
+    /// The batch cut in two halves of (nearly) equal entry counts, streams and order kept,
+    /// for an endpoint that refused it as too large (413). `None` for a single entry.
+    pub fn halves(&self) -> Option<(TenantBatch, TenantBatch)> {
+        if self.entries < 2 {
+            return None;
+        }
+        let mut first = TenantBatch::new(self.tenant.clone());
+        let mut second = TenantBatch::new(self.tenant.clone());
+        let mut left = self.entries / 2;
+        for stream in &self.streams {
+            let cut = stream.entries.len().min(left);
+            left -= cut;
+            let (a, b) = stream.entries.split_at(cut);
+            for (half, part) in [(&mut first, a), (&mut second, b)] {
+                if part.is_empty() {
+                    continue;
+                }
+                half.entries += part.len();
+                for e in part {
+                    half.bytes += e.line.len()
+                        + e.structured_metadata
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>();
+                    half.has_structured_metadata |= !e.structured_metadata.is_empty();
+                }
+                half.streams.push(Stream {
+                    labels: stream.labels.clone(),
+                    rendered: stream.rendered.clone(),
+                    entries: part.to_vec(),
+                });
+            }
+        }
+        Some((first, second))
     }
 
     fn clear(&mut self) {
@@ -454,6 +490,29 @@ mod tests {
     }
 
     #[test]
+    fn halves_split_entries_evenly_keeping_streams_and_order() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
+        for (job, line) in [("b", "1"), ("a", "2"), ("b", "3"), ("a", "4"), ("b", "5")] {
+            add(&mut b, entry(&[("job", job)], line));
+        }
+        let batch = b.batches().next().unwrap();
+        let (first, second) = batch.halves().unwrap();
+        assert_eq!(
+            lines(&first),
+            vec![(r#"{job="b"}"#.to_string(), vec!["1", "3"])]
+        );
+        assert_eq!(
+            lines(&second),
+            vec![
+                (r#"{job="b"}"#.to_string(), vec!["5"]),
+                (r#"{job="a"}"#.to_string(), vec!["2", "4"]),
+            ]
+        );
+        assert_eq!((first.entries(), second.entries()), (2, 3));
+        assert!(first.halves().unwrap().0.halves().is_none(), "one entry");
+    }
+
+    #[test]
     fn tenant_label_splits_batches_and_is_stripped_from_streams() {
         let mut b = Batcher::new(limits(), LabelSet::new(), "default", true);
         add(&mut b, entry(&[("job", "a")], "1"));
@@ -591,10 +650,7 @@ mod tests {
     #[test]
     fn clear_returns_tokens_in_order_and_empties_the_set() {
         let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
-        let token = |offset| AckToken {
-            source: SourceId(1),
-            offset,
-        };
+        let token = |offset| AckToken::line(SourceId(1), offset);
         assert!(b.is_empty());
         let opened = Instant::now();
         b.hold_token(token(10), opened);

@@ -7,14 +7,17 @@
 //! not read files or positions: acks leave only through [`AckSender::settle`], in the order
 //! their tokens arrived.
 //!
-//! While a batch is being retried the task does not read its input, so the bounded channel
-//! fills and the pipeline waits (Promtail's back-pressure, with room for a few chunks).
+//! While a batch is being retried the task does not read its input, so its queue (bounded by
+//! bytes, `clients[].queue.max_bytes`; see `queue`) fills and then the pipeline waits. Each
+//! client has its own queue, so until it is full the other clients are not delayed.
 
 mod batch;
 mod encode;
 pub mod logproto;
 mod push;
+pub mod queue;
 mod tls;
+pub mod wal;
 
 #[cfg(test)]
 mod tests;
@@ -24,21 +27,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use self::batch::{BatchLimits, Batcher, Shaped, StreamLimited};
 use self::push::{Abandon, Delivery, Pusher};
+use self::queue::{QueueGauges, QueueReceiver, QueueSender};
+use self::wal::{Wal, WalReader};
 use crate::ack::AckSender;
-use crate::config::{ClientConfig, LimitsConfig};
+use crate::config::{ClientConfig, LimitsConfig, WalConfig};
 use crate::entry::Outgoing;
 use crate::labels::LabelSet;
 use crate::metrics::Metrics;
-
-/// Chunks of entries the input channel holds before senders wait.
-const INPUT_CAPACITY: usize = 64;
 
 const REASON_LINE_TOO_LONG: &str = "line_too_long";
 const REASON_STREAM_LIMITED: &str = "stream_limited";
@@ -70,14 +72,16 @@ impl std::error::Error for ClientError {}
 
 /// A running client: its input and its task.
 pub struct ClientHandle {
-    sender: mpsc::Sender<Vec<Outgoing>>,
+    sender: QueueSender,
     abandon: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// With a disk buffer: the task moving the queue into it.
+    wal_writer: Option<JoinHandle<()>>,
 }
 
 impl ClientHandle {
-    /// A sender of the client's bounded input channel.
-    pub fn sender(&self) -> mpsc::Sender<Vec<Outgoing>> {
+    /// A sender of the client's bounded input queue.
+    pub fn sender(&self) -> QueueSender {
         self.sender.clone()
     }
 
@@ -88,8 +92,20 @@ impl ClientHandle {
             sender,
             abandon,
             mut task,
+            wal_writer,
         } = self;
         drop(sender);
+        let started = Instant::now();
+        if let Some(mut writer) = wal_writer {
+            // Entries in the disk buffer are safe; what is still queued goes there first.
+            if tokio::time::timeout(deadline, &mut writer).await.is_err() {
+                tracing::warn!(
+                    "disk buffer (WAL) did not take the queue within the shutdown deadline"
+                );
+                writer.abort();
+            }
+        }
+        let deadline = deadline.saturating_sub(started.elapsed());
         let joined = match tokio::time::timeout(deadline, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
@@ -116,6 +132,7 @@ pub fn spawn(
     limits: &LimitsConfig,
     metrics: Arc<Metrics>,
     acks: AckSender,
+    wal_config: Option<(WalConfig, std::path::PathBuf)>,
 ) -> Result<ClientHandle, ClientError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         ClientError::new("url", "the client must be started inside a tokio runtime")
@@ -170,7 +187,29 @@ pub fn spawn(
     let mut known_tenants = HashSet::new();
     known_tenants.insert(batcher.default_tenant().to_string());
 
-    let (sender, input) = mpsc::channel(INPUT_CAPACITY);
+    let gauges = QueueGauges {
+        entries: metrics.client.queued_entries.with_label_values(&[&host]),
+        bytes: metrics.client.queued_bytes.with_label_values(&[&host]),
+    };
+    let (sender, queue) = queue::bounded(cfg.queue.max_bytes.0, Some(gauges));
+    let (input, settle, wal_writer) = match wal_config {
+        Some((wal_cfg, dir)) => {
+            if dir.as_os_str().is_empty() {
+                return Err(ClientError::new(
+                    "wal.dir",
+                    "expected the directory of the disk buffer",
+                ));
+            }
+            let wal = Wal::new(&wal_cfg, dir, &host, metrics.clone());
+            let writer = runtime.spawn(wal::run_writer(wal.clone(), queue, acks));
+            (
+                Input::Wal(WalReader::new(wal.clone())),
+                Settle::Wal(wal),
+                Some(writer),
+            )
+        }
+        None => (Input::Queue(queue), Settle::Acks(acks), None),
+    };
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let name = if cfg.name.is_empty() {
         format!("clients[{index}]")
@@ -184,7 +223,7 @@ pub fn spawn(
         batcher,
         pusher,
         metrics,
-        acks,
+        settle,
         known_tenants,
         stream_limited: 0,
         abandon: Abandon::new(abandon_rx),
@@ -194,7 +233,30 @@ pub fn spawn(
         sender,
         abandon: abandon_tx,
         task,
+        wal_writer,
     })
+}
+
+/// Where the client takes entries from: its queue, or its disk buffer.
+enum Input {
+    Queue(QueueReceiver),
+    Wal(WalReader),
+}
+
+impl Input {
+    async fn recv(&mut self) -> Option<Vec<Outgoing>> {
+        match self {
+            Input::Queue(q) => q.recv().await,
+            Input::Wal(w) => w.recv().await,
+        }
+    }
+}
+
+/// What a delivered (or dropped on purpose) set settles: the pipeline's acknowledgements, or
+/// with a disk buffer, its records (the writer settled the acknowledgements already).
+enum Settle {
+    Acks(AckSender),
+    Wal(Arc<Wal>),
 }
 
 /// Creates the per-tenant series at zero, as Promtail does when it first sees a tenant.
@@ -219,7 +281,7 @@ struct ClientTask {
     batcher: Batcher,
     pusher: Pusher,
     metrics: Arc<Metrics>,
-    acks: AckSender,
+    settle: Settle,
     /// Tenants whose per-tenant series exist (Promtail initialises them on first sight).
     known_tenants: HashSet<String>,
     /// Entries of the open set dropped by `max_streams`, reported once per set.
@@ -228,7 +290,7 @@ struct ClientTask {
 }
 
 impl ClientTask {
-    async fn run(mut self, mut input: mpsc::Receiver<Vec<Outgoing>>) {
+    async fn run(mut self, mut input: Input) {
         loop {
             let wait_until = self.batcher.opened_at().map(|t| t + self.batch_wait);
             let chunk = tokio::select! {
@@ -325,7 +387,14 @@ impl ClientTask {
             self.batcher.stop_structured_metadata();
         }
         let tokens = self.batcher.clear();
-        self.acks.settle(tokens);
+        match &self.settle {
+            Settle::Acks(acks) => acks.settle(tokens),
+            Settle::Wal(wal) => {
+                if let Some(position) = wal::acknowledged_position(&tokens) {
+                    wal.acknowledge(position);
+                }
+            }
+        }
         Flow::Continue
     }
 

@@ -1,6 +1,8 @@
 //! Delivery of one tenant batch to Loki, with Promtail's retry policy: 429, 5xx and transport
 //! errors are retried with dskit's jittered exponential backoff (a 429's `Retry-After` is
-//! honoured); any other non-2xx drops the batch at once. Also owns the structured-metadata
+//! honoured; `max_retries: 0` retries forever); a 413 (body too large) splits the batch and
+//! delivers the halves; any other non-2xx (Loki's 400 for out-of-order or too-old entries
+//! included) drops the batch at once, counted and logged with Loki's message. Also owns the structured-metadata
 //! fallback for endpoints that refuse it (Loki 2.x, or Loki 3 with it disallowed), the HTTP
 //! client and its fixed headers, and the client's send metrics.
 //!
@@ -48,6 +50,16 @@ impl Abandon {
         }
     }
 }
+
+/// What became of one batch as it was sent.
+enum Sent {
+    Settled(Delivery),
+    /// Refused with 413: deliver these halves instead.
+    TooLarge(Box<(TenantBatch, TenantBatch)>),
+}
+
+/// `tailward_client_retries_total` reason of a batch sent again as two halves after a 413.
+const REASON_RETRY_SPLIT: &str = "split_413";
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
@@ -148,6 +160,28 @@ impl Pusher {
 
     /// Sends `batch` until it is accepted, dropped by the retry policy, or abandoned.
     pub async fn deliver(&mut self, batch: &TenantBatch, abandon: &Abandon) -> Delivery {
+        match self.deliver_whole(batch, abandon).await {
+            Sent::Settled(d) => d,
+            Sent::TooLarge(halves) => {
+                let (first, second) = *halves;
+                // Halves may be too large again: each is delivered (and split) on its own.
+                let a = Box::pin(self.deliver(&first, abandon)).await;
+                if a == Delivery::Abandoned {
+                    return a;
+                }
+                let b = Box::pin(self.deliver(&second, abandon)).await;
+                match (a, b) {
+                    (_, Delivery::Abandoned) => Delivery::Abandoned,
+                    (Delivery::Delivered, Delivery::Delivered) => Delivery::Delivered,
+                    // A dropped half was counted where it was dropped.
+                    _ => Delivery::Dropped,
+                }
+            }
+        }
+    }
+
+    /// One batch as it is: settled, or refused as too large and cut in halves.
+    async fn deliver_whole(&mut self, batch: &TenantBatch, abandon: &Abandon) -> Sent {
         let tenant = batch.tenant.as_str();
         let entries = batch.entries() as u64;
         let tenant_header = match HeaderValue::from_str(tenant) {
@@ -159,19 +193,19 @@ impl Pusher {
                     "dropping batch: tenant ID is not a valid X-Scope-OrgID header value"
                 );
                 self.count_drop(tenant, REASON_INGESTER_ERROR, entries, 0);
-                return Delivery::Dropped;
+                return Sent::Settled(Delivery::Dropped);
             }
         };
         let mut include_sm = self.send_structured_metadata;
         let Some(mut body_len) = self.encode(batch, include_sm) else {
-            return Delivery::Dropped;
+            return Sent::Settled(Delivery::Dropped);
         };
         let mut backoff = Backoff::new(&self.backoff);
         loop {
             let started = Instant::now();
             let attempt = tokio::select! {
                 biased;
-                _ = abandon.signalled() => return Delivery::Abandoned,
+                _ = abandon.signalled() => return Sent::Settled(Delivery::Abandoned),
                 // reqwest takes the body by value; the encoder keeps its buffer for retries.
                 attempt = self.post(&tenant_header, self.encoder.body().to_vec()) => attempt,
             };
@@ -185,7 +219,7 @@ impl Pusher {
                     m.sent_entries
                         .with_label_values(&[&self.host])
                         .inc_by(entries);
-                    return Delivery::Delivered;
+                    return Sent::Settled(Delivery::Delivered);
                 }
                 Attempt::Transport(error) => {
                     self.observe(started, "-1");
@@ -204,7 +238,7 @@ impl Pusher {
                             "dropping batch due to rate limiting applied at ingester"
                         );
                         self.count_drop(tenant, REASON_RATE_LIMITED, entries, body_len);
-                        return Delivery::Dropped;
+                        return Sent::Settled(Delivery::Dropped);
                     }
                     if status == 400
                         && include_sm
@@ -224,15 +258,27 @@ impl Pusher {
                             "Loki refused structured metadata: resending the batch without it, and sending none from now on"
                         );
                         let Some(len) = self.encode(batch, false) else {
-                            return Delivery::Dropped;
+                            return Sent::Settled(Delivery::Dropped);
                         };
                         body_len = len;
                         continue;
                     }
+                    if status == 413
+                        && let Some((first, second)) = batch.halves()
+                    {
+                        tracing::warn!(
+                            tenant,
+                            entries,
+                            error = %response,
+                            "batch too large for the endpoint (413): sending it in halves"
+                        );
+                        self.count_retry(REASON_RETRY_SPLIT);
+                        return Sent::TooLarge(Box::new((first, second)));
+                    }
                     if status != 429 && !(500..600).contains(&status) {
                         tracing::error!(status, tenant, entries, error = %response, "final error sending batch");
                         self.count_drop(tenant, REASON_INGESTER_ERROR, entries, body_len);
-                        return Delivery::Dropped;
+                        return Sent::Settled(Delivery::Dropped);
                     }
                     (Some(status), response, retry_after)
                 }
@@ -245,13 +291,18 @@ impl Pusher {
                     REASON_INGESTER_ERROR
                 };
                 self.count_drop(tenant, reason, entries, body_len);
-                return Delivery::Dropped;
+                return Sent::Settled(Delivery::Dropped);
             };
             // Loki's `Retry-After` says when it will accept again: retrying sooner only earns
             // another 429, so it wins over our backoff even above max_period. The ceiling
             // keeps a bogus header from stalling delivery for hours.
             let delay = retry_after.map_or(backoff_delay, |d| d.min(RETRY_AFTER_CEILING));
             tracing::warn!(status, tenant, error = %error, retry_in = ?delay, "error sending batch, will retry");
+            self.count_retry(match status {
+                Some(429) => "status_429",
+                Some(_) => "status_5xx",
+                None => "transport",
+            });
             self.metrics
                 .client
                 .batch_retries
@@ -259,7 +310,7 @@ impl Pusher {
                 .inc();
             tokio::select! {
                 biased;
-                _ = abandon.signalled() => return Delivery::Abandoned,
+                _ = abandon.signalled() => return Sent::Settled(Delivery::Abandoned),
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -288,6 +339,14 @@ impl Pusher {
                 None
             }
         }
+    }
+
+    fn count_retry(&self, reason: &str) {
+        self.metrics
+            .client
+            .retries
+            .with_label_values(&[&self.host, reason])
+            .inc();
     }
 
     fn observe(&self, started: Instant, status: &str) {

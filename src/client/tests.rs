@@ -255,10 +255,7 @@ fn config(url: &str) -> ClientConfig {
 }
 
 fn token(offset: u64) -> AckToken {
-    AckToken {
-        source: SourceId(7),
-        offset,
-    }
+    AckToken::line(SourceId(7), offset)
 }
 
 fn entry_with(labels: &[(&str, &str)], line: &str, sm: &[(&str, &str)]) -> Entry {
@@ -296,7 +293,7 @@ impl Client {
     fn start_with_limits(cfg: &ClientConfig, limits: &LimitsConfig) -> Self {
         let metrics = Arc::new(Metrics::new());
         let (factory, acks) = ack::channel();
-        let handle = spawn(0, cfg, limits, metrics.clone(), factory.for_client(0)).unwrap();
+        let handle = spawn(0, cfg, limits, metrics.clone(), factory.for_client(0), None).unwrap();
         Client {
             handle: Some(handle),
             metrics,
@@ -944,6 +941,7 @@ async fn spawn_refuses_unusable_configuration_naming_the_key() {
         &LimitsConfig::default(),
         metrics.clone(),
         factory.for_client(0),
+        None,
     )
     .err()
     .unwrap();
@@ -957,6 +955,7 @@ async fn spawn_refuses_unusable_configuration_naming_the_key() {
         &LimitsConfig::default(),
         metrics,
         factory.for_client(0),
+        None,
     )
     .err()
     .unwrap();
@@ -974,6 +973,7 @@ fn spawn_outside_a_runtime_is_an_error_not_a_panic() {
         &LimitsConfig::default(),
         metrics,
         factory.for_client(0),
+        None,
     )
     .err()
     .unwrap();

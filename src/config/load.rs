@@ -638,6 +638,45 @@ mod tests {
     }
 
     #[test]
+    fn promtail_wal_keys_and_client_wal_blocks_are_read() {
+        let config = load_str(
+            r#"wal:
+  enabled: true
+  dir: /var/lib/tailward/wal
+  cleanSegmentsOlderThan: 2h
+  watchConfig:
+    minReadFrequency: 100ms
+    maxReadFrequency: 2s
+clients:
+  - url: http://loki:3100/loki/api/v1/push
+    wal:
+      enabled: true
+      dir: /tmp/own
+      max_size: 10MB
+      when_full: drop_oldest
+      fsync: always
+"#,
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let top = config.wal.unwrap();
+        assert!(top.enabled);
+        assert_eq!(top.clean_segments_older_than.0.as_secs(), 7200);
+        assert_eq!(top.watch_config.max_read_frequency.0.as_secs(), 2);
+        let own = config.clients[0].wal.clone().unwrap();
+        assert_eq!(own.when_full, crate::config::WalWhenFull::DropOldest);
+        assert_eq!(own.fsync, crate::config::WalFsync::Always);
+        let err = refusal(
+            "wal:
+  enabled: true
+  bogus: 1
+",
+        );
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
     fn one_stage_per_nested_item_is_accepted() {
         let config = load_str(
             r#"scrape_configs:

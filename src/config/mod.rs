@@ -37,8 +37,94 @@ pub struct Config {
     /// Promtail's `options` block is an empty struct; accepted for compatibility.
     pub options: EmptyBlock,
     pub tracing: TracingConfig,
+    /// Promtail's (experimental) `wal:` block; with `enabled: true` every client without a
+    /// `wal` block of its own gets a disk buffer under `dir/client-<index>`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub wal: Option<serde_json::Value>,
+    pub wal: Option<WalConfig>,
+}
+
+/// A disk buffer (write-ahead log): Promtail's top-level `wal:` keys, and tailward's
+/// `clients[].wal` with the same keys. Entries are written (with a CRC) before they count as
+/// accepted, replayed after a restart, and deleted once Loki acknowledged them.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    pub enabled: bool,
+    pub dir: String,
+    /// Promtail: delete segments older than this. Accepted; tailward deletes a segment once
+    /// every entry in it is acknowledged instead, so nothing unsent is ever cleaned up.
+    #[serde(rename = "cleanSegmentsOlderThan")]
+    pub clean_segments_older_than: GoDuration,
+    /// Promtail: how often watchers poll the WAL. Accepted; tailward's reader is woken by
+    /// each write instead.
+    #[serde(rename = "watchConfig")]
+    pub watch_config: WalWatchConfig,
+    /// tailward: the most the buffer holds on disk (segment files).
+    pub max_size: ByteSize,
+    /// tailward: the size at which a segment file is closed and the next one started.
+    pub segment_size: ByteSize,
+    /// tailward: what happens when `max_size` is reached.
+    pub when_full: WalWhenFull,
+    /// tailward: when written records are flushed to stable storage.
+    pub fsync: WalFsync,
+    /// tailward: the flush interval of `fsync: periodic`.
+    pub fsync_period: GoDuration,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: String::new(),
+            clean_segments_older_than: GoDuration::from_secs(3600),
+            watch_config: WalWatchConfig::default(),
+            max_size: ByteSize(256 * 1024 * 1024),
+            segment_size: ByteSize(8 * 1024 * 1024),
+            when_full: WalWhenFull::Block,
+            fsync: WalFsync::Periodic,
+            fsync_period: GoDuration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalWatchConfig {
+    #[serde(rename = "minReadFrequency")]
+    pub min_read_frequency: GoDuration,
+    #[serde(rename = "maxReadFrequency")]
+    pub max_read_frequency: GoDuration,
+}
+
+impl Default for WalWatchConfig {
+    fn default() -> Self {
+        Self {
+            min_read_frequency: GoDuration::from_millis(250),
+            max_read_frequency: GoDuration::from_secs(1),
+        }
+    }
+}
+
+/// `when_full`: `block` (the default) pauses reading until acknowledged entries free room;
+/// `drop_oldest` deletes the oldest segment, counting its entries as dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalWhenFull {
+    #[default]
+    Block,
+    DropOldest,
+}
+
+/// `fsync`: `always` (before entries count as accepted: survives power loss), `periodic`
+/// (every `fsync_period`; survives a crash of the agent, not of the machine), or `never`
+/// (left to the kernel).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalFsync {
+    Always,
+    #[default]
+    Periodic,
+    Never,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -201,6 +287,28 @@ pub struct ClientConfig {
     /// tailward: send structured metadata. Turn off for Loki 2.x, which answers 400 to JSON
     /// pushes that carry it.
     pub structured_metadata: bool,
+    /// tailward: the client's input queue.
+    pub queue: ClientQueueConfig,
+    /// tailward: this client's disk buffer (overrides the top-level `wal:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalConfig>,
+}
+
+/// tailward: `clients[].queue`. When the queue is full, reading pauses (back-pressure); until
+/// then a client that cannot deliver does not delay the others.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientQueueConfig {
+    /// Bytes of entries (lines plus a small fixed overhead each) the queue holds.
+    pub max_bytes: ByteSize,
+}
+
+impl Default for ClientQueueConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: ByteSize(16 * 1024 * 1024),
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -229,6 +337,8 @@ impl Default for ClientConfig {
             format: PushFormat::Protobuf,
             compression: PushCompression::None,
             structured_metadata: true,
+            queue: ClientQueueConfig::default(),
+            wal: None,
         }
     }
 }

@@ -129,6 +129,11 @@ pub trait Stage: Send {
     /// stage.
     fn release(&mut self, _now: Instant, _flush_all: bool, _out: &mut Vec<PipelineEntry>) {}
 
+    /// Hands on the acknowledgements of entries the stage dropped on purpose inside
+    /// `release` (where no verdict can go out), so positions can move past them. Called
+    /// after every `release`.
+    fn take_consumed(&mut self, _consumed: &mut Vec<AckToken>) {}
+
     /// When the stage next wants `release` called even if no entry arrives.
     fn next_deadline(&self) -> Option<Instant> {
         None
@@ -241,6 +246,7 @@ pub async fn run_stages_inspected(
             Verdict::Hold => {
                 let mut released = Vec::new();
                 stages[i].release(Instant::now(), false, &mut released);
+                stages[i].take_consumed(consumed);
                 for r in released {
                     if let Some(inspector) = inspector.as_deref_mut() {
                         inspector.report_release(i, &r);
@@ -289,6 +295,7 @@ pub async fn release_stages_inspected(
     for i in 0..stages.len() {
         let mut released = Vec::new();
         stages[i].release(now, flush_all, &mut released);
+        stages[i].take_consumed(consumed);
         for r in released {
             if let Some(inspector) = inspector.as_deref_mut() {
                 inspector.report_release(i, &r);

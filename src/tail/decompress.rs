@@ -606,6 +606,7 @@ impl Tailer {
                 if !rest.is_empty() {
                     self.hand_on(&mut batch, &mut splitter, &rest, source, count);
                 }
+                self.positions.issue(&batch);
                 if !batch.is_empty() && self.out.blocking_send(batch).is_err() {
                     return PassEnd::Closed;
                 }
@@ -647,6 +648,7 @@ impl Tailer {
                     // Promtail's decompressor reports its position, a line count, here too.
                     .set(count.seen.max(count.skip) as f64);
             }
+            self.positions.issue(&batch);
             if !batch.is_empty() && self.out.blocking_send(batch).is_err() {
                 return PassEnd::Closed;
             }
@@ -671,10 +673,7 @@ impl Tailer {
         }
         let line = splitter.newline.strip_cr(line);
         let before = batch.len();
-        let token = AckToken {
-            source,
-            offset: count.seen,
-        };
+        let token = AckToken::line(source, count.seen);
         self.push_line(
             batch,
             line,

@@ -103,6 +103,9 @@ pub struct ReceiverConfig {
     pub creation_grace_period: Option<Duration>,
     /// `auth_enabled: true`: a push without `X-Scope-OrgID` gets 401 "no org id".
     pub require_tenant: bool,
+    /// The largest push body accepted, as received (Loki's `distributor.max_recv_msg_size`,
+    /// default 100 MB, checked before decoding); a larger one gets 413. `None` is off.
+    pub max_body_bytes: Option<usize>,
 }
 
 impl Default for ReceiverConfig {
@@ -117,6 +120,7 @@ impl Default for ReceiverConfig {
             reject_old_samples_max_age: None,
             creation_grace_period: None,
             require_tenant: false,
+            max_body_bytes: None,
         }
     }
 }
@@ -432,6 +436,16 @@ impl Rejection {
 }
 
 fn handle_push(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Some(max) = shared.config.max_body_bytes
+        && body.len() > max
+    {
+        // Loki: util.ErrMessageSizeTooLarge, answered 413 by the push handler.
+        let message = format!(
+            "message size too large than max ({} vs {max})\n",
+            body.len()
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
     let tenant = header_text(headers, "x-scope-orgid").filter(|t| !t.is_empty());
     match decode_and_validate(&shared.config, headers, body, tenant) {
         Ok((accepted, errors)) => {

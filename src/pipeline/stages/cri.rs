@@ -7,8 +7,8 @@
 //! the regex, labels, timestamp and output stages themselves; then partial lines. A line
 //! whose `flags` is `P` is held per label set (the `stream` label included), appended to the
 //! label set's earlier partial text with nothing in between (as current Promtail does; old
-//! versions put `\n` there), and the held entry becomes the latest line's (its timestamp,
-//! extracted map and acknowledgement). The next line of that label set that is not partial
+//! versions put `\n` there), and the held entry becomes the latest line's (its timestamp and
+//! extracted map; its acknowledgement covers every line joined). The next line of that label set that is not partial
 //! gets the held text in front of its own and goes on. When a partial line arrives while
 //! `max_partial_lines` label sets are already held, every held entry (its own label set's
 //! included) goes out as it is and the new line is held alone. With
@@ -34,6 +34,7 @@ use super::labels::{LabelsConfig, LabelsStage};
 use super::output::{OutputConfig, OutputStage};
 use super::regex::{RegexConfig, RegexStage};
 use super::timestamp::{TimestampConfig, TimestampStage};
+use crate::ack::AckToken;
 use crate::config::ByteSize;
 use crate::labels::LabelSet;
 use crate::pipeline::{PipelineEntry, Stage, Verdict};
@@ -139,8 +140,11 @@ impl CriStage {
                 line.push_str(&entry.line);
                 truncate(&mut line, truncate_to);
                 // The latest line's entry is held from now on; the caller drops the older one.
+                // Its token covers every line joined so far, so all of them settle together.
+                let joined = AckToken::joined(held.entry.ack, entry.ack);
                 std::mem::swap(&mut held.entry, entry);
                 held.entry.line = line;
+                held.entry.ack = joined;
             }
             Entry::Vacant(vacant) => {
                 let mut line = std::mem::take(&mut entry.line);
@@ -193,6 +197,7 @@ impl Stage for CriStage {
             line.push_str(&entry.line);
             truncate(&mut line, self.truncate_to);
             entry.line = line;
+            entry.ack = AckToken::joined(held.entry.ack, entry.ack);
         }
         Verdict::Keep
     }
@@ -329,20 +334,14 @@ mod tests {
     fn joined_entry_carries_the_full_lines_timestamp_and_ack() {
         let mut s = stage(0, 0, false);
         let mut p = entry("2019-05-07T18:57:50Z stdout P a", &[]);
-        p.ack = Some(AckToken {
-            source: SourceId(3),
-            offset: 10,
-        });
+        p.ack = Some(AckToken::line(SourceId(3), 10));
         let mut f = entry("2019-05-07T18:57:55Z stdout F b", &[]);
-        f.ack = Some(AckToken {
-            source: SourceId(3),
-            offset: 20,
-        });
+        f.ack = Some(AckToken::line(SourceId(3), 20));
         assert_eq!(s.process(&mut p), Verdict::Hold);
         assert_eq!(s.process(&mut f), Verdict::Keep);
         assert_eq!(f.line, "ab");
         assert_eq!(f.timestamp.to_rfc3339(), "2019-05-07T18:57:55+00:00");
-        assert_eq!(f.ack.map(|a| a.offset), Some(20));
+        assert_eq!(f.ack.map(|a| (a.from, a.offset)), Some((10, 20)));
     }
 
     #[test]
@@ -353,17 +352,14 @@ mod tests {
             ("2019-05-07T18:57:51Z stdout P b", 20),
         ] {
             let mut e = entry(line, &[]);
-            e.ack = Some(AckToken {
-                source: SourceId(3),
-                offset,
-            });
+            e.ack = Some(AckToken::line(SourceId(3), offset));
             assert_eq!(s.process(&mut e), Verdict::Hold);
         }
         let mut out = Vec::new();
         s.release(Instant::now(), true, &mut out);
         assert_eq!(lines(&out), ["ab"]);
         assert_eq!(out[0].timestamp.to_rfc3339(), "2019-05-07T18:57:51+00:00");
-        assert_eq!(out[0].ack.map(|a| a.offset), Some(20));
+        assert_eq!(out[0].ack.map(|a| (a.from, a.offset)), Some((10, 20)));
     }
 
     #[test]

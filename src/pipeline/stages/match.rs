@@ -22,12 +22,9 @@
 //!
 //! Acknowledgements: an entry that is not matched, or that runs through the nested stages
 //! without being held, continues at once, so it can overtake a line of the same file still
-//! held by a nested stage. Its acknowledgement would then move positions past that held
-//! line, so this stage keeps a per-source record of held offsets and removes the
-//! acknowledgement of any entry leaving it while an earlier line of its source is held
-//! (positions catch up with the next line that leaves afterwards). Entries dropped inside
-//! `release` have no way to hand their acknowledgement on either; it is likewise left out.
-//! Both only delay positions (a restart may re-read a few lines); they never skip a line.
+//! held by a nested stage. That is safe: positions are finalized in order per file (see
+//! `positions`), so its acknowledgement cannot move a position past the held line. Entries
+//! dropped inside `release` hand their acknowledgement on through `take_consumed`.
 //!
 //! Differences from Promtail: Promtail runs the nested pipeline on its own goroutines, so
 //! matched and unmatched entries may leave in any order; here an unheld entry leaves in
@@ -35,14 +32,14 @@
 //! duration histogram Promtail documents does not exist in its code.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::{StageConfig, StageError};
-use crate::ack::{AckToken, SourceId};
+use crate::ack::AckToken;
 use crate::metrics::Metrics;
 use crate::pipeline::logql::{Selector, parse_selector};
 use crate::pipeline::{
@@ -170,11 +167,9 @@ impl Stage for MatchStage {
             Some(stage) => stage,
             None => {
                 if !selected {
-                    nested.held.settle(&mut entry.ack);
                     return Verdict::Keep;
                 }
                 if !nested.waiting.is_empty() {
-                    nested.held.hold(entry.ack);
                     nested.waiting.push_back(Waiting {
                         entry: take_entry(entry),
                         stage: 0,
@@ -194,6 +189,12 @@ impl Stage for MatchStage {
         }
     }
 
+    fn take_consumed(&mut self, consumed: &mut Vec<AckToken>) {
+        if let Action::Keep(nested) = &mut self.action {
+            consumed.append(&mut nested.consumed);
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         match &self.action {
             Action::Drop { .. } => None,
@@ -209,7 +210,8 @@ struct Nested {
     resume_at: Option<usize>,
     /// Entries of `release` waiting for a nested stage, in order.
     waiting: VecDeque<Waiting>,
-    held: HeldOffsets,
+    /// Acknowledgements of entries dropped inside `release`, until `take_consumed`.
+    consumed: Vec<AckToken>,
     metrics: Arc<Metrics>,
 }
 
@@ -227,7 +229,7 @@ impl Nested {
             stages,
             resume_at: None,
             waiting: VecDeque::new(),
-            held: HeldOffsets::default(),
+            consumed: Vec::new(),
             metrics: ctx.metrics.clone(),
         }
     }
@@ -235,25 +237,16 @@ impl Nested {
     fn process_from(&mut self, entry: &mut PipelineEntry, start: usize) -> Verdict {
         let mut i = start;
         while i < self.stages.len() {
-            // A holding stage takes the entry, acknowledgement included.
-            let ack = entry.ack;
             match self.stages[i].process(entry) {
                 Verdict::Keep => i += 1,
-                Verdict::Drop { reason } => {
-                    self.held.settle(&mut entry.ack);
-                    return Verdict::Drop { reason };
-                }
+                Verdict::Drop { reason } => return Verdict::Drop { reason },
                 Verdict::Wait(d) => {
                     self.resume_at = Some(i);
                     return Verdict::Wait(d);
                 }
-                Verdict::Hold => {
-                    self.held.hold(ack);
-                    return Verdict::Hold;
-                }
+                Verdict::Hold => return Verdict::Hold,
             }
         }
-        self.held.settle(&mut entry.ack);
         Verdict::Keep
     }
 
@@ -262,13 +255,10 @@ impl Nested {
         for k in 0..self.stages.len() {
             let mut released = Vec::new();
             self.stages[k].release(now, flush_all, &mut released);
+            self.stages[k].take_consumed(&mut self.consumed);
             for entry in released {
                 self.continue_released(entry, k + 1, now, flush_all, out);
             }
-        }
-        if flush_all {
-            // Everything held has been handed out.
-            self.held.clear();
         }
     }
 
@@ -343,7 +333,7 @@ impl Nested {
                         .dropped_lines
                         .with_label_values(&[reason.as_ref()])
                         .inc();
-                    self.held.leave(entry.ack);
+                    self.consumed.extend(entry.ack);
                     return None;
                 }
                 // At shutdown nothing may wait any more.
@@ -358,6 +348,7 @@ impl Nested {
                 Verdict::Hold => {
                     let mut released = Vec::new();
                     self.stages[i].release(now, false, &mut released);
+                    self.stages[i].take_consumed(&mut self.consumed);
                     for r in released {
                         self.continue_released(r, i + 1, now, flush_all, out);
                     }
@@ -365,8 +356,6 @@ impl Nested {
                 }
             }
         }
-        self.held.leave(entry.ack);
-        self.held.settle(&mut entry.ack);
         out.push(entry);
         None
     }
@@ -386,58 +375,12 @@ fn take_entry(entry: &mut PipelineEntry) -> PipelineEntry {
     std::mem::replace(entry, empty)
 }
 
-/// Offsets of lines, per source, that are held inside the nested stages.
-///
-/// A holding stage hands out what it absorbed with the acknowledgement of the last line it
-/// absorbed, so when an entry leaves the nested stages every held offset up to its own is
-/// out too.
-#[derive(Default)]
-struct HeldOffsets {
-    by_source: HashMap<SourceId, BTreeSet<u64>>,
-}
-
-impl HeldOffsets {
-    fn hold(&mut self, ack: Option<AckToken>) {
-        if let Some(a) = ack {
-            self.by_source.entry(a.source).or_default().insert(a.offset);
-        }
-    }
-
-    /// An entry handed out by a nested stage has left the nested stages.
-    fn leave(&mut self, ack: Option<AckToken>) {
-        let Some(a) = ack else { return };
-        if let Some(held) = self.by_source.get_mut(&a.source) {
-            *held = held.split_off(&a.offset.saturating_add(1));
-            if held.is_empty() {
-                self.by_source.remove(&a.source);
-            }
-        }
-    }
-
-    /// Removes the acknowledgement of an entry leaving this stage if a line before it is
-    /// still held: acknowledging it would move positions past that line.
-    fn settle(&self, ack: &mut Option<AckToken>) {
-        if self.by_source.is_empty() {
-            return;
-        }
-        if let Some(a) = *ack
-            && let Some(first_held) = self.by_source.get(&a.source).and_then(|h| h.first())
-            && *first_held <= a.offset
-        {
-            *ack = None;
-        }
-    }
-
-    fn clear(&mut self) {
-        self.by_source.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::ack::SourceId;
     use crate::pipeline::stages::testing::entry;
 
     fn ctx() -> BuildContext {
@@ -456,10 +399,7 @@ mod tests {
     }
 
     fn ack(offset: u64) -> Option<AckToken> {
-        Some(AckToken {
-            source: SourceId(1),
-            offset,
-        })
+        Some(AckToken::line(SourceId(1), offset))
     }
 
     #[test]
@@ -588,7 +528,7 @@ stages:
                 ],
                 resume_at: None,
                 waiting: VecDeque::new(),
-                held: HeldOffsets::default(),
+                consumed: Vec::new(),
                 metrics: Arc::new(Metrics::new()),
             })),
         };
@@ -619,11 +559,15 @@ stages:
         s.release(Instant::now(), false, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].line, "1+2!");
-        assert_eq!(out[0].ack, ack(20));
+        assert_eq!(
+            out[0].ack.map(|a| (a.from, a.offset)),
+            Some((10, 20)),
+            "the joined entry's token covers both lines"
+        );
     }
 
     #[test]
-    fn unmatched_entry_overtaking_a_held_line_loses_its_ack() {
+    fn unmatched_entry_overtaking_a_held_line_keeps_its_ack() {
         let mut s = keep_stage(vec![Box::new(HoldPairs::default())]);
         let mut held = entry("1", &[("app", "web")]);
         held.ack = ack(10);
@@ -631,22 +575,11 @@ stages:
         let mut passing = entry("x", &[("app", "db")]);
         passing.ack = ack(15);
         assert_eq!(s.process(&mut passing), Verdict::Keep);
-        assert_eq!(passing.ack, None, "would move positions past line 10");
-        let mut other_source = entry("x", &[("app", "db")]);
-        other_source.ack = Some(AckToken {
-            source: SourceId(2),
-            offset: 99,
-        });
-        s.process(&mut other_source);
-        assert_eq!(other_source.ack.map(|a| a.offset), Some(99));
-        // Once the held line is out, later lines keep their acknowledgements.
+        // Positions finalize in order, so this cannot move them past line 10.
+        assert_eq!(passing.ack, ack(15));
         let mut out = Vec::new();
         s.release(Instant::now(), true, &mut out);
         assert_eq!(out[0].ack, ack(10));
-        let mut later = entry("y", &[("app", "db")]);
-        later.ack = ack(30);
-        s.process(&mut later);
-        assert_eq!(later.ack, ack(30));
     }
 
     #[test]
@@ -665,12 +598,25 @@ stages:
         if let Action::Keep(n) = &mut s.action {
             n.metrics = metrics.clone();
         }
-        for line in ["1", "2"] {
-            s.process(&mut entry(line, &[("app", "web")]));
+        for (line, offset) in [("1", 10), ("2", 20)] {
+            let mut e = entry(line, &[("app", "web")]);
+            e.ack = ack(offset);
+            s.process(&mut e);
         }
         let mut out = Vec::new();
         s.release(Instant::now(), false, &mut out);
         assert!(out.is_empty());
+        let mut consumed = Vec::new();
+        s.take_consumed(&mut consumed);
+        assert_eq!(
+            consumed,
+            vec![AckToken {
+                source: SourceId(1),
+                from: 10,
+                offset: 20
+            }],
+            "the dropped pair's lines are finalized"
+        );
         assert_eq!(
             metrics
                 .pipeline
@@ -750,7 +696,7 @@ stages:
                 stages,
                 resume_at: None,
                 waiting: VecDeque::new(),
-                held: HeldOffsets::default(),
+                consumed: Vec::new(),
                 metrics: Arc::new(Metrics::new()),
             })),
         }
@@ -808,7 +754,7 @@ stages:
                 Some(mut first) => {
                     first.line.push('+');
                     first.line.push_str(&e.line);
-                    first.ack = e.ack;
+                    first.ack = AckToken::joined(first.ack, e.ack);
                     self.ready.push(first);
                 }
             }

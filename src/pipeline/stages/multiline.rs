@@ -3,8 +3,11 @@
 //! Owns the per-stream blocks (one per label set, as Promtail keys them by fingerprint), when
 //! a block goes out, and what the joined entry carries. A line matching `firstline` ends the
 //! stream's block and starts the next; other lines are appended with `\n`. The entry takes
-//! its labels, extracted map, timestamp and structured metadata from the block's first line
-//! and the acknowledgement of its last, so positions never pass a line still held. A block
+//! its labels, extracted map, timestamp and structured metadata from the block's first line;
+//! its acknowledgement covers every line of the block, so they settle together and positions
+//! never pass a line still held. A block never mixes lines of two files (possible only when
+//! `filename` was dropped from the labels before this stage): a line of another file sends
+//! the block out first (a deviation from Promtail, which would interleave them). A block
 //! goes out when a new first line arrives, when it reaches `max_lines`, once its stream has
 //! been idle for `max_wait_time` (each line restarts the wait), and at shutdown or the end of
 //! input (`release` with `flush_all`). It must not parse the line beyond `firstline`.
@@ -117,9 +120,7 @@ impl Block {
             self.lines.push_str(&entry.line);
         }
         self.line_count += 1;
-        if entry.ack.is_some() {
-            self.ack = entry.ack;
-        }
+        self.ack = AckToken::joined(self.ack, entry.ack);
         self.last_line_at = now;
         self.deadline = now + max_wait;
     }
@@ -168,7 +169,14 @@ impl MultilineStage {
             Entry::Occupied(occupied) => {
                 let block = occupied.into_mut();
                 // A block whose wait ran out goes out even if `release` has not run since.
-                if block.line_count > 0 && (is_first_line || block.deadline <= now) {
+                // So does one whose lines come from another file than this line (possible
+                // only when `filename` was dropped from the labels): one acknowledgement
+                // cannot cover lines of two files.
+                let other_file = matches!(
+                    (block.ack, entry.ack),
+                    (Some(held), Some(new)) if held.source != new.source
+                );
+                if block.line_count > 0 && (is_first_line || block.deadline <= now || other_file) {
                     self.ready.push(block.take_entry());
                 }
                 if is_first_line {
@@ -384,23 +392,47 @@ mod tests {
     }
 
     #[test]
-    fn entry_takes_labels_timestamp_and_extracted_from_first_line_and_ack_from_last() {
+    fn a_line_of_another_file_sends_the_block_out_first() {
+        let mut s = stage("^START");
+        let now = Instant::now();
+        let mut lines = Vec::new();
+        for (line, source, offset) in [("START a", 1, 8), ("more a", 1, 15), ("more b", 2, 7)] {
+            let mut e = entry(line, &[("job", "x")]);
+            e.ack = Some(AckToken::line(SourceId(source), offset));
+            lines.push(e);
+        }
+        for e in &mut lines {
+            assert_eq!(s.process_at(e, now), Verdict::Hold);
+        }
+        let out = flush_all(&mut s, now);
+        let got: Vec<_> = out
+            .iter()
+            .map(|e| {
+                let ack = e.ack.map(|a| (a.source.0, a.from, a.offset));
+                (e.line.as_str(), ack)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("START a\nmore a", Some((1, 8, 15))),
+                ("more b", Some((2, 7, 7)))
+            ]
+        );
+    }
+
+    #[test]
+    fn entry_takes_labels_timestamp_and_extracted_from_first_line_and_ack_of_all_lines() {
         let mut s = stage("^START");
         let now = Instant::now();
         let mut first = entry("START", &[("job", "x")]);
         first.extracted.insert("from".into(), json!("first"));
         first.timestamp = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap();
-        first.ack = Some(AckToken {
-            source: SourceId(1),
-            offset: 6,
-        });
+        first.ack = Some(AckToken::line(SourceId(1), 6));
         first.set_structured_metadata("trace", "abc".into());
         let mut second = entry("more", &[("job", "x")]);
         second.extracted.insert("from".into(), json!("second"));
-        second.ack = Some(AckToken {
-            source: SourceId(1),
-            offset: 11,
-        });
+        second.ack = Some(AckToken::line(SourceId(1), 11));
         assert_eq!(s.process_at(&mut first, now), Verdict::Hold);
         assert_eq!(s.process_at(&mut second, now), Verdict::Hold);
         let out = flush_all(&mut s, now);
@@ -411,7 +443,7 @@ mod tests {
         assert_eq!(e.timestamp.to_rfc3339(), "2020-01-01T00:00:00+00:00");
         assert_eq!(e.labels.to_string(), r#"{job="x"}"#);
         assert_eq!(e.structured_metadata, [("trace".into(), "abc".into())]);
-        assert_eq!(e.ack.map(|a| a.offset), Some(11));
+        assert_eq!(e.ack.map(|a| (a.from, a.offset)), Some((6, 11)));
     }
 
     #[test]
@@ -534,10 +566,7 @@ mod tests {
             ("START 2", 28),
         ] {
             let mut e = entry(line, &[]);
-            e.ack = Some(AckToken {
-                source: SourceId(1),
-                offset,
-            });
+            e.ack = Some(AckToken::line(SourceId(1), offset));
             pipeline.run(e, &mut out).await;
         }
         // The deadline may be early (a later line pushed it back); releasing at it is safe.

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::StageError;
 use super::r#match::MatchStage;
+use crate::ack::AckToken;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, build_stages, presets};
 
 /// `preset: NAME` or `preset: {name: NAME, parameters: {...}}`.
@@ -92,6 +93,10 @@ impl Stage for PresetStage {
 
     fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
         self.body.release(now, flush_all, out);
+    }
+
+    fn take_consumed(&mut self, consumed: &mut Vec<AckToken>) {
+        self.body.take_consumed(consumed);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -1,0 +1,1002 @@
+//! A client's optional disk buffer (write-ahead log): entries are written to segment files
+//! before they count as accepted, read back by the client in order, replayed after a crash or
+//! restart, and deleted only once Loki acknowledged them.
+//!
+//! Layout: `<dir>/<base>.wal` segment files, `<base>` being the segment's first byte in one
+//! position space that grows across segments (20 digits, so names sort by position), and
+//! `<dir>/acked` holding the position below which everything was acknowledged (so a restart
+//! replays from there, not from the start of the oldest segment). A record is
+//! `len: u32 LE | crc32(payload): u32 LE | payload`; the payload is the entry (labels,
+//! timestamp, line, structured metadata), length-prefixed field by field.
+//!
+//! Faults: a record whose CRC does not match is skipped and counted; a length that cannot be
+//! right, or a truncated tail, ends that segment (counted); the rest is replayed. A write that
+//! fails (full disk, unwritable directory) is logged once per failure streak and counted,
+//! the partial record is cut off, and the write is retried every second: reading pauses
+//! meanwhile (the queue fills), nothing is lost, nothing crashes.
+//!
+//! File I/O is plain blocking I/O on the writer and client tasks (appends to the page cache,
+//! reads of what was just written); `fsync: always` therefore stalls one runtime worker per
+//! sync, which is why `periodic` is the default.
+//!
+//! Owns the files and their bookkeeping. It must not batch or push, and it settles the
+//! pipeline's acknowledgements only through the writer task, once the entries are written.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, TimeZone};
+use tokio::sync::Notify;
+
+use super::queue::QueueReceiver;
+use crate::ack::{AckSender, AckToken, SourceId};
+use crate::config::{WalConfig, WalFsync, WalWhenFull};
+use crate::entry::{Entry, Outgoing};
+use crate::labels::LabelSet;
+use crate::metrics::Metrics;
+
+/// The source id of tokens that name a WAL position rather than a file line; they never
+/// leave the client.
+const WAL_SOURCE: SourceId = SourceId(u64::MAX);
+const HEADER: u64 = 8;
+/// No entry is this large (Loki's own limits are far lower): a longer length is corruption.
+const MAX_RECORD: u64 = 64 * 1024 * 1024;
+/// Records handed to the client per read.
+const READ_CHUNK: usize = 512;
+const RETRY_IO_EVERY: Duration = Duration::from_secs(1);
+/// Wake-ups are notifications; this only bounds a missed one.
+const POLL_FALLBACK: Duration = Duration::from_millis(200);
+
+pub struct Wal {
+    cfg: WalConfig,
+    dir: PathBuf,
+    host: String,
+    metrics: Arc<Metrics>,
+    /// Hot-path series, looked up once.
+    written_records: prometheus::IntCounter,
+    bytes_gauge: prometheus::IntGauge,
+    segments_gauge: prometheus::IntGauge,
+    state: Mutex<State>,
+    written: Notify,
+    freed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Set once the directory was read; until then nothing can be written or replayed.
+    opened: bool,
+    segments: VecDeque<Segment>,
+    total_bytes: u64,
+    /// Everything below was acknowledged.
+    acked: u64,
+    /// Everything below was deleted (acknowledged, or dropped when full).
+    floor: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// End of the data found at startup: records below it are replays.
+    replay_end: u64,
+    active: Option<Active>,
+    /// The writer has finished: once read to `end`, there is nothing more.
+    closed: bool,
+    /// A write or open failure is being retried (logged once per streak).
+    failing: bool,
+    unsynced: bool,
+}
+
+struct Segment {
+    base: u64,
+    /// Bytes of whole records (for a segment found at startup: the file's size).
+    len: u64,
+    records: u64,
+    path: PathBuf,
+}
+
+struct Active {
+    file: File,
+    base: u64,
+}
+
+impl Wal {
+    /// Nothing is touched on disk here: the writer task opens the directory, and retries
+    /// while it cannot.
+    pub fn new(cfg: &WalConfig, dir: PathBuf, host: &str, metrics: Arc<Metrics>) -> Arc<Self> {
+        for event in ["written", "replayed", "corrupt", "dropped_oldest"] {
+            metrics.client.wal_records.with_label_values(&[host, event]);
+        }
+        Arc::new(Self {
+            cfg: cfg.clone(),
+            dir,
+            host: host.to_string(),
+            written_records: metrics
+                .client
+                .wal_records
+                .with_label_values(&[host, "written"]),
+            bytes_gauge: metrics.client.wal_bytes.with_label_values(&[host]),
+            segments_gauge: metrics.client.wal_segments.with_label_values(&[host]),
+            metrics,
+            state: Mutex::new(State::default()),
+            written: Notify::new(),
+            freed: Notify::new(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, event: &str, n: u64) {
+        self.metrics
+            .client
+            .wal_records
+            .with_label_values(&[&self.host, event])
+            .inc_by(n);
+    }
+
+    fn io_failed(&self, st: &mut State, operation: &str, error: &std::io::Error) {
+        self.metrics
+            .client
+            .wal_errors
+            .with_label_values(&[&self.host, operation])
+            .inc();
+        if !st.failing {
+            tracing::error!(
+                dir = %self.dir.display(),
+                operation,
+                error = %error,
+                "disk buffer (WAL) I/O failed; reading pauses and the operation is retried every second"
+            );
+        }
+        st.failing = true;
+    }
+
+    fn publish(&self, st: &State) {
+        self.bytes_gauge.set(st.total_bytes as i64);
+        self.segments_gauge.set(st.segments.len() as i64);
+    }
+
+    /// Reads the directory: segments left by an earlier run, and the acknowledged position.
+    fn open(&self, st: &mut State) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(base) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let len = entry.metadata()?.len();
+            found.push(Segment {
+                base,
+                len,
+                records: count_records(&entry.path(), len),
+                path: entry.path(),
+            });
+        }
+        found.sort_by_key(|s| s.base);
+        let acked = read_acked(&self.dir.join("acked")).unwrap_or(0);
+        st.segments = found.into();
+        st.total_bytes = st.segments.iter().map(|s| s.len).sum();
+        st.end = st.segments.back().map_or(acked, |s| s.base + s.len);
+        st.floor = st.segments.front().map_or(st.end, |s| s.base);
+        st.acked = acked.clamp(st.floor, st.end);
+        st.replay_end = st.end;
+        st.opened = true;
+        if st.end > st.acked {
+            tracing::info!(
+                dir = %self.dir.display(),
+                bytes = st.end - st.acked,
+                "disk buffer (WAL) holds unacknowledged entries from an earlier run; replaying them"
+            );
+        }
+        self.publish(st);
+        Ok(())
+    }
+
+    /// Appends one record, waiting while the buffer is full (`when_full: block`) or a write
+    /// keeps failing.
+    async fn append(&self, payload: &[u8]) {
+        let size = HEADER + payload.len() as u64;
+        let mut record = Vec::with_capacity(size as usize);
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        record.extend_from_slice(payload);
+        loop {
+            let freed = self.freed.notified();
+            let retry_after = {
+                let mut st = self.state();
+                match self.try_append(&mut st, &record) {
+                    Ok(true) => {
+                        drop(st);
+                        self.written.notify_waiters();
+                        return;
+                    }
+                    Ok(false) => POLL_FALLBACK,
+                    Err(()) => RETRY_IO_EVERY,
+                }
+            };
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep(retry_after) => {}
+            }
+        }
+    }
+
+    /// Ok(false): full, wait for room. Err: an I/O failure, retry later.
+    fn try_append(&self, st: &mut State, record: &[u8]) -> Result<bool, ()> {
+        if !st.opened
+            && let Err(e) = self.open(st)
+        {
+            self.io_failed(st, "open", &e);
+            return Err(());
+        }
+        let size = record.len() as u64;
+        let max = self.cfg.max_size.0.max(1);
+        while st.total_bytes > 0 && st.total_bytes + size > max {
+            match self.cfg.when_full {
+                WalWhenFull::Block => return Ok(false),
+                WalWhenFull::DropOldest => {
+                    // The active segment is never dropped: a buffer of one segment blocks.
+                    if st.segments.len() < 2 {
+                        return Ok(false);
+                    }
+                    self.drop_oldest(st);
+                }
+            }
+        }
+        // Several segments fit in the bound, so acknowledged ones can be deleted while the
+        // active one fills.
+        let segment_size = self.cfg.segment_size.0.min(max / 4).max(1);
+        let roll = match &st.active {
+            None => true,
+            Some(a) => st.end - a.base >= segment_size,
+        };
+        if roll && let Err(e) = self.start_segment(st) {
+            self.io_failed(st, "open", &e);
+            return Err(());
+        }
+        let Some(active) = st.active.as_mut() else {
+            return Err(());
+        };
+        let good = st.end - active.base;
+        if let Err(e) = active.file.write_all(record) {
+            // Cut off what part of the record got written, so the segment stays readable.
+            let _ = active.file.set_len(good);
+            let _ = active.file.seek(SeekFrom::Start(good));
+            self.io_failed(st, "write", &e);
+            return Err(());
+        }
+        if st.failing {
+            tracing::info!(dir = %self.dir.display(), "disk buffer (WAL) writes work again");
+            st.failing = false;
+        }
+        st.end += size;
+        st.total_bytes += size;
+        st.unsynced = true;
+        if let Some(seg) = st.segments.back_mut() {
+            seg.len += size;
+            seg.records += 1;
+        }
+        self.written_records.inc();
+        self.publish(st);
+        Ok(true)
+    }
+
+    fn start_segment(&self, st: &mut State) -> std::io::Result<()> {
+        if let Some(old) = st.active.take()
+            && self.cfg.fsync != WalFsync::Never
+        {
+            old.file.sync_data()?;
+        }
+        let path = self.dir.join(format!("{:020}.wal", st.end));
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        st.segments.push_back(Segment {
+            base: st.end,
+            len: 0,
+            records: 0,
+            path,
+        });
+        st.active = Some(Active { file, base: st.end });
+        Ok(())
+    }
+
+    fn drop_oldest(&self, st: &mut State) {
+        let Some(seg) = st.segments.pop_front() else {
+            return;
+        };
+        let unacked = seg.base + seg.len > st.acked;
+        if let Err(e) = std::fs::remove_file(&seg.path) {
+            self.io_failed(st, "delete", &e);
+        }
+        st.total_bytes -= seg.len;
+        st.floor = st.segments.front().map_or(st.end, |s| s.base);
+        st.acked = st.acked.max(st.floor);
+        if unacked {
+            tracing::warn!(
+                entries = seg.records,
+                "disk buffer (WAL) full: dropped its oldest segment (when_full: drop_oldest)"
+            );
+            self.count("dropped_oldest", seg.records);
+        }
+        self.publish(st);
+    }
+
+    fn sync(&self) {
+        let mut st = self.state();
+        if !st.unsynced {
+            return;
+        }
+        let result = match &st.active {
+            Some(a) => a.file.sync_data(),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => st.unsynced = false,
+            Err(e) => self.io_failed(&mut st, "sync", &e),
+        }
+    }
+
+    /// Everything below `position` was delivered (or dropped on purpose, counted): segments
+    /// wholly below it are deleted.
+    pub fn acknowledge(&self, position: u64) {
+        let mut st = self.state();
+        if position <= st.acked {
+            return;
+        }
+        st.acked = position;
+        let mut deleted = false;
+        while let Some(seg) = st.segments.front() {
+            if seg.base + seg.len > position {
+                break;
+            }
+            let Some(seg) = st.segments.pop_front() else {
+                break;
+            };
+            // A wholly acknowledged active segment goes too; the next write starts another.
+            if st.active.as_ref().is_some_and(|a| a.base == seg.base) {
+                st.active = None;
+            }
+            if let Err(e) = std::fs::remove_file(&seg.path) {
+                self.io_failed(&mut st, "delete", &e);
+            }
+            st.total_bytes -= seg.len;
+            deleted = true;
+        }
+        st.floor = st.segments.front().map_or(st.end, |s| s.base);
+        if let Err(e) = write_acked(&self.dir, position) {
+            self.io_failed(&mut st, "write", &e);
+        }
+        self.publish(&st);
+        drop(st);
+        if deleted {
+            self.freed.notify_waiters();
+        }
+    }
+}
+
+/// Takes the client's queue and writes it to the WAL; the pipeline's acknowledgements are
+/// settled once their entries are written (and synced, with `fsync: always`).
+pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender) {
+    // Opened before anything arrives, so what an earlier run left is replayed at once.
+    loop {
+        {
+            let mut st = wal.state();
+            if st.opened {
+                break;
+            }
+            match wal.open(&mut st) {
+                Ok(()) => break,
+                Err(e) => wal.io_failed(&mut st, "open", &e),
+            }
+        }
+        tokio::time::sleep(RETRY_IO_EVERY).await;
+    }
+    wal.written.notify_waiters();
+    let mut payload = Vec::new();
+    let mut last_sync = tokio::time::Instant::now();
+    loop {
+        let chunk = if wal.cfg.fsync == WalFsync::Periodic {
+            tokio::select! {
+                chunk = input.recv() => chunk,
+                _ = tokio::time::sleep(wal.cfg.fsync_period.0) => {
+                    wal.sync();
+                    last_sync = tokio::time::Instant::now();
+                    continue;
+                }
+            }
+        } else {
+            input.recv().await
+        };
+        let Some(chunk) = chunk else { break };
+        let mut tokens = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            match item {
+                Outgoing::Consumed { ack } => tokens.push(ack),
+                Outgoing::Entry { entry, ack } => {
+                    payload.clear();
+                    encode(&entry, &mut payload);
+                    wal.append(&payload).await;
+                    tokens.extend(ack);
+                }
+            }
+        }
+        match wal.cfg.fsync {
+            WalFsync::Always => wal.sync(),
+            WalFsync::Periodic if last_sync.elapsed() >= wal.cfg.fsync_period.0 => {
+                wal.sync();
+                last_sync = tokio::time::Instant::now();
+            }
+            _ => {}
+        }
+        acks.settle(tokens);
+    }
+    wal.sync();
+    wal.state().closed = true;
+    wal.written.notify_waiters();
+}
+
+/// The client's side: records in order, as entries whose token is their WAL position.
+pub struct WalReader {
+    wal: Arc<Wal>,
+    /// The next record's position, once the WAL is open.
+    next: Option<u64>,
+    file: Option<(u64, BufReader<File>)>,
+    buf: Vec<u8>,
+}
+
+impl WalReader {
+    pub fn new(wal: Arc<Wal>) -> Self {
+        Self {
+            wal,
+            next: None,
+            file: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next records, or `None` once the writer finished and everything was read.
+    pub async fn recv(&mut self) -> Option<Vec<Outgoing>> {
+        let wal = self.wal.clone();
+        loop {
+            let written = wal.written.notified();
+            match self.read_some() {
+                // Moved on to another segment, or read only corrupt records: read on.
+                Read_::Records(items) if items.is_empty() => continue,
+                Read_::Records(items) => return Some(items),
+                Read_::Finished => return None,
+                Read_::Wait => {}
+            }
+            tokio::select! {
+                _ = written => {}
+                _ = tokio::time::sleep(POLL_FALLBACK) => {}
+            }
+        }
+    }
+
+    fn read_some(&mut self) -> Read_ {
+        let (segment, limit, replay_end) = {
+            let st = self.wal.state();
+            if !st.opened {
+                return if st.closed {
+                    Read_::Finished
+                } else {
+                    Read_::Wait
+                };
+            }
+            let next = self.next.get_or_insert(st.acked);
+            if *next < st.floor {
+                *next = st.floor;
+            }
+            let next = *next;
+            // The segment holding `next`: the last one starting at or before it.
+            let seg = st
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.base <= next && next < s.base + s.len.max(1));
+            match seg {
+                Some(s) if next < s.base + s.len => (
+                    Some((s.base, s.path.clone())),
+                    s.base + s.len,
+                    st.replay_end,
+                ),
+                _ => {
+                    // Past the end of every segment: a later segment may exist (a sealed
+                    // segment ended early, e.g. a truncated tail).
+                    if let Some(later) = st.segments.iter().find(|s| s.base > next) {
+                        self.next = Some(later.base);
+                        return Read_::Records(Vec::new());
+                    }
+                    return if st.closed && next >= st.end {
+                        Read_::Finished
+                    } else {
+                        Read_::Wait
+                    };
+                }
+            }
+        };
+        let Some((base, path)) = segment else {
+            return Read_::Wait;
+        };
+        let mut next = self.next.unwrap_or(base);
+        if self.file.as_ref().is_none_or(|(b, _)| *b != base) {
+            match File::open(&path) {
+                Ok(f) => self.file = Some((base, BufReader::new(f))),
+                Err(_) => {
+                    // Deleted under us (dropped when full): the floor moves past it.
+                    self.file = None;
+                    return Read_::Wait;
+                }
+            }
+        }
+        let Some((_, reader)) = self.file.as_mut() else {
+            return Read_::Wait;
+        };
+        if reader.seek(SeekFrom::Start(next - base)).is_err() {
+            self.file = None;
+            return Read_::Wait;
+        }
+        let mut items = Vec::new();
+        let mut corrupt = 0u64;
+        let mut replayed = 0u64;
+        while next < limit && items.len() < READ_CHUNK {
+            let mut header = [0u8; HEADER as usize];
+            let framed = reader.read_exact(&mut header).is_ok().then(|| {
+                let len = u64::from(u32::from_le_bytes([
+                    header[0], header[1], header[2], header[3],
+                ]));
+                let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+                (len, crc)
+            });
+            let record = match framed {
+                Some((len, crc)) if len <= MAX_RECORD && next + HEADER + len <= limit => {
+                    self.buf.resize(len as usize, 0);
+                    (reader.read_exact(&mut self.buf).is_ok() && crc32fast::hash(&self.buf) == crc)
+                        .then_some(next + HEADER + len)
+                }
+                _ => None,
+            };
+            let Some(end) = record else {
+                // A flipped bit (in the length, the CRC or the payload) or a record cut
+                // short: skip to the next place a whole record with a matching CRC starts.
+                corrupt += 1;
+                next = resync(reader, base, next + 1, limit).unwrap_or(limit);
+                if reader.seek(SeekFrom::Start(next - base)).is_err() {
+                    next = limit;
+                }
+                continue;
+            };
+            if next < replay_end {
+                replayed += 1;
+            }
+            match decode(&self.buf) {
+                Some(entry) => items.push(Outgoing::Entry {
+                    entry,
+                    ack: Some(AckToken::line(WAL_SOURCE, end)),
+                }),
+                None => corrupt += 1,
+            }
+            next = end;
+        }
+        self.next = Some(next);
+        if corrupt > 0 {
+            tracing::warn!(
+                segment = %path.display(),
+                records = corrupt,
+                "disk buffer (WAL): corrupt records skipped"
+            );
+            self.wal.count("corrupt", corrupt);
+        }
+        if replayed > 0 {
+            self.wal.count("replayed", replayed);
+        }
+        Read_::Records(items)
+    }
+}
+
+enum Read_ {
+    Records(Vec<Outgoing>),
+    Wait,
+    Finished,
+}
+
+/// The position a settled set of WAL tokens acknowledges: the end of its last record.
+pub fn acknowledged_position(tokens: &[AckToken]) -> Option<u64> {
+    tokens
+        .iter()
+        .filter(|t| t.source == WAL_SOURCE)
+        .map(|t| t.offset)
+        .max()
+}
+
+/// The directory of client `index`'s WAL: its own `wal.dir`, or the top-level one's
+/// `client-<index>`.
+pub fn dir_for(
+    index: usize,
+    own: Option<&WalConfig>,
+    top: Option<&WalConfig>,
+) -> Option<(WalConfig, PathBuf)> {
+    match (own, top) {
+        (Some(own), _) if own.enabled => Some((own.clone(), PathBuf::from(&own.dir))),
+        (Some(_), _) => None,
+        (None, Some(top)) if top.enabled => Some((
+            top.clone(),
+            Path::new(&top.dir).join(format!("client-{index}")),
+        )),
+        _ => None,
+    }
+}
+
+/// The first position in `from..limit` of segment `base` where a whole record with a
+/// matching CRC starts (only read after corruption was found).
+fn resync(reader: &mut BufReader<File>, base: u64, from: u64, limit: u64) -> Option<u64> {
+    if from >= limit {
+        return None;
+    }
+    reader.seek(SeekFrom::Start(from - base)).ok()?;
+    let mut rest = Vec::new();
+    reader.take(limit - from).read_to_end(&mut rest).ok()?;
+    let h = HEADER as usize;
+    (0..rest.len().saturating_sub(h)).find_map(|i| {
+        let len = u32::from_le_bytes(rest[i..i + 4].try_into().ok()?) as usize;
+        let crc = u32::from_le_bytes(rest[i + 4..i + 8].try_into().ok()?);
+        let payload = rest.get(i + h..i + h + len)?;
+        (len as u64 <= MAX_RECORD && crc32fast::hash(payload) == crc && decode(payload).is_some())
+            .then_some(from + i as u64)
+    })
+}
+
+fn count_records(path: &Path, len: u64) -> u64 {
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let mut at = 0u64;
+    let mut n = 0u64;
+    let mut header = [0u8; HEADER as usize];
+    while at + HEADER <= len && f.read_exact(&mut header).is_ok() {
+        let rec = u64::from(u32::from_le_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        if rec > MAX_RECORD || at + HEADER + rec > len {
+            break;
+        }
+        n += 1;
+        at += HEADER + rec;
+        if f.seek(SeekFrom::Start(at)).is_err() {
+            break;
+        }
+    }
+    n
+}
+
+fn read_acked(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+fn write_acked(dir: &Path, position: u64) -> std::io::Result<()> {
+    let tmp = dir.join("acked.tmp");
+    std::fs::write(&tmp, position.to_le_bytes())?;
+    std::fs::rename(&tmp, dir.join("acked"))
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn encode(entry: &Entry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(entry.labels.len() as u32).to_le_bytes());
+    for (k, v) in entry.labels.iter() {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    out.extend_from_slice(&entry.timestamp.timestamp().to_le_bytes());
+    out.extend_from_slice(&entry.timestamp.timestamp_subsec_nanos().to_le_bytes());
+    out.extend_from_slice(&entry.timestamp.offset().local_minus_utc().to_le_bytes());
+    put_str(out, &entry.line);
+    out.extend_from_slice(&(entry.structured_metadata.len() as u32).to_le_bytes());
+    for (k, v) in &entry.structured_metadata {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<Entry> {
+    let mut c = Cursor(bytes);
+    let n = c.u32()?;
+    let mut labels = LabelSet::new();
+    for _ in 0..n {
+        let k = c.str()?;
+        let v = c.str()?;
+        labels.insert(k, v);
+    }
+    let secs = i64::from_le_bytes(c.take(8)?.try_into().ok()?);
+    let nanos = c.u32()?;
+    let offset = i32::from_le_bytes(c.take(4)?.try_into().ok()?);
+    let timestamp: DateTime<FixedOffset> = FixedOffset::east_opt(offset)?
+        .timestamp_opt(secs, nanos)
+        .single()?;
+    let line = c.str()?;
+    let m = c.u32()?;
+    let mut structured_metadata = Vec::new();
+    for _ in 0..m {
+        let k = c.str()?;
+        let v = c.str()?;
+        structured_metadata.push((k, v));
+    }
+    c.0.is_empty().then_some(Entry {
+        labels,
+        timestamp,
+        line,
+        structured_metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack;
+    use crate::client::queue;
+
+    fn entry(line: &str) -> Entry {
+        Entry {
+            labels: LabelSet::from_pairs([("job", "x".to_string())]),
+            timestamp: DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456789+02:00").unwrap(),
+            line: line.to_string(),
+            structured_metadata: vec![("trace".into(), "t1".into())],
+        }
+    }
+
+    fn cfg(dir: &Path) -> WalConfig {
+        WalConfig {
+            enabled: true,
+            dir: dir.display().to_string(),
+            segment_size: crate::config::ByteSize(200),
+            fsync: WalFsync::Always,
+            ..WalConfig::default()
+        }
+    }
+
+    fn lines(items: &[Outgoing]) -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Entry { entry, .. } => Some(entry.line.clone()),
+                Outgoing::Consumed { .. } => None,
+            })
+            .collect()
+    }
+
+    async fn write(wal: &Arc<Wal>, lines: &[&str]) {
+        let (tx, rx) = queue::bounded(1 << 20, None);
+        let (factory, _acks) = ack::channel();
+        let items = lines
+            .iter()
+            .map(|l| Outgoing::Entry {
+                entry: entry(l),
+                ack: None,
+            })
+            .collect();
+        tx.send(items).await.unwrap();
+        drop(tx);
+        run_writer(wal.clone(), rx, factory.for_client(0)).await;
+    }
+
+    async fn read_all(wal: &Arc<Wal>) -> (Vec<String>, Option<u64>) {
+        let mut r = WalReader::new(wal.clone());
+        let mut got = Vec::new();
+        let mut last = None;
+        while let Some(items) = r.recv().await {
+            let tokens: Vec<AckToken> = items.iter().filter_map(Outgoing::ack).collect();
+            last = acknowledged_position(&tokens).or(last);
+            got.extend(lines(&items));
+        }
+        (got, last)
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut buf = Vec::new();
+        encode(&entry("hello"), &mut buf);
+        assert_eq!(decode(&buf), Some(entry("hello")));
+        assert_eq!(decode(&buf[..buf.len() - 1]), None);
+    }
+
+    #[tokio::test]
+    async fn entries_are_replayed_after_a_restart_until_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let wal = Wal::new(
+            &cfg(dir.path()),
+            dir.path().to_path_buf(),
+            "h",
+            metrics.clone(),
+        );
+        let many: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        write(&wal, &many).await;
+        let (got, last) = read_all(&wal).await;
+        assert_eq!(got, many);
+        assert!(wal.state().segments.len() > 1, "small segments roll");
+        // Not acknowledged: a restart replays everything.
+        let wal = Wal::new(
+            &cfg(dir.path()),
+            dir.path().to_path_buf(),
+            "h",
+            metrics.clone(),
+        );
+        wal.state().closed = true;
+        {
+            let mut st = wal.state();
+            wal.open(&mut st).unwrap();
+        }
+        let (again, _) = read_all(&wal).await;
+        assert_eq!(again, many);
+        // Acknowledged: segments are deleted and nothing is replayed.
+        wal.acknowledge(last.unwrap());
+        assert!(wal.state().segments.is_empty());
+        let wal = Wal::new(&cfg(dir.path()), dir.path().to_path_buf(), "h", metrics);
+        wal.state().closed = true;
+        {
+            let mut st = wal.state();
+            wal.open(&mut st).unwrap();
+        }
+        assert!(read_all(&wal).await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bit_flip_skips_one_record_and_a_truncated_tail_ends_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let config = WalConfig {
+            segment_size: crate::config::ByteSize(1 << 20),
+            ..cfg(dir.path())
+        };
+        let wal = Wal::new(&config, dir.path().to_path_buf(), "h", metrics.clone());
+        write(&wal, &["aaaa", "bbbb", "cccc", "dddd"]).await;
+        let seg = wal.state().segments[0].path.clone();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let record = bytes.len() / 4;
+        // Flip a bit in the second record's line, cut the last record short.
+        bytes[2 * record - 3] ^= 0x10;
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&seg, &bytes).unwrap();
+        let wal = Wal::new(&config, dir.path().to_path_buf(), "h", metrics.clone());
+        wal.state().closed = true;
+        {
+            let mut st = wal.state();
+            wal.open(&mut st).unwrap();
+        }
+        let (got, _) = read_all(&wal).await;
+        assert_eq!(got, ["aaaa", "cccc"]);
+        assert_eq!(
+            metrics
+                .client
+                .wal_records
+                .with_label_values(&["h", "corrupt"])
+                .get(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn when_full_block_waits_and_drop_oldest_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let config = WalConfig {
+            max_size: crate::config::ByteSize(400),
+            when_full: WalWhenFull::DropOldest,
+            ..cfg(dir.path())
+        };
+        let wal = Wal::new(&config, dir.path().to_path_buf(), "h", metrics.clone());
+        let many: Vec<String> = (0..40).map(|i| format!("line {i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        write(&wal, &many).await;
+        assert!(wal.state().total_bytes <= 400);
+        let dropped = metrics
+            .client
+            .wal_records
+            .with_label_values(&["h", "dropped_oldest"])
+            .get();
+        let (got, _) = read_all(&wal).await;
+        assert!(dropped > 0);
+        assert_eq!(got.len() as u64 + dropped, 40, "{got:?}");
+        assert_eq!(got.last().map(String::as_str), Some("line 39"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = WalConfig {
+            when_full: WalWhenFull::Block,
+            ..config
+        };
+        let wal = Wal::new(&config, dir.path().to_path_buf(), "h", metrics);
+        let writing = tokio::spawn({
+            let wal = wal.clone();
+            let many: Vec<String> = many.iter().map(|s| s.to_string()).collect();
+            async move {
+                let many: Vec<&str> = many.iter().map(String::as_str).collect();
+                write(&wal, &many).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!writing.is_finished(), "blocked while full");
+        assert!(wal.state().total_bytes <= 400);
+        // Reading and acknowledging frees room; everything arrives.
+        let mut r = WalReader::new(wal.clone());
+        let mut got = Vec::new();
+        while let Some(items) = r.recv().await {
+            let tokens: Vec<AckToken> = items.iter().filter_map(Outgoing::ack).collect();
+            if let Some(p) = acknowledged_position(&tokens) {
+                wal.acknowledge(p);
+            }
+            got.extend(lines(&items));
+        }
+        writing.await.unwrap();
+        assert_eq!(got, many);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_directory_is_retried_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("not-a-dir");
+        std::fs::write(&blocked, "a file where the directory should be").unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let wal = Wal::new(&cfg(&blocked), blocked.clone(), "h", metrics.clone());
+        let writing = tokio::spawn({
+            let wal = wal.clone();
+            async move { write(&wal, &["x"]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!writing.is_finished());
+        assert!(
+            metrics
+                .client
+                .wal_errors
+                .with_label_values(&["h", "open"])
+                .get()
+                >= 1
+        );
+        std::fs::remove_file(&blocked).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), writing)
+            .await
+            .expect("the write goes through once the directory can be made")
+            .unwrap();
+        assert_eq!(read_all(&wal).await.0, ["x"]);
+    }
+}
