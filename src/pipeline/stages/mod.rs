@@ -18,6 +18,7 @@ pub mod logfmt;
 pub mod r#match;
 pub mod metrics;
 pub mod multiline;
+pub mod nginx_access;
 pub mod output;
 pub mod pack;
 pub mod preset;
@@ -72,6 +73,8 @@ pub enum StageConfig {
     GeoIp(geoip::GeoIpConfig),
     /// tailward: a built-in pipeline of `pipelines/`.
     Preset(preset::PresetConfig),
+    /// tailward: nginx access lines of any `log_format`.
+    NginxAccess(nginx_access::NginxAccessConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -121,6 +124,7 @@ impl StageConfig {
             StageConfig::Metrics(_) => "metrics",
             StageConfig::GeoIp(_) => "geoip",
             StageConfig::Preset(_) => "preset",
+            StageConfig::NginxAccess(_) => "nginx_access",
         }
     }
 
@@ -153,6 +157,7 @@ impl StageConfig {
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
             StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
             StageConfig::Preset(c) => Box::new(preset::PresetStage::new(c, ctx)?),
+            StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
         })
     }
 }
