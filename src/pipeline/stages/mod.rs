@@ -4,6 +4,7 @@
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
 //! stage. Stages must not know about files, clients or each other.
 
+pub mod correlation_id;
 pub mod cri;
 pub mod decolorize;
 pub mod docker;
@@ -73,6 +74,8 @@ pub enum StageConfig {
     GeoIp(geoip::GeoIpConfig),
     /// tailward: a built-in pipeline of `pipelines/`.
     Preset(preset::PresetConfig),
+    /// tailward: a correlation id as structured metadata.
+    CorrelationId(correlation_id::CorrelationIdConfig),
     /// tailward: nginx access lines of any `log_format`.
     NginxAccess(nginx_access::NginxAccessConfig),
 }
@@ -125,6 +128,7 @@ impl StageConfig {
             StageConfig::GeoIp(_) => "geoip",
             StageConfig::Preset(_) => "preset",
             StageConfig::NginxAccess(_) => "nginx_access",
+            StageConfig::CorrelationId(_) => "correlation_id",
         }
     }
 
@@ -157,6 +161,9 @@ impl StageConfig {
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
             StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
             StageConfig::Preset(c) => Box::new(preset::PresetStage::new(c, ctx)?),
+            StageConfig::CorrelationId(c) => {
+                Box::new(correlation_id::CorrelationIdStage::new(c, ctx)?)
+            }
             StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
         })
     }
