@@ -66,7 +66,8 @@ pub struct NginxAccessConfig {
     /// `combined` (default), `main`, `common`, or a format string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
-    /// `default`, `json` or `none`, as nginx's `log_format ... escape=`.
+    /// `default`, `json` or `none`, as nginx's `log_format ... escape=`; unset or empty:
+    /// the `escape=` of a pasted format, else `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escape: Option<String>,
     /// Extracted key to parse instead of the line.
@@ -209,6 +210,8 @@ pub fn compile(
         }
         other => read_conf_format(other).map_err(|m| StageError::new("log_format", m))?,
     };
+    // An empty `escape` is unset (a preset passes its parameter's empty default through).
+    let escape = escape.filter(|e| !e.is_empty());
     let escape = match (escape, text_escape.take().as_deref()) {
         (Some(a), Some(b)) if a != b => {
             return Err(StageError::new(
