@@ -737,7 +737,7 @@ fn decode_json_escapes(raw: &str) -> String {
 
 /// Percent-decoding of a URI part (`+` as a space in queries); invalid UTF-8 is replaced.
 fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    if !s.contains('%') && !(plus_is_space && s.contains('+')) {
+    if !(s.contains('%') || (plus_is_space && s.contains('+'))) {
         return s.to_string();
     }
     let bytes = s.as_bytes();
