@@ -421,7 +421,9 @@ async fn nginx_request_and_the_app_line_it_caused_share_one_correlation_id() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let app_log = dir.path().join("app.json.log");
-    std::fs::write(&app_log, "").unwrap();
+    // A stray non-JSON line (a print to the log) ships unchanged and is counted.
+    let stray = "Segmentation fault (core dumped) in worker 7";
+    std::fs::write(&app_log, format!("{stray}\n")).unwrap();
     let (_upstream, upstream_port) = start_upstream(&app_log);
     let (_nginx, port) = start_nginx(dir.path(), upstream_port);
     let access_log = dir.path().join("access.log");
@@ -437,15 +439,21 @@ async fn nginx_request_and_the_app_line_it_caused_share_one_correlation_id() {
         assert_eq!(request(port, "GET", target), 200);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while receiver.received().len() < 2 * targets.len() && Instant::now() < deadline {
+    while receiver.received().len() < 2 * targets.len() + 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let entries = receiver.received();
     assert_eq!(
         entries.len(),
-        2 * targets.len(),
+        2 * targets.len() + 1,
         "{entries:#?}\n{}",
         agent.stderr_text()
+    );
+    let stray_entries: Vec<&ReceivedEntry> = entries.iter().filter(|e| e.line == stray).collect();
+    assert_eq!(stray_entries.len(), 1, "{entries:#?}");
+    assert_eq!(
+        stray_entries[0].labels.keys().collect::<Vec<_>>(),
+        ["filename", "job"]
     );
     for target in targets {
         let nginx = entries

@@ -943,6 +943,28 @@ mod tests {
     }
 
     #[test]
+    fn adjacent_variables_split_by_their_shapes() {
+        let (mut s, _) = stage(Some("$status$body_bytes_sent $request_time"), None);
+        let e = parse(&mut s, "404153 0.002");
+        assert_eq!(get(&e, "status"), Some("404"));
+        assert_eq!(get(&e, "body_bytes_sent"), Some("153"));
+        assert_eq!(get(&e, "request_time"), Some("0.002"));
+    }
+
+    #[test]
+    fn a_pathological_line_gives_up_within_the_step_budget() {
+        // Every `a` is a candidate end of each variable; the budget stops the search.
+        let (mut s, ctx) = stage(Some("$a $b $c $d $e $status"), None);
+        let line = "a ".repeat(200) + "x";
+        parse(&mut s, &line);
+        assert!(
+            ctx.metrics
+                .render()
+                .contains(r#"tailward_unparsed_lines_total{job="nginx",stage="nginx_access"} 1"#)
+        );
+    }
+
+    #[test]
     fn source_key_is_parsed_instead_of_the_line() {
         let ctx = BuildContext::new("j", Arc::new(Metrics::new()));
         let mut s = NginxAccessStage::new(
