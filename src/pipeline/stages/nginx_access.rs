@@ -126,8 +126,14 @@ struct Variable {
 
 #[derive(Clone, Debug)]
 enum Token {
-    Literal(Vec<u8>),
+    /// The text and its searcher, built once.
+    Literal(Vec<u8>, memchr::memmem::Finder<'static>),
     Variable(usize),
+}
+
+fn literal_token(text: Vec<u8>) -> Token {
+    let finder = memchr::memmem::Finder::new(&text).into_owned();
+    Token::Literal(text, finder)
 }
 
 /// A compiled `log_format`.
@@ -338,14 +344,14 @@ fn tokenize(text: &str) -> Result<(Vec<Token>, Vec<Variable>), String> {
             return Err(format!("variable ${name} appears twice"));
         }
         if !literal.is_empty() {
-            tokens.push(Token::Literal(std::mem::take(&mut literal)));
+            tokens.push(literal_token(std::mem::take(&mut literal)));
         }
         tokens.push(Token::Variable(variables.len()));
         variables.push(variable(name));
         i = next;
     }
     if !literal.is_empty() {
-        tokens.push(Token::Literal(literal));
+        tokens.push(literal_token(literal));
     }
     if variables.is_empty() {
         return Err("expected at least one $variable in the format".into());
@@ -428,10 +434,15 @@ fn list_members(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Where `needle` next occurs in `hay` at or after `from`, skipping a `"` escaped with a
 /// backslash (JSON-escaped values contain `\"`).
-fn find_literal(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+fn find_literal(
+    hay: &[u8],
+    from: usize,
+    needle: &[u8],
+    finder: &memchr::memmem::Finder<'_>,
+) -> Option<usize> {
     let mut at = from;
     while at <= hay.len() {
-        let found = at + memchr::memmem::find(&hay[at..], needle)?;
+        let found = at + finder.find(&hay[at..])?;
         if needle[0] == b'"' && escaped_at(hay, found) {
             at = found + 1;
             continue;
@@ -469,7 +480,7 @@ impl CompiledFormat {
             return true;
         };
         match current {
-            Token::Literal(lit) => {
+            Token::Literal(lit, _) => {
                 line[pos..].starts_with(lit)
                     && self.match_from(line, token + 1, pos + lit.len(), spans, budget)
             }
@@ -489,9 +500,9 @@ impl CompiledFormat {
                         spans[*v] = (pos, end);
                         shape_fits(shape, &line[pos..end])
                     }
-                    Some(Token::Literal(lit)) => {
+                    Some(Token::Literal(lit, finder)) => {
                         let mut from = pos;
-                        while let Some(at) = find_literal(line, from, lit) {
+                        while let Some(at) = find_literal(line, from, lit, finder) {
                             if shape_fits(shape, &line[pos..at]) {
                                 spans[*v] = (pos, at);
                                 if self.match_from(line, token + 2, at + lit.len(), spans, budget) {
@@ -527,6 +538,8 @@ impl CompiledFormat {
 
     /// Puts the matched variables and the derived keys into `entry`'s extracted map.
     fn extract(&self, line: &str, spans: &[(usize, usize)], entry: &mut PipelineEntry) {
+        // Variables plus the derived keys at most.
+        entry.extracted.reserve(self.variables.len() + 8);
         let mut request_target: Option<String> = None;
         let mut have_path = false;
         let mut client: Option<String> = None;
