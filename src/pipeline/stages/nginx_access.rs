@@ -127,13 +127,13 @@ struct Variable {
 #[derive(Clone, Debug)]
 enum Token {
     /// The text and its searcher, built once.
-    Literal(Vec<u8>, memchr::memmem::Finder<'static>),
+    Literal(Vec<u8>, Box<memchr::memmem::Finder<'static>>),
     Variable(usize),
 }
 
 fn literal_token(text: Vec<u8>) -> Token {
     let finder = memchr::memmem::Finder::new(&text).into_owned();
-    Token::Literal(text, finder)
+    Token::Literal(text, Box::new(finder))
 }
 
 /// A compiled `log_format`.
