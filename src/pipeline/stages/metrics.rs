@@ -103,7 +103,9 @@ struct StageMetric {
     update: Update,
     limits: SeriesLimits,
     family: Arc<Family>,
-    overflow: prometheus::IntCounter,
+    /// `tailward_metric_series_overflow_total`; its series for this metric is created at the
+    /// first overflow, so `/metrics` shows none for metrics that never overflowed.
+    overflow: prometheus::IntCounterVec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,11 +213,7 @@ impl StageMetric {
             },
         )
         .map_err(|message| StageError::new(name, message))?;
-        let overflow = ctx
-            .metrics
-            .pipeline
-            .metric_series_overflow
-            .with_label_values(&[&family.spec().name]);
+        let overflow = ctx.metrics.pipeline.metric_series_overflow.clone();
         Ok(Self {
             source,
             value_filter: settings.value.clone(),
@@ -231,7 +229,9 @@ impl StageMetric {
 
     fn record(&self, entry: &PipelineEntry, now: Instant) {
         if !self.try_record(entry, now) {
-            self.overflow.inc();
+            self.overflow
+                .with_label_values(&[&self.family.spec().name])
+                .inc();
         }
     }
 

@@ -35,11 +35,13 @@
 //! literal after it that lets the rest of the line match (numeric variables such as
 //! `$status`, `$body_bytes_sent` or `$request_time` must look numeric, `$time_local` must
 //! have its 26-character shape, `$upstream_*` lists may hold spaces only in their `, ` and
-//! ` : ` separators). Text after the format's end is ignored (a last variable that is
-//! numeric stops at a space), so a file
-//! whose lines carry extra trailing fields still parses. A line that does not match is
-//! passed on unchanged, nothing extracted, and counted in
-//! `tailward_unparsed_lines_total{job, stage="nginx_access"}`. It must not set labels,
+//! ` : ` separators). Two variables with no text between them split shortest first, by their
+//! shapes. Text after the format's end is ignored (a last variable that is numeric stops at
+//! a space), so a file whose lines carry extra trailing fields still parses. A search is
+//! given up after 512 steps, so no line can stall the pipeline. A line that does not match
+//! is passed on unchanged, nothing extracted, and counted in
+//! `tailward_unparsed_lines_total{job, stage="nginx_access"}`. `source` parses an extracted
+//! value instead of the line. It must not set labels,
 //! timestamps or metadata: the presets do that with ordinary stages.
 
 use serde::{Deserialize, Serialize};
