@@ -29,16 +29,23 @@ import datetime, http.server, json, os, sys
 log = open(sys.argv[1], "a", buffering=1)
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        failed = "fail" in self.path
         record = {
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "level": "INFO", "logger": "app.routes", "message": "handled " + self.path,
+            "level": "ERROR" if failed else "INFO", "logger": "app.routes",
+            "message": "handled " + self.path,
             "module": "routes", "function": "index", "line": 42, "thread": 1,
             "process": os.getpid(),
             "correlation_id": self.headers.get("X-Correlation-ID", ""),
         }
+        if failed:
+            record["exception"] = {
+                "type": "sqlite3.OperationalError", "message": "database is locked",
+                "traceback": "Traceback (most recent call last):\n  ...\nsqlite3.OperationalError: database is locked",
+            }
         log.write(json.dumps(record) + "\n")
         body = b"app\n"
-        self.send_response(200)
+        self.send_response(500 if failed else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -434,9 +441,10 @@ async fn nginx_request_and_the_app_line_it_caused_share_one_correlation_id() {
         ),
         &[],
     );
-    let targets = ["/app/orders/1", "/app/orders/2", "/app/cart"];
+    let targets = ["/app/orders/1", "/app/orders/2", "/app/cart", "/app/fail"];
     for target in targets {
-        assert_eq!(request(port, "GET", target), 200);
+        let want = if target.contains("fail") { 500 } else { 200 };
+        assert_eq!(request(port, "GET", target), want);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while receiver.received().len() < 2 * targets.len() + 1 && Instant::now() < deadline {
@@ -475,10 +483,46 @@ async fn nginx_request_and_the_app_line_it_caused_share_one_correlation_id() {
             "the id is nginx's $request_id"
         );
         assert!(!nginx.labels.contains_key("correlation_id"));
-        assert_eq!(app.labels.get("level").map(String::as_str), Some("INFO"));
+        let level = if target.contains("fail") {
+            "ERROR"
+        } else {
+            "INFO"
+        };
+        assert_eq!(app.labels.get("level").map(String::as_str), Some(level));
         assert_eq!(
             app.labels.get("logger").map(String::as_str),
             Some("app.routes")
         );
     }
+    let (_, body) = agent.get("/metrics");
+    let app_path = app_log.display();
+    for (level, count) in [("INFO", 3.0), ("ERROR", 1.0)] {
+        let series = format!(
+            "tailward_log_lines_total{{filename=\"{app_path}\",job=\"app\",level=\"{level}\"}}"
+        );
+        assert_eq!(metric_value(&body, &series), count, "{series}\n{body}");
+    }
+    assert_eq!(
+        metric_value(
+            &body,
+            &format!(
+                "tailward_exceptions_total{{filename=\"{app_path}\",job=\"app\",level=\"ERROR\",type=\"sqlite3.OperationalError\"}}"
+            )
+        ),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "tailward_exceptions_total"),
+        1.0,
+        "records without an exception count none: {body}"
+    );
+    assert_eq!(
+        metric_value(
+            &body,
+            &format!("tailward_non_json_lines_total{{filename=\"{app_path}\",job=\"app\"}}")
+        ),
+        1.0,
+        "the stray line is counted: {body}"
+    );
 }
