@@ -78,6 +78,13 @@ pub struct PipelineMetrics {
     pub dropped_lines: IntCounterVec,
     /// Drops of `limit` stages with `by_label_name`; shared by every such stage.
     pub dropped_lines_by_label: IntCounterVec,
+    /// Lines a parsing stage (`nginx_access`, ...) could not parse and passed on unchanged.
+    pub unparsed_lines: IntCounterVec,
+    /// Ids the `correlation_id` stage found but refused, by reason.
+    pub invalid_correlation_ids: IntCounterVec,
+    /// Updates of a `metrics` stage metric refused because the metric had reached its
+    /// `max_series`.
+    pub metric_series_overflow: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -299,6 +306,24 @@ impl Metrics {
                 "logentry_dropped_lines_by_label_total",
                 "A count of all log lines dropped as a result of a pipeline stage",
                 &["label_name", "label_value"],
+            ),
+            unparsed_lines: counter_vec(
+                &registry,
+                "tailward_unparsed_lines_total",
+                "Lines a parsing stage could not parse; they were passed on unchanged.",
+                &["job", "stage"],
+            ),
+            invalid_correlation_ids: counter_vec(
+                &registry,
+                "tailward_correlation_id_invalid_total",
+                "Correlation ids found but not attached (too long or with characters outside the allowed set).",
+                &["job", "reason"],
+            ),
+            metric_series_overflow: counter_vec(
+                &registry,
+                "tailward_metric_series_overflow_total",
+                "Updates of a metrics-stage metric that would have created a series past its max_series; not recorded in the metric.",
+                &["metric"],
             ),
         };
         Metrics {

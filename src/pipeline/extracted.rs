@@ -62,6 +62,12 @@ impl Extracted {
         self.own.insert(key, value);
     }
 
+    /// Makes room for `additional` own values, so a stage inserting many keys per line does
+    /// not grow the map step by step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.own.reserve(additional);
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let own = self.own.remove(key);
         let seeded = if self.seed.contains_key(key) && self.removed.insert(key.to_string()) {

@@ -30,10 +30,21 @@ use serde_json::Value;
 use super::stages::StageConfig;
 
 /// The embedded presets, by the name a scrape config uses.
-const CATALOGUE: &[(&str, &str)] = &[(
-    "python_traceback",
-    include_str!("../../pipelines/python_traceback.yaml"),
-)];
+const CATALOGUE: &[(&str, &str)] = &[
+    (
+        "python_traceback",
+        include_str!("../../pipelines/python_traceback.yaml"),
+    ),
+    (
+        "nginx_access",
+        include_str!("../../pipelines/nginx_access.yaml"),
+    ),
+    (
+        "nginx_error",
+        include_str!("../../pipelines/nginx_error.yaml"),
+    ),
+    ("json_app", include_str!("../../pipelines/json_app.yaml")),
+];
 
 /// One preset parameter as the file declares it.
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,12 @@
 //! `add`) adds the line's length in bytes. Gauges: `set`, `inc`, `dec`, `add`, `sub`.
 //! Histograms: `buckets` (default Prometheus' `.005` to `10`).
 //!
+//! tailward extension: `max_series` (default 10000) bounds the series a metric keeps, so a
+//! high-cardinality label cannot grow `/metrics` without end. An update that would create a
+//! series past it is not recorded and is counted in
+//! `tailward_metric_series_overflow_total{metric}` instead; series that expire when idle make
+//! room again.
+//!
 //! Deviations: a negative or NaN `add` to a counter is skipped (Promtail's client panics or
 //! poisons the counter); keys a type does not use (`buckets` on a Counter, `action` on a
 //! Histogram, ...) and `match_all` with `add` but no `count_entry_bytes` (which counts nothing
@@ -35,11 +41,12 @@ use super::StageError;
 use crate::config::GoDuration;
 use crate::config::units::parse_duration;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, value_as_string};
-use families::{Family, FamilyKind, FamilySpec};
+use families::{Family, FamilyKind, FamilySpec, SeriesLimits};
 
 const DEFAULT_PREFIX: &str = "promtail_custom_";
 const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(300);
 const MIN_MAX_IDLE: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_SERIES: usize = 10_000;
 
 /// `metrics:` — metric name to its definition.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -63,6 +70,9 @@ pub struct MetricConfig {
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_idle_duration: Option<GoDuration>,
+    /// tailward: series this metric keeps at most (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_series: Option<usize>,
     #[serde(default)]
     pub config: MetricSettings,
 }
@@ -91,8 +101,11 @@ struct StageMetric {
     source: String,
     value_filter: Option<String>,
     update: Update,
-    max_idle: Duration,
+    limits: SeriesLimits,
     family: Arc<Family>,
+    /// `tailward_metric_series_overflow_total`; its series for this metric is created at the
+    /// first overflow, so `/metrics` shows none for metrics that never overflowed.
+    overflow: prometheus::IntCounterVec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +180,13 @@ impl StageMetric {
             }
             Some(GoDuration(d)) => d,
         };
+        let max_series = match cfg.max_series {
+            None => DEFAULT_MAX_SERIES,
+            Some(0) => {
+                return Err(StageError::new(key("max_series"), "expected at least 1"));
+            }
+            Some(n) => n,
+        };
         let settings = &cfg.config;
         let (kind, update) = match cfg.metric_type.to_ascii_lowercase().as_str() {
             "counter" => (FamilyKind::Counter, counter_update(settings, &key)?),
@@ -193,32 +213,46 @@ impl StageMetric {
             },
         )
         .map_err(|message| StageError::new(name, message))?;
+        let overflow = ctx.metrics.pipeline.metric_series_overflow.clone();
         Ok(Self {
             source,
             value_filter: settings.value.clone(),
             update,
-            max_idle,
+            limits: SeriesLimits {
+                max_idle,
+                max_series,
+            },
             family,
+            overflow,
         })
     }
 
     fn record(&self, entry: &PipelineEntry, now: Instant) {
+        if !self.try_record(entry, now) {
+            self.overflow
+                .with_label_values(&[&self.family.spec().name])
+                .inc();
+        }
+    }
+
+    /// False when the update was refused for the series limit.
+    fn try_record(&self, entry: &PipelineEntry, now: Instant) -> bool {
         let family = &self.family;
         let labels = &entry.labels;
         match self.update {
-            Update::CountEntries => return family.add(labels, 1.0, now, self.max_idle),
+            Update::CountEntries => return family.add(labels, 1.0, now, self.limits),
             Update::CountEntryBytes => {
-                return family.add(labels, entry.line.len() as f64, now, self.max_idle);
+                return family.add(labels, entry.line.len() as f64, now, self.limits);
             }
             _ => {}
         }
         let Some(value) = entry.extracted.get(&self.source) else {
-            return;
+            return true;
         };
         if let Some(expected) = &self.value_filter {
             match value_as_string(value) {
                 Some(s) if s == expected.as_str() => {}
-                _ => return,
+                _ => return true,
             }
         }
         let number = || {
@@ -233,38 +267,25 @@ impl StageMetric {
             n
         };
         match self.update {
-            Update::CounterInc | Update::GaugeInc => family.add(labels, 1.0, now, self.max_idle),
-            Update::GaugeDec => family.add(labels, -1.0, now, self.max_idle),
+            Update::CounterInc | Update::GaugeInc => family.add(labels, 1.0, now, self.limits),
+            Update::GaugeDec => family.add(labels, -1.0, now, self.limits),
             Update::CounterAdd => match number() {
-                Some(n) if n >= 0.0 => family.add(labels, n, now, self.max_idle),
-                Some(n) => tracing::debug!(
-                    metric = %family.spec().name,
-                    value = n,
-                    "metrics stage: a counter cannot go down, value skipped"
-                ),
-                None => {}
+                Some(n) if n >= 0.0 => family.add(labels, n, now, self.limits),
+                Some(n) => {
+                    tracing::debug!(
+                        metric = %family.spec().name,
+                        value = n,
+                        "metrics stage: a counter cannot go down, value skipped"
+                    );
+                    true
+                }
+                None => true,
             },
-            Update::GaugeSet => {
-                if let Some(n) = number() {
-                    family.set(labels, n, now, self.max_idle);
-                }
-            }
-            Update::GaugeAdd => {
-                if let Some(n) = number() {
-                    family.add(labels, n, now, self.max_idle);
-                }
-            }
-            Update::GaugeSub => {
-                if let Some(n) = number() {
-                    family.add(labels, -n, now, self.max_idle);
-                }
-            }
-            Update::Observe => {
-                if let Some(n) = number() {
-                    family.observe(labels, n, now, self.max_idle);
-                }
-            }
-            Update::CountEntries | Update::CountEntryBytes => {}
+            Update::GaugeSet => number().is_none_or(|n| family.set(labels, n, now, self.limits)),
+            Update::GaugeAdd => number().is_none_or(|n| family.add(labels, n, now, self.limits)),
+            Update::GaugeSub => number().is_none_or(|n| family.add(labels, -n, now, self.limits)),
+            Update::Observe => number().is_none_or(|n| family.observe(labels, n, now, self.limits)),
+            Update::CountEntries | Update::CountEntryBytes => true,
         }
     }
 }
@@ -806,6 +827,45 @@ response_seconds:
         assert_eq!(value_as_float(&Value::from(" 5s")), None);
         assert_eq!(value_as_float(&Value::Bool(false)), Some(0.0));
         assert_eq!(value_as_float(&serde_json::json!([1])), None);
+    }
+
+    #[test]
+    fn max_series_refuses_new_series_past_the_limit_and_counts_them() {
+        let ctx = ctx();
+        let mut stage = build(
+            "by_user_total:\n  type: Counter\n  max_series: 2\n  config: {match_all: true, action: inc}\n",
+            &ctx,
+        )
+        .unwrap();
+        for user in ["a", "b", "c", "a", "d"] {
+            stage.process(&mut entry("l", &[("user", user)]));
+        }
+        assert_eq!(
+            sample(&ctx, r#"promtail_custom_by_user_total{user="a"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&ctx, r#"promtail_custom_by_user_total{user="b"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&ctx, r#"promtail_custom_by_user_total{user="c"}"#),
+            None
+        );
+        assert_eq!(
+            sample(
+                &ctx,
+                r#"tailward_metric_series_overflow_total{metric="promtail_custom_by_user_total"}"#
+            ),
+            Some(2.0)
+        );
+        let err = build(
+            "m:\n  type: Counter\n  max_series: 0\n  config: {action: inc}\n",
+            &ctx,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.key, "m.max_series");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
 //! stage. Stages must not know about files, clients or each other.
 
+pub mod correlation_id;
 pub mod cri;
 pub mod decolorize;
 pub mod docker;
@@ -18,6 +19,7 @@ pub mod logfmt;
 pub mod r#match;
 pub mod metrics;
 pub mod multiline;
+pub mod nginx_access;
 pub mod output;
 pub mod pack;
 pub mod preset;
@@ -72,6 +74,10 @@ pub enum StageConfig {
     GeoIp(geoip::GeoIpConfig),
     /// tailward: a built-in pipeline of `pipelines/`.
     Preset(preset::PresetConfig),
+    /// tailward: a correlation id as structured metadata.
+    CorrelationId(correlation_id::CorrelationIdConfig),
+    /// tailward: nginx access lines of any `log_format`.
+    NginxAccess(nginx_access::NginxAccessConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -121,6 +127,8 @@ impl StageConfig {
             StageConfig::Metrics(_) => "metrics",
             StageConfig::GeoIp(_) => "geoip",
             StageConfig::Preset(_) => "preset",
+            StageConfig::NginxAccess(_) => "nginx_access",
+            StageConfig::CorrelationId(_) => "correlation_id",
         }
     }
 
@@ -153,6 +161,10 @@ impl StageConfig {
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
             StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
             StageConfig::Preset(c) => Box::new(preset::PresetStage::new(c, ctx)?),
+            StageConfig::CorrelationId(c) => {
+                Box::new(correlation_id::CorrelationIdStage::new(c, ctx)?)
+            }
+            StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
         })
     }
 }

@@ -58,6 +58,24 @@ impl FamilyKind {
     }
 }
 
+/// How long a stage's series live when idle and how many series a stage lets its metric
+/// hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeriesLimits {
+    pub max_idle: Duration,
+    /// A new series past this many is not created (the caller counts the refusal).
+    pub max_series: usize,
+}
+
+impl From<Duration> for SeriesLimits {
+    fn from(max_idle: Duration) -> Self {
+        Self {
+            max_idle,
+            max_series: usize::MAX,
+        }
+    }
+}
+
 /// What a family is: stages declaring the same name must agree on all of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FamilySpec {
@@ -193,28 +211,47 @@ impl Family {
         &self.store.spec
     }
 
-    /// Adds `amount` to the counter or gauge series of `labels` (created at 0).
-    pub fn add(&self, labels: &LabelSet, amount: f64, now: Instant, max_idle: Duration) {
-        self.store.update(labels, now, max_idle, |v| {
+    /// Adds `amount` to the counter or gauge series of `labels` (created at 0). False when
+    /// the series did not exist and the family is at its series limit.
+    pub fn add(
+        &self,
+        labels: &LabelSet,
+        amount: f64,
+        now: Instant,
+        limits: impl Into<SeriesLimits>,
+    ) -> bool {
+        self.store.update(labels, now, limits.into(), |v| {
             if let SeriesValue::Number(n) = v {
                 *n += amount;
             }
-        });
+        })
     }
 
-    /// Sets the gauge series of `labels` to `value`.
-    pub fn set(&self, labels: &LabelSet, value: f64, now: Instant, max_idle: Duration) {
-        self.store.update(labels, now, max_idle, |v| {
+    /// Sets the gauge series of `labels` to `value` (false as for [`Family::add`]).
+    pub fn set(
+        &self,
+        labels: &LabelSet,
+        value: f64,
+        now: Instant,
+        limits: impl Into<SeriesLimits>,
+    ) -> bool {
+        self.store.update(labels, now, limits.into(), |v| {
             if let SeriesValue::Number(n) = v {
                 *n = value;
             }
-        });
+        })
     }
 
-    /// Records `value` in the histogram series of `labels`.
-    pub fn observe(&self, labels: &LabelSet, value: f64, now: Instant, max_idle: Duration) {
+    /// Records `value` in the histogram series of `labels` (false as for [`Family::add`]).
+    pub fn observe(
+        &self,
+        labels: &LabelSet,
+        value: f64,
+        now: Instant,
+        limits: impl Into<SeriesLimits>,
+    ) -> bool {
         let FamilyKind::Histogram { buckets } = &self.store.spec.kind else {
-            return;
+            return true;
         };
         // The first bound the value does not exceed; NaN fits none, as in Go's client.
         let bucket = if value.is_nan() {
@@ -222,7 +259,7 @@ impl Family {
         } else {
             buckets.partition_point(|&bound| bound < value)
         };
-        self.store.update(labels, now, max_idle, |v| {
+        self.store.update(labels, now, limits.into(), |v| {
             if let SeriesValue::Histogram {
                 per_bucket,
                 sum,
@@ -235,7 +272,7 @@ impl Family {
                 *sum += value;
                 *count += 1;
             }
-        });
+        })
     }
 }
 
@@ -295,19 +332,30 @@ impl SeriesStore {
         &self,
         labels: &LabelSet,
         now: Instant,
-        max_idle: Duration,
+        limits: SeriesLimits,
         change: impl FnOnce(&mut SeriesValue),
-    ) {
+    ) -> bool {
+        let max_idle = limits.max_idle;
         let key = self.series_labels(labels);
         let mut state = lock(&self.state);
         if let Some(series) = state.series.get_mut(key.as_ref()) {
             change(&mut series.value);
             series.last_update = now;
             series.max_idle = max_idle;
-            return;
+            return true;
         }
         if now.saturating_duration_since(state.last_prune) >= PRUNE_INTERVAL {
             state.prune(now);
+        }
+        if state.series.len() >= limits.max_series {
+            // Idle series may have expired since the last prune: make room from them first,
+            // at most once a second so a family at its limit does not scan on every line.
+            if now.saturating_duration_since(state.last_prune) >= Duration::from_secs(1) {
+                state.prune(now);
+            }
+            if state.series.len() >= limits.max_series {
+                return false;
+            }
         }
         let mut value = self.zero();
         change(&mut value);
@@ -319,6 +367,7 @@ impl SeriesStore {
                 max_idle,
             },
         );
+        true
     }
 
     fn zero(&self) -> SeriesValue {
