@@ -30,10 +30,13 @@ use serde_json::Value;
 use super::stages::StageConfig;
 
 /// The embedded presets, by the name a scrape config uses.
-const CATALOGUE: &[(&str, &str)] = &[(
-    "python_traceback",
-    include_str!("../../pipelines/python_traceback.yaml"),
-)];
+const CATALOGUE: &[(&str, &str)] = &[
+    (
+        "python_traceback",
+        include_str!("../../pipelines/python_traceback.yaml"),
+    ),
+    ("auth", include_str!("../../pipelines/auth.yaml")),
+];
 
 /// One preset parameter as the file declares it.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
 //! stage. Stages must not know about files, clients or each other.
 
+pub mod auth_event;
 pub mod cri;
 pub mod decolorize;
 pub mod docker;
@@ -26,6 +27,7 @@ pub mod replace;
 pub mod sampling;
 pub mod static_labels;
 pub mod structured_metadata;
+pub mod syslog;
 pub mod template;
 pub mod tenant;
 pub mod timestamp;
@@ -72,6 +74,10 @@ pub enum StageConfig {
     GeoIp(geoip::GeoIpConfig),
     /// tailward: a built-in pipeline of `pipelines/`.
     Preset(preset::PresetConfig),
+    /// tailward: syslog headers (RFC3164, RFC5424, ISO8601).
+    Syslog(syslog::SyslogConfig),
+    /// tailward: normalised events of auth logs (sshd, sudo, su, PAM, ...).
+    AuthEvent(auth_event::AuthEventConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -121,6 +127,8 @@ impl StageConfig {
             StageConfig::Metrics(_) => "metrics",
             StageConfig::GeoIp(_) => "geoip",
             StageConfig::Preset(_) => "preset",
+            StageConfig::Syslog(_) => "syslog",
+            StageConfig::AuthEvent(_) => "auth_event",
         }
     }
 
@@ -153,6 +161,8 @@ impl StageConfig {
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
             StageConfig::GeoIp(c) => Box::new(geoip::GeoIpStage::new(c)?),
             StageConfig::Preset(c) => Box::new(preset::PresetStage::new(c, ctx)?),
+            StageConfig::Syslog(c) => Box::new(syslog::SyslogStage::new(c)?),
+            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c)?),
         })
     }
 }
