@@ -23,7 +23,7 @@
 //!   shadow tool changed), `target_user` (sudo `USER=`, su's target), `by_user` (who opened a
 //!   PAM session or changed a password), `source_ip`, `source_host` (a remote host given by
 //!   name), `source_port`, `auth_method` (`password`, `publickey`, ...), `invalid_user` and
-//!   `preauth` (`true`), `tty`, `pwd`, `command`, `reason` (why sudo refused, the disconnect
+//!   `preauth` (`true`), `signature` (the key sshd accepted), `tty`, `pwd`, `command`, `reason` (why sudo refused, the disconnect
 //!   reason), `attempts` (sudo's incorrect password count), `uid`, `gid`, `home`, `shell`,
 //!   `group`.
 //!
@@ -249,7 +249,10 @@ fn sshd_event(m: &str) -> Option<Found<'_>> {
         user_address_and_port(who, &mut f);
         return Some(f);
     }
-    if let Some(r) = m.strip_prefix("Received disconnect from ") {
+    if let Some(r) = m
+        .strip_prefix("Received disconnect from ")
+        .or_else(|| m.strip_prefix("error: Received disconnect from "))
+    {
         // `Received disconnect from 1.2.3.4[ port 22]:11: Bye Bye`
         let mut f = Found::new("disconnect");
         let (addr, reason) = match r.find(": ") {
@@ -275,6 +278,11 @@ fn sshd_event(m: &str) -> Option<Found<'_>> {
     {
         let mut f = Found::new("disconnect");
         user_address_and_port(r, &mut f);
+        return Some(f);
+    }
+    if let Some(reason) = m.strip_prefix("fatal: Write failed: ") {
+        let mut f = Found::new("disconnect");
+        f.set("reason", reason);
         return Some(f);
     }
     if let Some(r) = m.strip_prefix("Did not receive identification string from ") {
@@ -344,6 +352,10 @@ fn login_attempt<'a>(
         f.set("invalid_user", "true");
     }
     address_and_port(addr, &mut f);
+    if let Some((_, signature)) = addr.split_once(": ") {
+        // `ssh2: RSA SHA256:...`: the key that was offered.
+        f.set("signature", signature);
+    }
     Some(f)
 }
 
@@ -691,6 +703,7 @@ mod tests {
                 ("auth_method", "publickey"),
                 ("source_ip", "10.0.2.2"),
                 ("source_port", "63673"),
+                ("signature", "RSA 39:33:99"),
             ])
         );
         assert_eq!(
