@@ -132,13 +132,6 @@ impl<'a> Found<'a> {
         self
     }
 
-    pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.fields[..self.len]
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-    }
-
     /// A remote address: `source_ip` when it is one, `source_host` otherwise.
     fn remote(&mut self, host: &'a str) -> &mut Self {
         if host.parse::<IpAddr>().is_ok() {

@@ -345,11 +345,8 @@ fn parse_rfc5424(priority: Option<u8>, s: &str, zone: Zone) -> Option<Header<'_>
     let program = nil(next());
     let pid = nil(next());
     let msgid = nil(next());
-    let time = if time_text == "-" {
-        return None;
-    } else {
-        parse_iso(time_text, zone)?
-    };
+    // A nil timestamp leaves nothing to time the entry by: the line is not taken as syslog.
+    let time = parse_iso(time_text, zone)?;
     let (structured_data, message) = split_structured_data(rest)?;
     // A UTF-8 message starts with a byte order mark.
     let message = message.strip_prefix('\u{feff}').unwrap_or(message);
