@@ -44,6 +44,7 @@ const CATALOGUE: &[(&str, &str)] = &[
         include_str!("../../pipelines/nginx_error.yaml"),
     ),
     ("json_app", include_str!("../../pipelines/json_app.yaml")),
+    ("auth", include_str!("../../pipelines/auth.yaml")),
 ];
 
 /// One preset parameter as the file declares it.

@@ -4,6 +4,7 @@
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
 //! stage. Stages must not know about files, clients or each other.
 
+pub mod auth_event;
 pub mod correlation_id;
 pub mod cri;
 pub mod decolorize;
@@ -28,6 +29,7 @@ pub mod replace;
 pub mod sampling;
 pub mod static_labels;
 pub mod structured_metadata;
+pub mod syslog;
 pub mod template;
 pub mod tenant;
 pub mod timestamp;
@@ -78,6 +80,10 @@ pub enum StageConfig {
     CorrelationId(correlation_id::CorrelationIdConfig),
     /// tailward: nginx access lines of any `log_format`.
     NginxAccess(nginx_access::NginxAccessConfig),
+    /// tailward: syslog headers (RFC3164, RFC5424, ISO8601).
+    Syslog(syslog::SyslogConfig),
+    /// tailward: normalised events of auth logs (sshd, sudo, su, PAM, ...).
+    AuthEvent(auth_event::AuthEventConfig),
 }
 
 /// A stage config error: the key inside the stage's block (empty for the block itself) and
@@ -129,6 +135,8 @@ impl StageConfig {
             StageConfig::Preset(_) => "preset",
             StageConfig::NginxAccess(_) => "nginx_access",
             StageConfig::CorrelationId(_) => "correlation_id",
+            StageConfig::Syslog(_) => "syslog",
+            StageConfig::AuthEvent(_) => "auth_event",
         }
     }
 
@@ -165,6 +173,8 @@ impl StageConfig {
                 Box::new(correlation_id::CorrelationIdStage::new(c, ctx)?)
             }
             StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
+            StageConfig::Syslog(c) => Box::new(syslog::SyslogStage::new(c)?),
+            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c)?),
         })
     }
 }

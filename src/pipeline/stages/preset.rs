@@ -103,3 +103,79 @@ impl Stage for PresetStage {
         self.body.next_deadline()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::pipeline::stages::testing::entry;
+
+    fn auth_stage(metrics: &Arc<Metrics>) -> PresetStage {
+        let cfg: PresetConfig =
+            serde_yaml::from_str("{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}")
+                .unwrap();
+        PresetStage::new(&cfg, &BuildContext::new("auth", metrics.clone())).unwrap()
+    }
+
+    #[test]
+    fn auth_counts_login_attempts_by_status_without_a_status_label_on_entries() {
+        let metrics = Arc::new(Metrics::new());
+        let mut stage = auth_stage(&metrics);
+        let lines = [
+            "Feb 20 08:35:22 h sshd[1]: Failed password for root from 192.0.2.1 port 1 ssh2",
+            "Feb 20 08:35:23 h sshd[1]: message repeated 4 times: [ Failed password for root from 192.0.2.1 port 1 ssh2]",
+            "Feb 20 08:35:24 h sshd[2]: Accepted publickey for ann from 192.0.2.2 port 2 ssh2",
+            "Feb 20 08:35:25 h sshd[3]: Invalid user bob from 192.0.2.3",
+            "Feb 20 08:35:26 h su[4]: FAILED su for root by ann",
+        ];
+        for line in lines {
+            let mut e = entry(line, &[("job", "auth")]);
+            assert_eq!(stage.process(&mut e), Verdict::Keep);
+            assert!(e.labels.get("status").is_none(), "{}", e.labels);
+            assert_eq!(e.line, line);
+        }
+        let exposition = metrics.render();
+        for series in [
+            r#"cvd_login_attempts_total{job="auth",program="sshd",status="failed"} 5"#,
+            r#"cvd_login_attempts_total{job="auth",program="sshd",status="success"} 1"#,
+            r#"cvd_login_attempts_total{job="auth",program="su",status="failed"} 1"#,
+        ] {
+            assert!(
+                exposition.contains(series),
+                "{series} missing in:\n{exposition}"
+            );
+        }
+        assert_eq!(
+            exposition
+                .lines()
+                .filter(|l| l.starts_with("cvd_login_attempts_total{"))
+                .count(),
+            3,
+            "{exposition}"
+        );
+    }
+
+    #[test]
+    fn auth_attaches_event_user_and_source_ip_as_structured_metadata() {
+        let metrics = Arc::new(Metrics::new());
+        let mut stage = auth_stage(&metrics);
+        let mut e = entry(
+            "Feb 20 08:35:22 h sshd[1]: Failed password for root from 192.0.2.1 port 1 ssh2",
+            &[("job", "auth")],
+        );
+        stage.process(&mut e);
+        let mut metadata = e.structured_metadata.clone();
+        metadata.sort();
+        assert_eq!(
+            metadata,
+            [
+                ("event".to_string(), "login_failure".to_string()),
+                ("source_ip".to_string(), "192.0.2.1".to_string()),
+                ("user".to_string(), "root".to_string()),
+            ]
+        );
+        assert_eq!(e.labels.to_string(), r#"{job="auth", program="sshd"}"#);
+    }
+}
