@@ -105,7 +105,10 @@ scrape_configs:
         journal = journal.display(),
     );
     let config = write_config(dir.path(), &yaml);
-    let trace = dir.path().join("trace");
+    // Outside the tailed directory: strace writing a line for each read of an inotify event
+    // would raise another event there, a loop that starves the agent.
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("trace");
     let trace_arg = trace.display().to_string();
     let agent = AgentProcess::start_under(
         &["strace", "-f", "-qq", "-o", &trace_arg],
