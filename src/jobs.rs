@@ -154,7 +154,11 @@ impl Jobs {
                 stopping.push((name.clone(), job));
             }
         }
-        // What positions track for these jobs: their files, or a journal job's cursor.
+        for (_, job) in &mut stopping {
+            let _ = (&mut job.source).await;
+        }
+        // What positions track for these jobs: their files, or a journal job's cursor. Taken
+        // once their discovery has ended, so a file it started on its last round is waited for.
         let files: Vec<String> = {
             let view = ctx.targets_view.snapshot();
             stopping
@@ -169,9 +173,6 @@ impl Jobs {
                 )
                 .collect()
         };
-        for (_, job) in &mut stopping {
-            let _ = (&mut job.source).await;
-        }
         for (name, job) in stopping {
             let _ = job.pipeline.await;
             ctx.metrics.files.targets_active.sub(job.targets as f64);

@@ -105,8 +105,8 @@ scrape_configs:
         journal = journal.display(),
     );
     let config = write_config(dir.path(), &yaml);
-    // Outside the tailed directory: strace writing its trace there would raise an inotify
-    // event for every read of the agent's watcher, each read traced again, without end.
+    // Outside the tailed directory: strace writing a line for each read of an inotify event
+    // would raise another event there, a loop that starves the agent.
     let trace_dir = tempfile::tempdir().unwrap();
     let trace = trace_dir.path().join("trace");
     let trace_arg = trace.display().to_string();

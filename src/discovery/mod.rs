@@ -306,10 +306,13 @@ pub async fn run(
         }
     };
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut previous: BTreeSet<PathBuf> = BTreeSet::new();
+    // Every file the glob matches, kept across rounds: the job's files as the `/targets`
+    // page and a reload's settle ([`crate::jobs`]) see them. Labels are built once per file,
+    // not every round for files whose tailer keeps running.
+    let mut tailed: BTreeMap<PathBuf, LabelSet> = BTreeMap::new();
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut tailed = BTreeMap::new();
+        let mut changed = false;
         for target in &targets {
             let (files, walked) = target.glob_and_dirs();
             if let Some(w) = watcher.as_mut() {
@@ -327,21 +330,33 @@ pub async fn run(
                 }
             }
             for f in files {
-                if seen.insert(f.clone()) && !tailers.is_running(&f) {
-                    // Idempotent: a running tailer is kept, a finished one restarted, and a
-                    // file still being read under an older name waits for a later round.
+                if !seen.insert(f.clone()) {
+                    continue;
+                }
+                let labels = tailed.entry(f.clone()).or_insert_with(|| {
+                    changed = true;
                     let mut labels = target.labels.clone();
                     labels.insert("filename".into(), f.display().to_string());
-                    tailed.insert(f.clone(), labels.clone());
-                    tailers.start(&f, Arc::new(labels));
+                    labels
+                });
+                if !tailers.is_running(&f) {
+                    // Idempotent: a running tailer is kept, a finished one restarted, and a
+                    // file still being read under an older name waits for a later round.
+                    tailers.start(&f, Arc::new(labels.clone()));
                 }
             }
         }
-        for p in previous.difference(&seen) {
-            tailers.stop(p);
+        tailed.retain(|p, _| {
+            let kept = seen.contains(p);
+            if !kept {
+                tailers.stop(p);
+                changed = true;
+            }
+            kept
+        });
+        if changed {
+            report.view.set_files(&report.job, tailed.clone());
         }
-        previous = seen;
-        report.view.set_files(&report.job, tailed);
         tokio::select! {
             _ = tokio::time::sleep(sync_period) => {}
             Some(()) = event_rx.recv() => {
@@ -399,5 +414,81 @@ mod tests {
             .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
             .collect();
         assert_eq!(names, vec!["a.log", "sub/c.log"]);
+    }
+    /// Whether job `j`'s files in `view` come to satisfy `want` within 5 s.
+    async fn files_until(
+        view: &TargetsView,
+        want: impl Fn(&BTreeMap<PathBuf, LabelSet>) -> bool,
+    ) -> bool {
+        for _ in 0..500 {
+            if view.snapshot().get("j").is_some_and(|j| want(&j.files)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// The job's files in the view (what a reload waits to be acknowledged before the
+    /// successor job reads them) are every file matched, not only those started this round.
+    #[tokio::test]
+    async fn every_matched_file_stays_in_the_view_across_rounds() {
+        use crate::positions::Positions;
+        use crate::tail::{FileAccess, TailOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("a.log"), "x\n").unwrap();
+        let pattern = format!("{}/*.log", logs.display());
+        let target = Target {
+            path_pattern: pattern.clone(),
+            matcher: compile_glob(&pattern).unwrap(),
+            exclude: None,
+            labels: LabelSet::new(),
+            discovered: BTreeMap::new(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        let positions = Positions::open(&dir.path().join("pos.yaml"), false, 1, false).unwrap();
+        let (lines, _rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tailers = TailerSet::new(
+            positions,
+            lines,
+            metrics.clone(),
+            TailOptions::from_config(&crate::config::Config::default()),
+            stop_rx.clone(),
+            FileAccess::new(true, 0, &metrics),
+        );
+        let view = TargetsView::default();
+        let report = Report {
+            view: view.clone(),
+            job: "j".into(),
+        };
+        let task = tokio::spawn(run(
+            vec![target],
+            Duration::from_millis(20),
+            tailers,
+            stop_rx,
+            report,
+        ));
+        assert!(files_until(&view, |f| f.contains_key(&logs.join("a.log"))).await);
+        // b.log is started on a later round, while a.log's tailer keeps running.
+        std::fs::write(logs.join("b.log"), "y\n").unwrap();
+        assert!(files_until(&view, |f| f.contains_key(&logs.join("b.log"))).await);
+        let files = view.snapshot()["j"].files.clone();
+        assert_eq!(
+            files.keys().cloned().collect::<Vec<_>>(),
+            vec![logs.join("a.log"), logs.join("b.log")]
+        );
+        assert_eq!(
+            files[&logs.join("a.log")].get("filename"),
+            Some(logs.join("a.log").to_str().unwrap())
+        );
+        // A file that left the glob leaves the view.
+        std::fs::remove_file(logs.join("a.log")).unwrap();
+        assert!(files_until(&view, |f| f.keys().eq([&logs.join("b.log")])).await);
+        stop_tx.send(true).unwrap();
+        task.await.unwrap().join().await;
     }
 }
