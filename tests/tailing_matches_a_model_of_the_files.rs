@@ -159,8 +159,18 @@ impl Model {
             },
         );
         let fresh = self.new_file();
+        let fresh_id = fresh.id;
         self.files[0] = fresh;
+        // The anchor was empty when the agent stopped: its saved identity (inode, empty
+        // head, offset 0) still fits the truncated and regrown file, so a restart finds that
+        // file, and what was rotated after it, as it would the anchor.
+        let empty_anchor = !running
+            && self.anchor == Some(old.id)
+            && old.lines.iter().all(|id| *id >= self.delivered_before_stop);
         self.vanished(old, running);
+        if empty_anchor {
+            self.anchor = Some(fresh_id);
+        }
     }
 
     fn delete(&mut self, running: bool) {
@@ -449,6 +459,21 @@ proptest! {
     fn tailing_delivers_exactly_what_the_model_says(ops in proptest::collection::vec(op(), 1..14)) {
         run(ops)?;
     }
+}
+
+#[test]
+fn file_empty_at_stop_truncated_regrown_and_rotated_while_stopped_is_found() {
+    run(vec![
+        Op::Write(1),
+        Op::Rotate,
+        Op::Stop,
+        Op::Write(1),
+        Op::Truncate,
+        Op::Write(1),
+        Op::Rotate,
+        Op::Start,
+    ])
+    .unwrap();
 }
 
 #[test]
