@@ -440,6 +440,9 @@ async fn finish_sinks(sinks: Sinks, left: Duration) {
     }
 }
 
+/// Batches of read lines a job's pipeline input holds before its sources wait.
+const PIPELINE_INPUT_BATCHES: usize = 8;
+
 /// Resolves on the next SIGTERM or SIGINT after it was called (never if they cannot be
 /// watched).
 fn second_signal() -> impl std::future::Future<Output = ()> {
@@ -470,7 +473,9 @@ pub(crate) fn spawn_pipeline(
     positions: Positions,
     heartbeat: Heartbeat,
 ) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<LineBatch>(64);
+    // Each batch is up to one read chunk of a file: a few in flight keep the pipeline busy
+    // while the tailers read; more only hold memory.
+    let (tx, mut rx) = mpsc::channel::<LineBatch>(PIPELINE_INPUT_BATCHES);
     let task = tokio::spawn(async move {
         let mut out = Vec::new();
         let mut beat = heartbeat.interval();

@@ -3,6 +3,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use tailward::agent::{self, RunOptions};
 use tailward::cli;
 use tailward::config::{self, Overrides};

@@ -306,7 +306,7 @@ pub struct ClientQueueConfig {
 impl Default for ClientQueueConfig {
     fn default() -> Self {
         Self {
-            max_bytes: ByteSize(16 * 1024 * 1024),
+            max_bytes: ByteSize(4 * 1024 * 1024),
         }
     }
 }
