@@ -264,20 +264,7 @@ impl Positions {
     /// move the saved position, which starts at `offset` (everything before it is done).
     pub fn register(&self, path: &str, offset: u64, identity: Option<FileIdentity>) -> SourceId {
         let mut st = self.state();
-        st.next_id += 1;
-        let id = SourceId(st.next_id);
-        let clients = st.clients;
-        st.sources.insert(
-            id,
-            Source {
-                path: path.to_string(),
-                finalizer: Finalizer::new(offset, clients),
-                last_offset: None,
-                identity,
-                cursors: None,
-            },
-        );
-        st.current.insert(path.to_string(), id);
+        let id = add_source(&mut st, path, offset, identity, None);
         match identity {
             Some(i) => st.identities.insert(path.to_string(), i),
             None => st.identities.remove(path),
@@ -293,22 +280,7 @@ impl Positions {
     /// Registers a journal reader saving its cursor under `key` (`cursor-<job>`); its acks
     /// carry sequence numbers from 1, each announced with [`Positions::note_cursor`] first.
     pub fn register_cursor(&self, key: &str) -> SourceId {
-        let mut st = self.state();
-        st.next_id += 1;
-        let id = SourceId(st.next_id);
-        let clients = st.clients;
-        st.sources.insert(
-            id,
-            Source {
-                path: key.to_string(),
-                finalizer: Finalizer::new(0, clients),
-                last_offset: None,
-                identity: None,
-                cursors: Some(BTreeMap::new()),
-            },
-        );
-        st.current.insert(key.to_string(), id);
-        id
+        add_source(&mut self.state(), key, 0, None, Some(BTreeMap::new()))
     }
 
     /// Entry `seq` of journal source `id` has this cursor.
@@ -524,6 +496,31 @@ fn prune_vanished(st: &mut State) {
         st.identities.retain(|k, _| saved.contains_key(k));
         st.dirty = true;
     }
+}
+
+/// Adds a source reading `path` (a file, or a journal's cursor key) from `offset`, and makes
+/// it the current one of that path.
+fn add_source(
+    st: &mut State,
+    path: &str,
+    offset: u64,
+    identity: Option<FileIdentity>,
+    cursors: Option<BTreeMap<u64, String>>,
+) -> SourceId {
+    st.next_id += 1;
+    let id = SourceId(st.next_id);
+    st.sources.insert(
+        id,
+        Source {
+            path: path.to_string(),
+            finalizer: Finalizer::new(offset, st.clients),
+            last_offset: None,
+            identity,
+            cursors,
+        },
+    );
+    st.current.insert(path.to_string(), id);
+    id
 }
 
 fn forget(st: &mut State, id: SourceId) {
