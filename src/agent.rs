@@ -174,12 +174,8 @@ pub async fn run(
             None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                 .map_err(|e| AgentError(e.to_string()))?,
         };
-        let (input, task) = spawn_pipeline(
-            pipeline,
-            job_ctx.fanout.clone(),
-            positions.clone(),
-            liveness.register("stdin"),
-        );
+        let (input, task) =
+            spawn_pipeline(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
         stdin_tasks.push(task);
         stdin_tasks.push(tokio::spawn(async move {
             read_stdin(input, Arc::new(labels)).await;
@@ -470,7 +466,6 @@ fn second_signal() -> impl std::future::Future<Output = ()> {
 pub(crate) fn spawn_pipeline(
     mut pipeline: Pipeline,
     fanout: Fanout,
-    positions: Positions,
     heartbeat: Heartbeat,
 ) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
     // Each batch is up to one read chunk of a file: a few in flight keep the pipeline busy
@@ -485,12 +480,7 @@ pub(crate) fn spawn_pipeline(
             let deadline = pipeline.next_deadline();
             tokio::select! {
                 batch = rx.recv() => match batch {
-                    Some(batch) => {
-                        // Sources issue their lines before sending; issuing again is a no-op
-                        // and keeps a send path that forgot it from stalling the position.
-                        positions.issue(&batch);
-                        pipeline.run_batch(&batch, &mut out).await
-                    }
+                    Some(batch) => pipeline.run_batch(&batch, &mut out).await,
                     None => break,
                 },
                 _ = sleep_until_deadline(deadline) => {

@@ -76,7 +76,6 @@ pub fn start(
         let (input, pipeline_task) = spawn_pipeline(
             pipeline,
             ctx.fanout.clone(),
-            ctx.positions.clone(),
             ctx.liveness.register(&job.job_name),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,7 +101,6 @@ pub fn start(
     let (input, pipeline_task) = spawn_pipeline(
         pipeline,
         ctx.fanout.clone(),
-        ctx.positions.clone(),
         ctx.liveness.register(&job.job_name),
     );
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -297,7 +297,8 @@ impl Positions {
     }
 
     /// The lines of `batch` are about to be handed on: from now on the position of their
-    /// source waits for each of them to be settled. Called by the tailer before it sends.
+    /// source waits for each of them to be settled. Every source that hands on acknowledged
+    /// lines (tailer, archive reader, journal reader) calls it, once, before it sends.
     pub fn issue(&self, batch: &LineBatch) {
         let now = std::time::Instant::now();
         let mut st = self.state();
