@@ -18,20 +18,49 @@ pub struct SourceId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AckToken {
     pub source: SourceId,
-    /// End offset of the first line covered.
+    /// Lowest end offset a covered line may have: the first covered line's end, or anything
+    /// after the end of the line before it.
     pub from: u64,
     /// End offset of the last line covered.
     pub offset: u64,
 }
 
 impl AckToken {
-    /// The token of the single line of `source` ending at `offset`.
+    /// The token of the single line of `source` ending at `offset`. Sources that number their
+    /// lines (line counts, journal sequence numbers) give line `n` the offset `n`, so
+    /// consecutive lines' tokens can be [merged](AckToken::merge_following).
     pub fn line(source: SourceId, offset: u64) -> Self {
         Self {
             source,
             from: offset,
             offset,
         }
+    }
+
+    /// The token of the single line of `source` that follows the line ending at `previous`
+    /// and ends at `offset` (byte offsets). Knowing where the line starts lets the token of
+    /// the next line merge into this one.
+    pub fn line_after(source: SourceId, previous: u64, offset: u64) -> Self {
+        Self {
+            source,
+            from: previous + 1,
+            offset,
+        }
+    }
+
+    /// Extends this token over `next` when `next`'s lines directly follow this token's in
+    /// the same source, so that settling the one token settles exactly the lines of both.
+    /// Returns false (and changes nothing) otherwise: a line between them may still be held
+    /// or in flight elsewhere.
+    ///
+    /// A client holding the tokens of a whole batch keeps one token per run of consecutive
+    /// lines instead of one per line, which is what keeps acknowledgement cheap per line.
+    pub fn merge_following(&mut self, next: &AckToken) -> bool {
+        if next.source != self.source || next.from != self.offset + 1 {
+            return false;
+        }
+        self.offset = self.offset.max(next.offset);
+        true
     }
 
     /// The token of an entry joined from `earlier`'s lines and then `later`'s. Lines of
@@ -50,6 +79,17 @@ impl AckToken {
             (Some(e), _) => Some(e),
             (None, l) => l,
         }
+    }
+}
+
+/// Appends `token` to `tokens`, merged into the last one when its lines directly follow that
+/// one's (see [`AckToken::merge_following`]). Order is kept.
+pub fn push_coalesced(tokens: &mut Vec<AckToken>, token: AckToken) {
+    if !tokens
+        .last_mut()
+        .is_some_and(|last| last.merge_following(&token))
+    {
+        tokens.push(token);
     }
 }
 
@@ -99,5 +139,35 @@ impl AckSender {
             client: self.client,
             tokens,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_of_consecutive_lines_merge_into_one_range() {
+        let s = SourceId(1);
+        let mut t = AckToken::line_after(s, 0, 10);
+        assert!(t.merge_following(&AckToken::line_after(s, 10, 25)));
+        assert!(t.merge_following(&AckToken::line_after(s, 25, 31)));
+        assert_eq!((t.from, t.offset), (1, 31));
+        // Numbered lines (line counts, journal sequence numbers) follow on by one.
+        let mut n = AckToken::line(s, 7);
+        assert!(n.merge_following(&AckToken::line(s, 8)));
+        assert_eq!((n.from, n.offset), (7, 8));
+    }
+
+    #[test]
+    fn a_gap_or_another_source_keeps_tokens_apart() {
+        let s = SourceId(1);
+        let mut t = AckToken::line_after(s, 0, 10);
+        // The line ending at 25 (after 10) is not covered by either token: it may be held.
+        assert!(!t.merge_following(&AckToken::line_after(s, 25, 40)));
+        assert!(!t.merge_following(&AckToken::line_after(SourceId(2), 10, 25)));
+        // A repeat of the same line is not a following line.
+        assert!(!t.merge_following(&AckToken::line_after(s, 0, 10)));
+        assert_eq!(t, AckToken::line_after(s, 0, 10));
     }
 }

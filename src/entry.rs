@@ -70,6 +70,17 @@ impl LineBatch {
         }
     }
 
+    /// A batch that will hold about `text_bytes` of line text, so appending does not regrow it.
+    pub fn with_capacity(
+        labels: Arc<LabelSet>,
+        read_time: DateTime<FixedOffset>,
+        text_bytes: usize,
+    ) -> Self {
+        let mut batch = Self::new(labels, read_time);
+        batch.text.reserve(text_bytes);
+        batch
+    }
+
     /// Appends a line (without its newline).
     pub fn push(&mut self, line: &str, ack: Option<AckToken>) {
         let start = self.text.len() as u32;

@@ -67,6 +67,12 @@ impl LabelSet {
         Arc::make_mut(&mut self.pairs).retain(|(k, v)| keep(k, v));
     }
 
+    /// Whether both are the same shared storage (so certainly equal); a clone of a set shares
+    /// it until one of them changes.
+    pub fn shares_storage(&self, other: &LabelSet) -> bool {
+        Arc::ptr_eq(&self.pairs, &other.pairs)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (&**k, &**v))
     }

@@ -977,7 +977,11 @@ impl Tailer {
         // The first line ending in this chunk starts at offset 0: it may open with a BOM.
         let first_at_file_start = r.handed_on() == 0;
         r.cursor += n as u64;
-        let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
+        let mut batch = LineBatch::with_capacity(
+            self.labels.clone(),
+            crate::clock::now(),
+            n + r.pending.len(),
+        );
         let (start, lines) = match newline {
             Newline::Byte => self.split_lines(
                 r,
@@ -1049,12 +1053,28 @@ impl Tailer {
         first_at_file_start: bool,
     ) -> (usize, u64) {
         let max = self.opts.max_line_bytes;
+        // UTF-8 files: one validation of every complete line in the chunk instead of one per
+        // line (splitting valid UTF-8 at newlines keeps it valid). Not for decoded encodings.
+        let text = match self.opts.encoding {
+            None => {
+                let complete = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+                std::str::from_utf8(&chunk[..complete]).ok()
+            }
+            Some(_) => None,
+        };
         let mut start = 0usize;
         let mut lines = 0u64;
         let mut at_file_start = first_at_file_start;
         for end in ends {
-            let token = Some(AckToken::line(r.source, chunk_offset + end as u64));
-            let segment = &chunk[start..end - newline_width];
+            // A line continuing a held unfinished one started in an earlier read.
+            let previous = chunk_offset + start as u64 - r.pending.len() as u64;
+            let token = Some(AckToken::line_after(
+                r.source,
+                previous,
+                chunk_offset + end as u64,
+            ));
+            let segment_at = start..end - newline_width;
+            let segment = &chunk[segment_at.clone()];
             start = end;
             let line_at_file_start = std::mem::replace(&mut at_file_start, false);
             if r.skipping {
@@ -1063,7 +1083,10 @@ impl Tailer {
                 continue;
             }
             if r.pending.is_empty() {
-                self.push_line(batch, segment, token, max, line_at_file_start);
+                match text {
+                    Some(text) if segment.len() <= max => batch.push(&text[segment_at], token),
+                    _ => self.push_line(batch, segment, token, max, line_at_file_start),
+                }
             } else {
                 r.pending.extend_from_slice(segment);
                 let line = std::mem::take(&mut r.pending);
@@ -1080,7 +1103,7 @@ impl Tailer {
     /// file is being closed.
     async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
         let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
-        let token = Some(AckToken::line(r.source, r.cursor));
+        let token = Some(AckToken::line_after(r.source, r.handed_on(), r.cursor));
         let at_file_start = r.handed_on() == 0;
         let line = std::mem::take(&mut r.pending);
         self.push_line(
@@ -1439,6 +1462,51 @@ mod tests {
         append(&path, "ee\n");
         let got = collect(&mut h, 1).await;
         assert_eq!(got, vec![("three".into(), 15)]);
+    }
+
+    #[tokio::test]
+    async fn tokens_of_consecutive_lines_merge_into_one_even_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\ntwo\r\nthr").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let mut tokens = Vec::new();
+        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        b.iter()
+            .for_each(|(_, ack)| crate::ack::push_coalesced(&mut tokens, ack.unwrap()));
+        // "thr" waits for its newline in a later read; its line still follows "two\r\n".
+        append(&path, "ee\n");
+        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        b.iter()
+            .for_each(|(_, ack)| crate::ack::push_coalesced(&mut tokens, ack.unwrap()));
+        assert_eq!(
+            tokens
+                .iter()
+                .map(|t| (t.from, t.offset))
+                .collect::<Vec<_>>(),
+            vec![(1, 15)],
+            "one token covers the three lines"
+        );
+        h.acks.settle(tokens);
+        let key = path.display().to_string();
+        for _ in 0..100 {
+            if h.positions.get(&key) == 15 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            h.positions.get(&key),
+            15,
+            "settling the one token commits all three"
+        );
     }
 
     #[tokio::test]

@@ -58,7 +58,13 @@ pub(crate) struct TenantBatch {
     bytes: usize,
     entries: usize,
     has_structured_metadata: bool,
+    /// Emptied entry lists of earlier rounds, so a busy stream does not regrow its list
+    /// from nothing in every batch.
+    spare_entry_lists: Vec<Vec<StreamEntry>>,
 }
+
+/// Entry lists kept for reuse per tenant batch; more streams than this start from empty lists.
+const SPARE_ENTRY_LISTS: usize = 16;
 
 impl TenantBatch {
     fn new(tenant: String) -> Self {
@@ -70,6 +76,7 @@ impl TenantBatch {
             bytes: 0,
             entries: 0,
             has_structured_metadata: false,
+            spare_entry_lists: Vec::new(),
         }
     }
 
@@ -118,7 +125,13 @@ impl TenantBatch {
     }
 
     fn clear(&mut self) {
-        self.streams.clear();
+        for stream in self.streams.drain(..) {
+            if self.spare_entry_lists.len() < SPARE_ENTRY_LISTS {
+                let mut list = stream.entries;
+                list.clear();
+                self.spare_entry_lists.push(list);
+            }
+        }
         self.index.clear();
         self.by_stream_labels.clear();
         self.bytes = 0;
@@ -164,8 +177,19 @@ pub(crate) struct Batcher {
     default_tenant: String,
     send_structured_metadata: bool,
     tenants: Vec<TenantBatch>,
+    /// The default tenant's stream the last entry joined, keyed by that entry's labels: every
+    /// line of a source shares one label storage, so its next line finds the stream by a
+    /// pointer comparison instead of a tenant search and a label hash.
+    last_stream: Option<LastStream>,
     tokens: Vec<AckToken>,
     opened_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct LastStream {
+    labels: LabelSet,
+    tenant: usize,
+    stream: usize,
 }
 
 impl Batcher {
@@ -186,6 +210,7 @@ impl Batcher {
             default_tenant,
             send_structured_metadata,
             tenants: Vec::new(),
+            last_stream: None,
             tokens: Vec::new(),
             opened_at: None,
         }
@@ -251,13 +276,30 @@ impl Batcher {
     /// Whether the set must be sent before `prepared` joins it: its tenant's batch already
     /// holds entries and would exceed `batchsize` (a single oversized entry still travels alone).
     pub fn needs_flush_before(&self, prepared: &Prepared) -> bool {
+        let full =
+            |b: &TenantBatch| b.entries > 0 && b.bytes + prepared.size > self.limits.batch_size;
+        if let Some(last) = self.last_stream_of(prepared) {
+            return full(&self.tenants[last.tenant]);
+        }
         let tenant = self.tenant_of(prepared);
-        self.tenants.iter().any(|b| {
-            b.tenant == tenant && b.entries > 0 && b.bytes + prepared.size > self.limits.batch_size
-        })
+        self.tenants.iter().any(|b| b.tenant == tenant && full(b))
+    }
+
+    fn last_stream_of(&self, prepared: &Prepared) -> Option<&LastStream> {
+        let last = self.last_stream.as_ref()?;
+        (prepared.tenant.is_none() && last.labels.shares_storage(&prepared.labels)).then_some(last)
     }
 
     pub fn add(&mut self, prepared: Prepared, now: Instant) -> Result<(), StreamLimited> {
+        if let Some(&LastStream { tenant, stream, .. }) = self.last_stream_of(&prepared) {
+            let batch = &mut self.tenants[tenant];
+            batch.has_structured_metadata |= !prepared.entry.structured_metadata.is_empty();
+            batch.bytes += prepared.size;
+            batch.entries += 1;
+            batch.streams[stream].entries.push(prepared.entry);
+            self.opened_at.get_or_insert(now);
+            return Ok(());
+        }
         let Prepared {
             tenant,
             labels,
@@ -265,6 +307,7 @@ impl Batcher {
             size,
             ..
         } = prepared;
+        let remember = tenant.is_none().then(|| labels.clone());
         let tenant = tenant.as_deref().unwrap_or(&self.default_tenant);
         let at = match self.tenants.iter().position(|b| b.tenant == tenant) {
             Some(at) => at,
@@ -275,8 +318,9 @@ impl Batcher {
         };
         let batch = &mut self.tenants[at];
         let has_structured_metadata = !entry.structured_metadata.is_empty();
-        if let Some(&s) = batch.index.get(&labels) {
+        let stream = if let Some(&s) = batch.index.get(&labels) {
             batch.streams[s].entries.push(entry);
+            s
         } else {
             let mut stream_labels = labels.clone();
             stream_labels.merge_missing(&self.external_labels);
@@ -289,6 +333,7 @@ impl Batcher {
                 Some(s) => {
                     batch.index.insert(labels, s);
                     batch.streams[s].entries.push(entry);
+                    s
                 }
                 None => {
                     let max = self.limits.max_streams;
@@ -305,24 +350,35 @@ impl Batcher {
                         batch.by_stream_labels.insert(stream_labels.clone(), s);
                     }
                     batch.index.insert(labels, s);
+                    let mut entries = batch.spare_entry_lists.pop().unwrap_or_default();
+                    entries.push(entry);
                     batch.streams.push(Stream {
                         labels: stream_labels,
                         rendered,
-                        entries: vec![entry],
+                        entries,
                     });
+                    s
                 }
             }
-        }
+        };
         batch.has_structured_metadata |= has_structured_metadata;
         batch.bytes += size;
         batch.entries += 1;
+        if let Some(labels) = remember {
+            self.last_stream = Some(LastStream {
+                labels,
+                tenant: at,
+                stream,
+            });
+        }
         self.opened_at.get_or_insert(now);
         Ok(())
     }
 
     /// Holds a token to be settled with the set, after everything received before it.
     pub fn hold_token(&mut self, token: AckToken, now: Instant) {
-        self.tokens.push(token);
+        // One token per run of consecutive lines: settling it settles exactly those lines.
+        crate::ack::push_coalesced(&mut self.tokens, token);
         self.opened_at.get_or_insert(now);
     }
 
@@ -350,6 +406,8 @@ impl Batcher {
     /// Tenant batches used in this round keep their allocations; idle ones are let go so a
     /// tenant label of high cardinality cannot grow the set forever.
     pub fn clear(&mut self) -> Vec<AckToken> {
+        // Tenant batches move in `retain`, so the remembered stream goes with the round.
+        self.last_stream = None;
         self.tenants.retain(|b| b.entries > 0);
         self.tenants.iter_mut().for_each(TenantBatch::clear);
         self.opened_at = None;
@@ -645,6 +703,58 @@ mod tests {
         let batch = b.batches().next().unwrap();
         assert_eq!(lines(batch), vec![(r#"{job="a"}"#.into(), vec!["1", "3"])]);
         assert_eq!(batch.bytes, 2, "the dropped entry is not counted");
+    }
+
+    #[test]
+    fn lines_sharing_label_storage_join_their_stream_across_tenants_and_rounds() {
+        let mut b = Batcher::new(limits(), LabelSet::new(), "", true);
+        let source = LabelSet::from_pairs([("job", "app")]);
+        let line = |text: &str| Entry {
+            labels: source.clone(),
+            ..entry(&[], text)
+        };
+        add(&mut b, line("1"));
+        add(
+            &mut b,
+            entry(&[("job", "app"), (TENANT_LABEL, "t1")], "t1-a"),
+        );
+        add(&mut b, entry(&[("job", "other")], "x"));
+        add(&mut b, line("2"));
+        let tenants: Vec<_> = b.batches().map(|t| (t.tenant.clone(), lines(t))).collect();
+        assert_eq!(
+            tenants,
+            vec![
+                (
+                    String::new(),
+                    vec![
+                        (r#"{job="app"}"#.to_string(), vec!["1", "2"]),
+                        (r#"{job="other"}"#.to_string(), vec!["x"]),
+                    ]
+                ),
+                (
+                    "t1".to_string(),
+                    vec![(r#"{job="app"}"#.to_string(), vec!["t1-a"])]
+                ),
+            ]
+        );
+        // A round with only t1 lets the idle default batch go, so t1's batch moves to the
+        // front; the source's next line must still go to the default tenant, in a new batch.
+        b.clear();
+        add(
+            &mut b,
+            entry(&[("job", "app"), (TENANT_LABEL, "t1")], "t1-b"),
+        );
+        b.clear();
+        add(&mut b, line("3"));
+        let tenants: Vec<_> = b.batches().map(|t| (t.tenant.clone(), lines(t))).collect();
+        assert_eq!(
+            tenants,
+            vec![(
+                String::new(),
+                vec![(r#"{job="app"}"#.to_string(), vec!["3"])]
+            )]
+        );
+        assert_eq!(b.entry_count(), 1);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 use std::io::Write as _;
 
+use bytes::Bytes;
+
 use chrono::{DateTime, FixedOffset};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -30,8 +32,9 @@ pub(crate) struct BodyEncoder {
     compression: PushCompression,
     /// Uncompressed protobuf, or JSON awaiting gzip.
     raw: Vec<u8>,
-    /// The last encoded body.
-    out: Vec<u8>,
+    /// The last encoded body, shared with the request and its retries without a copy; its
+    /// buffer is taken back for the next body once the request has let go of it.
+    out: Bytes,
     snappy: snap::raw::Encoder,
 }
 
@@ -41,7 +44,7 @@ impl BodyEncoder {
             format,
             compression,
             raw: Vec::new(),
-            out: Vec::new(),
+            out: Bytes::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -68,7 +71,10 @@ impl BodyEncoder {
         batch: &TenantBatch,
         include_structured_metadata: bool,
     ) -> Result<&[u8], EncodeError> {
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = match std::mem::take(&mut self.out).try_into_mut() {
+            Ok(reclaimed) => Vec::from(reclaimed),
+            Err(_still_shared) => Vec::new(),
+        };
         out.clear();
         match (self.format, self.compression) {
             (PushFormat::Protobuf, _) => {
@@ -95,13 +101,13 @@ impl BodyEncoder {
                     .map_err(|e| EncodeError(format!("gzip compression failed: {e}")))?;
             }
         }
-        self.out = out;
+        self.out = Bytes::from(out);
         Ok(&self.out)
     }
 
-    /// The body [`BodyEncoder::encode`] wrote last.
-    pub fn body(&self) -> &[u8] {
-        &self.out
+    /// The body [`BodyEncoder::encode`] wrote last (a reference-counted handle, not a copy).
+    pub fn body(&self) -> Bytes {
+        self.out.clone()
     }
 }
 

@@ -308,8 +308,10 @@ impl ClientTask {
                 chunk = input.recv() => chunk,
             };
             let Some(chunk) = chunk else { break };
+            // One clock read per chunk: a chunk arrives at once, and the time only opens the set.
+            let now = Instant::now();
             for outgoing in chunk {
-                if self.accept(outgoing).await == Flow::Stop {
+                if self.accept(outgoing, now).await == Flow::Stop {
                     return;
                 }
             }
@@ -317,8 +319,7 @@ impl ClientTask {
         self.flush().await;
     }
 
-    async fn accept(&mut self, outgoing: Outgoing) -> Flow {
-        let now = Instant::now();
+    async fn accept(&mut self, outgoing: Outgoing, mut now: Instant) -> Flow {
         let (entry, ack) = match outgoing {
             Outgoing::Consumed { ack } => {
                 self.batcher.hold_token(ack, now);
@@ -345,8 +346,12 @@ impl ClientTask {
                         .with_label_values(&labels)
                         .inc_by(prepared.truncated as u64);
                 }
-                if self.batcher.needs_flush_before(&prepared) && self.flush().await == Flow::Stop {
-                    return Flow::Stop;
+                if self.batcher.needs_flush_before(&prepared) {
+                    if self.flush().await == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                    // The next set opens now, not when the chunk arrived before the push.
+                    now = Instant::now();
                 }
                 if let Err(StreamLimited { tenant, bytes }) = self.batcher.add(prepared, now) {
                     self.stream_limited += 1;

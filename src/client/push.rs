@@ -206,8 +206,8 @@ impl Pusher {
             let attempt = tokio::select! {
                 biased;
                 _ = abandon.signalled() => return Sent::Settled(Delivery::Abandoned),
-                // reqwest takes the body by value; the encoder keeps its buffer for retries.
-                attempt = self.post(&tenant_header, self.encoder.body().to_vec()) => attempt,
+                // A shared handle: retries resend the same bytes without encoding again.
+                attempt = self.post(&tenant_header, self.encoder.body()) => attempt,
             };
             let (status, error, retry_after) = match attempt {
                 Attempt::Accepted(status) => {
@@ -367,7 +367,7 @@ impl Pusher {
             .inc_by(bytes);
     }
 
-    async fn post(&self, tenant: &HeaderValue, body: Vec<u8>) -> Attempt {
+    async fn post(&self, tenant: &HeaderValue, body: bytes::Bytes) -> Attempt {
         let mut request = self.http.post(self.url.clone()).body(body);
         if !tenant.is_empty() {
             request = request.header("X-Scope-OrgID", tenant.clone());

@@ -311,12 +311,13 @@ impl Client {
         self.handle.take().unwrap().finish(deadline).await;
     }
 
-    /// Offsets settled so far, in order.
+    /// Offsets settled so far, in order. The tests number their lines (line `n` at offset
+    /// `n`), so a token the client merged over consecutive lines stands for each of them.
     fn settled(&mut self) -> Vec<u64> {
         let mut offsets = Vec::new();
         while let Ok(a) = self.acks.try_recv() {
             assert_eq!(a.client, 0);
-            offsets.extend(a.tokens.iter().map(|t| t.offset));
+            offsets.extend(a.tokens.iter().flat_map(|t| t.from..=t.offset));
         }
         offsets
     }

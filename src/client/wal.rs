@@ -33,7 +33,7 @@ use chrono::{DateTime, FixedOffset, TimeZone};
 use tokio::sync::Notify;
 
 use super::queue::QueueReceiver;
-use crate::ack::{AckSender, AckToken, SourceId};
+use crate::ack::{AckSender, AckToken, SourceId, push_coalesced};
 use crate::config::{WalConfig, WalFsync, WalWhenFull};
 use crate::entry::{Entry, Outgoing};
 use crate::labels::LabelSet;
@@ -422,15 +422,17 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
             input.recv().await
         };
         let Some(chunk) = chunk else { break };
-        let mut tokens = Vec::with_capacity(chunk.len());
+        let mut tokens = Vec::new();
         for item in chunk {
             match item {
-                Outgoing::Consumed { ack } => tokens.push(ack),
+                Outgoing::Consumed { ack } => push_coalesced(&mut tokens, ack),
                 Outgoing::Entry { entry, ack } => {
                     payload.clear();
                     encode(&entry, &mut payload);
                     wal.append(&payload).await;
-                    tokens.extend(ack);
+                    if let Some(ack) = ack {
+                        push_coalesced(&mut tokens, ack);
+                    }
                 }
             }
         }

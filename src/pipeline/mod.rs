@@ -15,6 +15,7 @@ pub mod presets;
 pub mod stages;
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -195,6 +196,112 @@ pub fn build_stages(
     Ok(stages)
 }
 
+/// Where the stages put what they are done with, and the work a waiting stage left behind.
+struct Outputs<'a> {
+    metrics: &'a Metrics,
+    done: &'a mut Vec<PipelineEntry>,
+    consumed: &'a mut Vec<AckToken>,
+    inspector: Option<&'a mut Inspector>,
+    /// Entries still to run, in order, each from its stage: filled only when a stage answered
+    /// `Wait` (the waiting entry first) or released entries behind it.
+    queue: &'a mut VecDeque<Queued>,
+}
+
+/// An entry waiting to continue at `stage`; `released_by` names the holding stage that let
+/// it go, reported to the inspector when it continues.
+pub struct Queued {
+    stage: usize,
+    entry: PipelineEntry,
+    released_by: Option<usize>,
+}
+
+/// Runs `entry` through `stages[start..]` without awaiting: the common case costs no future
+/// per line. Returns how long a stage asked to wait; the unfinished work is then in the
+/// queue and [`resume`] continues it after the wait.
+fn advance(
+    stages: &mut [Box<dyn Stage>],
+    start: usize,
+    mut entry: PipelineEntry,
+    out: &mut Outputs<'_>,
+) -> Option<std::time::Duration> {
+    let mut i = start;
+    while i < stages.len() {
+        let before = out.inspector.is_some().then(|| Snapshot::of(&entry));
+        let verdict = stages[i].process(&mut entry);
+        if let Verdict::Wait(d) = verdict {
+            // Reported once, when the stage has decided.
+            out.queue.push_front(Queued {
+                stage: i,
+                entry,
+                released_by: None,
+            });
+            return Some(d);
+        }
+        if let (Some(inspector), Some(before)) = (out.inspector.as_deref_mut(), before) {
+            inspector.report(i, &before, &verdict, &entry);
+        }
+        match verdict {
+            Verdict::Keep | Verdict::Wait(_) => i += 1,
+            Verdict::Drop { reason } => {
+                count_drop(&out.metrics.pipeline, &reason);
+                out.consumed.extend(entry.ack);
+                return None;
+            }
+            Verdict::Hold => {
+                let mut released = Vec::new();
+                stages[i].release(Instant::now(), false, &mut released);
+                stages[i].take_consumed(out.consumed);
+                return run_released(stages, i, released, out);
+            }
+        }
+    }
+    out.done.push(entry);
+    None
+}
+
+/// Runs entries `holder` released through the stages after it, each entirely before the
+/// next (as if they had arrived in that order), then whatever was queued behind them.
+fn run_released(
+    stages: &mut [Box<dyn Stage>],
+    holder: usize,
+    released: Vec<PipelineEntry>,
+    out: &mut Outputs<'_>,
+) -> Option<std::time::Duration> {
+    for entry in released.into_iter().rev() {
+        out.queue.push_front(Queued {
+            stage: holder + 1,
+            entry,
+            released_by: Some(holder),
+        });
+    }
+    resume(stages, out)
+}
+
+/// Continues queued work in order until it is done or a stage asks to wait.
+fn resume(stages: &mut [Box<dyn Stage>], out: &mut Outputs<'_>) -> Option<std::time::Duration> {
+    while let Some(q) = out.queue.pop_front() {
+        if let (Some(inspector), Some(holder)) = (out.inspector.as_deref_mut(), q.released_by) {
+            inspector.report_release(holder, &q.entry);
+        }
+        if let Some(wait) = advance(stages, q.stage, q.entry, out) {
+            return Some(wait);
+        }
+    }
+    None
+}
+
+/// Waits out each `Wait` a stage answered, continuing the queued work after it.
+async fn wait_and_resume(
+    stages: &mut [Box<dyn Stage>],
+    mut wait: Option<std::time::Duration>,
+    out: &mut Outputs<'_>,
+) {
+    while let Some(d) = wait {
+        tokio::time::sleep(d).await;
+        wait = resume(stages, out);
+    }
+}
+
 /// Runs `entry` through `stages[start..]`, pushing finished entries to `done` and the
 /// acknowledgements of dropped ones to `consumed`. Released entries of holding stages
 /// continue from the stage after the one that held them.
@@ -206,67 +313,16 @@ pub async fn run_stages(
     done: &mut Vec<PipelineEntry>,
     consumed: &mut Vec<AckToken>,
 ) {
-    run_stages_inspected(stages, start, entry, metrics, done, consumed, None).await;
-}
-
-/// [`run_stages`], reporting each stage's changes to `inspector` when there is one.
-pub async fn run_stages_inspected(
-    stages: &mut [Box<dyn Stage>],
-    start: usize,
-    mut entry: PipelineEntry,
-    metrics: &Metrics,
-    done: &mut Vec<PipelineEntry>,
-    consumed: &mut Vec<AckToken>,
-    mut inspector: Option<&mut Inspector>,
-) {
-    let mut i = start;
-    // Taken before a stage first sees the entry; a stage answering `Wait` is asked again
-    // with the same entry and reported on once, when it has decided.
-    let mut before: Option<Snapshot> = None;
-    while i < stages.len() {
-        if inspector.is_some() && before.is_none() {
-            before = Some(Snapshot::of(&entry));
-        }
-        let verdict = stages[i].process(&mut entry);
-        if let Verdict::Wait(d) = verdict {
-            tokio::time::sleep(d).await;
-            continue;
-        }
-        if let (Some(inspector), Some(before)) = (inspector.as_deref_mut(), before.take()) {
-            inspector.report(i, &before, &verdict, &entry);
-        }
-        match verdict {
-            // `Wait` went back to the top of the loop above.
-            Verdict::Keep | Verdict::Wait(_) => i += 1,
-            Verdict::Drop { reason } => {
-                count_drop(&metrics.pipeline, &reason);
-                consumed.extend(entry.ack);
-                return;
-            }
-            Verdict::Hold => {
-                let mut released = Vec::new();
-                stages[i].release(Instant::now(), false, &mut released);
-                stages[i].take_consumed(consumed);
-                for r in released {
-                    if let Some(inspector) = inspector.as_deref_mut() {
-                        inspector.report_release(i, &r);
-                    }
-                    Box::pin(run_stages_inspected(
-                        stages,
-                        i + 1,
-                        r,
-                        metrics,
-                        done,
-                        consumed,
-                        inspector.as_deref_mut(),
-                    ))
-                    .await;
-                }
-                return;
-            }
-        }
-    }
-    done.push(entry);
+    let mut queue = VecDeque::new();
+    let mut out = Outputs {
+        metrics,
+        done,
+        consumed,
+        inspector: None,
+        queue: &mut queue,
+    };
+    let wait = advance(stages, start, entry, &mut out);
+    wait_and_resume(stages, wait, &mut out).await;
 }
 
 /// Releases what holding stages have due (or everything, when `flush_all`) and runs it
@@ -279,38 +335,30 @@ pub async fn release_stages(
     done: &mut Vec<PipelineEntry>,
     consumed: &mut Vec<AckToken>,
 ) {
-    release_stages_inspected(stages, now, flush_all, metrics, done, consumed, None).await;
+    let mut queue = VecDeque::new();
+    let mut out = Outputs {
+        metrics,
+        done,
+        consumed,
+        inspector: None,
+        queue: &mut queue,
+    };
+    release_all(stages, now, flush_all, &mut out).await;
 }
 
-/// [`release_stages`], reporting to `inspector` when there is one.
-pub async fn release_stages_inspected(
+/// Asks every holding stage, first to last, for what it has due and runs that on.
+async fn release_all(
     stages: &mut [Box<dyn Stage>],
     now: Instant,
     flush_all: bool,
-    metrics: &Metrics,
-    done: &mut Vec<PipelineEntry>,
-    consumed: &mut Vec<AckToken>,
-    mut inspector: Option<&mut Inspector>,
+    out: &mut Outputs<'_>,
 ) {
     for i in 0..stages.len() {
         let mut released = Vec::new();
         stages[i].release(now, flush_all, &mut released);
-        stages[i].take_consumed(consumed);
-        for r in released {
-            if let Some(inspector) = inspector.as_deref_mut() {
-                inspector.report_release(i, &r);
-            }
-            Box::pin(run_stages_inspected(
-                stages,
-                i + 1,
-                r,
-                metrics,
-                done,
-                consumed,
-                inspector.as_deref_mut(),
-            ))
-            .await;
-        }
+        stages[i].take_consumed(out.consumed);
+        let wait = run_released(stages, i, released, out);
+        wait_and_resume(stages, wait, out).await;
     }
 }
 
@@ -331,6 +379,8 @@ pub struct Pipeline {
     seed_cache: Option<(Arc<LabelSet>, Seed)>,
     done: Vec<PipelineEntry>,
     consumed: Vec<AckToken>,
+    /// Work left behind by a stage that asked to wait; empty between calls.
+    queue: VecDeque<Queued>,
 }
 
 impl Pipeline {
@@ -349,6 +399,7 @@ impl Pipeline {
             seed_cache: None,
             done: Vec::new(),
             consumed: Vec::new(),
+            queue: VecDeque::new(),
         })
     }
 
@@ -362,17 +413,21 @@ impl Pipeline {
     /// Runs one entry through every stage; finished entries and the acknowledgements of
     /// dropped ones are appended to `out`.
     pub async fn run(&mut self, entry: PipelineEntry, out: &mut Vec<Outgoing>) {
-        run_stages_inspected(
-            &mut self.stages,
-            0,
-            entry,
-            &self.metrics,
-            &mut self.done,
-            &mut self.consumed,
-            self.inspector.as_mut(),
-        )
-        .await;
+        self.run_entry(entry).await;
         self.drain_into(out);
+    }
+
+    async fn run_entry(&mut self, entry: PipelineEntry) {
+        let mut outputs = Outputs {
+            metrics: &self.metrics,
+            done: &mut self.done,
+            consumed: &mut self.consumed,
+            inspector: self.inspector.as_mut(),
+            queue: &mut self.queue,
+        };
+        if let Some(wait) = advance(&mut self.stages, 0, entry, &mut outputs) {
+            wait_and_resume(&mut self.stages, Some(wait), &mut outputs).await;
+        }
     }
 
     /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
@@ -386,6 +441,7 @@ impl Pipeline {
                 seed
             }
         };
+        out.reserve(batch.len());
         for (line, ack) in batch.iter() {
             let mut entry = PipelineEntry::with_seed(
                 (*batch.labels).clone(),
@@ -394,22 +450,22 @@ impl Pipeline {
                 batch.read_time,
             );
             entry.ack = ack;
-            self.run(entry, out).await;
+            self.run_entry(entry).await;
+            // Per line, so a dropped line's acknowledgement keeps its place among the entries.
+            self.drain_into(out);
         }
     }
 
     /// Releases what holding stages have due at `now`, or everything when `flush_all`.
     pub async fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<Outgoing>) {
-        release_stages_inspected(
-            &mut self.stages,
-            now,
-            flush_all,
-            &self.metrics,
-            &mut self.done,
-            &mut self.consumed,
-            self.inspector.as_mut(),
-        )
-        .await;
+        let mut outputs = Outputs {
+            metrics: &self.metrics,
+            done: &mut self.done,
+            consumed: &mut self.consumed,
+            inspector: self.inspector.as_mut(),
+            queue: &mut self.queue,
+        };
+        release_all(&mut self.stages, now, flush_all, &mut outputs).await;
         self.drain_into(out);
     }
 
