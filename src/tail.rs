@@ -23,10 +23,11 @@
 //! Per-path series (`path` label) are exported unless `target_config.per_file_metrics` is off.
 //! A job with `decompression` enabled reads its files as archives instead ([`decompress`]).
 //!
-//! A tailer wakes when [`crate::watch`] reports a change of its path (inotify), and polls at
-//! `max_poll_frequency` as a safety net; where events cannot be trusted (inotify off or
-//! unavailable, events lost, a rotated file being drained under another name) it polls as
-//! Promtail does, from `min_poll_frequency` backing off to `max_poll_frequency`.
+//! A tailer wakes when [`crate::watch`] reports a change of its path (inotify), and polls
+//! every 10 s (or `max_poll_frequency`, if longer) as a safety net; where events cannot be
+//! trusted (inotify off or unavailable, events lost, a rotated file being drained under
+//! another name, a path that is a symlink) it polls as Promtail does, from
+//! `min_poll_frequency` backing off to `max_poll_frequency`.
 //!
 //! Open files are bounded by `target_config.max_open_files` ([`crate::open_files`]): asked to
 //! make room, a tailer whose file is idle (at its end, no unfinished line, not mid-rotation)
@@ -318,6 +319,10 @@ impl TailerSet {
         }
     }
 }
+
+/// How often a tailer looks at its file when inotify reports its changes: only to catch an
+/// event that never came (Filebeat scans every 10 s by default). Idle files cost next to nothing.
+const EVENT_SAFETY_NET_POLL: Duration = Duration::from_secs(10);
 
 struct Tailer {
     path: PathBuf,
@@ -615,8 +620,16 @@ impl Tailer {
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
-        let events = self.watch.events_reliable() && readers.iter().all(|r| !r.draining);
-        let mut sleep = if events { self.opts.poll.max } else { backoff };
+        // A symlinked path raises no event when its target is written (the watch is on the
+        // link's directory), so such a path is polled as if inotify were off.
+        let events = self.watch.events_reliable()
+            && readers.iter().all(|r| !r.draining)
+            && !std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink());
+        let mut sleep = if events {
+            self.opts.poll.max.max(EVENT_SAFETY_NET_POLL)
+        } else {
+            backoff
+        };
         let now = Instant::now();
         for r in readers {
             if !r.pending.is_empty() && !r.skipping {

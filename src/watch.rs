@@ -6,15 +6,15 @@
 //! tailer's [`Notify`]. It must not read files or decide anything about them; a tailer woken
 //! for nothing just finds nothing new.
 //!
-//! Tailers still poll, at `file_watch_config.max_poll_frequency`, as a safety net. Where
-//! inotify cannot be trusted they poll as Promtail does, from `min_poll_frequency`: when it
+//! Tailers still poll, every 10 s, as a safety net. Where inotify cannot be trusted they
+//! poll as Promtail does, from `min_poll_frequency` to `max_poll_frequency`: when it
 //! is off (`target_config.inotify: false`), when the watcher cannot be created or a
 //! directory cannot be watched (e.g. `fs.inotify.max_user_instances` or `max_user_watches`
 //! reached), and from the first event-queue overflow on (events were lost; every tailer is
 //! woken once to look). Each case is logged once and counted in
 //! `tailward_file_watch_fallbacks_total{reason}`. A path that is a symlink into another
-//! directory is watched in its own directory, where the target's writes raise no event: such
-//! files are found by the safety-net polls.
+//! directory is watched in its own directory, where the target's writes raise no event: its
+//! tailer polls as Promtail does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -144,3 +144,39 @@ async fn without_inotify_appended_lines_arrive_by_polling() {
         "the agent says it polls:\n{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinked_file_is_polled_as_promtail_polls_because_its_writes_raise_no_event() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let pods = dir.path().join("pods");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::create_dir(&pods).unwrap();
+    // As /var/log/containers/*.log link into /var/log/pods: the link's directory is watched,
+    // the target's writes happen elsewhere.
+    let target = pods.join("0.log");
+    append(&target, 0, 10);
+    std::os::unix::fs::symlink(&target, logs.join("app.log")).unwrap();
+    // Promtail's own poll range; the safety net for event-watched files is 10 s.
+    let cfg = config(
+        dir.path(),
+        &receiver,
+        &logs.join("*.log").display().to_string(),
+        "250ms",
+        true,
+    );
+    let agent = AgentProcess::start(&cfg, &[]);
+    receiver.wait_for_entries(10, Duration::from_secs(20)).await;
+    let appended = Instant::now();
+    append(&target, 10, 20);
+    let got = arrive_before(&receiver, 20, appended + Duration::from_secs(5)).await;
+    let (_, stderr) = agent.terminate();
+    assert_eq!(
+        got, 20,
+        "the symlinked file's lines waited for the safety net:\n{stderr}"
+    );
+    let lines: Vec<String> = receiver.received().into_iter().map(|e| e.line).collect();
+    let tally = Tally::of(lines.iter().map(String::as_str), 0..20, number_of);
+    assert!(tally.exactly_once(), "{tally}");
+}
