@@ -63,6 +63,10 @@ pub(crate) struct TenantBatch {
     spare_entry_lists: Vec<Vec<StreamEntry>>,
 }
 
+/// Streams remembered by label storage: a few sources, or a few values of the labels a
+/// `labels` stage sets, each found by pointer comparisons.
+const RECENT_STREAMS: usize = 16;
+
 /// Entry lists kept for reuse per tenant batch; more streams than this start from empty lists.
 const SPARE_ENTRY_LISTS: usize = 16;
 
@@ -177,16 +181,21 @@ pub(crate) struct Batcher {
     default_tenant: String,
     send_structured_metadata: bool,
     tenants: Vec<TenantBatch>,
-    /// The default tenant's stream the last entry joined, keyed by that entry's labels: every
-    /// line of a source shares one label storage, so its next line finds the stream by a
-    /// pointer comparison instead of a tenant search and a label hash.
-    last_stream: Option<LastStream>,
+    /// Default-tenant streams recent entries joined, keyed by those entries' labels: every
+    /// line of a source shares one label storage (and the `labels` stage hands out one
+    /// storage per distinct result), so a later line finds its stream by a pointer
+    /// comparison instead of a tenant search and a label hash.
+    recent_streams: Vec<RecentStream>,
+    /// The entry of `recent_streams` to replace next once it is full.
+    next_recent: usize,
+    /// Where the default tenant's batch sits in `tenants`, once it has one this round.
+    default_tenant_at: Option<usize>,
     tokens: Vec<AckToken>,
     opened_at: Option<Instant>,
 }
 
 #[derive(Debug)]
-struct LastStream {
+struct RecentStream {
     labels: LabelSet,
     tenant: usize,
     stream: usize,
@@ -210,7 +219,9 @@ impl Batcher {
             default_tenant,
             send_structured_metadata,
             tenants: Vec::new(),
-            last_stream: None,
+            recent_streams: Vec::new(),
+            next_recent: 0,
+            default_tenant_at: None,
             tokens: Vec::new(),
             opened_at: None,
         }
@@ -238,7 +249,13 @@ impl Batcher {
             mut line,
             mut structured_metadata,
         } = entry;
-        let tenant = labels.remove(TENANT_LABEL);
+        // The remembered stream's labels hold no tenant label: nothing to look for.
+        let known_source = self.recent_stream_of(&labels).is_some();
+        let tenant = if known_source {
+            None
+        } else {
+            labels.remove(TENANT_LABEL)
+        };
         let max = self.limits.max_line_size;
         let mut truncated = 0;
         if max > 0 && line.len() > max {
@@ -278,20 +295,36 @@ impl Batcher {
     pub fn needs_flush_before(&self, prepared: &Prepared) -> bool {
         let full =
             |b: &TenantBatch| b.entries > 0 && b.bytes + prepared.size > self.limits.batch_size;
-        if let Some(last) = self.last_stream_of(prepared) {
+        if let Some(last) = self.recent_stream_for(prepared) {
             return full(&self.tenants[last.tenant]);
         }
-        let tenant = self.tenant_of(prepared);
-        self.tenants.iter().any(|b| b.tenant == tenant && full(b))
+        self.tenant_index(prepared.tenant.as_deref())
+            .is_some_and(|at| full(&self.tenants[at]))
     }
 
-    fn last_stream_of(&self, prepared: &Prepared) -> Option<&LastStream> {
-        let last = self.last_stream.as_ref()?;
-        (prepared.tenant.is_none() && last.labels.shares_storage(&prepared.labels)).then_some(last)
+    /// Where the batch of `tenant` (`None`: the default tenant) sits in the open set.
+    fn tenant_index(&self, tenant: Option<&str>) -> Option<usize> {
+        match tenant {
+            None => self.default_tenant_at,
+            Some(t) => self.tenants.iter().position(|b| b.tenant == t),
+        }
+    }
+
+    fn recent_stream_for(&self, prepared: &Prepared) -> Option<&RecentStream> {
+        match prepared.tenant {
+            None => self.recent_stream_of(&prepared.labels),
+            Some(_) => None,
+        }
+    }
+
+    fn recent_stream_of(&self, labels: &LabelSet) -> Option<&RecentStream> {
+        self.recent_streams
+            .iter()
+            .find(|r| r.labels.shares_storage(labels))
     }
 
     pub fn add(&mut self, prepared: Prepared, now: Instant) -> Result<(), StreamLimited> {
-        if let Some(&LastStream { tenant, stream, .. }) = self.last_stream_of(&prepared) {
+        if let Some(&RecentStream { tenant, stream, .. }) = self.recent_stream_for(&prepared) {
             let batch = &mut self.tenants[tenant];
             batch.has_structured_metadata |= !prepared.entry.structured_metadata.is_empty();
             batch.bytes += prepared.size;
@@ -308,12 +341,22 @@ impl Batcher {
             ..
         } = prepared;
         let remember = tenant.is_none().then(|| labels.clone());
-        let tenant = tenant.as_deref().unwrap_or(&self.default_tenant);
-        let at = match self.tenants.iter().position(|b| b.tenant == tenant) {
+        let at = match self.tenant_index(tenant.as_deref()) {
             Some(at) => at,
             None => {
-                self.tenants.push(TenantBatch::new(tenant.to_string()));
-                self.tenants.len() - 1
+                let name = tenant.as_deref().unwrap_or(&self.default_tenant);
+                // A `__tenant_id__` naming the default tenant shares its batch.
+                let at = match self.tenants.iter().position(|b| b.tenant == name) {
+                    Some(at) => at,
+                    None => {
+                        self.tenants.push(TenantBatch::new(name.to_string()));
+                        self.tenants.len() - 1
+                    }
+                };
+                if self.tenants[at].tenant == self.default_tenant {
+                    self.default_tenant_at = Some(at);
+                }
+                at
             }
         };
         let batch = &mut self.tenants[at];
@@ -365,11 +408,17 @@ impl Batcher {
         batch.bytes += size;
         batch.entries += 1;
         if let Some(labels) = remember {
-            self.last_stream = Some(LastStream {
+            let recent = RecentStream {
                 labels,
                 tenant: at,
                 stream,
-            });
+            };
+            if self.recent_streams.len() < RECENT_STREAMS {
+                self.recent_streams.push(recent);
+            } else {
+                self.recent_streams[self.next_recent] = recent;
+                self.next_recent = (self.next_recent + 1) % RECENT_STREAMS;
+            }
         }
         self.opened_at.get_or_insert(now);
         Ok(())
@@ -407,8 +456,13 @@ impl Batcher {
     /// tenant label of high cardinality cannot grow the set forever.
     pub fn clear(&mut self) -> Vec<AckToken> {
         // Tenant batches move in `retain`, so the remembered stream goes with the round.
-        self.last_stream = None;
+        self.recent_streams.clear();
+        self.next_recent = 0;
         self.tenants.retain(|b| b.entries > 0);
+        self.default_tenant_at = self
+            .tenants
+            .iter()
+            .position(|b| b.tenant == self.default_tenant);
         self.tenants.iter_mut().for_each(TenantBatch::clear);
         self.opened_at = None;
         std::mem::take(&mut self.tokens)
