@@ -1,5 +1,7 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
 
+pub mod go_syntax;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,7 +33,7 @@ impl RegexStage {
                 "expected a regular expression",
             ));
         }
-        let regex = Regex::new(&cfg.expression).map_err(|e| {
+        let regex = go_syntax::compile(&cfg.expression).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         let names: Vec<(usize, String)> = regex
