@@ -26,6 +26,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use jmespath::ast::Ast;
 use jmespath::{Context, DEFAULT_RUNTIME, Expression, Rcvar, Variable};
@@ -50,7 +51,7 @@ pub struct JsonConfig {
 /// Built once per config; reuses its result buffer from line to line.
 pub struct JsonStage {
     /// The extracted key of each expression, in config order.
-    keys: Vec<String>,
+    keys: Vec<Arc<str>>,
     evaluator: Evaluator,
     source: Option<String>,
     drop_malformed: bool,
@@ -108,7 +109,7 @@ impl JsonStage {
                     ),
                 )
             })?);
-            keys.push(key.clone());
+            keys.push(Arc::from(key.as_str()));
         }
         let paths: Option<Vec<Vec<String>>> = compiled
             .iter()
@@ -159,7 +160,7 @@ impl Stage for JsonStage {
         }
         for (key, result) in self.keys.iter().zip(self.results.iter_mut()) {
             if let Some(value) = result.take() {
-                entry.extracted.insert(key.clone(), value);
+                entry.extracted.insert_shared(key, value);
             }
         }
         Verdict::Keep

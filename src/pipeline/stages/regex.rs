@@ -2,6 +2,8 @@
 
 pub mod go_syntax;
 
+use std::sync::Arc;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +23,7 @@ pub struct RegexStage {
     regex: Regex,
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
-    names: Vec<(usize, String)>,
+    names: Vec<(usize, Arc<str>)>,
     locations: regex::CaptureLocations,
 }
 
@@ -36,10 +38,10 @@ impl RegexStage {
         let regex = go_syntax::compile(&cfg.expression).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
-        let names: Vec<(usize, String)> = regex
+        let names: Vec<(usize, Arc<str>)> = regex
             .capture_names()
             .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
+            .filter_map(|(i, n)| n.map(|n| (i, Arc::from(n))))
             .collect();
         if names.is_empty() {
             return Err(StageError::new(
@@ -88,7 +90,7 @@ impl Stage for RegexStage {
             if let Some((s, e)) = self.locations.get(*i) {
                 entry
                     .extracted
-                    .insert(name.clone(), Value::String(input[s..e].to_string()));
+                    .insert_shared(name, Value::String(input[s..e].to_string()));
             }
         }
         Verdict::Keep
