@@ -86,6 +86,7 @@ impl Stage for RegexStage {
         {
             return Verdict::Keep;
         }
+        entry.extracted.reserve(self.names.len());
         for (i, name) in &self.names {
             if let Some((s, e)) = self.locations.get(*i) {
                 entry
