@@ -127,12 +127,10 @@ impl Extracted {
 
     /// [`Extracted::insert`] for a key the caller holds for every line: no copy of the name.
     pub fn insert_shared(&mut self, key: &Arc<str>, value: Value) {
+        self.unremove(key);
         match self.own_position(key) {
-            Some(i) => {
-                self.unremove(key);
-                self.own[i].1 = value;
-            }
-            None => self.insert_key(Key::Shared(Arc::clone(key)), value),
+            Some(i) => self.own[i].1 = value,
+            None => self.push_new(Key::Shared(Arc::clone(key)), value),
         }
     }
 
@@ -144,10 +142,14 @@ impl Extracted {
 
     fn insert_key(&mut self, key: Key, value: Value) {
         self.unremove(key.as_str());
-        if let Some(i) = self.own_position(key.as_str()) {
-            self.own[i].1 = value;
-            return;
+        match self.own_position(key.as_str()) {
+            Some(i) => self.own[i].1 = value,
+            None => self.push_new(key, value),
         }
+    }
+
+    /// Adds a key known not to be among the own values.
+    fn push_new(&mut self, key: Key, value: Value) {
         let position = self.own.len();
         match &mut self.index {
             Some(index) => {

@@ -1,10 +1,12 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
 
 pub mod go_syntax;
+mod rest_of_line;
 
 use std::sync::Arc;
 
 use regex::Regex;
+use rest_of_line::Matcher;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,11 +22,10 @@ pub struct RegexConfig {
 }
 
 pub struct RegexStage {
-    regex: Regex,
+    matcher: Matcher,
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
     names: Vec<(usize, Arc<str>)>,
-    locations: regex::CaptureLocations,
 }
 
 impl RegexStage {
@@ -35,7 +36,8 @@ impl RegexStage {
                 "expected a regular expression",
             ));
         }
-        let regex = go_syntax::compile(&cfg.expression).map_err(|e| {
+        let pattern = go_syntax::translate(&cfg.expression);
+        let regex = Regex::new(&pattern).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         let names: Vec<(usize, Arc<str>)> = regex
@@ -55,12 +57,10 @@ impl RegexStage {
                 "expected a non-empty extracted key",
             ));
         }
-        let locations = regex.capture_locations();
         Ok(Self {
-            regex,
+            matcher: Matcher::new(regex, &pattern),
             source: cfg.source.clone(),
             names,
-            locations,
         })
     }
 }
@@ -79,16 +79,12 @@ impl Stage for RegexStage {
                 None => return Verdict::Keep,
             },
         };
-        if self
-            .regex
-            .captures_read(&mut self.locations, input)
-            .is_none()
-        {
+        if !self.matcher.captures_read(input) {
             return Verdict::Keep;
         }
         entry.extracted.reserve(self.names.len());
         for (i, name) in &self.names {
-            if let Some((s, e)) = self.locations.get(*i) {
+            if let Some((s, e)) = self.matcher.get(*i) {
                 entry
                     .extracted
                     .insert_shared(name, Value::String(input[s..e].to_string()));
