@@ -173,14 +173,11 @@ mod tests {
         Matcher::new(Regex::new(&pattern).unwrap(), &pattern)
     }
 
+    /// Every group's span of a match, `None` for no match.
+    type Spans = Option<Vec<Option<(usize, usize)>>>;
+
     /// Every group's span through the matcher and through the whole regex.
-    fn both(
-        m: &mut Matcher,
-        input: &str,
-    ) -> (
-        Option<Vec<Option<(usize, usize)>>>,
-        Option<Vec<Option<(usize, usize)>>>,
-    ) {
+    fn both(m: &mut Matcher, input: &str) -> (Spans, Spans) {
         let groups = m.full.captures_len();
         let fast = m
             .captures_read(input)
