@@ -6,9 +6,9 @@
 //! the entry's own values first. This keeps per-line cost to what the stages actually do.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
@@ -38,18 +38,46 @@ fn seed_get<'s>(seed: &'s Seed, key: &str) -> Option<&'s Value> {
 /// keeps lines with many fields (logfmt, wide JSON) from turning quadratic.
 const LINEAR_LIMIT: usize = 16;
 
-/// An extracted key: stages whose keys are fixed at build time (regex groups, json
-/// expressions) share one allocation for every line instead of copying the name each time.
+/// A key name fixed when a stage is built (a regex group, a json expression's key), stored
+/// once for the life of the process so every line can refer to it without copying the name
+/// or touching a reference count.
+///
+/// Interned names are never freed: they come from configs, and a name seen again (a config
+/// reload) reuses its first copy, so the table only grows with new distinct names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InternedKey(&'static str);
+
+impl InternedKey {
+    pub fn new(name: &str) -> Self {
+        static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+        let mut names = NAMES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = names.get(name) {
+            return Self(known);
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(leaked);
+        Self(leaked)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// An extracted key as stored: interned by a stage, or a name found in the line.
 #[derive(Clone, Debug)]
 enum Key {
-    Shared(Arc<str>),
+    Interned(&'static str),
     Owned(String),
 }
 
 impl Key {
     fn as_str(&self) -> &str {
         match self {
-            Key::Shared(k) => k,
+            Key::Interned(k) => k,
             Key::Owned(k) => k,
         }
     }
@@ -125,12 +153,13 @@ impl Extracted {
         self.insert_key(Key::Owned(key), value);
     }
 
-    /// [`Extracted::insert`] for a key the caller holds for every line: no copy of the name.
-    pub fn insert_shared(&mut self, key: &Arc<str>, value: Value) {
+    /// [`Extracted::insert`] for a key fixed when the stage was built: no copy of the name.
+    pub fn insert_interned(&mut self, key: InternedKey, value: Value) {
+        let key = key.as_str();
         self.unremove(key);
         match self.own_position(key) {
             Some(i) => self.own[i].1 = value,
-            None => self.push_new(Key::Shared(Arc::clone(key)), value),
+            None => self.push_new(Key::Interned(key), value),
         }
     }
 
@@ -261,11 +290,11 @@ mod tests {
     fn many_keys_stay_consistent_through_the_index() {
         let seed = seed_from_labels(&LabelSet::from_pairs([("job", "app"), ("k3", "seeded")]));
         let mut e = Extracted::new(seed);
-        let shared: Arc<str> = Arc::from("shared");
+        let shared = InternedKey::new("shared");
         for i in 0..40 {
             e.insert(format!("k{i}"), Value::from(i));
         }
-        e.insert_shared(&shared, Value::from("s"));
+        e.insert_interned(shared, Value::from("s"));
         assert_eq!(e.get("k3"), Some(&Value::from(3)));
         assert_eq!(e.remove("k5"), Some(Value::from(5)));
         assert_eq!(e.remove("k0"), Some(Value::from(0)));
@@ -275,7 +304,7 @@ mod tests {
             assert_eq!(e.get(&format!("k{i}")), Some(&Value::from(i)), "k{i}");
         }
         assert_eq!(e.get("shared"), Some(&Value::from("s")));
-        e.insert_shared(&shared, Value::from("t"));
+        e.insert_interned(shared, Value::from("t"));
         e.insert("k5".into(), Value::from(55));
         assert_eq!(e.get("k5"), Some(&Value::from(55)));
         assert_eq!(e.get("shared"), Some(&Value::from("t")));
@@ -291,11 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn interning_a_name_twice_gives_the_first_copy() {
+        let a = InternedKey::new(&String::from("interned_twice"));
+        let b = InternedKey::new(&String::from("interned_twice"));
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(a.as_str(), "interned_twice");
+    }
+
+    #[test]
     fn shared_and_owned_keys_are_the_same_key() {
         let mut e = Extracted::default();
-        let key: Arc<str> = Arc::from("level");
+        let key = InternedKey::new("level");
         e.insert("level".into(), Value::from("a"));
-        e.insert_shared(&key, Value::from("b"));
+        e.insert_interned(key, Value::from("b"));
         assert_eq!(e.len(), 1);
         assert_eq!(e["level"], "b");
         e.insert("level".into(), Value::from("c"));

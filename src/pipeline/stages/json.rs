@@ -26,7 +26,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use jmespath::ast::Ast;
 use jmespath::{Context, DEFAULT_RUNTIME, Expression, Rcvar, Variable};
@@ -35,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
 use super::StageError;
+use crate::pipeline::extracted::InternedKey;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -51,7 +51,7 @@ pub struct JsonConfig {
 /// Built once per config; reuses its result buffer from line to line.
 pub struct JsonStage {
     /// The extracted key of each expression, in config order.
-    keys: Vec<Arc<str>>,
+    keys: Vec<InternedKey>,
     evaluator: Evaluator,
     source: Option<String>,
     drop_malformed: bool,
@@ -109,7 +109,7 @@ impl JsonStage {
                     ),
                 )
             })?);
-            keys.push(Arc::from(key.as_str()));
+            keys.push(InternedKey::new(key));
         }
         let paths: Option<Vec<Vec<String>>> = compiled
             .iter()
@@ -160,7 +160,7 @@ impl Stage for JsonStage {
         }
         for (key, result) in self.keys.iter().zip(self.results.iter_mut()) {
             if let Some(value) = result.take() {
-                entry.extracted.insert_shared(key, value);
+                entry.extracted.insert_interned(*key, value);
             }
         }
         Verdict::Keep

@@ -3,14 +3,13 @@
 pub mod go_syntax;
 mod rest_of_line;
 
-use std::sync::Arc;
-
 use regex::Regex;
 use rest_of_line::Matcher;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
+use crate::pipeline::extracted::InternedKey;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -25,7 +24,7 @@ pub struct RegexStage {
     matcher: Matcher,
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
-    names: Vec<(usize, Arc<str>)>,
+    names: Vec<(usize, InternedKey)>,
 }
 
 impl RegexStage {
@@ -40,10 +39,10 @@ impl RegexStage {
         let regex = Regex::new(&pattern).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
-        let names: Vec<(usize, Arc<str>)> = regex
+        let names: Vec<(usize, InternedKey)> = regex
             .capture_names()
             .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i, Arc::from(n))))
+            .filter_map(|(i, n)| n.map(|n| (i, InternedKey::new(n))))
             .collect();
         if names.is_empty() {
             return Err(StageError::new(
@@ -87,7 +86,7 @@ impl Stage for RegexStage {
             if let Some((s, e)) = self.matcher.get(*i) {
                 entry
                     .extracted
-                    .insert_shared(name, Value::String(input[s..e].to_string()));
+                    .insert_interned(*name, Value::String(input[s..e].to_string()));
             }
         }
         Verdict::Keep

@@ -44,6 +44,10 @@ pub struct TimestampStage {
     needs_now: bool,
     /// Present only with `action_on_failure: fudge`.
     last_known: Option<LastKnownTimestamps>,
+    /// The last value parsed and its result: consecutive lines often carry the same
+    /// timestamp text (second resolution), and parsing is deterministic unless a layout
+    /// needs the current year. The text's buffer is reused.
+    last_parsed: Option<(String, DateTime<FixedOffset>)>,
 }
 
 impl TimestampStage {
@@ -85,17 +89,30 @@ impl TimestampStage {
             formats,
             location,
             last_known: fudge.then(|| LastKnownTimestamps::new(LAST_KNOWN_CAPACITY)),
+            last_parsed: None,
         })
     }
 
     /// The first format that parses `value`; Promtail reports the primary format's error.
-    fn parse(&self, value: &str) -> Option<DateTime<FixedOffset>> {
+    fn parse(&mut self, value: &str) -> Option<DateTime<FixedOffset>> {
+        if self.needs_now {
+            return self.parse_uncached(value, Utc::now());
+        }
+        if let Some((text, ts)) = &self.last_parsed
+            && text == value
+        {
+            return Some(*ts);
+        }
         // Only year-less layouts read the clock, so the others skip the syscall.
-        let now = if self.needs_now {
-            Utc::now()
-        } else {
-            DateTime::UNIX_EPOCH
-        };
+        let ts = self.parse_uncached(value, DateTime::UNIX_EPOCH)?;
+        let (text, last) = self.last_parsed.get_or_insert_with(|| (String::new(), ts));
+        text.clear();
+        text.push_str(value);
+        *last = ts;
+        Some(ts)
+    }
+
+    fn parse_uncached(&self, value: &str, now: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
         let mut first_error = None;
         for format in &self.formats {
             match format.parse(value, self.location, now) {
@@ -490,6 +507,37 @@ mod tests {
         let fudged = run(&mut s, &[], None);
         assert_eq!(fudged, at("2024-01-15T10:30:45.000000001-07:00"));
         assert_eq!(fudged.offset().local_minus_utc(), -7 * 3600);
+    }
+
+    /// Repeating the last value reuses its result; every result equals a fresh stage's.
+    #[test]
+    fn repeated_values_give_what_a_fresh_parse_gives() {
+        let values = [
+            "27/Nov/2026:10:00:00 +0000",
+            "27/Nov/2026:10:00:00 +0000",
+            "27/Nov/2026:10:00:01 +0000",
+            "27/Nov/2026:10:00:01 +0100",
+            "not a time",
+            "27/Nov/2026:10:00:01 +0100",
+            "27/Nov/2026:10:00:01 +0100 ",
+        ];
+        let cfg = || TimestampConfig {
+            action_on_failure: Some("skip".into()),
+            ..config("02/Jan/2006:15:04:05 -0700")
+        };
+        let mut reused = stage(cfg());
+        for value in values {
+            let fresh = run(&mut stage(cfg()), &[], Some(json!(value)));
+            assert_eq!(
+                run(&mut reused, &[], Some(json!(value))),
+                fresh,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            run(&mut reused, &[], Some(json!("27/Nov/2026:10:00:01 +0100"))),
+            at("2026-11-27T10:00:01+01:00")
+        );
     }
 
     #[test]
