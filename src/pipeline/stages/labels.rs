@@ -26,7 +26,7 @@ pub struct LabelsStage {
 
 /// How many (input labels, values) results the stage remembers, direct-mapped by hash: a
 /// collision only costs rebuilding the set.
-const RECENT_SLOTS: usize = 256;
+const RECENT_SLOTS: usize = 1024;
 
 struct RecentLabels {
     /// Kept alive so its address cannot be reused by another set while cached.

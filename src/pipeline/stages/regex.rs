@@ -1,12 +1,12 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
 
 pub mod go_syntax;
-mod rest_of_line;
+mod trailing_group;
 
 use regex::Regex;
-use rest_of_line::Matcher;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trailing_group::Matcher;
 
 use super::StageError;
 use crate::pipeline::extracted::InternedKey;
