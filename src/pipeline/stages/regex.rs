@@ -3,6 +3,8 @@
 pub mod go_syntax;
 mod trailing_group;
 
+use std::borrow::Cow;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,6 +27,8 @@ pub struct RegexStage {
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
     names: Vec<(usize, InternedKey)>,
+    /// The groups found in the current line, reused from line to line.
+    found: Vec<(InternedKey, String)>,
 }
 
 impl RegexStage {
@@ -59,6 +63,7 @@ impl RegexStage {
         Ok(Self {
             matcher: Matcher::new(regex, &pattern),
             source: cfg.source.clone(),
+            found: Vec::with_capacity(names.len()),
             names,
         })
     }
@@ -66,28 +71,28 @@ impl RegexStage {
 
 impl Stage for RegexStage {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
-        let owned_source;
-        let input: &str = match &self.source {
-            None => &entry.line,
+        let input: Cow<'_, str> = match &self.source {
+            None => Cow::Borrowed(&entry.line),
             Some(key) => match entry.extracted.get(key).and_then(value_as_string) {
-                Some(v) => {
-                    owned_source = v.into_owned();
-                    &owned_source
-                }
+                Some(v) => v,
                 // A missing or non-string source leaves the entry unchanged.
                 None => return Verdict::Keep,
             },
         };
-        if !self.matcher.captures_read(input) {
+        if !self.matcher.captures_read(&input) {
             return Verdict::Keep;
         }
-        entry.extracted.reserve(self.names.len());
+        // Values are copied out while `input` may still borrow the extracted map, and
+        // inserted after.
+        self.found.clear();
         for (i, name) in &self.names {
             if let Some((s, e)) = self.matcher.get(*i) {
-                entry
-                    .extracted
-                    .insert_interned(*name, Value::String(input[s..e].to_string()));
+                self.found.push((*name, input[s..e].to_string()));
             }
+        }
+        entry.extracted.reserve(self.found.len());
+        for (name, value) in self.found.drain(..) {
+            entry.extracted.insert_interned(name, Value::String(value));
         }
         Verdict::Keep
     }
