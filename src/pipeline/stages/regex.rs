@@ -41,6 +41,8 @@ impl RegexStage {
         }
         let pattern = go_syntax::translate(&cfg.expression);
         let regex = Regex::new(&pattern).map_err(|e| {
+            // The user's own text makes the clearer message when it is invalid as written.
+            let e = Regex::new(&cfg.expression).err().unwrap_or(e);
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         let names: Vec<(usize, InternedKey)> = regex
@@ -132,6 +134,36 @@ mod tests {
         assert_eq!(e.extracted["user"], "bob");
     }
 
+    /// Go's ASCII `\w`, an optional group that does not take part, and a trailing
+    /// rest-of-line group with and without a newline in the input.
+    #[test]
+    fn go_semantics_and_trailing_groups() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"^(?P<host>\S+) (?P<program>\w+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$"
+                .into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry("hôte-1 sshd[42]: Accepted é", &[]);
+        s.process(&mut e);
+        assert_eq!(e.extracted["host"], "hôte-1");
+        assert_eq!(e.extracted["program"], "sshd");
+        assert_eq!(e.extracted["pid"], "42");
+        assert_eq!(e.extracted["msg"], "Accepted é");
+        let mut e = entry("web-1 CRON: x", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("pid"));
+        assert_eq!(e.extracted["msg"], "x");
+        // `.` stops at a newline and `$` needs the end: no match, nothing extracted.
+        let mut e = entry("web-1 CRON: x\ny", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("msg"));
+        // Go's \w is ASCII: `é` is not a word character.
+        let mut e = entry("web-1 sshé: x", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("program"));
+    }
+
     #[test]
     fn invalid_expression_is_a_config_error() {
         let err = RegexStage::new(&RegexConfig {
@@ -141,5 +173,14 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.key, "expression");
+        assert!(err.message.contains("(?P<a>["), "{}", err.message);
+        // Errors show the pattern as written, not its translation.
+        let err = RegexStage::new(&RegexConfig {
+            expression: r"(?P<a>\d+)(".into(),
+            source: None,
+        })
+        .err()
+        .unwrap();
+        assert!(err.message.contains(r"(?P<a>\d+)("), "{}", err.message);
     }
 }
