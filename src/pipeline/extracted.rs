@@ -108,8 +108,10 @@ pub struct Extracted {
     seed: Seed,
     /// What stages wrote, in insertion order.
     own: Vec<(Key, Value)>,
-    /// Position in `own` of each key, kept only once `own` outgrows [`LINEAR_LIMIT`].
-    index: Option<HashMap<Key, usize>>,
+    /// Position in `own` of each key, kept only once `own` outgrows [`LINEAR_LIMIT`]; boxed
+    /// so the common small map keeps every entry (moved from stage to stage) small.
+    #[allow(clippy::box_collection)] // the point is the entry's size, not the heap
+    index: Option<Box<HashMap<Key, usize>>>,
     /// Seed keys a stage removed (rare, so a list).
     removed: Vec<String>,
 }
@@ -192,7 +194,7 @@ impl Extracted {
                     .map(|(i, (k, _))| (k.clone(), i))
                     .collect();
                 index.insert(key.clone(), position);
-                self.index = Some(index);
+                self.index = Some(Box::new(index));
             }
             None => {}
         }
