@@ -94,6 +94,17 @@ impl LabelSet {
         }
     }
 
+    /// Whether both sets share one allocation (then they are equal without comparing).
+    pub fn ptr_eq(&self, other: &LabelSet) -> bool {
+        Arc::ptr_eq(&self.pairs, &other.pairs)
+    }
+
+    /// The address of the shared pairs: identifies this set among live ones (a cache that
+    /// keys on it must keep the set alive, or the address may be reused).
+    pub fn shared_address(&self) -> usize {
+        Arc::as_ptr(&self.pairs) as usize
+    }
+
     fn position(&self, name: &str) -> Result<usize, usize> {
         self.pairs.binary_search_by(|(k, _)| (**k).cmp(name))
     }

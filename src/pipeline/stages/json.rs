@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
 use super::StageError;
+use crate::pipeline::extracted::InternedKey;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -50,7 +51,7 @@ pub struct JsonConfig {
 /// Built once per config; reuses its result buffer from line to line.
 pub struct JsonStage {
     /// The extracted key of each expression, in config order.
-    keys: Vec<String>,
+    keys: Vec<InternedKey>,
     evaluator: Evaluator,
     source: Option<String>,
     drop_malformed: bool,
@@ -108,7 +109,7 @@ impl JsonStage {
                     ),
                 )
             })?);
-            keys.push(key.clone());
+            keys.push(InternedKey::new(key));
         }
         let paths: Option<Vec<Vec<String>>> = compiled
             .iter()
@@ -159,7 +160,7 @@ impl Stage for JsonStage {
         }
         for (key, result) in self.keys.iter().zip(self.results.iter_mut()) {
             if let Some(value) = result.take() {
-                entry.extracted.insert(key.clone(), value);
+                entry.extracted.insert_interned(*key, value);
             }
         }
         Verdict::Keep

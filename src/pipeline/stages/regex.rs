@@ -1,10 +1,17 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
 
+pub mod go_syntax;
+mod trailing_group;
+
+use std::borrow::Cow;
+
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use trailing_group::Matcher;
 
 use super::StageError;
+use crate::pipeline::extracted::InternedKey;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -16,11 +23,12 @@ pub struct RegexConfig {
 }
 
 pub struct RegexStage {
-    regex: Regex,
+    matcher: Matcher,
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
-    names: Vec<(usize, String)>,
-    locations: regex::CaptureLocations,
+    names: Vec<(usize, InternedKey)>,
+    /// The groups found in the current line, reused from line to line.
+    found: Vec<(InternedKey, String)>,
 }
 
 impl RegexStage {
@@ -31,13 +39,16 @@ impl RegexStage {
                 "expected a regular expression",
             ));
         }
-        let regex = Regex::new(&cfg.expression).map_err(|e| {
+        let pattern = go_syntax::translate(&cfg.expression);
+        let regex = Regex::new(&pattern).map_err(|e| {
+            // The user's own text makes the clearer message when it is invalid as written.
+            let e = Regex::new(&cfg.expression).err().unwrap_or(e);
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
-        let names: Vec<(usize, String)> = regex
+        let names: Vec<(usize, InternedKey)> = regex
             .capture_names()
             .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
+            .filter_map(|(i, n)| n.map(|n| (i, InternedKey::new(n))))
             .collect();
         if names.is_empty() {
             return Err(StageError::new(
@@ -51,43 +62,39 @@ impl RegexStage {
                 "expected a non-empty extracted key",
             ));
         }
-        let locations = regex.capture_locations();
         Ok(Self {
-            regex,
+            matcher: Matcher::new(regex, &pattern),
             source: cfg.source.clone(),
+            found: Vec::with_capacity(names.len()),
             names,
-            locations,
         })
     }
 }
 
 impl Stage for RegexStage {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
-        let owned_source;
-        let input: &str = match &self.source {
-            None => &entry.line,
+        let input: Cow<'_, str> = match &self.source {
+            None => Cow::Borrowed(&entry.line),
             Some(key) => match entry.extracted.get(key).and_then(value_as_string) {
-                Some(v) => {
-                    owned_source = v.into_owned();
-                    &owned_source
-                }
+                Some(v) => v,
                 // A missing or non-string source leaves the entry unchanged.
                 None => return Verdict::Keep,
             },
         };
-        if self
-            .regex
-            .captures_read(&mut self.locations, input)
-            .is_none()
-        {
+        if !self.matcher.captures_read(&input) {
             return Verdict::Keep;
         }
+        // Values are copied out while `input` may still borrow the extracted map, and
+        // inserted after.
+        self.found.clear();
         for (i, name) in &self.names {
-            if let Some((s, e)) = self.locations.get(*i) {
-                entry
-                    .extracted
-                    .insert(name.clone(), Value::String(input[s..e].to_string()));
+            if let Some((s, e)) = self.matcher.get(*i) {
+                self.found.push((*name, input[s..e].to_string()));
             }
+        }
+        entry.extracted.reserve(self.found.len());
+        for (name, value) in self.found.drain(..) {
+            entry.extracted.insert_interned(name, Value::String(value));
         }
         Verdict::Keep
     }
@@ -127,6 +134,36 @@ mod tests {
         assert_eq!(e.extracted["user"], "bob");
     }
 
+    /// Go's ASCII `\w`, an optional group that does not take part, and a trailing
+    /// rest-of-line group with and without a newline in the input.
+    #[test]
+    fn go_semantics_and_trailing_groups() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"^(?P<host>\S+) (?P<program>\w+)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$"
+                .into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry("hôte-1 sshd[42]: Accepted é", &[]);
+        s.process(&mut e);
+        assert_eq!(e.extracted["host"], "hôte-1");
+        assert_eq!(e.extracted["program"], "sshd");
+        assert_eq!(e.extracted["pid"], "42");
+        assert_eq!(e.extracted["msg"], "Accepted é");
+        let mut e = entry("web-1 CRON: x", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("pid"));
+        assert_eq!(e.extracted["msg"], "x");
+        // `.` stops at a newline and `$` needs the end: no match, nothing extracted.
+        let mut e = entry("web-1 CRON: x\ny", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("msg"));
+        // Go's \w is ASCII: `é` is not a word character.
+        let mut e = entry("web-1 sshé: x", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("program"));
+    }
+
     #[test]
     fn invalid_expression_is_a_config_error() {
         let err = RegexStage::new(&RegexConfig {
@@ -136,5 +173,14 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.key, "expression");
+        assert!(err.message.contains("(?P<a>["), "{}", err.message);
+        // Errors show the pattern as written, not its translation.
+        let err = RegexStage::new(&RegexConfig {
+            expression: r"(?P<a>\d+)(".into(),
+            source: None,
+        })
+        .err()
+        .unwrap();
+        assert!(err.message.contains(r"(?P<a>\d+)("), "{}", err.message);
     }
 }

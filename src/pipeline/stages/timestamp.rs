@@ -8,6 +8,7 @@
 //! about layouts.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use chrono_tz::Tz;
@@ -43,6 +44,10 @@ pub struct TimestampStage {
     needs_now: bool,
     /// Present only with `action_on_failure: fudge`.
     last_known: Option<LastKnownTimestamps>,
+    /// The last value parsed and its result: consecutive lines often carry the same
+    /// timestamp text (second resolution), and parsing is deterministic unless a layout
+    /// needs the current year. The text's buffer is reused.
+    last_parsed: Option<(String, DateTime<FixedOffset>)>,
 }
 
 impl TimestampStage {
@@ -84,17 +89,30 @@ impl TimestampStage {
             formats,
             location,
             last_known: fudge.then(|| LastKnownTimestamps::new(LAST_KNOWN_CAPACITY)),
+            last_parsed: None,
         })
     }
 
     /// The first format that parses `value`; Promtail reports the primary format's error.
-    fn parse(&self, value: &str) -> Option<DateTime<FixedOffset>> {
+    fn parse(&mut self, value: &str) -> Option<DateTime<FixedOffset>> {
+        if self.needs_now {
+            return self.parse_uncached(value, Utc::now());
+        }
+        if let Some((text, ts)) = &self.last_parsed
+            && text == value
+        {
+            return Some(*ts);
+        }
         // Only year-less layouts read the clock, so the others skip the syscall.
-        let now = if self.needs_now {
-            Utc::now()
-        } else {
-            DateTime::UNIX_EPOCH
-        };
+        let ts = self.parse_uncached(value, DateTime::UNIX_EPOCH)?;
+        let (text, last) = self.last_parsed.get_or_insert_with(|| (String::new(), ts));
+        text.clear();
+        text.push_str(value);
+        *last = ts;
+        Some(ts)
+    }
+
+    fn parse_uncached(&self, value: &str, now: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
         let mut first_error = None;
         for format in &self.formats {
             match format.parse(value, self.location, now) {
@@ -175,6 +193,10 @@ const NO_SLOT: usize = usize::MAX;
 struct LastKnownTimestamps {
     capacity: usize,
     index: HashMap<LabelSet, usize>,
+    /// Slot by the address of a label set seen before: lines of a stream share one set, so
+    /// this finds the slot without hashing every label name and value. Only a hint: a hit
+    /// counts only when the slot holds that very set, so stale entries are harmless.
+    by_address: HashMap<usize, usize, BuildHasherDefault<AddressHasher>>,
     slots: Vec<Slot>,
     most_recent: usize,
     least_recent: usize,
@@ -192,20 +214,42 @@ impl LastKnownTimestamps {
         Self {
             capacity: capacity.max(1),
             index: HashMap::new(),
+            by_address: HashMap::default(),
             slots: Vec::new(),
             most_recent: NO_SLOT,
             least_recent: NO_SLOT,
         }
     }
 
-    fn get_mut(&mut self, labels: &LabelSet) -> Option<&mut DateTime<FixedOffset>> {
+    /// The slot remembering `labels`, found by address when this very set was seen before.
+    fn find(&mut self, labels: &LabelSet) -> Option<usize> {
+        let address = labels.shared_address();
+        if let Some(&slot) = self.by_address.get(&address)
+            && self
+                .slots
+                .get(slot)
+                .is_some_and(|s| s.labels.ptr_eq(labels))
+        {
+            return Some(slot);
+        }
         let slot = *self.index.get(labels)?;
+        // Holding this very set makes the next lookup of it a pointer comparison.
+        self.slots[slot].labels = labels.clone();
+        if self.by_address.len() >= 2 * self.capacity {
+            self.by_address.clear();
+        }
+        self.by_address.insert(address, slot);
+        Some(slot)
+    }
+
+    fn get_mut(&mut self, labels: &LabelSet) -> Option<&mut DateTime<FixedOffset>> {
+        let slot = self.find(labels)?;
         self.mark_used(slot);
         Some(&mut self.slots[slot].timestamp)
     }
 
     fn set(&mut self, labels: &LabelSet, timestamp: DateTime<FixedOffset>) {
-        if let Some(&slot) = self.index.get(labels) {
+        if let Some(slot) = self.find(labels) {
             self.slots[slot].timestamp = timestamp;
             self.mark_used(slot);
             return;
@@ -259,6 +303,32 @@ impl LastKnownTimestamps {
             previous => self.slots[previous].newer = slot,
         }
         self.most_recent = slot;
+    }
+}
+
+/// Hashes a label set's address: a multiply folded to 64 bits spreads the aligned pointer's
+/// bits over both ends of the hash.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(self.0 ^ u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let product = u128::from(n ^ self.0) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
     }
 }
 
@@ -439,6 +509,37 @@ mod tests {
         assert_eq!(fudged.offset().local_minus_utc(), -7 * 3600);
     }
 
+    /// Repeating the last value reuses its result; every result equals a fresh stage's.
+    #[test]
+    fn repeated_values_give_what_a_fresh_parse_gives() {
+        let values = [
+            "27/Nov/2026:10:00:00 +0000",
+            "27/Nov/2026:10:00:00 +0000",
+            "27/Nov/2026:10:00:01 +0000",
+            "27/Nov/2026:10:00:01 +0100",
+            "not a time",
+            "27/Nov/2026:10:00:01 +0100",
+            "27/Nov/2026:10:00:01 +0100 ",
+        ];
+        let cfg = || TimestampConfig {
+            action_on_failure: Some("skip".into()),
+            ..config("02/Jan/2006:15:04:05 -0700")
+        };
+        let mut reused = stage(cfg());
+        for value in values {
+            let fresh = run(&mut stage(cfg()), &[], Some(json!(value)));
+            assert_eq!(
+                run(&mut reused, &[], Some(json!(value))),
+                fresh,
+                "{value:?}"
+            );
+        }
+        assert_eq!(
+            run(&mut reused, &[], Some(json!("27/Nov/2026:10:00:01 +0100"))),
+            at("2026-11-27T10:00:01+01:00")
+        );
+    }
+
     #[test]
     fn fudge_is_tracked_per_label_set() {
         let mut s = stage(TimestampConfig {
@@ -487,6 +588,40 @@ mod tests {
         assert_eq!(run(&mut s, &[], None), read_time());
         assert_eq!(run(&mut s, &[], Some(json!("garbage"))), read_time());
         assert!(s.last_known.is_none());
+    }
+
+    /// The address shortcut must agree with the content index: equal sets in separate
+    /// allocations are one label set, and a set evicted and replaced is never found through
+    /// a stale address.
+    #[test]
+    fn last_known_finds_sets_by_content_whatever_their_allocation() {
+        let mut cache = LastKnownTimestamps::new(2);
+        let set = |name: &str| LabelSet::from_pairs([("job", name)]);
+        let a1 = set("a");
+        let a2 = set("a");
+        assert!(!a1.ptr_eq(&a2));
+        cache.set(&a1, at("2024-01-01T00:00:01Z"));
+        assert_eq!(
+            cache.get_mut(&a2).copied(),
+            Some(at("2024-01-01T00:00:01Z"))
+        );
+        cache.set(&a2, at("2024-01-01T00:00:02Z"));
+        assert_eq!(
+            cache.get_mut(&a1).copied(),
+            Some(at("2024-01-01T00:00:02Z"))
+        );
+        assert_eq!(
+            cache.get_mut(&a1).copied(),
+            Some(at("2024-01-01T00:00:02Z"))
+        );
+        let (b, c) = (set("b"), set("c"));
+        cache.set(&b, at("2024-01-01T00:00:03Z"));
+        cache.set(&c, at("2024-01-01T00:00:04Z"));
+        // `a` was least recently used and is gone, by either allocation.
+        assert!(cache.get_mut(&a1).is_none());
+        assert!(cache.get_mut(&a2).is_none());
+        assert_eq!(cache.get_mut(&b).copied(), Some(at("2024-01-01T00:00:03Z")));
+        assert_eq!(cache.get_mut(&c).copied(), Some(at("2024-01-01T00:00:04Z")));
     }
 
     #[test]
