@@ -67,12 +67,6 @@ impl LabelSet {
         Arc::make_mut(&mut self.pairs).retain(|(k, v)| keep(k, v));
     }
 
-    /// Whether both are the same shared storage (so certainly equal); a clone of a set shares
-    /// it until one of them changes.
-    pub fn shares_storage(&self, other: &LabelSet) -> bool {
-        Arc::ptr_eq(&self.pairs, &other.pairs)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (&**k, &**v))
     }
@@ -94,7 +88,8 @@ impl LabelSet {
         }
     }
 
-    /// Whether both sets share one allocation (then they are equal without comparing).
+    /// Whether both sets share one allocation (then they are equal without comparing); a
+    /// clone of a set shares it until one of them changes.
     pub fn ptr_eq(&self, other: &LabelSet) -> bool {
         Arc::ptr_eq(&self.pairs, &other.pairs)
     }

@@ -318,9 +318,7 @@ impl Batcher {
     }
 
     fn recent_stream_of(&self, labels: &LabelSet) -> Option<&RecentStream> {
-        self.recent_streams
-            .iter()
-            .find(|r| r.labels.shares_storage(labels))
+        self.recent_streams.iter().find(|r| r.labels.ptr_eq(labels))
     }
 
     pub fn add(&mut self, prepared: Prepared, now: Instant) -> Result<(), StreamLimited> {
