@@ -55,6 +55,19 @@ impl LabelSet {
         }
     }
 
+    /// [`LabelSet::insert`] with a name the caller keeps for many sets: every set built this
+    /// way shares the name's allocation, so comparing them compares names by pointer.
+    pub fn insert_shared_name(&mut self, name: &Arc<str>, value: &str) {
+        match self.position(name) {
+            Ok(i) => {
+                if *self.pairs[i].1 != *value {
+                    Arc::make_mut(&mut self.pairs)[i].1 = value.into();
+                }
+            }
+            Err(i) => Arc::make_mut(&mut self.pairs).insert(i, (Arc::clone(name), value.into())),
+        }
+    }
+
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let i = self.position(name).ok()?;
         Some(Arc::make_mut(&mut self.pairs).remove(i).1.to_string())
@@ -195,6 +208,20 @@ mod tests {
         let mut set = LabelSet::from_pairs([("b", "1"), ("a", "2")]);
         set.insert("b".into(), "3".into());
         assert_eq!(set.iter().collect::<Vec<_>>(), vec![("a", "2"), ("b", "3")]);
+    }
+
+    #[test]
+    fn insert_shared_name_is_insert() {
+        let name: Arc<str> = Arc::from("b");
+        let mut shared = LabelSet::from_pairs([("a", "1"), ("c", "3")]);
+        let mut plain = shared.clone();
+        shared.insert_shared_name(&name, "2");
+        plain.insert("b".into(), "2".into());
+        assert_eq!(shared, plain);
+        shared.insert_shared_name(&name, "9");
+        plain.insert("b".into(), "9".into());
+        assert_eq!(shared, plain);
+        assert_eq!(shared.to_string(), r#"{a="1", b="9", c="3"}"#);
     }
 
     #[test]

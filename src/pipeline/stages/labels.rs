@@ -4,6 +4,7 @@
 //! string form (null, objects, arrays) are skipped, as in Promtail.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,8 @@ use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 pub struct LabelsConfig(pub BTreeMap<String, Option<String>>);
 
 pub struct LabelsStage {
-    /// (label name, extracted key)
-    mapping: Vec<(String, String)>,
+    /// (label name, extracted key); the name is shared by every label set the stage builds.
+    mapping: Vec<(Arc<str>, String)>,
     /// Recent results, so that lines of one source with the same values get the very same
     /// label set: no copy per line, and the client recognises it by pointer.
     recent: Vec<Option<RecentLabels>>,
@@ -39,7 +40,10 @@ struct RecentLabels {
 impl LabelsStage {
     pub fn new(cfg: &LabelsConfig) -> Result<Self, StageError> {
         Ok(Self {
-            mapping: name_to_source(&cfg.0, "label name")?,
+            mapping: name_to_source(&cfg.0, "label name")?
+                .into_iter()
+                .map(|(name, source)| (Arc::from(name), source))
+                .collect(),
             recent: Vec::new(),
         })
     }
@@ -55,7 +59,7 @@ impl LabelsStage {
                 .and_then(value_as_string)
                 .map(|v| v.into_owned());
             if let Some(value) = &value {
-                labels.insert(name.clone(), value.clone());
+                labels.insert_shared_name(name, value);
             }
             values.push(value);
         }
