@@ -70,6 +70,21 @@ impl LineBatch {
         }
     }
 
+    /// An empty batch with room for `text_bytes` of lines: a batch filled by growing would
+    /// hold up to twice what it carries while it waits in the pipeline's input.
+    pub fn with_capacity(
+        labels: Arc<LabelSet>,
+        read_time: DateTime<FixedOffset>,
+        text_bytes: usize,
+    ) -> Self {
+        Self {
+            labels,
+            text: String::with_capacity(text_bytes),
+            lines: Vec::new(),
+            read_time,
+        }
+    }
+
     /// Appends a line (without its newline).
     pub fn push(&mut self, line: &str, ack: Option<AckToken>) {
         let start = self.text.len() as u32;

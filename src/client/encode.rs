@@ -74,7 +74,10 @@ impl BodyEncoder {
             (PushFormat::Protobuf, _) => {
                 self.raw.clear();
                 write_push_request(&mut self.raw, batch, include_structured_metadata);
-                out.resize(snap::raw::max_compress_len(self.raw.len()), 0);
+                // Exact: a growing batch size must not double the buffer kept between batches.
+                let max = snap::raw::max_compress_len(self.raw.len());
+                out.reserve_exact(max);
+                out.resize(max, 0);
                 let n = self
                     .snappy
                     .compress(&self.raw, &mut out)
@@ -188,7 +191,8 @@ fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured
             message_field_len(tags::PUSH_REQUEST_STREAMS, len)
         })
         .sum();
-    buf.reserve(stream_lens);
+    // Exact, for the same reason as the snappy output.
+    buf.reserve_exact(stream_lens);
     for stream in &batch.streams {
         let entries_len: usize = stream
             .entries
