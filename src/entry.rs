@@ -70,15 +70,19 @@ impl LineBatch {
         }
     }
 
-    /// A batch that will hold about `text_bytes` of line text, so appending does not regrow it.
+    /// An empty batch with room for `text_bytes` of lines: a batch filled by growing would
+    /// hold up to twice what it carries while it waits in the pipeline's input.
     pub fn with_capacity(
         labels: Arc<LabelSet>,
         read_time: DateTime<FixedOffset>,
         text_bytes: usize,
     ) -> Self {
-        let mut batch = Self::new(labels, read_time);
-        batch.text.reserve(text_bytes);
-        batch
+        Self {
+            labels,
+            text: String::with_capacity(text_bytes),
+            lines: Vec::new(),
+            read_time,
+        }
     }
 
     /// Appends a line (without its newline).

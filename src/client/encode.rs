@@ -2,8 +2,9 @@
 //! block format (what Promtail sends), or as Loki's JSON push body, optionally gzipped.
 //!
 //! Owns the byte layout and the buffers reused from batch to batch. The protobuf is written
-//! straight from the batch (each line is copied once, into the buffer); its schema is declared
-//! in `logproto`. It must not decide what goes into a batch, nor talk HTTP.
+//! straight from the batch (each line is copied once, into the buffer) and compressed every
+//! 64 KiB as it is written, so the whole uncompressed message never exists at once; its schema
+//! is declared in `logproto`. It must not decide what goes into a batch, nor talk HTTP.
 
 use std::io::Write as _;
 
@@ -30,7 +31,8 @@ impl std::fmt::Display for EncodeError {
 pub(crate) struct BodyEncoder {
     format: PushFormat,
     compression: PushCompression,
-    /// Uncompressed protobuf, or JSON awaiting gzip.
+    /// Uncompressed protobuf not yet compressed (about one [`SNAPPY_CHUNK`]), or JSON
+    /// awaiting gzip.
     raw: Vec<u8>,
     /// The last encoded body, shared with the request and its retries without a copy; its
     /// buffer is taken back for the next body once the request has let go of it.
@@ -78,14 +80,39 @@ impl BodyEncoder {
         out.clear();
         match (self.format, self.compression) {
             (PushFormat::Protobuf, _) => {
+                // Snappy's block format: the uncompressed length, then elements that each
+                // refer only to their own 64 KiB block, so blocks compressed one by one and
+                // concatenated are the same body as the whole message compressed at once.
+                encode_varint(
+                    push_request_len(batch, include_structured_metadata) as u64,
+                    &mut out,
+                );
                 self.raw.clear();
-                write_push_request(&mut self.raw, batch, include_structured_metadata);
-                out.resize(snap::raw::max_compress_len(self.raw.len()), 0);
-                let n = self
-                    .snappy
-                    .compress(&self.raw, &mut out)
-                    .map_err(|e| EncodeError(format!("snappy compression failed: {e}")))?;
-                out.truncate(n);
+                let snappy = &mut self.snappy;
+                let mut failed = None;
+                write_push_request_in_chunks(
+                    &mut self.raw,
+                    batch,
+                    include_structured_metadata,
+                    &mut |raw: &mut Vec<u8>, last: bool| {
+                        let take = if last {
+                            raw.len()
+                        } else {
+                            raw.len() - raw.len() % SNAPPY_CHUNK
+                        };
+                        if take == 0 || failed.is_some() {
+                            return;
+                        }
+                        if let Err(e) = compress_appending(snappy, &raw[..take], &mut out) {
+                            failed = Some(e);
+                        }
+                        raw.copy_within(take.., 0);
+                        raw.truncate(raw.len() - take);
+                    },
+                );
+                if let Some(e) = failed {
+                    return Err(EncodeError(format!("snappy compression failed: {e}")));
+                }
             }
             (PushFormat::Json, PushCompression::None) => {
                 write_json(&mut out, batch, include_structured_metadata);
@@ -109,6 +136,26 @@ impl BodyEncoder {
     pub fn body(&self) -> Bytes {
         self.out.clone()
     }
+}
+
+/// Uncompressed protobuf compressed at a time: snappy's own block size, so the body is
+/// exactly what compressing the whole message would give.
+const SNAPPY_CHUNK: usize = 64 * 1024;
+
+/// Appends `input` compressed as snappy elements (without the block format's length header,
+/// which the body carries once for the whole message) to `out`.
+fn compress_appending(
+    snappy: &mut snap::raw::Encoder,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), snap::Error> {
+    let start = out.len();
+    out.resize(start + snap::raw::max_compress_len(input.len()), 0);
+    let n = snappy.compress(input, &mut out[start..])?;
+    let header = encoded_len_varint(input.len() as u64);
+    out.copy_within(start + header..start + n, start);
+    out.truncate(start + n - header);
+    Ok(())
 }
 
 /// The protobuf-encoded length of a `LabelPairAdapter`; Promtail sizes structured metadata
@@ -175,9 +222,9 @@ fn entry_len(entry: &StreamEntry, include_structured_metadata: bool) -> usize {
     len
 }
 
-/// Writes a `logproto.PushRequest` holding every stream of `batch`.
-fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured_metadata: bool) {
-    let stream_lens: usize = batch
+/// The encoded length of the `logproto.PushRequest` holding every stream of `batch`.
+fn push_request_len(batch: &TenantBatch, include_structured_metadata: bool) -> usize {
+    batch
         .streams
         .iter()
         .map(|s| {
@@ -193,8 +240,25 @@ fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured
                     .sum::<usize>();
             message_field_len(tags::PUSH_REQUEST_STREAMS, len)
         })
-        .sum();
-    buf.reserve(stream_lens);
+        .sum()
+}
+
+/// Writes a `logproto.PushRequest` holding every stream of `batch`.
+#[cfg(test)]
+fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured_metadata: bool) {
+    buf.reserve_exact(push_request_len(batch, include_structured_metadata));
+    write_push_request_in_chunks(buf, batch, include_structured_metadata, &mut |_, _| {});
+}
+
+/// Writes a `logproto.PushRequest` holding every stream of `batch` into `buf`, calling
+/// `drain(buf, last)` after each entry (it may take bytes from the front of `buf`) and once
+/// with `last` at the end.
+fn write_push_request_in_chunks(
+    buf: &mut Vec<u8>,
+    batch: &TenantBatch,
+    include_structured_metadata: bool,
+    drain: &mut dyn FnMut(&mut Vec<u8>, bool),
+) {
     for stream in &batch.streams {
         let entries_len: usize = stream
             .entries
@@ -238,8 +302,12 @@ fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured
                     write_string_field(tags::LABEL_PAIR_VALUE, value, buf);
                 }
             }
+            if buf.len() >= SNAPPY_CHUNK {
+                drain(buf, false);
+            }
         }
     }
+    drain(buf, true);
 }
 
 /// Writes Loki's JSON push body:
@@ -445,6 +513,45 @@ mod tests {
         write_push_request(&mut raw, batch, true);
         let decoded = PushRequest::decode(raw.as_slice()).unwrap();
         assert_eq!(decoded.encode_to_vec(), raw);
+    }
+
+    #[test]
+    fn a_body_compressed_chunk_by_chunk_is_the_whole_message_compressed_at_once() {
+        // Several 64 KiB chunks, lines that do not fall on chunk boundaries, and one line
+        // longer than a chunk.
+        let mut entries: Vec<Entry> = (0..3000)
+            .map(|i| {
+                let line = format!("line {i} {}", "abcdefghij".repeat(i % 23));
+                entry(&[("job", "app")], "2024-05-01T10:00:00Z", &line, &[])
+            })
+            .collect();
+        entries.insert(
+            1500,
+            entry(
+                &[("job", "db")],
+                "2024-05-01T10:00:01Z",
+                &"x".repeat(150_000),
+                &[],
+            ),
+        );
+        let b = batcher_with(entries);
+        let batch = b.batches().next().unwrap();
+        let mut whole = Vec::new();
+        write_push_request(&mut whole, batch, true);
+        assert!(whole.len() > 4 * SNAPPY_CHUNK);
+        let mut enc = BodyEncoder::new(PushFormat::Protobuf, PushCompression::None);
+        let body = enc.encode(batch, true).unwrap().to_vec();
+        assert_eq!(
+            snap::raw::Decoder::new().decompress_vec(&body).unwrap(),
+            whole
+        );
+        assert_eq!(
+            body,
+            snap::raw::Encoder::new().compress_vec(&whole).unwrap(),
+            "byte for byte what compressing the whole message gives"
+        );
+        // Encoding again (the buffers are reused) gives the same body.
+        assert_eq!(enc.encode(batch, true).unwrap(), body.as_slice());
     }
 
     #[test]

@@ -14,9 +14,9 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::entry::Outgoing;
 
-/// What one queued item counts for beyond its line: labels are shared, timestamps and the
-/// item itself are not free.
-const ITEM_OVERHEAD: usize = 64;
+/// What one queued item's slot in its chunk costs, beside the heap memory its entry owns
+/// (labels are shared by every entry of a stream and not counted).
+const ITEM_OVERHEAD: usize = std::mem::size_of::<Outgoing>();
 
 /// The queue's gauges: entries and bytes waiting.
 #[derive(Clone)]
@@ -51,8 +51,8 @@ pub struct QueueReceiver {
 #[derive(Debug)]
 pub struct QueueClosed;
 
-/// A queue holding at most `capacity_bytes` (counted as line bytes plus a fixed overhead per
-/// entry; a single chunk larger than the queue is let in alone).
+/// A queue holding at most `capacity_bytes` of memory (each chunk's slots plus the line and
+/// structured metadata each entry owns; a single chunk larger than the queue is let in alone).
 pub fn bounded(capacity_bytes: u64, gauges: Option<QueueGauges>) -> (QueueSender, QueueReceiver) {
     let capacity = u32::try_from(capacity_bytes)
         .unwrap_or(u32::MAX)
@@ -73,13 +73,7 @@ pub fn bounded(capacity_bytes: u64, gauges: Option<QueueGauges>) -> (QueueSender
 impl QueueSender {
     /// Waits until the queue has room for `items`, then queues them.
     pub async fn send(&self, items: Vec<Outgoing>) -> Result<(), QueueClosed> {
-        let bytes: usize = items
-            .iter()
-            .map(|o| match o {
-                Outgoing::Entry { entry, .. } => entry.line.len() + ITEM_OVERHEAD,
-                Outgoing::Consumed { .. } => ITEM_OVERHEAD,
-            })
-            .sum();
+        let bytes = chunk_memory(&items, items.capacity());
         let permits = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
@@ -111,6 +105,27 @@ impl QueueSender {
                 QueueClosed
             })
     }
+}
+
+/// The memory a chunk holds: the bound is on memory, so spare capacity counts as well as the
+/// bytes in use.
+fn chunk_memory(items: &[Outgoing], capacity: usize) -> usize {
+    let owned: usize = items
+        .iter()
+        .map(|o| match o {
+            Outgoing::Entry { entry, .. } => {
+                entry.line.capacity()
+                    + entry.structured_metadata.capacity() * std::mem::size_of::<(String, String)>()
+                    + entry
+                        .structured_metadata
+                        .iter()
+                        .map(|(k, v)| k.capacity() + v.capacity())
+                        .sum::<usize>()
+            }
+            Outgoing::Consumed { .. } => 0,
+        })
+        .sum();
+    capacity * ITEM_OVERHEAD + owned
 }
 
 impl QueueReceiver {

@@ -299,14 +299,14 @@ pub struct ClientConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientQueueConfig {
-    /// Bytes of entries (lines plus a small fixed overhead each) the queue holds.
+    /// Memory the queued entries may hold (their lines, structured metadata and slots).
     pub max_bytes: ByteSize,
 }
 
 impl Default for ClientQueueConfig {
     fn default() -> Self {
         Self {
-            max_bytes: ByteSize(4 * 1024 * 1024),
+            max_bytes: ByteSize(1024 * 1024),
         }
     }
 }
