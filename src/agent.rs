@@ -194,8 +194,6 @@ pub async fn run(
         dry_run = opts.dry_run,
         "tailward started"
     );
-    let released = crate::startup_pages::release();
-    tracing::debug!(bytes = released, "startup code pages released");
 
     opts.notifier.ready(&systemd::status_line(&metrics));
     // The watchdog is fed until the very end: draining at shutdown can take a while.

@@ -9,8 +9,7 @@
 //! user asked for; [`server`] and [`metrics`] show what is happening; [`systemd`] tells the
 //! service manager. [`jobs`] runs one pipeline per scrape config (fed by files or by the
 //! [`journal`]); [`reload`] decides what a new config changes. [`pipeline_cases`] runs
-//! pipeline test cases (`tailward test`) beside the agent, not inside it. Once started,
-//! [`startup_pages`] gives back the resident pages of code only startup ran.
+//! pipeline test cases (`tailward test`) beside the agent, not inside it.
 
 pub mod ack;
 pub mod agent;
@@ -34,7 +33,6 @@ pub mod pipeline_cases;
 pub mod positions;
 pub mod reload;
 pub mod server;
-pub mod startup_pages;
 pub mod systemd;
 pub mod tail;
 pub mod targets_view;
