@@ -433,6 +433,22 @@ impl Pipeline {
     /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
     /// hand their acknowledgement on, so positions can move past them.
     pub async fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
+        if self.stages.is_empty() && self.inspector.is_none() {
+            // Nothing reads or writes the extracted map: lines become entries directly.
+            out.reserve(batch.len());
+            for (line, ack) in batch.iter() {
+                out.push(Outgoing::Entry {
+                    entry: Entry {
+                        labels: (*batch.labels).clone(),
+                        timestamp: batch.read_time,
+                        line: line.to_string(),
+                        structured_metadata: Vec::new(),
+                    },
+                    ack,
+                });
+            }
+            return;
+        }
         let seed = match &self.seed_cache {
             Some((labels, seed)) if Arc::ptr_eq(labels, &batch.labels) => seed.clone(),
             _ => {
@@ -489,4 +505,64 @@ impl Pipeline {
 
 fn count_drop(m: &PipelineMetrics, reason: &str) {
     m.dropped_lines.with_label_values(&[reason]).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::SourceId;
+
+    fn pipeline(stages: serde_json::Value) -> Pipeline {
+        let configs: Vec<StageConfig> = serde_json::from_value(stages).unwrap();
+        let ctx = BuildContext::new("job", Arc::new(Metrics::new()));
+        Pipeline::build("pipeline_stages", &configs, &ctx).unwrap()
+    }
+
+    fn shipped(out: &[Outgoing]) -> Vec<(String, String, String, Option<AckToken>)> {
+        out.iter()
+            .map(|o| match o {
+                Outgoing::Entry { entry, ack } => (
+                    entry.labels.to_string(),
+                    entry.timestamp.to_rfc3339(),
+                    entry.line.clone(),
+                    *ack,
+                ),
+                Outgoing::Consumed { ack } => {
+                    ("consumed".into(), String::new(), String::new(), Some(*ack))
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_without_stages_ships_what_a_pipeline_of_no_op_stages_ships() {
+        let labels = Arc::new(LabelSet::from_pairs([
+            ("job", "app"),
+            ("filename", "/a.log"),
+        ]));
+        let read_time = DateTime::parse_from_rfc3339("2026-11-28T05:00:00+01:00").unwrap();
+        let mut batch = LineBatch::new(labels, read_time);
+        batch.push("first", Some(AckToken::line_after(SourceId(3), 0, 6)));
+        batch.push("", Some(AckToken::line_after(SourceId(3), 6, 7)));
+        batch.push("third ünicode", None);
+        let mut empty = Vec::new();
+        pipeline(serde_json::json!([]))
+            .run_batch(&batch, &mut empty)
+            .await;
+        let mut no_op = Vec::new();
+        pipeline(serde_json::json!([{"labeldrop": ["not_there"]}]))
+            .run_batch(&batch, &mut no_op)
+            .await;
+        assert_eq!(shipped(&empty), shipped(&no_op));
+        assert_eq!(
+            shipped(&empty)[0],
+            (
+                r#"{filename="/a.log", job="app"}"#.to_string(),
+                "2026-11-28T05:00:00+01:00".to_string(),
+                "first".to_string(),
+                Some(AckToken::line_after(SourceId(3), 0, 6)),
+            )
+        );
+        assert_eq!(empty.len(), 3);
+    }
 }
