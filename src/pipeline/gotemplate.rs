@@ -2012,8 +2012,8 @@ impl RegexCache {
 
     fn get(&mut self, pattern: &str) -> Result<&Regex, ExecError> {
         if !self.compiled.contains_key(pattern) {
-            let re =
-                Regex::new(pattern).map_err(|e| ExecError(format!("error parsing regexp: {e}")))?;
+            let re = crate::pipeline::goregex::compile(pattern)
+                .map_err(|e| ExecError(format!("error parsing regexp: {e}")))?;
             if self.compiled.len() >= Self::CAPACITY {
                 self.compiled.clear();
             }

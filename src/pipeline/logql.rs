@@ -485,7 +485,7 @@ impl Parser<'_> {
             let (value, value_token) = self.string()?;
             let regex = match op {
                 MatchOp::Regex | MatchOp::NotRegex => Some(
-                    Regex::new(&format!("^(?s:{value})$"))
+                    crate::pipeline::goregex::compile(&format!("^(?s:{value})$"))
                         .map_err(|e| regex_error(&value_token, &e))?,
                 ),
                 MatchOp::Equal | MatchOp::NotEqual => None,
@@ -524,9 +524,10 @@ impl Parser<'_> {
                 FilterOp::Contains | FilterOp::NotContains => {
                     LineTest::Substring(Box::new(memmem::Finder::new(text.as_bytes()).into_owned()))
                 }
-                FilterOp::Regex | FilterOp::NotRegex => {
-                    LineTest::Regex(Regex::new(&text).map_err(|e| regex_error(&text_token, &e))?)
-                }
+                FilterOp::Regex | FilterOp::NotRegex => LineTest::Regex(
+                    crate::pipeline::goregex::compile(&text)
+                        .map_err(|e| regex_error(&text_token, &e))?,
+                ),
             };
             line_filters.push(LineFilter { op, text, test });
         }

@@ -7,6 +7,7 @@
 
 pub mod extracted;
 pub mod gojson;
+pub mod goregex;
 pub mod gotemplate;
 pub mod gotime;
 pub mod inspect;

@@ -80,7 +80,7 @@ impl CorrelationIdStage {
         let pattern = match &cfg.pattern {
             None => None,
             Some(p) => Some(
-                regex::Regex::new(p)
+                crate::pipeline::goregex::compile(p)
                     .map_err(|e| StageError::new("pattern", format!("invalid regex: {e}")))?,
             ),
         };

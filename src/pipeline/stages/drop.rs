@@ -134,9 +134,11 @@ impl DropStage {
             ));
         }
         let test = match (&cfg.expression, &cfg.value) {
-            (Some(expr), _) => Some(ValueTest::Regex(Regex::new(expr).map_err(|e| {
-                StageError::new("expression", format!("invalid regular expression: {e}"))
-            })?)),
+            (Some(expr), _) => Some(ValueTest::Regex(
+                crate::pipeline::goregex::compile(expr).map_err(|e| {
+                    StageError::new("expression", format!("invalid regular expression: {e}"))
+                })?,
+            )),
             (None, Some(value)) => Some(ValueTest::Equals(value.clone())),
             (None, None) => None,
         };
@@ -252,6 +254,14 @@ mod tests {
         assert!(!drops(&mut s, &mut entry("an info line", &[])));
         let mut unanchored = stage("{expression: 'ug l'}");
         assert!(drops(&mut unanchored, &mut entry("a debug line", &[])));
+    }
+
+    #[test]
+    fn expression_classes_mean_what_they_mean_in_go() {
+        // Go's \d is ASCII: Arabic-Indic digits are not digits to Promtail.
+        let mut s = stage(r"{expression: '^\d+$'}");
+        assert!(drops(&mut s, &mut entry("123", &[])));
+        assert!(!drops(&mut s, &mut entry("١٢٣", &[])));
     }
 
     #[test]

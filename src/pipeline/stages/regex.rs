@@ -1,6 +1,5 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
 
-pub mod go_syntax;
 mod trailing_group;
 
 use std::borrow::Cow;
@@ -39,7 +38,7 @@ impl RegexStage {
                 "expected a regular expression",
             ));
         }
-        let pattern = go_syntax::translate(&cfg.expression);
+        let pattern = crate::pipeline::goregex::translate(&cfg.expression);
         let regex = Regex::new(&pattern).map_err(|e| {
             // The user's own text makes the clearer message when it is invalid as written.
             let e = Regex::new(&cfg.expression).err().unwrap_or(e);

@@ -53,7 +53,7 @@ impl ReplaceStage {
                 "expected a regular expression",
             ));
         }
-        let regex = Regex::new(&cfg.expression).map_err(|e| {
+        let regex = crate::pipeline::goregex::compile(&cfg.expression).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         if matches!(cfg.source.as_deref(), Some("")) {
@@ -209,6 +209,13 @@ mod tests {
     fn replaces_the_capture_in_the_line() {
         let e = run_line(r"11.11.11.11 - (\S+) .*", "dummy", ACCESS_LINE);
         assert_eq!(e.line, ACCESS_LINE.replace("frank", "dummy"));
+    }
+
+    #[test]
+    fn word_class_is_ascii_as_in_go() {
+        // Go's \w stops at "é"; a Unicode \w would take the whole word.
+        let e = run_line(r"(\w+)", "x", "café");
+        assert_eq!(e.line, "xé");
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //! boundary. Besides being faithful, the ASCII sets keep the compiled automata small enough
 //! for the crate's one-pass DFA, which extracts captures in a single scan; with Unicode `\w`
 //! or `\d` capture extraction fell back to a backtracker. Go's `\Q...\E` literal quoting is
-//! supported too. This module must not know about stages; it only rewrites pattern text.
+//! supported too. Every pattern a Promtail config carries (stages, selectors, template
+//! functions) is compiled through here. This module must not know about stages; it only
+//! rewrites pattern text.
 
 use regex::Regex;
 
 /// Compiles a Go regular expression with Go's meaning of `\d \w \s \b` (and their negations).
+/// An invalid pattern's error is the one its own text gives, which reads better than the
+/// translation's.
 pub fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&translate(pattern))
+    Regex::new(&translate(pattern)).map_err(|e| Regex::new(pattern).err().unwrap_or(e))
 }
 
 /// The `regex`-crate spelling of the Go pattern `pattern`.
