@@ -8,7 +8,9 @@
 //! each is sent when its `batchwait` runs out, and a line waits at most that long plus the
 //! agent's own delay (inotify wake-up, pipeline, encoding, the HTTP round trip).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod agent_process;
+
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -99,7 +101,7 @@ scrape_configs:
         .stderr(Stdio::piped())
         .spawn()
         .expect("start tailward");
-    wait_until_listening(child.stderr.take().expect("stderr"));
+    agent_process::listening_port(child.stderr.take().expect("stderr"));
     // Let the tailer open the file before the clock starts.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -171,25 +173,6 @@ fn parse_ms(duration: &str) -> u64 {
                 .and_then(|s| s.parse().ok())
                 .expect("batchwait like 1s or 500ms");
             (secs * 1000.0) as u64
-        }
-    }
-}
-
-fn wait_until_listening(stderr: std::process::ChildStderr) {
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("tailward exited before listening");
-        }
-        if line.contains("server listening") {
-            // Keep draining stderr so the agent never blocks on a full pipe.
-            std::thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = reader.read_to_end(&mut sink);
-            });
-            return;
         }
     }
 }

@@ -22,7 +22,9 @@
 //! acknowledgement-based positions on. Completion is read from the agent's own
 //! `promtail_sent_entries_total`, so the sink does no decoding work of its own.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod agent_process;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -192,7 +194,7 @@ clients:
         .spawn()
         .expect("start tailward");
     let pid = child.id();
-    let port = listening_port(child.stderr.take().expect("stderr"));
+    let port = agent_process::listening_port(child.stderr.take().expect("stderr"));
     loop {
         let sent = sent_entries(port);
         if sent >= lines as f64 {
@@ -224,8 +226,8 @@ clients:
     let run = Run {
         wall,
         shipping,
-        cpu_seconds: cpu_seconds(pid),
-        peak_rss_kib: peak_rss_kib(pid),
+        cpu_seconds: agent_process::cpu_seconds(pid),
+        peak_rss_kib: agent_process::status_kib(pid, "VmHWM"),
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -403,36 +405,6 @@ fn auth_line(line: &mut String, i: usize, rng: &mut XorShift) {
     };
 }
 
-fn listening_port(stderr: std::process::ChildStderr) -> u16 {
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            panic!("tailward exited before listening");
-        }
-        if let Some(addr) = line
-            .split("server listening")
-            .nth(1)
-            .and_then(|r| r.split("address=").nth(1))
-        {
-            let port = addr
-                .split_whitespace()
-                .next()
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| p.parse().ok());
-            if let Some(p) = port {
-                // Keep draining stderr so the agent never blocks on a full pipe.
-                std::thread::spawn(move || {
-                    let mut sink = Vec::new();
-                    let _ = reader.read_to_end(&mut sink);
-                });
-                return p;
-            }
-        }
-    }
-}
-
 fn sent_entries(port: u16) -> f64 {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return 0.0;
@@ -447,25 +419,4 @@ fn sent_entries(port: u16) -> f64 {
         .filter(|l| l.starts_with("promtail_sent_entries_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let after = stat.rsplit(')').next().expect("stat format");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / hz
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
