@@ -208,6 +208,24 @@ struct Outputs<'a> {
     queue: &'a mut VecDeque<Queued>,
 }
 
+impl<'a> Outputs<'a> {
+    fn new(
+        metrics: &'a Metrics,
+        done: &'a mut Vec<PipelineEntry>,
+        consumed: &'a mut Vec<AckToken>,
+        inspector: Option<&'a mut Inspector>,
+        queue: &'a mut VecDeque<Queued>,
+    ) -> Self {
+        Self {
+            metrics,
+            done,
+            consumed,
+            inspector,
+            queue,
+        }
+    }
+}
+
 /// An entry waiting to continue at `stage`; `released_by` names the holding stage that let
 /// it go, reported to the inspector when it continues.
 pub struct Queued {
@@ -315,13 +333,7 @@ pub async fn run_stages(
     consumed: &mut Vec<AckToken>,
 ) {
     let mut queue = VecDeque::new();
-    let mut out = Outputs {
-        metrics,
-        done,
-        consumed,
-        inspector: None,
-        queue: &mut queue,
-    };
+    let mut out = Outputs::new(metrics, done, consumed, None, &mut queue);
     let wait = advance(stages, start, entry, &mut out);
     wait_and_resume(stages, wait, &mut out).await;
 }
@@ -337,13 +349,7 @@ pub async fn release_stages(
     consumed: &mut Vec<AckToken>,
 ) {
     let mut queue = VecDeque::new();
-    let mut out = Outputs {
-        metrics,
-        done,
-        consumed,
-        inspector: None,
-        queue: &mut queue,
-    };
+    let mut out = Outputs::new(metrics, done, consumed, None, &mut queue);
     release_all(stages, now, flush_all, &mut out).await;
 }
 
@@ -419,13 +425,13 @@ impl Pipeline {
     }
 
     async fn run_entry(&mut self, entry: PipelineEntry) {
-        let mut outputs = Outputs {
-            metrics: &self.metrics,
-            done: &mut self.done,
-            consumed: &mut self.consumed,
-            inspector: self.inspector.as_mut(),
-            queue: &mut self.queue,
-        };
+        let mut outputs = Outputs::new(
+            &self.metrics,
+            &mut self.done,
+            &mut self.consumed,
+            self.inspector.as_mut(),
+            &mut self.queue,
+        );
         if let Some(wait) = advance(&mut self.stages, 0, entry, &mut outputs) {
             wait_and_resume(&mut self.stages, Some(wait), &mut outputs).await;
         }
@@ -475,13 +481,13 @@ impl Pipeline {
 
     /// Releases what holding stages have due at `now`, or everything when `flush_all`.
     pub async fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<Outgoing>) {
-        let mut outputs = Outputs {
-            metrics: &self.metrics,
-            done: &mut self.done,
-            consumed: &mut self.consumed,
-            inspector: self.inspector.as_mut(),
-            queue: &mut self.queue,
-        };
+        let mut outputs = Outputs::new(
+            &self.metrics,
+            &mut self.done,
+            &mut self.consumed,
+            self.inspector.as_mut(),
+            &mut self.queue,
+        );
         release_all(&mut self.stages, now, flush_all, &mut outputs).await;
         self.drain_into(out);
     }
