@@ -11,6 +11,7 @@ use chrono::{DateTime, FixedOffset};
 use tokio::time::Instant;
 
 use super::encode::label_pair_len;
+use super::recent::Recent;
 use crate::ack::AckToken;
 use crate::entry::Entry;
 use crate::labels::{LabelSet, TENANT_LABEL};
@@ -185,9 +186,7 @@ pub(crate) struct Batcher {
     /// line of a source shares one label storage (and the `labels` stage hands out one
     /// storage per distinct result), so a later line finds its stream by a pointer
     /// comparison instead of a tenant search and a label hash.
-    recent_streams: Vec<RecentStream>,
-    /// The entry of `recent_streams` to replace next once it is full.
-    next_recent: usize,
+    recent_streams: Recent<RecentStream, RECENT_STREAMS>,
     /// Where the default tenant's batch sits in `tenants`, once it has one this round.
     default_tenant_at: Option<usize>,
     tokens: Vec<AckToken>,
@@ -219,8 +218,7 @@ impl Batcher {
             default_tenant,
             send_structured_metadata,
             tenants: Vec::new(),
-            recent_streams: Vec::new(),
-            next_recent: 0,
+            recent_streams: Recent::default(),
             default_tenant_at: None,
             tokens: Vec::new(),
             opened_at: None,
@@ -318,7 +316,7 @@ impl Batcher {
     }
 
     fn recent_stream_of(&self, labels: &LabelSet) -> Option<&RecentStream> {
-        self.recent_streams.iter().find(|r| r.labels.ptr_eq(labels))
+        self.recent_streams.find(|r| r.labels.ptr_eq(labels))
     }
 
     pub fn add(&mut self, prepared: Prepared, now: Instant) -> Result<(), StreamLimited> {
@@ -406,17 +404,11 @@ impl Batcher {
         batch.bytes += size;
         batch.entries += 1;
         if let Some(labels) = remember {
-            let recent = RecentStream {
+            self.recent_streams.remember(RecentStream {
                 labels,
                 tenant: at,
                 stream,
-            };
-            if self.recent_streams.len() < RECENT_STREAMS {
-                self.recent_streams.push(recent);
-            } else {
-                self.recent_streams[self.next_recent] = recent;
-                self.next_recent = (self.next_recent + 1) % RECENT_STREAMS;
-            }
+            });
         }
         self.opened_at.get_or_insert(now);
         Ok(())
@@ -455,7 +447,6 @@ impl Batcher {
     pub fn clear(&mut self) -> Vec<AckToken> {
         // Tenant batches move in `retain`, so the remembered stream goes with the round.
         self.recent_streams.clear();
-        self.next_recent = 0;
         self.tenants.retain(|b| b.entries > 0);
         self.default_tenant_at = self
             .tenants

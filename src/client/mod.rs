@@ -3,9 +3,9 @@
 //! settles every ack token once the batch holding it is delivered or dropped on purpose.
 //!
 //! Owns the client task, its input channel and shutdown. Batching lives in `batch`, wire
-//! bodies in `encode` (schema in `logproto`), HTTP and retries in `push`, TLS in `tls`. It must
-//! not read files or positions: acks leave only through [`AckSender::settle`], in the order
-//! their tokens arrived.
+//! bodies in `encode` (schema in `logproto`), HTTP and retries in `push`, TLS in `tls`, short
+//! lists of recently seen values in `recent`. It must not read files or positions: acks
+//! leave only through [`AckSender::settle`], in the order their tokens arrived.
 //!
 //! While a batch is being retried the task does not read its input, so its queue (bounded by
 //! bytes, `clients[].queue.max_bytes`; see `queue`) fills and then the pipeline waits. Each
@@ -16,6 +16,7 @@ mod encode;
 pub mod logproto;
 mod push;
 pub mod queue;
+mod recent;
 mod tls;
 pub mod wal;
 

@@ -33,6 +33,7 @@ use chrono::{DateTime, FixedOffset, TimeZone};
 use tokio::sync::Notify;
 
 use super::queue::QueueReceiver;
+use super::recent::Recent;
 use crate::ack::{AckSender, AckToken, SourceId, push_coalesced};
 use crate::config::{WalConfig, WalFsync, WalWhenFull};
 use crate::entry::{Entry, Outgoing};
@@ -797,15 +798,14 @@ fn decode(bytes: &[u8]) -> Option<Entry> {
 /// batcher find the stream by pointer.
 #[derive(Default)]
 struct RecentLabels {
-    sets: Vec<(Vec<u8>, LabelSet)>,
-    next: usize,
+    sets: Recent<(Vec<u8>, LabelSet), RECENT_LABEL_SETS>,
 }
 
 const RECENT_LABEL_SETS: usize = 16;
 
 impl RecentLabels {
     fn get_or_decode(&mut self, encoded: &[u8], n: u32) -> Option<LabelSet> {
-        if let Some((_, set)) = self.sets.iter().find(|(bytes, _)| bytes == encoded) {
+        if let Some((_, set)) = self.sets.find(|(bytes, _)| bytes == encoded) {
             return Some(set.clone());
         }
         let mut c = Cursor(encoded);
@@ -815,13 +815,7 @@ impl RecentLabels {
             let v = c.str()?;
             labels.insert(k, v);
         }
-        let entry = (encoded.to_vec(), labels.clone());
-        if self.sets.len() < RECENT_LABEL_SETS {
-            self.sets.push(entry);
-        } else {
-            self.sets[self.next] = entry;
-            self.next = (self.next + 1) % RECENT_LABEL_SETS;
-        }
+        self.sets.remember((encoded.to_vec(), labels.clone()));
         Some(labels)
     }
 }
