@@ -89,6 +89,11 @@ impl Finalizer {
         self.committed != before
     }
 
+    /// The end of the last line issued (handed on), settled or not.
+    pub fn last_issued(&self) -> u64 {
+        self.last_issued
+    }
+
     /// How far the source is done: every line ending at or before it is settled everywhere.
     pub fn committed(&self) -> u64 {
         self.committed

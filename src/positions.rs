@@ -182,6 +182,18 @@ impl Positions {
         Some((offset, st.identities.get(path).copied()))
     }
 
+    /// How far this process has handed on the file `is_it` recognises, through a source whose
+    /// acknowledgements are still outstanding: until they arrive, the saved offset lags
+    /// behind what was already read and sent. `None` when no such source is alive.
+    pub fn handed_on(&self, mut is_it: impl FnMut(&FileIdentity) -> bool) -> Option<u64> {
+        let st = self.state();
+        st.sources
+            .values()
+            .filter(|s| s.identity.as_ref().is_some_and(&mut is_it))
+            .map(|s| s.finalizer.last_issued().max(s.last_offset.unwrap_or(0)))
+            .max()
+    }
+
     /// The first saved entry whose identity satisfies `is_it` (checked by the caller against
     /// a real file): (path, offset, identity).
     pub fn find(

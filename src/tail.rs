@@ -879,7 +879,13 @@ impl Tailer {
         let Ok(identity) = FileIdentity::of(&file, meta) else {
             return;
         };
-        if !self.claim(&identity) {
+        // A reader of this file that closed with lines still unacknowledged has read further
+        // than the saved offset says; what it handed on is not read again.
+        let start = self
+            .positions
+            .handed_on(|id| id.matches(&file, meta))
+            .map_or(start, |handed_on| start.max(handed_on));
+        if start >= meta.len() || !self.claim(&identity) {
             return;
         }
         tracing::info!(path = %self.path_label, rotated_to = %name, offset = start, "reading a rotated file not read to its end");
@@ -1656,6 +1662,36 @@ mod tests {
         h.set
             .start(&dir.path().join("app.log.1"), Arc::new(LabelSet::new()));
         nothing_more(&mut h.rx, Duration::from_millis(300)).await;
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_closed_before_its_lines_were_acknowledged_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        std::fs::write(&path, "old 1\nold 2\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        // Read and handed on, but a slow client has not acknowledged them yet.
+        let first = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        // Quiet for longer than rotate_wait, so the old file closes as soon as it is seen
+        // rotated, before the new file is opened and its rotated siblings are looked for.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+        std::fs::write(&path, "new 1\n").unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(800), h.rx.recv()).await
+        {
+            got.extend(b.iter().map(|(l, _)| l.to_string()));
+        }
+        assert_eq!(
+            got,
+            vec!["new 1"],
+            "the rotated file's lines went out twice"
+        );
     }
 
     #[tokio::test]
