@@ -6,10 +6,10 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use tailward::agent::logging;
 use tailward::agent::{self, RunOptions};
-use tailward::cli;
+use tailward::config::cli;
 use tailward::config::{self, Overrides};
-use tailward::logging;
 use tailward::pipeline_cases;
 
 fn main() -> ExitCode {
@@ -50,6 +50,12 @@ fn main() -> ExitCode {
         }
     }
     if cli.check_syntax {
+        // Building is the rest of the check; a run builds the same way once it starts.
+        let registry = std::sync::Arc::new(tailward::metrics::Metrics::new());
+        if let Err(e) = agent::build::build_jobs(&config, &path.display().to_string(), &registry) {
+            eprintln!("error: invalid config: {e}");
+            return ExitCode::from(1);
+        }
         println!(
             "Valid config file! No syntax issues found in {}",
             path.display()
@@ -76,8 +82,8 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         dry_run: cli.dry_run,
         inspect: cli.inspect,
-        notifier: tailward::systemd::Notifier::from_env(),
-        reload_from: Some(tailward::reload::Source {
+        notifier: tailward::agent::systemd::Notifier::from_env(),
+        reload_from: Some(tailward::agent::reload::Source {
             config_file: cli.config_file.clone(),
             overrides,
         }),

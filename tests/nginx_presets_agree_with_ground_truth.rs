@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use tailward::labels::LabelSet;
 use tailward::metrics::Metrics;
+use tailward::model::labels::LabelSet;
 use tailward::pipeline::stages::StageConfig;
 use tailward::pipeline::{
     BuildContext, PipelineEntry, build_stages, release_stages, run_stages, value_as_string,

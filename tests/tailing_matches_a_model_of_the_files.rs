@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tailward::ack;
-use tailward::entry::LineBatch;
-use tailward::labels::LabelSet;
+use tailward::delivery::positions::Positions;
 use tailward::metrics::Metrics;
-use tailward::positions::Positions;
-use tailward::tail::{FileAccess, PollConfig, TailOptions, TailerSet};
+use tailward::model::ack;
+use tailward::model::entry::LineBatch;
+use tailward::model::labels::LabelSet;
+use tailward::sources::files::tailer::{FileAccess, PollConfig, TailOptions, TailerSet};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Clone, Debug)]

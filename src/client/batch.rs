@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset};
 use tokio::time::Instant;
 
-use super::encode::label_pair_len;
+use super::logproto::label_pair_len;
 use super::recent::Recent;
-use crate::ack::AckToken;
-use crate::entry::Entry;
-use crate::labels::{LabelSet, TENANT_LABEL};
+use crate::model::ack::AckToken;
+use crate::model::entry::Entry;
+use crate::model::labels::{LabelSet, TENANT_LABEL};
 
 /// Limits that shape batches; zero turns `max_streams` and `max_line_size` off.
 #[derive(Clone, Copy, Debug)]
@@ -417,7 +417,7 @@ impl Batcher {
     /// Holds a token to be settled with the set, after everything received before it.
     pub fn hold_token(&mut self, token: AckToken, now: Instant) {
         // One token per run of consecutive lines: settling it settles exactly those lines.
-        crate::ack::push_coalesced(&mut self.tokens, token);
+        crate::model::ack::push_coalesced(&mut self.tokens, token);
         self.opened_at.get_or_insert(now);
     }
 
@@ -461,7 +461,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::SourceId;
+    use crate::model::ack::SourceId;
 
     fn limits() -> BatchLimits {
         BatchLimits {

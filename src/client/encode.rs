@@ -16,7 +16,7 @@ use flate2::write::GzEncoder;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::batch::{StreamEntry, TenantBatch};
-use super::logproto::tags;
+use super::logproto::{label_pair_len, string_field_len, tags};
 use crate::config::{PushCompression, PushFormat};
 
 #[derive(Debug)]
@@ -156,22 +156,6 @@ fn compress_appending(
     out.copy_within(start + header..start + n, start);
     out.truncate(start + n - header);
     Ok(())
-}
-
-/// The protobuf-encoded length of a `LabelPairAdapter`; Promtail sizes structured metadata
-/// in batches by this (gogo's `LabelAdapter.Size()`).
-pub(crate) fn label_pair_len(name: &str, value: &str) -> usize {
-    string_field_len(tags::LABEL_PAIR_NAME, name.len())
-        + string_field_len(tags::LABEL_PAIR_VALUE, value.len())
-}
-
-/// proto3 leaves empty strings out.
-fn string_field_len(tag: u32, len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(len as u64) + len
-    }
 }
 
 fn message_field_len(tag: u32, len: usize) -> usize {
@@ -417,8 +401,8 @@ mod tests {
     use super::*;
     use crate::client::batch::{BatchLimits, Batcher, Shaped};
     use crate::client::logproto::{LabelPairAdapter, PushRequest, Timestamp};
-    use crate::entry::Entry;
-    use crate::labels::LabelSet;
+    use crate::model::entry::Entry;
+    use crate::model::labels::LabelSet;
 
     fn batcher_with(entries: Vec<Entry>) -> Batcher {
         let limits = BatchLimits {

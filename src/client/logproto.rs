@@ -3,7 +3,10 @@
 //!
 //! Owns the wire schema only. The client writes this format directly from its batches (see
 //! `encode`), so these types serve decoding: tests and test receivers read pushes with them.
-//! Field numbers must stay exactly as in push.proto; nothing else belongs here.
+//! Field numbers must stay exactly as in push.proto; beside them only the encoded sizes that
+//! batching needs before anything is encoded ([`label_pair_len`]).
+
+use prost::encoding::{encoded_len_varint, key_len};
 
 /// `logproto.PushRequest`: the body of `POST /loki/api/v1/push` (snappy block-compressed).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -65,4 +68,20 @@ pub(crate) mod tags {
     pub const LABEL_PAIR_VALUE: u32 = 2;
     pub const TIMESTAMP_SECONDS: u32 = 1;
     pub const TIMESTAMP_NANOS: u32 = 2;
+}
+
+/// The protobuf-encoded length of a `LabelPairAdapter`; Promtail sizes structured metadata
+/// in batches by this (gogo's `LabelAdapter.Size()`).
+pub(crate) fn label_pair_len(name: &str, value: &str) -> usize {
+    string_field_len(tags::LABEL_PAIR_NAME, name.len())
+        + string_field_len(tags::LABEL_PAIR_VALUE, value.len())
+}
+
+/// proto3 leaves empty strings out.
+pub(crate) fn string_field_len(tag: u32, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
 }

@@ -37,11 +37,11 @@ use self::batch::{BatchLimits, Batcher, Shaped, StreamLimited};
 use self::push::{Abandon, Delivery, Pusher};
 use self::queue::{QueueGauges, QueueReceiver, QueueSender};
 use self::wal::{Wal, WalReader};
-use crate::ack::AckSender;
 use crate::config::{ClientConfig, LimitsConfig, WalConfig};
-use crate::entry::Outgoing;
-use crate::labels::LabelSet;
 use crate::metrics::Metrics;
+use crate::model::ack::AckSender;
+use crate::model::entry::Outgoing;
+use crate::model::labels::LabelSet;
 
 const REASON_LINE_TOO_LONG: &str = "line_too_long";
 const REASON_STREAM_LIMITED: &str = "stream_limited";

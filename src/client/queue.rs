@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prometheus::IntGauge;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::entry::Outgoing;
+use crate::model::entry::Outgoing;
 
 /// What one queued item's slot in its chunk costs, beside the heap memory its entry owns
 /// (labels are shared by every entry of a stream and not counted).
@@ -179,7 +179,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ack::{AckToken, SourceId};
+    use crate::model::ack::{AckToken, SourceId};
 
     fn consumed(n: u64) -> Vec<Outgoing> {
         (1..=n)

@@ -20,10 +20,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::logproto::PushRequest;
 use super::*;
-use crate::ack::{self, AckReceiver, AckToken, SourceId};
 use crate::config::{BackoffConfig, BasicAuth, GoDuration, PushCompression, PushFormat};
-use crate::entry::Entry;
-use crate::labels::TENANT_LABEL;
+use crate::model::ack::{self, AckReceiver, AckToken, SourceId};
+use crate::model::entry::Entry;
+use crate::model::labels::TENANT_LABEL;
 
 const PUSH_PATH: &str = "/loki/api/v1/push";
 

@@ -34,11 +34,11 @@ use tokio::sync::Notify;
 
 use super::queue::QueueReceiver;
 use super::recent::Recent;
-use crate::ack::{AckSender, AckToken, SourceId, push_coalesced};
 use crate::config::{WalConfig, WalFsync, WalWhenFull};
-use crate::entry::{Entry, Outgoing};
-use crate::labels::LabelSet;
 use crate::metrics::Metrics;
+use crate::model::ack::{AckSender, AckToken, SourceId, push_coalesced};
+use crate::model::entry::{Entry, Outgoing};
+use crate::model::labels::LabelSet;
 
 /// The source id of tokens that name a WAL position rather than a file line; they never
 /// leave the client.
@@ -855,8 +855,8 @@ fn decode_with(bytes: &[u8], recent: &mut RecentLabels) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack;
     use crate::client::queue;
+    use crate::model::ack;
 
     fn entry(line: &str) -> Entry {
         Entry {

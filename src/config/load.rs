@@ -8,10 +8,7 @@ use figment::providers::{Format, Yaml};
 use figment::value::Value;
 
 use super::{ClientConfig, Config, expand_env};
-use crate::labels::is_valid_label_name;
-use crate::metrics::Metrics;
-use crate::pipeline::{BuildContext, Pipeline};
-use std::sync::Arc;
+use crate::model::labels::is_valid_label_name;
 
 /// Settings given on the command line; they win over the file, as in Promtail.
 #[derive(Clone, Debug, Default)]
@@ -115,7 +112,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    fn new(file: &str, key_path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(file: &str, key_path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             file: file.to_string(),
             key_path: key_path.into(),
@@ -548,7 +545,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                     "expected a __path__ label naming the files to tail, e.g. __path__: /var/log/*.log",
                 ));
             }
-            for (k, v) in &st.labels {
+            for k in st.labels.keys() {
                 if !is_valid_label_name(k) {
                     return Err(ConfigError::new(
                         name,
@@ -556,25 +553,8 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                         "invalid label name: expected [a-zA-Z_][a-zA-Z0-9_]*",
                     ));
                 }
-                if (k == "__path__" || k == "__path_exclude__")
-                    && !v.is_empty()
-                    && let Err(e) = crate::discovery::compile_glob(v)
-                {
-                    return Err(ConfigError::new(name, sat(&format!("labels.{k}")), e));
-                }
             }
         }
-        for (r, rc) in sc.relabel_configs.iter().enumerate() {
-            crate::discovery::relabel::Relabeler::new(rc).map_err(|(key, msg)| {
-                ConfigError::new(name, at(&format!("relabel_configs[{r}].{key}")), msg)
-            })?;
-        }
-        let ctx = BuildContext::new(&sc.job_name, Arc::new(Metrics::new()));
-        // The key path locates the stage; the job's name is what a reader searches for.
-        Pipeline::build(&at("pipeline_stages"), &sc.pipeline_stages, &ctx).map_err(|e| {
-            let message = format!("{} (job {:?})", e.message, sc.job_name);
-            ConfigError::new(name, e.key_path, message)
-        })?;
     }
     Ok(())
 }

@@ -5,19 +5,19 @@
 //! anything: building tailers, pipelines or clients from a config is the runtime's job.
 //! Stage configs live beside their stages (`pipeline::stages`), not here.
 
+pub mod cli;
 mod expand_env;
 pub mod load;
 mod redact;
-pub mod units;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::units::{ByteSize, GoDuration};
 pub use expand_env::expand_env;
 pub use load::{ConfigError, Overrides, load, load_str};
 pub use redact::redacted_yaml;
-pub use units::{ByteSize, GoDuration};
 
 use crate::pipeline::stages::StageConfig;
 
@@ -574,7 +574,7 @@ impl ScrapeConfig {
 }
 
 /// Promtail's `decompression` block: every file of the job is a compressed archive, read
-/// once to its end (see [`crate::tail`]'s `decompress` module).
+/// once to its end (see [`crate::sources::files::tailer`]'s `decompress` module).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecompressionConfig {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
-use crate::labels::LabelSet;
+use crate::model::labels::LabelSet;
 
 /// The shared part: a source's labels as extracted values, sorted by name (a label set is
 /// already sorted and duplicate-free, and a handful of names is searched fastest that way).

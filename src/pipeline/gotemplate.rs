@@ -42,7 +42,7 @@ use regex::Regex;
 use sha2::Digest as _;
 
 use super::gojson::{JsonFlavor, write_json_string};
-use crate::labels::quote_go_into;
+use crate::model::labels::quote_go_into;
 
 /// The data a template reads: Promtail passes a map of strings, so a field is a string or
 /// missing.

@@ -42,7 +42,7 @@ use serde_json::Value;
 
 use super::gotime::append_dry_run;
 use super::{Extracted, PipelineEntry, Verdict, value_as_string};
-use crate::labels::{LabelSet, quote_go_into};
+use crate::model::labels::{LabelSet, quote_go_into};
 
 /// Writes each stage's changes to an entry as the pipeline runs.
 pub struct Inspector {

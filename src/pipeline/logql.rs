@@ -18,7 +18,7 @@ use std::fmt;
 use memchr::memmem;
 use regex::Regex;
 
-use crate::labels::LabelSet;
+use crate::model::labels::LabelSet;
 
 /// A parsed selector, ready to test entries.
 #[derive(Debug)]

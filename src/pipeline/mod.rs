@@ -11,9 +11,11 @@ pub mod goregex;
 pub mod gotemplate;
 pub mod gotime;
 pub mod inspect;
+pub mod liveness;
 pub mod logql;
 pub mod presets;
 pub mod stages;
+pub mod task;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -24,10 +26,10 @@ use std::time::Instant;
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use crate::ack::AckToken;
-use crate::entry::{Entry, LineBatch, Outgoing};
-use crate::labels::LabelSet;
 use crate::metrics::{Metrics, PipelineMetrics};
+use crate::model::ack::AckToken;
+use crate::model::entry::{Entry, LineBatch, Outgoing};
+use crate::model::labels::LabelSet;
 use stages::{StageConfig, StageError};
 
 pub use extracted::Extracted;
@@ -517,7 +519,7 @@ fn count_drop(m: &PipelineMetrics, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::SourceId;
+    use crate::model::ack::SourceId;
 
     fn pipeline(stages: serde_json::Value) -> Pipeline {
         let configs: Vec<StageConfig> = serde_json::from_value(stages).unwrap();

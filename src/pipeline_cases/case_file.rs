@@ -34,7 +34,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::labels::{LabelSet, is_valid_label_name};
+use crate::model::labels::{LabelSet, is_valid_label_name};
 
 /// When a case does not say, entries are read at this time, so timestamps of lines no stage
 /// re-times are the same on every run.
@@ -208,7 +208,10 @@ pub fn parse(text: &str, path: &Path) -> Result<CaseFile, CaseFileError> {
             let labels = match re.labels {
                 Some(map) => {
                     let pairs = label_pairs(map).map_err(|m| at("labels", m))?;
-                    if pairs.iter().any(|(k, _)| k == crate::labels::TENANT_LABEL) {
+                    if pairs
+                        .iter()
+                        .any(|(k, _)| k == crate::model::labels::TENANT_LABEL)
+                    {
                         return Err(at(
                             "labels",
                             "expect the tenant with `tenant:`, not as a label".into(),

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 
 use crate::config::{self, Config, Overrides, ScrapeConfig};
-use crate::entry::{Entry, Outgoing};
-use crate::labels::{LabelSet, TENANT_LABEL, quote_go_into};
 use crate::metrics::Metrics;
+use crate::model::entry::{Entry, Outgoing};
+use crate::model::labels::{LabelSet, TENANT_LABEL, quote_go_into};
 use crate::pipeline::inspect::Inspector;
 use crate::pipeline::{BuildContext, Pipeline, PipelineEntry};
 use case_file::{Case, CaseFile, Expected};
@@ -131,7 +131,11 @@ fn load(path: &Path, overrides: &Overrides) -> Result<(CaseFile, Config), String
             )
         })?,
     };
-    let (config, _) = config::load(&config_path.display().to_string(), overrides)
+    let name = config_path.display().to_string();
+    let (config, _) = config::load(&name, overrides)
+        .map_err(|e| format!("{}: invalid config: {e}", path.display()))?;
+    // The whole config must build, as `-check-syntax` requires, not only the job under test.
+    crate::agent::build::build_jobs(&config, &name, &Arc::new(Metrics::new()))
         .map_err(|e| format!("{}: invalid config: {e}", path.display()))?;
     Ok((file, config))
 }

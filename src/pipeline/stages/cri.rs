@@ -34,9 +34,9 @@ use super::labels::{LabelsConfig, LabelsStage};
 use super::output::{OutputConfig, OutputStage};
 use super::regex::{RegexConfig, RegexStage};
 use super::timestamp::{TimestampConfig, TimestampStage};
-use crate::ack::AckToken;
-use crate::config::ByteSize;
-use crate::labels::LabelSet;
+use crate::model::ack::AckToken;
+use crate::model::labels::LabelSet;
+use crate::model::units::ByteSize;
 use crate::pipeline::{PipelineEntry, Stage, Verdict};
 
 /// Promtail's CRI expression, verbatim.
@@ -213,7 +213,7 @@ impl Stage for CriStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::{AckToken, SourceId};
+    use crate::model::ack::{AckToken, SourceId};
     use crate::pipeline::stages::testing::{entry, read_time};
 
     fn stage(max_partial_lines: usize, size: u64, truncate: bool) -> CriStage {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::StageError;
-use crate::config::{ByteSize, GoDuration};
+use crate::model::units::{ByteSize, GoDuration};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 const DEFAULT_DROP_REASON: &str = "drop_stage";
@@ -326,10 +326,10 @@ mod tests {
     fn older_than_compares_with_now() {
         let mut s = stage("{older_than: 1h}");
         let mut old = entry("x", &[]);
-        old.timestamp = crate::clock::now() - chrono::Duration::hours(2);
+        old.timestamp = crate::model::clock::now() - chrono::Duration::hours(2);
         assert!(drops(&mut s, &mut old));
         let mut recent = entry("x", &[]);
-        recent.timestamp = crate::clock::now() - chrono::Duration::minutes(30);
+        recent.timestamp = crate::model::clock::now() - chrono::Duration::minutes(30);
         assert!(!drops(&mut s, &mut recent));
     }
 

@@ -25,7 +25,7 @@ use maxminddb::{Reader, geoip2};
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::LabelSet;
+use crate::model::labels::LabelSet;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -44,7 +44,7 @@ impl Stage for LabelAllowStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::TENANT_LABEL;
+    use crate::model::labels::TENANT_LABEL;
     use crate::pipeline::stages::testing::entry;
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::{LabelSet, is_valid_label_name};
+use crate::model::labels::{LabelSet, is_valid_label_name};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 /// Map of label name to extracted key (null or empty: the same name).
@@ -155,7 +155,7 @@ impl Stage for LabelsStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::LabelSet;
+    use crate::model::labels::LabelSet;
     use crate::pipeline::stages::testing::entry;
     use serde_json::{Value, json};
 

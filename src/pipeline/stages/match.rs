@@ -39,8 +39,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{StageConfig, StageError};
-use crate::ack::AckToken;
 use crate::metrics::Metrics;
+use crate::model::ack::AckToken;
 use crate::pipeline::logql::{Selector, parse_selector};
 use crate::pipeline::{
     BuildContext, Extracted, PipelineEntry, Stage, Verdict, build_stages, next_deadline,
@@ -380,7 +380,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ack::SourceId;
+    use crate::model::ack::SourceId;
     use crate::pipeline::stages::testing::entry;
 
     fn ctx() -> BuildContext {

@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
-use crate::config::GoDuration;
-use crate::config::units::parse_duration;
+use crate::model::units::GoDuration;
+use crate::model::units::parse_duration;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, value_as_string};
 use families::{Family, FamilyKind, FamilySpec, SeriesLimits};
 

@@ -184,7 +184,7 @@ impl StageConfig {
 pub(crate) mod testing {
     use chrono::{DateTime, FixedOffset};
 
-    use crate::labels::LabelSet;
+    use crate::model::labels::LabelSet;
     use crate::pipeline::PipelineEntry;
 
     pub fn read_time() -> DateTime<FixedOffset> {

@@ -34,9 +34,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::ack::AckToken;
-use crate::config::GoDuration;
-use crate::labels::LabelSet;
+use crate::model::ack::AckToken;
+use crate::model::labels::LabelSet;
+use crate::model::units::GoDuration;
 use crate::pipeline::{Extracted, PipelineEntry, Stage, Verdict};
 
 const DEFAULT_MAX_WAIT: GoDuration = GoDuration::from_secs(3);
@@ -254,7 +254,7 @@ impl Stage for MultilineStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::SourceId;
+    use crate::model::ack::SourceId;
     use crate::pipeline::stages::testing::{entry, read_time};
     use serde_json::json;
 
@@ -545,8 +545,8 @@ mod tests {
 
     #[tokio::test]
     async fn released_blocks_continue_through_the_later_stages_of_a_pipeline() {
-        use crate::entry::Outgoing;
         use crate::metrics::Metrics;
+        use crate::model::entry::Outgoing;
         use crate::pipeline::stages::StageConfig;
         use crate::pipeline::{BuildContext, Pipeline};
 

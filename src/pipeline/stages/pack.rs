@@ -78,7 +78,7 @@ impl Stage for PackStage {
         packed.push('}');
         entry.line = packed;
         if self.ingest_timestamp {
-            entry.timestamp = crate::clock::now();
+            entry.timestamp = crate::model::clock::now();
         }
         Verdict::Keep
     }
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn ingest_timestamp_defaults_to_now() {
         let mut e = entry("x", &[]);
-        let before = crate::clock::now();
+        let before = crate::model::clock::now();
         stage(&[], None).process(&mut e);
         assert!(e.timestamp >= before, "timestamp not moved to now");
         let mut e = entry("x", &[]);

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use super::StageError;
 use super::r#match::MatchStage;
-use crate::ack::AckToken;
+use crate::model::ack::AckToken;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, build_stages, presets};
 
 /// `preset: NAME` or `preset: {name: NAME, parameters: {...}}`.

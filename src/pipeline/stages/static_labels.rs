@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::is_valid_label_name;
+use crate::model::labels::is_valid_label_name;
 use crate::pipeline::{PipelineEntry, Stage, Verdict};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

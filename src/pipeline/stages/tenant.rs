@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::TENANT_LABEL;
+use crate::model::labels::TENANT_LABEL;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

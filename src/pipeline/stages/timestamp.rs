@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::labels::LabelSet;
+use crate::model::labels::LabelSet;
 use crate::pipeline::gotime::TimestampFormat;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 

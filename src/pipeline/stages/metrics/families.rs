@@ -28,8 +28,8 @@ use prometheus::Registry;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 
-use crate::labels::{LabelSet, is_valid_label_name};
 use crate::metrics::Metrics;
+use crate::model::labels::{LabelSet, is_valid_label_name};
 
 /// Series idle past their limit are also dropped when a new series arrives at most this
 /// often, so memory stays bounded when nobody scrapes `/metrics`.

@@ -4,7 +4,7 @@
 //!
 //! Owns starting a job from its config and stopping it with a full drain (tailers finish
 //! their batch, the pipeline releases what it holds, acknowledgements settle). It must not
-//! compare configs ([`crate::reload`] does) nor own clients or positions.
+//! compare configs ([`crate::agent::reload`] does) nor own clients or positions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,16 +13,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::agent::spawn_pipeline;
+use crate::agent::build::BuiltJob;
 use crate::client::queue::Fanout;
 use crate::config::{Config, ScrapeConfig};
-use crate::discovery;
+use crate::delivery::positions::Positions;
 use crate::metrics::Metrics;
-use crate::pipeline::{BuildContext, Pipeline};
-use crate::positions::Positions;
-use crate::systemd::Liveness;
-use crate::tail::{Decompression, FileAccess, TailOptions, TailerSet};
-use crate::targets_view::TargetsView;
+use crate::pipeline::liveness::Liveness;
+use crate::pipeline::task::{self, EntryOutput};
+use crate::sources::files::discovery;
+use crate::sources::files::tailer::{Decompression, FileAccess, TailOptions, TailerSet};
+use crate::sources::targets_view::TargetsView;
 
 /// What every job shares.
 #[derive(Clone)]
@@ -52,28 +52,25 @@ pub struct Jobs {
     pub running: BTreeMap<String, RunningJob>,
 }
 
-/// Builds job `index` of `config` and starts it; nothing runs when building fails.
+/// Starts `job` of `config` from its built pipeline and relabelers ([`crate::agent::build`]).
 pub fn start(
     ctx: &JobContext,
     config: &Config,
-    index: usize,
     job: &ScrapeConfig,
+    built: BuiltJob,
 ) -> Result<RunningJob, String> {
-    let build = BuildContext::new(&job.job_name, ctx.metrics.clone());
-    let pipeline = Pipeline::build(
-        &format!("scrape_configs[{index}].pipeline_stages"),
-        &job.pipeline_stages,
-        &build,
-    )
-    .map_err(|e| e.to_string())?;
+    let BuiltJob {
+        pipeline,
+        relabelers,
+    } = built;
     let pipeline = if ctx.inspect {
         pipeline.with_inspector(crate::pipeline::inspect::Inspector::stderr())
     } else {
         pipeline
     };
     if let Some(journal) = &job.journal {
-        let source = crate::journal::JournalSource::new(job, journal)?;
-        let (input, pipeline_task) = spawn_pipeline(
+        let source = crate::sources::journal::JournalSource::new(job, journal, relabelers);
+        let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),
             ctx.liveness.register(&job.job_name),
@@ -89,7 +86,7 @@ pub fn start(
             targets: 0,
         });
     }
-    let (targets, dropped) = discovery::discover(job, &ctx.metrics)?;
+    let (targets, dropped) = discovery::discover(job, &relabelers, &ctx.metrics)?;
     // Validated at load; an error here means the config did not come through it.
     let encoding = job
         .file_encoding()
@@ -98,7 +95,7 @@ pub fn start(
     let target_count = targets.len();
     ctx.metrics.files.targets_active.add(target_count as f64);
 
-    let (input, pipeline_task) = spawn_pipeline(
+    let (input, pipeline_task) = task::spawn(
         pipeline,
         ctx.fanout.clone(),
         ctx.liveness.register(&job.job_name),
@@ -167,7 +164,7 @@ impl Jobs {
                     stopping
                         .iter()
                         .filter(|(_, job)| job.config.journal.is_some())
-                        .map(|(name, _)| crate::journal::cursor_key(name)),
+                        .map(|(name, _)| crate::sources::journal::cursor_key(name)),
                 )
                 .collect()
         };
@@ -188,5 +185,11 @@ impl Jobs {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+impl EntryOutput for Fanout {
+    async fn send(&self, items: Vec<crate::model::entry::Outgoing>) -> bool {
+        Fanout::send(self, items).await
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 use crate::config::{RelabelAction, RelabelConfig};
-use crate::labels::is_valid_label_name;
+use crate::model::labels::is_valid_label_name;
 
 pub struct Relabeler {
     source_labels: Vec<String>,

@@ -5,34 +5,37 @@
 //! buffer) within `server.graceful_shutdown_timeout`, then save positions. A second SIGTERM
 //! or SIGINT stops waiting at once; positions are still saved, holding only what was
 //! acknowledged. Tells systemd (through
-//! [`crate::systemd`]) when it is ready, reloading and stopping.
+//! [`crate::agent::systemd`]) when it is ready, reloading and stopping.
 //!
 //! It must not contain the logic of any one part; each lives in its own module.
+
+pub mod build;
+pub mod dry_run;
+pub mod jobs;
+pub mod logging;
+pub mod reload;
+pub mod server;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::ack;
 use crate::client;
 use crate::client::queue::Fanout;
 use crate::config::Config;
-use crate::discovery;
-use crate::dry_run;
-use crate::entry::LineBatch;
-use crate::jobs;
-use crate::labels::LabelSet;
+use crate::delivery::positions::Positions;
 use crate::metrics::Metrics;
+use crate::model::ack;
+use crate::pipeline::liveness::Liveness;
+use crate::pipeline::task;
 use crate::pipeline::{BuildContext, Pipeline};
-use crate::positions::Positions;
-use crate::reload;
-use crate::server;
-use crate::systemd::{self, Heartbeat, Liveness, Notifier};
-use crate::tail::FileAccess;
-use crate::targets_view::TargetsView;
+use crate::sources::files::tailer::FileAccess;
+use crate::sources::stdin;
+use crate::sources::targets_view::TargetsView;
+use systemd::Notifier;
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -73,23 +76,9 @@ pub async fn run(
     let stdin_mode = config.target_config.stdin;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    // Build every pipeline first: a bad stage config stops startup before anything runs.
-    let mut pipelines = Vec::new();
-    for (i, job) in config.scrape_configs.iter().enumerate() {
-        let ctx = BuildContext::new(&job.job_name, metrics.clone());
-        let p = Pipeline::build(
-            &format!("scrape_configs[{i}].pipeline_stages"),
-            &job.pipeline_stages,
-            &ctx,
-        )
-        .map_err(|e| AgentError(e.to_string()))?;
-        let p = if opts.inspect {
-            p.with_inspector(crate::pipeline::inspect::Inspector::stderr())
-        } else {
-            p
-        };
-        pipelines.push(p);
-    }
+    // Build every job first: a bad stage config stops startup before anything runs.
+    let built = build::build_jobs(&config, &config_name(&opts), &metrics)
+        .map_err(|e| AgentError(format!("invalid config: {e}")))?;
 
     let clients_count = clients_needed(&config, &opts);
     if !opts.dry_run && clients_count == 0 {
@@ -148,7 +137,7 @@ pub async fn run(
         )))
     };
 
-    // Stdin: one pipeline fed by stdin. Files: one job per scrape config (crate::jobs), each
+    // Stdin: one pipeline fed by stdin. Files: one job per scrape config (crate::agent::jobs), each
     // with its own stop so a reload can keep, stop or start it alone.
     let mut stdin_tasks = Vec::new();
     let (stdin_done_tx, mut stdin_done_rx) = mpsc::channel::<()>(1);
@@ -160,31 +149,35 @@ pub async fn run(
         targets_view: targets_view.clone(),
         file_access: FileAccess::new(
             config.target_config.inotify,
-            crate::open_files::fit_to_descriptor_limit(config.target_config.max_open_files),
+            crate::sources::files::open_files::fit_to_descriptor_limit(
+                config.target_config.max_open_files,
+            ),
             &metrics,
         ),
         inspect: opts.inspect,
     };
     let mut running_jobs = jobs::Jobs::default();
     if stdin_mode {
-        let labels = stdin_labels(&config);
+        let labels = stdin::labels(&config);
         // Promtail runs stdin with the first job's pipeline, or an empty one.
-        let pipeline = match pipelines.into_iter().next() {
-            Some(p) => p,
+        let pipeline = match built.into_iter().next() {
+            Some(job) if opts.inspect => job
+                .pipeline
+                .with_inspector(crate::pipeline::inspect::Inspector::stderr()),
+            Some(job) => job.pipeline,
             None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                 .map_err(|e| AgentError(e.to_string()))?,
         };
         let (input, task) =
-            spawn_pipeline(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
+            task::spawn(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
         stdin_tasks.push(task);
         stdin_tasks.push(tokio::spawn(async move {
-            read_stdin(input, Arc::new(labels)).await;
+            stdin::read(input, Arc::new(labels)).await;
             let _ = stdin_done_tx.send(()).await;
         }));
     } else {
-        drop(pipelines);
-        for (i, job) in config.scrape_configs.iter().enumerate() {
-            let running = jobs::start(&job_ctx, &config, i, job).map_err(AgentError)?;
+        for (job, built) in config.scrape_configs.iter().zip(built) {
+            let running = jobs::start(&job_ctx, &config, job, built).map_err(AgentError)?;
             running_jobs.running.insert(job.job_name.clone(), running);
         }
     }
@@ -220,15 +213,20 @@ pub async fn run(
             Some(request) = reload_rx.recv(), if opts.reload_from.is_some() && !stdin_mode => {
                 let Some(source) = &opts.reload_from else { continue };
                 opts.notifier.reloading();
-                let result = match reload::read_new_config(source, &config) {
-                    Ok(new) => {
+                let result = reload::read_new_config(source, &config).and_then(|new| {
+                    build::build_jobs(&new, &source.config_file, &metrics)
+                        .map(|built| (new, built))
+                        .map_err(|e| e.to_string())
+                });
+                let result = match result {
+                    Ok((new, built)) => {
                         let mut live = Live {
                             sinks,
                             ack_task,
                             job_ctx: &mut job_ctx,
                             jobs: &mut running_jobs,
                         };
-                        let applied = apply_reload(&mut live, &config, &new, &opts, &metrics).await;
+                        let applied = apply_reload(&mut live, &config, &new, built, &opts, &metrics).await;
                         (sinks, ack_task) = (live.sinks, live.ack_task);
                         if applied.is_ok() {
                             config = new;
@@ -329,6 +327,7 @@ async fn apply_reload(
     live: &mut Live<'_>,
     running: &Config,
     new: &Config,
+    built: Vec<build::BuiltJob>,
     opts: &RunOptions,
     metrics: &Arc<Metrics>,
 ) -> Result<(), String> {
@@ -363,9 +362,13 @@ async fn apply_reload(
         live.job_ctx.fanout = fanout;
     }
     let mut failed = Vec::new();
+    let mut built: Vec<Option<build::BuiltJob>> = built.into_iter().map(Some).collect();
     for i in plan.start {
         let job = &new.scrape_configs[i];
-        match jobs::start(live.job_ctx, new, i, job) {
+        let Some(built) = built.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        match jobs::start(live.job_ctx, new, job, built) {
             Ok(running) => {
                 live.jobs.running.insert(job.job_name.clone(), running);
             }
@@ -378,6 +381,13 @@ async fn apply_reload(
     } else {
         Err(failed.join("; "))
     }
+}
+
+/// The config file's name for error messages.
+fn config_name(opts: &RunOptions) -> String {
+    opts.reload_from
+        .as_ref()
+        .map_or_else(|| "config".to_string(), |s| s.config_file.clone())
 }
 
 /// The clients (or the dry-run printer), their fanout, and the acknowledgements they send.
@@ -436,11 +446,6 @@ async fn finish_sinks(sinks: Sinks, left: Duration) {
     }
 }
 
-/// Batches of read lines a job's pipeline input holds before its sources wait. Two keep the
-/// pipeline busy while a tailer reads the next chunk (the benchmarks run as fast with 2 as
-/// with 8); each more holds up to one more read chunk.
-const PIPELINE_INPUT_BATCHES: usize = 2;
-
 /// Resolves on the next SIGTERM or SIGINT after it was called (never if they cannot be
 /// watched).
 fn second_signal() -> impl std::future::Future<Output = ()> {
@@ -458,125 +463,6 @@ fn second_signal() -> impl std::future::Future<Output = ()> {
                 }
             }
             _ => std::future::pending().await,
-        }
-    }
-}
-
-/// Starts a job's pipeline task; returns the sender its sources feed and the task.
-/// The task beats `heartbeat` on every turn, and while idle or waiting on a full client,
-/// so the systemd watchdog is fed only while the task is really being run.
-pub(crate) fn spawn_pipeline(
-    mut pipeline: Pipeline,
-    fanout: Fanout,
-    heartbeat: Heartbeat,
-) -> (mpsc::Sender<LineBatch>, tokio::task::JoinHandle<()>) {
-    // Each batch is up to one read chunk of a file: a few in flight keep the pipeline busy
-    // while the tailers read; more only hold memory.
-    let (tx, mut rx) = mpsc::channel::<LineBatch>(PIPELINE_INPUT_BATCHES);
-    let task = tokio::spawn(async move {
-        let mut out = Vec::new();
-        let mut beat = heartbeat.interval();
-        loop {
-            heartbeat.beat();
-            // Holding stages (multiline) release on their own deadlines too.
-            let deadline = pipeline.next_deadline();
-            tokio::select! {
-                batch = rx.recv() => match batch {
-                    Some(batch) => pipeline.run_batch(&batch, &mut out).await,
-                    None => break,
-                },
-                _ = sleep_until_deadline(deadline) => {
-                    pipeline.release(std::time::Instant::now(), false, &mut out).await;
-                }
-                _ = next_beat(&mut beat) => continue,
-            }
-            if !out.is_empty() {
-                // The next read is about as long: sized to this one, the chunk the queue
-                // holds carries no spare capacity from growing by doubling.
-                let next = Vec::with_capacity(out.len());
-                let send = fanout.send(std::mem::replace(&mut out, next));
-                tokio::pin!(send);
-                let delivered = loop {
-                    tokio::select! {
-                        ok = &mut send => break ok,
-                        _ = next_beat(&mut beat) => heartbeat.beat(),
-                    }
-                };
-                if !delivered {
-                    return;
-                }
-            }
-        }
-        // Input ended (shutdown, or end of stdin): everything held goes out.
-        pipeline
-            .release(std::time::Instant::now(), true, &mut out)
-            .await;
-        if !out.is_empty() {
-            fanout.send(out).await;
-        }
-    });
-    (tx, task)
-}
-
-async fn next_beat(beat: &mut Option<tokio::time::Interval>) {
-    match beat {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_deadline(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Promtail's stdin target labels: the first job's static labels (without `__` ones), or
-/// `job="stdin"` and `hostname` when no scrape config exists.
-fn stdin_labels(config: &Config) -> LabelSet {
-    match config.scrape_configs.first() {
-        Some(job) => {
-            let mut labels = LabelSet::new();
-            for sc in &job.static_configs {
-                for (k, v) in &sc.labels {
-                    if !k.starts_with("__") {
-                        labels.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            labels
-        }
-        None => LabelSet::from_pairs([
-            ("job", "stdin".to_string()),
-            ("hostname", discovery::hostname()),
-        ]),
-    }
-}
-
-async fn read_stdin(out: mpsc::Sender<LineBatch>, labels: Arc<LabelSet>) {
-    let mut reader = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                let mut batch = LineBatch::new(labels.clone(), crate::clock::now());
-                batch.push(&String::from_utf8_lossy(&buf), None);
-                if out.send(batch).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reading stdin failed");
-                return;
-            }
         }
     }
 }

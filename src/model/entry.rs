@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::ack::AckToken;
-use crate::labels::LabelSet;
+use crate::model::ack::AckToken;
+use crate::model::labels::LabelSet;
 
 /// A finished log entry as Loki receives it.
 #[derive(Clone, Debug, PartialEq)]

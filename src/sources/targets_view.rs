@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use crate::labels::LabelSet;
+use crate::model::labels::LabelSet;
 
 /// A static config target after relabeling, as discovered.
 #[derive(Clone, Debug)]

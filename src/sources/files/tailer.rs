@@ -23,13 +23,13 @@
 //! Per-path series (`path` label) are exported unless `target_config.per_file_metrics` is off.
 //! A job with `decompression` enabled reads its files as archives instead ([`decompress`]).
 //!
-//! A tailer wakes when [`crate::watch`] reports a change of its path (inotify), and polls
+//! A tailer wakes when [`crate::sources::files::watch`] reports a change of its path (inotify), and polls
 //! every 10 s (or `max_poll_frequency`, if longer) as a safety net; where events cannot be
 //! trusted (inotify off or unavailable, events lost, a rotated file being drained under
 //! another name, a path that is a symlink) it polls as Promtail does, from
 //! `min_poll_frequency` backing off to `max_poll_frequency`.
 //!
-//! Open files are bounded by `target_config.max_open_files` ([`crate::open_files`]): asked to
+//! Open files are bounded by `target_config.max_open_files` ([`crate::sources::files::open_files`]): asked to
 //! make room, a tailer whose file is idle (at its end, no unfinished line, not mid-rotation)
 //! closes it and remembers its identity, offset, size and mtime. When a stat of the path
 //! shows a change, it reopens the file by identity (the file at the path if it has the same
@@ -53,14 +53,14 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::ack::{AckToken, SourceId};
-use crate::entry::LineBatch;
-use crate::file_identity::FileIdentity;
-use crate::labels::LabelSet;
+use crate::delivery::file_identity::FileIdentity;
+use crate::delivery::positions::Positions;
 use crate::metrics::Metrics;
-use crate::open_files::{OpenFiles, Slot};
-use crate::positions::Positions;
-use crate::watch::{FileWatch, Registration};
+use crate::model::ack::{AckToken, SourceId};
+use crate::model::entry::LineBatch;
+use crate::model::labels::LabelSet;
+use crate::sources::files::open_files::{OpenFiles, Slot};
+use crate::sources::files::watch::{FileWatch, Registration};
 
 mod decompress;
 pub use decompress::Decompression;
@@ -1000,7 +1000,7 @@ impl Tailer {
         r.cursor += n as u64;
         let mut batch = LineBatch::with_capacity(
             self.labels.clone(),
-            crate::clock::now(),
+            crate::model::clock::now(),
             n + r.pending.len(),
         );
         let (start, lines) = match newline {
@@ -1123,7 +1123,7 @@ impl Tailer {
     /// Ships the held unfinished line: it has been quiet for `partial_line_wait`, or its
     /// file is being closed.
     async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
-        let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
+        let mut batch = LineBatch::new(self.labels.clone(), crate::model::clock::now());
         let token = Some(AckToken::line_after(r.source, r.handed_on(), r.cursor));
         let at_file_start = r.handed_on() == 0;
         let line = std::mem::take(&mut r.pending);
@@ -1398,7 +1398,7 @@ mod tests {
         set: TailerSet,
         rx: mpsc::Receiver<LineBatch>,
         positions: Positions,
-        acks: crate::ack::AckSender,
+        acks: crate::model::ack::AckSender,
         metrics: Arc<Metrics>,
         _stop: watch::Sender<bool>,
     }
@@ -1417,7 +1417,7 @@ mod tests {
         let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
         let (tx, rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (factory, ack_rx) = crate::ack::channel();
+        let (factory, ack_rx) = crate::model::ack::channel();
         tokio::spawn(positions.clone().run_acks(ack_rx));
         let metrics = Arc::new(Metrics::new());
         Harness {
@@ -1498,7 +1498,7 @@ mod tests {
             .unwrap()
             .unwrap();
         b.iter()
-            .for_each(|(_, ack)| crate::ack::push_coalesced(&mut tokens, ack.unwrap()));
+            .for_each(|(_, ack)| crate::model::ack::push_coalesced(&mut tokens, ack.unwrap()));
         // "thr" waits for its newline in a later read; its line still follows "two\r\n".
         append(&path, "ee\n");
         let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
@@ -1506,7 +1506,7 @@ mod tests {
             .unwrap()
             .unwrap();
         b.iter()
-            .for_each(|(_, ack)| crate::ack::push_coalesced(&mut tokens, ack.unwrap()));
+            .for_each(|(_, ack)| crate::model::ack::push_coalesced(&mut tokens, ack.unwrap()));
         assert_eq!(
             tokens
                 .iter()

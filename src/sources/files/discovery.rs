@@ -5,8 +5,6 @@
 //! (inotify on the directories, plus a full re-glob every `target_config.sync_period`). It
 //! starts and stops one tailer per file; it must not read file contents.
 
-pub mod relabel;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +15,11 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::ScrapeConfig;
-use crate::labels::LabelSet;
 use crate::metrics::Metrics;
-use crate::tail::TailerSet;
-use crate::targets_view::{DroppedView, TargetView, TargetsView};
-use relabel::Relabeler;
+use crate::model::labels::LabelSet;
+use crate::sources::files::tailer::TailerSet;
+use crate::sources::relabel::Relabeler;
+use crate::sources::targets_view::{DroppedView, TargetView, TargetsView};
 
 /// Compiles a `__path__` pattern the way Promtail's doublestar reads it: `*` stays within one
 /// path segment, `**` spans segments, `{a,b}` alternates.
@@ -146,21 +144,20 @@ fn walk(dir: &Path, depth: usize, dirs: &mut Vec<PathBuf>, visit: &mut dyn FnMut
 
 /// Builds the targets of one scrape config: each static config's labels, relabeled; targets
 /// without `__path__` or dropped by relabeling are counted and skipped.
-pub fn targets_of(job: &ScrapeConfig, metrics: &Metrics) -> Result<Vec<Target>, String> {
-    discover(job, metrics).map(|(targets, _)| targets)
+pub fn targets_of(
+    job: &ScrapeConfig,
+    relabelers: &[Relabeler],
+    metrics: &Metrics,
+) -> Result<Vec<Target>, String> {
+    discover(job, relabelers, metrics).map(|(targets, _)| targets)
 }
 
 /// As [`targets_of`], also returning the targets that were dropped and why.
 pub fn discover(
     job: &ScrapeConfig,
+    relabelers: &[Relabeler],
     metrics: &Metrics,
 ) -> Result<(Vec<Target>, Vec<DroppedView>), String> {
-    let relabelers: Vec<Relabeler> = job
-        .relabel_configs
-        .iter()
-        .map(Relabeler::new)
-        .collect::<Result<_, _>>()
-        .map_err(|(k, m)| format!("relabel_configs.{k}: {m}"))?;
     let hostname = hostname();
     let mut targets = Vec::new();
     let mut dropped = Vec::new();
@@ -188,7 +185,7 @@ pub fn discover(
                     reason,
                 });
             };
-            if !apply_relabel(&relabelers, &mut labels) {
+            if !apply_relabel(relabelers, &mut labels) {
                 record_drop("dropped");
                 continue;
             }
@@ -307,7 +304,7 @@ pub async fn run(
     };
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     // Every file the glob matches, kept across rounds: the job's files as the `/targets`
-    // page and a reload's settle ([`crate::jobs`]) see them. Labels are built once per file,
+    // page and a reload's settle ([`crate::agent::jobs`]) see them. Labels are built once per file,
     // not every round for files whose tailer keeps running.
     let mut tailed: BTreeMap<PathBuf, LabelSet> = BTreeMap::new();
     loop {
@@ -433,8 +430,8 @@ mod tests {
     /// successor job reads them) are every file matched, not only those started this round.
     #[tokio::test]
     async fn every_matched_file_stays_in_the_view_across_rounds() {
-        use crate::positions::Positions;
-        use crate::tail::{FileAccess, TailOptions};
+        use crate::delivery::positions::Positions;
+        use crate::sources::files::tailer::{FileAccess, TailOptions};
 
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");

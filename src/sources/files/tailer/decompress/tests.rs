@@ -6,10 +6,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::labels::LabelSet;
+use crate::delivery::positions::Positions;
 use crate::metrics::Metrics;
-use crate::positions::Positions;
-use crate::tail::{PollConfig, TailOptions, TailerSet};
+use crate::model::labels::LabelSet;
+use crate::sources::files::tailer::{PollConfig, TailOptions, TailerSet};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -95,7 +95,7 @@ struct Harness {
     set: TailerSet,
     rx: mpsc::Receiver<LineBatch>,
     positions: Positions,
-    acks: crate::ack::AckSender,
+    acks: crate::model::ack::AckSender,
     metrics: Arc<Metrics>,
     _stop: watch::Sender<bool>,
 }
@@ -104,7 +104,7 @@ fn harness(dir: &Path, opts: TailOptions) -> Harness {
     let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
     let (tx, rx) = mpsc::channel(16);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (factory, ack_rx) = crate::ack::channel();
+    let (factory, ack_rx) = crate::model::ack::channel();
     tokio::spawn(positions.clone().run_acks(ack_rx));
     let metrics = Arc::new(Metrics::new());
     Harness {
@@ -114,7 +114,7 @@ fn harness(dir: &Path, opts: TailOptions) -> Harness {
             metrics.clone(),
             opts,
             stop_rx,
-            crate::tail::FileAccess::new(true, 0, &metrics),
+            crate::sources::files::tailer::FileAccess::new(true, 0, &metrics),
         ),
         rx,
         positions,

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Deserialize;
 
-use crate::ack::{AckReceiver, SourceId};
-use crate::entry::LineBatch;
-use crate::file_identity::FileIdentity;
-use crate::finalizer::{Finalizer, MAX_CLIENTS};
+use crate::delivery::file_identity::FileIdentity;
+use crate::delivery::finalizer::{Finalizer, MAX_CLIENTS};
+use crate::model::ack::{AckReceiver, SourceId};
+use crate::model::entry::LineBatch;
 
 /// Shared handle: tailers ask where to start and register their source; the ack task and
 /// the saver update and persist.
@@ -589,12 +589,12 @@ fn render(map: &BTreeMap<String, String>, identities: &BTreeMap<String, FileIden
 fn push_entry(out: &mut String, key: &str, value: &str) {
     out.push_str("  ");
     if needs_quotes(key) {
-        crate::labels::quote_go_into(key, out);
+        crate::model::labels::quote_go_into(key, out);
     } else {
         out.push_str(key);
     }
     out.push_str(": ");
-    crate::labels::quote_go_into(value, out);
+    crate::model::labels::quote_go_into(value, out);
     out.push('\n');
 }
 
@@ -640,12 +640,12 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::{self, AckToken};
+    use crate::model::ack::{self, AckToken};
 
     /// Issues lines of `id` ending at `ends`, as its tailer would before handing them on.
     fn issue(pos: &Positions, id: SourceId, ends: &[u64]) {
-        let labels = std::sync::Arc::new(crate::labels::LabelSet::new());
-        let mut batch = LineBatch::new(labels, crate::clock::now());
+        let labels = std::sync::Arc::new(crate::model::labels::LabelSet::new());
+        let mut batch = LineBatch::new(labels, crate::model::clock::now());
         for &end in ends {
             batch.push("x", Some(AckToken::line(id, end)));
         }
@@ -791,15 +791,15 @@ mod tests {
 #[cfg(test)]
 mod ordered_tests {
     use super::*;
-    use crate::ack::{self, AckToken};
+    use crate::model::ack::{self, AckToken};
 
     #[tokio::test]
     async fn position_never_passes_a_line_acknowledged_out_of_order() {
         let dir = tempfile::tempdir().unwrap();
         let pos = Positions::open(&dir.path().join("p.yaml"), false, 1, false).unwrap();
         let id = pos.register("/var/log/a.log", 0, None);
-        let labels = std::sync::Arc::new(crate::labels::LabelSet::new());
-        let mut batch = LineBatch::new(labels, crate::clock::now());
+        let labels = std::sync::Arc::new(crate::model::labels::LabelSet::new());
+        let mut batch = LineBatch::new(labels, crate::model::clock::now());
         for end in [10, 20, 30] {
             batch.push("x", Some(AckToken::line(id, end)));
         }

@@ -50,11 +50,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::{Newline, OpenError, READ_CHUNK, Tailer, find_by_inode, open_regular, utf16_line_ends};
-use crate::ack::{AckToken, SourceId};
 use crate::config::{ArchiveFormat, ScrapeConfig};
-use crate::entry::LineBatch;
-use crate::file_identity::FileIdentity;
-use crate::open_files::Slot;
+use crate::delivery::file_identity::FileIdentity;
+use crate::model::ack::{AckToken, SourceId};
+use crate::model::entry::LineBatch;
+use crate::sources::files::open_files::Slot;
 
 /// A job's enabled `decompression` block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -598,7 +598,7 @@ impl Tailer {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return PassEnd::Corrupt(e),
             };
-            let mut batch = LineBatch::new(self.labels.clone(), crate::clock::now());
+            let mut batch = LineBatch::new(self.labels.clone(), crate::model::clock::now());
             if n == 0 {
                 // The last line needs no newline, as for Go's scanner at EOF.
                 let mut rest = std::mem::take(&mut splitter.pending);

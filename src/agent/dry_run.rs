@@ -11,9 +11,9 @@ use std::io::Write;
 
 use tokio::task::JoinHandle;
 
-use crate::ack::AckSender;
 use crate::client::queue::{self, QueueSender};
-use crate::entry::{Entry, Outgoing};
+use crate::model::ack::AckSender;
+use crate::model::entry::{Entry, Outgoing};
 use crate::pipeline::gotime::format_dry_run;
 
 /// Output goes to a terminal or a pipe; a few MiB in flight is plenty.
@@ -89,7 +89,7 @@ fn tabwriter_line(raw: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::LabelSet;
+    use crate::model::labels::LabelSet;
     use chrono::DateTime;
 
     #[test]

@@ -20,11 +20,11 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::agent::reload;
 use crate::config::{self, Config};
+use crate::delivery::positions::Positions;
 use crate::metrics::Metrics;
-use crate::positions::Positions;
-use crate::reload;
-use crate::targets_view::TargetsView;
+use crate::sources::targets_view::TargetsView;
 
 /// What the server reads from the running agent.
 #[derive(Clone)]

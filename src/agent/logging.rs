@@ -68,7 +68,7 @@ pub fn stderr_is_journal() -> bool {
     same
 }
 
-/// `level=info ts=2026-11-27T10:15:00.123456Z caller=tailward::tail msg="tailing file" path=/var/log/syslog`;
+/// `level=info ts=2026-11-27T10:15:00.123456Z caller=tailward::sources::files::tailer msg="tailing file" path=/var/log/syslog`;
 /// under journald `<6>level=info caller=...` (the journal has the time).
 pub struct Logfmt {
     pub journal: bool,
@@ -153,7 +153,7 @@ fn push_value(out: &mut String, value: &str) {
     if !value.is_empty() && !value.contains([' ', '"', '=', '\n', '\t']) {
         out.push_str(value);
     } else {
-        crate::labels::quote_go_into(value, out);
+        crate::model::labels::quote_go_into(value, out);
     }
 }
 

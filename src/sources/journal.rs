@@ -16,12 +16,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use crate::ack::{AckToken, SourceId};
 use crate::config::{JournalTargetConfig, ScrapeConfig};
-use crate::discovery::relabel::Relabeler;
-use crate::entry::LineBatch;
-use crate::labels::LabelSet;
-use crate::positions::Positions;
+use crate::delivery::positions::Positions;
+use crate::model::ack::{AckToken, SourceId};
+use crate::model::entry::LineBatch;
+use crate::model::labels::LabelSet;
+use crate::sources::relabel::Relabeler;
 
 /// Where Promtail keeps a journal job's cursor in positions.
 pub fn cursor_key(job: &str) -> String {
@@ -36,18 +36,16 @@ pub struct JournalSource {
 }
 
 impl JournalSource {
-    pub fn new(job: &ScrapeConfig, config: &JournalTargetConfig) -> Result<Self, String> {
-        let relabelers = job
-            .relabel_configs
-            .iter()
-            .map(Relabeler::new)
-            .collect::<Result<_, _>>()
-            .map_err(|(k, m)| format!("relabel_configs.{k}: {m}"))?;
-        Ok(JournalSource {
+    pub fn new(
+        job: &ScrapeConfig,
+        config: &JournalTargetConfig,
+        relabelers: Vec<Relabeler>,
+    ) -> Self {
+        JournalSource {
             job: job.job_name.clone(),
             config: config.clone(),
             relabelers,
-        })
+        }
     }
 
     /// journalctl's arguments: after `cursor` when there is one, else `max_age` back.
@@ -180,7 +178,7 @@ impl JournalSource {
             .timestamp_micros(micros)
             .single()
             .map(|t| t.fixed_offset())
-            .unwrap_or_else(crate::clock::now);
+            .unwrap_or_else(crate::model::clock::now);
         // Address fields (`__CURSOR`, timestamps) are not journal fields.
         fields.retain(|k, _| !k.starts_with("__"));
         let line = if self.config.json {
@@ -282,7 +280,12 @@ mod tests {
             labels: BTreeMap::from([("job".to_string(), "systemd-journal".to_string())]),
             ..JournalTargetConfig::default()
         };
-        JournalSource::new(&job, &config).unwrap()
+        let relabelers = job
+            .relabel_configs
+            .iter()
+            .map(|rc| Relabeler::new(rc).unwrap())
+            .collect();
+        JournalSource::new(&job, &config, relabelers)
     }
 
     const LINE: &str = r#"{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1700000000123456","MESSAGE":"hello","_SYSTEMD_UNIT":"ssh.service","PRIORITY":"3","BIN":[104,105]}"#;

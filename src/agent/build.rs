@@ -1,0 +1,81 @@
+//! Building a loaded config into what runs: each job's pipeline and relabelers, built once.
+//!
+//! [`crate::config`] only describes: it parses and checks what needs no building. Compiling
+//! `__path__` globs and relabel regexes and building every stage happens here, once, with
+//! errors located by file and key path; `-check-syntax`, start-up and reload all go through
+//! [`build_jobs`], and the agent hands the built pieces to the jobs it starts. It must not
+//! start anything.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError, ScrapeConfig};
+use crate::metrics::Metrics;
+use crate::pipeline::{BuildContext, Pipeline};
+use crate::sources::files::discovery::compile_glob;
+use crate::sources::relabel::Relabeler;
+
+/// One scrape config, built.
+pub struct BuiltJob {
+    pub pipeline: Pipeline,
+    pub relabelers: Vec<Relabeler>,
+}
+
+/// Builds every job of `config` (read from `file`), registering metrics-stage series in
+/// `metrics`. The first error stops the build; nothing is started either way.
+pub fn build_jobs(
+    config: &Config,
+    file: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<BuiltJob>, ConfigError> {
+    config
+        .scrape_configs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| build_job(file, i, job, metrics))
+        .collect()
+}
+
+/// Builds job `index`; see [`build_jobs`].
+fn build_job(
+    file: &str,
+    index: usize,
+    job: &ScrapeConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<BuiltJob, ConfigError> {
+    let at = |key: &str| format!("scrape_configs[{index}].{key}");
+    for (s, st) in job.static_configs.iter().enumerate() {
+        for k in ["__path__", "__path_exclude__"] {
+            if let Some(v) = st.labels.get(k)
+                && !v.is_empty()
+                && let Err(e) = compile_glob(v)
+            {
+                return Err(ConfigError::new(
+                    file,
+                    at(&format!("static_configs[{s}].labels.{k}")),
+                    e,
+                ));
+            }
+        }
+    }
+    let relabelers = job
+        .relabel_configs
+        .iter()
+        .enumerate()
+        .map(|(r, rc)| {
+            Relabeler::new(rc).map_err(|(key, msg)| {
+                ConfigError::new(file, at(&format!("relabel_configs[{r}].{key}")), msg)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctx = BuildContext::new(&job.job_name, metrics.clone());
+    // The key path locates the stage; the job's name is what a reader searches for.
+    let pipeline =
+        Pipeline::build(&at("pipeline_stages"), &job.pipeline_stages, &ctx).map_err(|e| {
+            let message = format!("{} (job {:?})", e.message, job.job_name);
+            ConfigError::new(file, e.key_path, message)
+        })?;
+    Ok(BuiltJob {
+        pipeline,
+        relabelers,
+    })
+}

@@ -1,0 +1,13 @@
+//! The vocabulary every part of the flow shares: the lines a source hands on and the entries
+//! a pipeline makes of them ([`entry`]), their label sets ([`labels`]), the acknowledgement
+//! token each line carries and the channel that brings tokens back ([`ack`]), the wall clock
+//! as entries see it ([`clock`]), and the units config values are written in ([`units`]).
+//!
+//! Everything else sits above this module; it must not import any other part of the crate,
+//! and holds shapes and their small invariants only, no behaviour of a source, stage or client.
+
+pub mod ack;
+pub mod clock;
+pub mod entry;
+pub mod labels;
+pub mod units;
