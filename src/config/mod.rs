@@ -178,6 +178,8 @@ pub struct ServerConfig {
     pub register_instrumentation: bool,
     pub graceful_shutdown_timeout: GoDuration,
     pub http_server_read_timeout: GoDuration,
+    /// 0 means `http_server_read_timeout`, as in dskit.
+    pub http_server_read_header_timeout: GoDuration,
     pub http_server_write_timeout: GoDuration,
     pub http_server_idle_timeout: GoDuration,
     pub grpc_server_max_recv_msg_size: u64,
@@ -189,10 +191,11 @@ pub struct ServerConfig {
     pub external_url: String,
     pub health_check_target: bool,
     pub enable_runtime_reload: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_tls_config: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc_tls_config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "ServerTlsConfig::is_empty")]
+    pub http_tls_config: ServerTlsConfig,
+    /// Accepted for compatibility: tailward runs no gRPC server.
+    #[serde(skip_serializing_if = "ServerTlsConfig::is_empty")]
+    pub grpc_tls_config: ServerTlsConfig,
     pub tls_cipher_suites: String,
     pub tls_min_version: String,
     pub log_source_ips_enabled: bool,
@@ -215,6 +218,7 @@ impl Default for ServerConfig {
             register_instrumentation: true,
             graceful_shutdown_timeout: GoDuration::from_secs(30),
             http_server_read_timeout: GoDuration::from_secs(30),
+            http_server_read_header_timeout: GoDuration::from_secs(0),
             http_server_write_timeout: GoDuration::from_secs(30),
             http_server_idle_timeout: GoDuration::from_secs(120),
             grpc_server_max_recv_msg_size: 4 * 1024 * 1024,
@@ -226,8 +230,8 @@ impl Default for ServerConfig {
             external_url: String::new(),
             health_check_target: true,
             enable_runtime_reload: false,
-            http_tls_config: None,
-            grpc_tls_config: None,
+            http_tls_config: ServerTlsConfig::default(),
+            grpc_tls_config: ServerTlsConfig::default(),
             tls_cipher_suites: String::new(),
             tls_min_version: String::new(),
             log_source_ips_enabled: false,
@@ -409,6 +413,29 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
     pub min_version: String,
     pub max_version: String,
+}
+
+/// dskit's server `TLSConfig`: the certificate the HTTP server presents, and how it checks
+/// client certificates. Inline PEM (`cert`, `key`, `client_ca`) or files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerTlsConfig {
+    pub cert: String,
+    pub key: String,
+    pub client_ca: String,
+    pub cert_file: String,
+    pub key_file: String,
+    /// Go's `tls.ClientAuthType` names: `NoClientCert`, `RequestClientCert`,
+    /// `RequireAnyClientCert`, `VerifyClientCertIfGiven`, `RequireAndVerifyClientCert`.
+    pub client_auth_type: String,
+    pub client_ca_file: String,
+}
+
+impl ServerTlsConfig {
+    /// No certificate configured: the server speaks plain HTTP.
+    pub fn is_empty(&self) -> bool {
+        *self == ServerTlsConfig::default()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
