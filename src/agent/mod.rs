@@ -113,12 +113,7 @@ pub async fn run(
     let server_task = if config.server.disable {
         None
     } else {
-        let listener = server::bind(
-            &config.server.http_listen_address,
-            config.server.http_listen_port,
-        )
-        .await
-        .map_err(AgentError)?;
+        let listener = server::bind(&config.server).await.map_err(AgentError)?;
         let state = server::AppState {
             metrics: metrics.clone(),
             health_check_target: config.server.health_check_target,
@@ -151,6 +146,11 @@ pub async fn run(
             config.target_config.inotify,
             crate::sources::files::open_files::fit_to_descriptor_limit(
                 config.target_config.max_open_files,
+                if config.server.disable {
+                    0
+                } else {
+                    server::listener::Limits::of(&config.server).conn_limit
+                },
             ),
             &metrics,
         ),

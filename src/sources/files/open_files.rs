@@ -29,11 +29,15 @@ const RESERVED_DESCRIPTORS: u64 = 64;
 /// The bound to apply for `max_open_files`: when the process's descriptor limit is too low
 /// for it, the soft limit is raised toward the hard one (as Go programs, Promtail among them,
 /// do at start); if that is not enough the bound is lowered to fit, with a warning.
-pub fn fit_to_descriptor_limit(max: usize) -> usize {
+/// `others` is what the rest of the agent may hold at once (the HTTP server's connection
+/// limit): kept out of the files' share, so a flood of connections cannot take descriptors
+/// the tailers, positions and clients need.
+pub fn fit_to_descriptor_limit(max: usize, others: usize) -> usize {
     if max == 0 {
         return 0;
     }
-    let wanted = max as u64 + RESERVED_DESCRIPTORS;
+    let reserved = RESERVED_DESCRIPTORS + others as u64;
+    let wanted = max as u64 + reserved;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -56,7 +60,7 @@ pub fn fit_to_descriptor_limit(max: usize) -> usize {
     if lim.rlim_cur >= wanted {
         return max;
     }
-    let fitted = lim.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize;
+    let fitted = lim.rlim_cur.saturating_sub(reserved).max(1) as usize;
     tracing::warn!(
         max_open_files = max,
         descriptor_limit = lim.rlim_cur,

@@ -2,22 +2,27 @@
 //! (ready once at least one file is tailed, unless `health_check_target: false`), and the
 //! pages Promtail serves: `/targets` (per job: files, positions, lag), `/service-discovery`
 //! (targets before and after relabeling, dropped ones), `/config` (the effective config,
-//! secrets redacted), and `/reload` when `server.enable_runtime_reload` is on.
+//! secrets redacted), and `/reload` when `server.enable_runtime_reload` is on. `/reload`
+//! takes POST and PUT only (Promtail takes any method): a GET would let any page a browser
+//! visits trigger a reload through an `<img src>`, which is why Prometheus' lifecycle
+//! endpoints refuse it too.
 //!
-//! Owns the listener, routes and page rendering; reads state through [`Metrics`],
+//! Owns the routes and page rendering; [`listener`] owns connections and their limits,
+//! [`tls`] the certificate. It reads state through [`Metrics`],
 //! [`TargetsView`], [`Positions`] and the current config. It must not change anything in the
 //! agent: `/reload` only asks, through [`reload::Requests`].
 
+pub mod listener;
+pub mod tls;
+
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use tokio::net::TcpListener;
+use axum::routing::{get, post};
 use tokio::sync::{oneshot, watch};
 
 use crate::agent::reload;
@@ -41,20 +46,14 @@ pub struct AppState {
     pub reload: Option<reload::Requests>,
 }
 
-/// Binds the listener; a failure here (port in use, bad address) stops startup.
-pub async fn bind(address: &str, port: u16) -> Result<TcpListener, String> {
-    let host = if address.is_empty() {
-        "0.0.0.0"
-    } else {
-        address
-    };
-    let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+/// Binds the listener (with TLS when `server.http_tls_config` names a certificate); a
+/// failure here (port in use, bad address, unreadable certificate) stops startup.
+pub async fn bind(config: &config::ServerConfig) -> Result<listener::Listener, String> {
+    let tls = tls::acceptor(config)?;
+    listener::Listener::bind(config, tls).await
 }
 
-pub async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: listener::Listener, state: AppState, stop: watch::Receiver<bool>) {
     let mut app = Router::new()
         .route("/", get(|| async { Redirect::to("/targets") }))
         .route("/metrics", get(metrics_page))
@@ -63,21 +62,13 @@ pub async fn serve(listener: TcpListener, state: AppState, mut stop: watch::Rece
         .route("/service-discovery", get(service_discovery_page))
         .route("/config", get(config_page));
     if state.reload.is_some() {
-        app = app.route("/reload", get(reload_request).post(reload_request));
+        app = app.route("/reload", post(reload_request).put(reload_request));
     }
     let app = app.with_state(state);
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    if let Some(a) = addr {
+    if let Some(a) = listener.local_addr() {
         tracing::info!(address = %a, "server listening");
     }
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    listener.serve(app, stop).await;
 }
 
 async fn metrics_page(State(s): State<AppState>) -> Response {
