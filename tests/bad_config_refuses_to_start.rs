@@ -159,6 +159,22 @@ fn wrong_value_type_says_what_was_expected() {
 }
 
 #[test]
+fn periods_that_would_busy_loop_and_timeouts_that_cut_pushes_are_refused() {
+    assert_refused(
+        "positions:\n  sync_period: 1ns\n",
+        "FILE: positions.sync_period: expected at least 100ms, got 1ns",
+    );
+    assert_refused(
+        "target_config:\n  sync_period: 0s\n",
+        "FILE: target_config.sync_period: expected at least 100ms, got 0s",
+    );
+    assert_refused(
+        "clients:\n  - url: http://127.0.0.1:3100/loki/api/v1/push\n    timeout: 1ns\n",
+        "FILE: clients[0].timeout: expected at least 1s (or 0 for none), got 1ns",
+    );
+}
+
+#[test]
 fn duplicate_job_names_are_refused() {
     assert_refused(
         "scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {__path__: /x}}]\n  - job_name: a\n    static_configs: [{labels: {__path__: /y}}]\n",

@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -161,7 +162,7 @@ impl Wal {
 
     /// Reads the directory: segments left by an earlier run, and the acknowledged position.
     fn open(&self, st: &mut State) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        create_private_dir(&self.dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -336,7 +337,11 @@ impl Wal {
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(0o600)
             .open(&path)?;
+        // `mode` applies only to a file created now; a segment left by an older version
+        // keeps its mode otherwise.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -741,7 +746,15 @@ fn read_acked(path: &Path) -> Option<u64> {
 
 fn write_acked(dir: &Path, position: u64) -> std::io::Result<()> {
     let tmp = dir.join("acked.tmp");
-    std::fs::write(&tmp, position.to_le_bytes())?;
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&position.to_le_bytes())?;
+    }
     std::fs::rename(&tmp, dir.join("acked"))
 }
 
@@ -852,6 +865,16 @@ fn decode_with(bytes: &[u8], recent: &mut RecentLabels) -> Option<Entry> {
     })
 }
 
+/// The buffer holds log lines, some from root-only files such as auth.log: whatever the
+/// umask, its directory is 0700 and its files 0600, as the positions file is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,6 +943,33 @@ mod tests {
         encode(&entry("hello"), &mut buf);
         assert_eq!(decode(&buf), Some(entry("hello")));
         assert_eq!(decode(&buf[..buf.len() - 1]), None);
+    }
+
+    #[tokio::test]
+    async fn buffer_directory_and_files_are_private_whatever_the_umask() {
+        // SAFETY: umask only swaps the process's mask; 022 is the usual value anyway.
+        let before = unsafe { libc::umask(0o022) };
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("wal");
+        let metrics = Arc::new(Metrics::new());
+        let wal = Wal::new(&cfg(&dir), dir.clone(), "h", metrics.clone());
+        let many: Vec<String> = (0..20).map(|i| format!("secret line {i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        write(&wal, &many).await;
+        write_acked(&dir, 1).unwrap();
+        unsafe { libc::umask(before) };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let mut files = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        }
+        assert!(
+            files >= 2,
+            "segments and the acknowledged position were looked at"
+        );
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Yaml};
@@ -380,10 +381,46 @@ fn set_path(root: &mut serde_json::Value, dotted: &str, v: serde_json::Value) {
     }
 }
 
+/// Periods below this busy-loop for no gain (a sync of `1ns` costs several percent of a core
+/// while idle); Promtail accepts them, tailward refuses them with this floor.
+const MIN_SYNC_PERIOD: Duration = Duration::from_millis(100);
+
+/// A push timeout below this cuts off requests Loki is still accepting, and each cut-off
+/// batch is sent again: `timeout: 1ns` delivered every batch three times.
+const MIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
+    for (key, period) in [
+        ("positions.sync_period", config.positions.sync_period),
+        (
+            "target_config.sync_period",
+            config.target_config.sync_period,
+        ),
+    ] {
+        if period.0 < MIN_SYNC_PERIOD {
+            return Err(ConfigError::new(
+                name,
+                key,
+                format!(
+                    "expected at least 100ms, got {}: a shorter period only spins (Promtail's default is 10s)",
+                    crate::model::units::format_duration(period.0)
+                ),
+            ));
+        }
+    }
     let mut client_names = std::collections::HashSet::new();
     for (i, c) in config.clients.iter().enumerate() {
         let at = |key: &str| format!("clients[{i}].{key}");
+        if !c.timeout.is_zero() && c.timeout.0 < MIN_CLIENT_TIMEOUT {
+            return Err(ConfigError::new(
+                name,
+                at("timeout"),
+                format!(
+                    "expected at least 1s (or 0 for none), got {}: a shorter timeout cuts off pushes Loki is still accepting, and each is sent again",
+                    crate::model::units::format_duration(c.timeout.0)
+                ),
+            ));
+        }
         if c.url.is_empty() {
             return Err(ConfigError::new(
                 name,

@@ -3,7 +3,8 @@
 //!
 //! Secrets are found by key (passwords, tokens, credentials, key material), by header name
 //! (`Authorization`, `Cookie`, anything naming a token, key, secret or password), and in URLs
-//! (the password of `user:password@host`). File paths (`password_file`, `key_file`) stay.
+//! (the password of `user:password@host`, and query parameters named like a secret, e.g.
+//! `?token=` or `?api_key=`). File paths (`password_file`, `key_file`) stay.
 
 use serde_yaml::Value;
 
@@ -34,20 +35,49 @@ fn secret_header(name: &str) -> bool {
             .any(|w| n.contains(w))
 }
 
-/// `scheme://user:password@host/...` with the password replaced; `None` when there is none.
+/// A URL with the password of `user:password@host` and every secret-named query parameter
+/// replaced; `None` when it holds no secret (or is no URL).
 fn redact_url_password(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("://")?;
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    let (userinfo, host) = authority.rsplit_once('@')?;
-    let (user, password) = userinfo.split_once(':')?;
-    if password.is_empty() {
-        return None;
+    let mut changed = false;
+    let mut out = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, password)) if !password.is_empty() => {
+                out.push_str(&format!("{user}:<secret>@{host}"));
+                changed = true;
+            }
+            _ => out.push_str(authority),
+        },
+        None => out.push_str(authority),
     }
-    Some(format!(
-        "{scheme}://{user}:<secret>@{host}{}",
-        &rest[authority_end..]
-    ))
+    let after = &rest[authority_end..];
+    let (before_fragment, fragment) = match after.find('#') {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((name, value)) if !value.is_empty() && secret_header(name) => {
+                        changed = true;
+                        format!("{name}=<secret>")
+                    }
+                    _ => p.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
+        None => out.push_str(before_fragment),
+    }
+    out.push_str(fragment);
+    changed.then_some(out)
 }
 
 pub fn redacted_yaml(config: &Config) -> Result<String, String> {
@@ -134,8 +164,14 @@ mod tests {
             .headers
             .insert("X-Scope-OrgID".into(), "tenant1".into());
         config.clients.push(client);
+        config.clients.push(ClientConfig {
+            url: "https://logs.example/loki/api/v1/push?X-Api-Token=qt0k&tenant=t1&api_key=qk3y"
+                .into(),
+            ..ClientConfig::default()
+        });
         let text = redacted_yaml(&config).unwrap();
-        for secret in ["s3cr3t", "pr0xy", "Bearer abc", "k3y"] {
+        assert!(text.contains("tenant=t1"), "{text}");
+        for secret in ["s3cr3t", "pr0xy", "Bearer abc", "k3y", "qt0k", "qk3y"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("https://loki-user:<secret>@loki.example/loki/api/v1/push"));
