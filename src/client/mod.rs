@@ -168,6 +168,11 @@ pub fn spawn(
         );
     }
     let pusher = Pusher::new(cfg, url, host.clone(), tls, metrics.clone())?;
+    let pusher = if wal_config.is_some() {
+        pusher.retry_until_delivered()
+    } else {
+        pusher
+    };
     let external_labels = LabelSet::from_pairs(
         cfg.external_labels
             .iter()

@@ -1,6 +1,7 @@
 //! Delivery of one tenant batch to Loki, with Promtail's retry policy: 429, 5xx and transport
-//! errors are retried with dskit's jittered exponential backoff (a 429's `Retry-After` is
-//! honoured; `max_retries: 0` retries forever); a 413 (body too large) splits the batch and
+//! errors are retried with dskit's jittered exponential backoff (a 429's `Retry-After`
+//! lengthens a wait, never shortens it; `max_retries: 0` retries forever, and so does a
+//! client with a disk buffer, which holds the batch meanwhile); a 413 (body too large) splits the batch and
 //! delivers the halves; any other non-2xx (Loki's 400 for out-of-order or too-old entries
 //! included) drops the batch at once, counted and logged with Loki's message. Also owns the structured-metadata
 //! fallback for endpoints that refuse it (Loki 2.x, or Loki 3 with it disallowed), the HTTP
@@ -91,6 +92,9 @@ pub(crate) struct Pusher {
     basic_auth: Option<(String, String)>,
     encoder: BodyEncoder,
     backoff: BackoffConfig,
+    /// A disk buffer holds what this client has not delivered: retryable failures (429, 5xx,
+    /// transport) are retried for as long as they last instead of dropping the batch.
+    retry_until_delivered: bool,
     drop_rate_limited: bool,
     send_structured_metadata: bool,
     metrics: Arc<Metrics>,
@@ -147,10 +151,18 @@ impl Pusher {
             basic_auth: auth.basic,
             encoder,
             backoff: cfg.backoff_config.clone(),
+            retry_until_delivered: false,
             drop_rate_limited: cfg.drop_rate_limited_batches,
             send_structured_metadata: cfg.structured_metadata,
             metrics,
         })
+    }
+
+    /// With a disk buffer behind this client, a batch that Loki keeps refusing with a
+    /// retryable status is never dropped: the buffer holds it, bounded by its own size.
+    pub fn retry_until_delivered(mut self) -> Self {
+        self.retry_until_delivered = true;
+        self
     }
 
     /// False once the endpoint refused structured metadata (or it is configured off).
@@ -201,6 +213,9 @@ impl Pusher {
             return Sent::Settled(Delivery::Dropped);
         };
         let mut backoff = Backoff::new(&self.backoff);
+        if self.retry_until_delivered {
+            backoff.max_retries = 0;
+        }
         loop {
             let started = Instant::now();
             let attempt = tokio::select! {
@@ -294,9 +309,13 @@ impl Pusher {
                 return Sent::Settled(Delivery::Dropped);
             };
             // Loki's `Retry-After` says when it will accept again: retrying sooner only earns
-            // another 429, so it wins over our backoff even above max_period. The ceiling
-            // keeps a bogus header from stalling delivery for hours.
-            let delay = retry_after.map_or(backoff_delay, |d| d.min(RETRY_AFTER_CEILING));
+            // another 429, so it lengthens our wait, even above max_period. It never shortens
+            // it: each try still waits at least the backoff's delay, so giving up never comes
+            // sooner than the configured backoff (and Promtail, which ignores the header)
+            // would. The ceiling keeps a bogus header from stalling delivery for hours.
+            let delay = retry_after.map_or(backoff_delay, |d| {
+                d.min(RETRY_AFTER_CEILING).max(backoff_delay)
+            });
             tracing::warn!(status, tenant, error = %error, retry_in = ?delay, "error sending batch, will retry");
             self.count_retry(match status {
                 Some(429) => "status_429",

@@ -291,9 +291,31 @@ impl Client {
     }
 
     fn start_with_limits(cfg: &ClientConfig, limits: &LimitsConfig) -> Self {
+        Self::start_with(cfg, limits, None)
+    }
+
+    /// With a disk buffer in `dir`.
+    fn start_with_wal(cfg: &ClientConfig, dir: &std::path::Path) -> Self {
+        let wal = WalConfig {
+            enabled: true,
+            dir: dir.display().to_string(),
+            ..WalConfig::default()
+        };
+        Self::start_with(
+            cfg,
+            &LimitsConfig::default(),
+            Some((wal, dir.to_path_buf())),
+        )
+    }
+
+    fn start_with(
+        cfg: &ClientConfig,
+        limits: &LimitsConfig,
+        wal: Option<(WalConfig, std::path::PathBuf)>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let (factory, acks) = ack::channel();
-        let handle = spawn(0, cfg, limits, metrics.clone(), factory.for_client(0), None).unwrap();
+        let handle = spawn(0, cfg, limits, metrics.clone(), factory.for_client(0), wal).unwrap();
         Client {
             handle: Some(handle),
             metrics,
@@ -454,6 +476,55 @@ async fn rate_limited_batch_waits_for_retry_after() {
     );
     assert_eq!(client.settled(), [1]);
     assert_eq!(client.sent_entries(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_shorter_than_the_backoff_does_not_shorten_the_wait() {
+    let loki = TestLoki::start().await;
+    let soon = || Reply {
+        status: 429,
+        retry_after: Some("0"),
+        body: "rate limited",
+    };
+    loki.script([soon(), soon()]);
+    let mut cfg = config(&loki.url());
+    cfg.backoff_config.min_period = GoDuration::from_millis(400);
+    cfg.backoff_config.max_period = GoDuration::from_millis(400);
+    cfg.backoff_config.max_retries = 5;
+    let mut client = Client::start(&cfg);
+    client.send(vec![out("a", 1)]).await;
+    client.finish(FINISH).await;
+
+    let requests = loki.requests();
+    assert_eq!(requests.len(), 3);
+    for pair in requests.windows(2) {
+        let waited = pair[1].at - pair[0].at;
+        assert!(
+            waited >= Duration::from_millis(390),
+            "retried after {waited:?}: Retry-After: 0 cut the 400ms backoff"
+        );
+    }
+    assert_eq!(client.settled(), [1]);
+}
+
+#[tokio::test]
+async fn with_a_disk_buffer_rate_limits_longer_than_the_whole_backoff_lose_nothing() {
+    let loki = TestLoki::start().await;
+    // Six 429s where max_retries allows two attempts: without a buffer the batch is dropped.
+    loki.script((0..6).map(|_| Reply::status(429)).collect::<Vec<_>>());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&loki.url());
+    cfg.backoff_config.min_period = GoDuration::from_millis(20);
+    cfg.backoff_config.max_period = GoDuration::from_millis(40);
+    cfg.backoff_config.max_retries = 2;
+    let mut client = Client::start_with_wal(&cfg, dir.path());
+    client.send(vec![out("a", 1), out("b", 2)]).await;
+    assert!(eventually(FINISH, || client.sent_entries() == 2).await);
+    client.finish(FINISH).await;
+
+    assert_eq!(loki.requests().len(), 7);
+    assert_eq!(client.dropped("", "rate_limited"), 0);
+    assert_eq!(client.sent_entries(), 2);
 }
 
 #[tokio::test]
