@@ -34,10 +34,10 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use self::batch::{BatchLimits, Batcher, Shaped, StreamLimited};
-use self::push::{Abandon, Delivery, Pusher};
+use self::push::{Abandon, Delivery, Pusher, REASON_QUEUE_FULL};
 use self::queue::{QueueGauges, QueueReceiver, QueueSender};
 use self::wal::{Wal, WalReader};
-use crate::config::{ClientConfig, LimitsConfig, WalConfig};
+use crate::config::{ClientConfig, LimitsConfig, QueueWhenFull, WalConfig};
 use crate::metrics::Metrics;
 use crate::model::ack::AckSender;
 use crate::model::entry::Outgoing;
@@ -198,6 +198,18 @@ pub fn spawn(
         bytes: metrics.client.queued_bytes.with_label_values(&[&host]),
     };
     let (sender, queue) = queue::bounded(cfg.queue.max_bytes.0, Some(gauges));
+    let sender = match cfg.queue.when_full {
+        QueueWhenFull::Block => sender,
+        QueueWhenFull::Drop => sender.with_drop_policy(queue::DropPolicy {
+            after: cfg.queue.drop_after.0,
+            dropped: metrics.client.dropped_entries.with_label_values(&[
+                &host,
+                batcher.default_tenant(),
+                REASON_QUEUE_FULL,
+            ]),
+            acks: acks.clone(),
+        }),
+    };
     let (input, settle, wal_writer) = match wal_config {
         Some((wal_cfg, dir)) => {
             if dir.as_os_str().is_empty() {

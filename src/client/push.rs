@@ -32,6 +32,8 @@ const MAX_REDIRECTS: usize = 10;
 
 pub(crate) const REASON_INGESTER_ERROR: &str = "ingester_error";
 pub(crate) const REASON_RATE_LIMITED: &str = "rate_limited";
+/// `clients[].queue.when_full: drop` dropped entries the client could not take.
+pub(crate) const REASON_QUEUE_FULL: &str = "queue_full";
 
 /// Fires once `finish` stops waiting; the client then gives up retries and in-flight requests.
 #[derive(Clone, Debug)]

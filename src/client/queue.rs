@@ -4,14 +4,20 @@
 //! Each client has its own queue, so a client that cannot deliver only stops reading once
 //! *its* queue is full: until then the other clients keep receiving everything. When a queue
 //! is full the fan-out waits, which pauses the pipeline and then the tailers (back-pressure):
-//! memory stays bounded by the queues plus one batch per client. Owns the accounting and the
-//! queue gauges; it must not batch, push or settle acknowledgements.
+//! memory stays bounded by the queues plus one batch per client. A queue with a
+//! [`DropPolicy`] waits only so long: once it has stayed full for the policy's bound it drops
+//! what it cannot take, counts it, and settles its acknowledgements (a dropped line is
+//! settled, as Promtail settles a batch it gives up on), so the other clients go on. Owns the
+//! accounting and the queue gauges; it must not batch or push.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::model::ack::{AckSender, AckToken, push_coalesced};
 use crate::model::entry::Outgoing;
 
 /// What one queued item's slot in its chunk costs, beside the heap memory its entry owns
@@ -32,6 +38,16 @@ struct Chunk {
     bytes: i64,
 }
 
+/// `queue.when_full: drop`: how long a full queue may hold the pipeline up, and where what
+/// it drops is counted and settled.
+#[derive(Clone)]
+pub struct DropPolicy {
+    pub after: Duration,
+    /// `promtail_dropped_entries_total{reason="queue_full"}` of this client.
+    pub dropped: IntCounter,
+    pub acks: AckSender,
+}
+
 /// The sending half; cheap to clone.
 #[derive(Clone)]
 pub struct QueueSender {
@@ -39,6 +55,10 @@ pub struct QueueSender {
     room: Arc<Semaphore>,
     capacity: u32,
     gauges: Option<QueueGauges>,
+    drop: Option<DropPolicy>,
+    /// Set once the queue has stayed full for the drop bound; cleared when it takes a chunk
+    /// again, so a dead client costs one wait, not one per chunk.
+    dropping: Arc<AtomicBool>,
 }
 
 pub struct QueueReceiver {
@@ -65,23 +85,62 @@ pub fn bounded(capacity_bytes: u64, gauges: Option<QueueGauges>) -> (QueueSender
             room: room.clone(),
             capacity,
             gauges: gauges.clone(),
+            drop: None,
+            dropping: Arc::default(),
         },
         QueueReceiver { rx, room, gauges },
     )
 }
 
 impl QueueSender {
-    /// Waits until the queue has room for `items`, then queues them.
+    /// This queue drops instead of waiting longer than `policy.after`.
+    pub fn with_drop_policy(mut self, policy: DropPolicy) -> Self {
+        self.drop = Some(policy);
+        self
+    }
+
+    /// Waits until the queue has room for `items`, then queues them; with a drop policy,
+    /// drops them instead once the queue has stayed full for its bound.
     pub async fn send(&self, items: Vec<Outgoing>) -> Result<(), QueueClosed> {
         let bytes = chunk_memory(&items, items.capacity());
         let permits = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
-        let permit = self
-            .room
-            .acquire_many(permits)
-            .await
-            .map_err(|_| QueueClosed)?;
+        let permit = match &self.drop {
+            None => self
+                .room
+                .acquire_many(permits)
+                .await
+                .map_err(|_| QueueClosed)?,
+            Some(policy) => match self.room.try_acquire_many(permits) {
+                Ok(p) => {
+                    self.dropping.store(false, Ordering::Relaxed);
+                    p
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(QueueClosed),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    if self.dropping.load(Ordering::Relaxed) {
+                        self.drop_items(policy, items);
+                        return Ok(());
+                    }
+                    match tokio::time::timeout(policy.after, self.room.acquire_many(permits)).await
+                    {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(_)) => return Err(QueueClosed),
+                        Err(_) => {
+                            if !self.dropping.swap(true, Ordering::Relaxed) {
+                                tracing::warn!(
+                                    waited = ?policy.after,
+                                    "client queue full: dropping this client's entries until it takes them again (queue.when_full: drop)"
+                                );
+                            }
+                            self.drop_items(policy, items);
+                            return Ok(());
+                        }
+                    }
+                }
+            },
+        };
         // Returned by the receiver when it takes the chunk.
         permit.forget();
         let entries = items.len() as i64;
@@ -104,6 +163,27 @@ impl QueueSender {
                 }
                 QueueClosed
             })
+    }
+}
+
+impl QueueSender {
+    fn drop_items(&self, policy: &DropPolicy, items: Vec<Outgoing>) {
+        let mut tokens: Vec<AckToken> = Vec::new();
+        let mut entries = 0;
+        for item in items {
+            let ack = match item {
+                Outgoing::Entry { ack, .. } => {
+                    entries += 1;
+                    ack
+                }
+                Outgoing::Consumed { ack } => Some(ack),
+            };
+            if let Some(token) = ack {
+                push_coalesced(&mut tokens, token);
+            }
+        }
+        policy.dropped.inc_by(entries);
+        policy.acks.settle(tokens);
     }
 }
 
@@ -224,6 +304,50 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(rx);
         assert!(waiting.await.unwrap().is_err());
+    }
+
+    // Paused clock: the waits are measured in the runtime's virtual time, exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_drops_waits_its_bound_once_then_drops_counts_and_settles_at_once() {
+        let (factory, mut acks) = crate::model::ack::channel();
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let (dead, _dead_rx) = bounded(2 * ITEM_OVERHEAD as u64, None);
+        let dead = dead.with_drop_policy(DropPolicy {
+            after: Duration::from_millis(200),
+            dropped: dropped.clone(),
+            acks: factory.for_client(1),
+        });
+        let (live, mut live_rx) = bounded(1 << 20, None);
+        let fanout = Fanout::new(vec![dead, live]);
+        // Fills the dead client's queue.
+        assert!(fanout.send(consumed(2)).await);
+        let started = tokio::time::Instant::now();
+        for _ in 0..20 {
+            assert!(fanout.send(consumed(1)).await);
+        }
+        // One wait of the bound, not one per chunk.
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        let mut got = 0;
+        while let Ok(Some(c)) =
+            tokio::time::timeout(Duration::from_millis(10), live_rx.recv()).await
+        {
+            got += c.len();
+        }
+        assert_eq!(got, 22, "the live client got everything");
+        assert_eq!(
+            dropped.get(),
+            0,
+            "consumed items are settled, not counted as entries"
+        );
+        let mut settled = 0;
+        while let Ok(a) = acks.try_recv() {
+            assert_eq!(a.client, 1);
+            settled += a.tokens.iter().map(|t| t.offset - t.from + 1).sum::<u64>();
+        }
+        assert_eq!(
+            settled, 20,
+            "what the dead client dropped is settled for it"
+        );
     }
 
     #[tokio::test]

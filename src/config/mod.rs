@@ -298,21 +298,40 @@ pub struct ClientConfig {
     pub wal: Option<WalConfig>,
 }
 
-/// tailward: `clients[].queue`. When the queue is full, reading pauses (back-pressure); until
-/// then a client that cannot deliver does not delay the others.
+/// tailward: `clients[].queue`. Until the queue is full a client that cannot deliver does
+/// not delay the others; what happens then is `when_full`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientQueueConfig {
     /// Memory the queued entries may hold (their lines, structured metadata and slots).
     pub max_bytes: ByteSize,
+    /// `block`: reading pauses for every client until this one has room (nothing is lost,
+    /// Promtail's behaviour). `drop`: once the queue has stayed full for `drop_after`, this
+    /// client drops what it cannot take (counted in `promtail_dropped_entries_total` with
+    /// reason `queue_full`) and the other clients go on. With a disk buffer (`wal`) the
+    /// queue drains into it, so neither happens until the buffer itself is full.
+    pub when_full: QueueWhenFull,
+    /// With `when_full: drop`: how long the queue may stay full before it drops.
+    pub drop_after: GoDuration,
 }
 
 impl Default for ClientQueueConfig {
     fn default() -> Self {
         Self {
             max_bytes: ByteSize(1024 * 1024),
+            when_full: QueueWhenFull::Block,
+            drop_after: GoDuration::from_secs(5),
         }
     }
+}
+
+/// `clients[].queue.when_full`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueWhenFull {
+    #[default]
+    Block,
+    Drop,
 }
 
 impl Default for ClientConfig {
