@@ -171,8 +171,9 @@ pub async fn run(
         let (input, task) =
             task::spawn(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
         stdin_tasks.push(task);
+        let cap = stdin::LineCap::of(&config, metrics.files.long_lines.clone());
         stdin_tasks.push(tokio::spawn(async move {
-            stdin::read(input, Arc::new(labels)).await;
+            stdin::read(input, Arc::new(labels), cap).await;
             let _ = stdin_done_tx.send(()).await;
         }));
     } else {

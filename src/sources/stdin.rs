@@ -35,27 +35,159 @@ pub fn labels(config: &Config) -> LabelSet {
     }
 }
 
-pub async fn read(out: mpsc::Sender<LineBatch>, labels: Arc<LabelSet>) {
-    let mut reader = tokio::io::BufReader::new(tokio::io::stdin());
-    let mut buf = Vec::new();
+/// How long a stdin line may be, as the file tailer caps its lines
+/// (`target_config.max_line_bytes`; over it a line is truncated or dropped, counted in
+/// `tailward_long_lines_total`).
+#[derive(Clone)]
+pub struct LineCap {
+    pub max_bytes: usize,
+    pub truncate: bool,
+    pub long_lines: prometheus::IntCounterVec,
+}
+
+impl LineCap {
+    pub fn of(config: &Config, long_lines: prometheus::IntCounterVec) -> Self {
+        let limit = config.limits_config.max_line_size.0;
+        LineCap {
+            max_bytes: config.target_config.max_line_bytes.0.max(1) as usize,
+            truncate: limit == 0 || config.limits_config.max_line_size_truncate,
+            long_lines,
+        }
+    }
+}
+
+/// Reads stdin line by line until it ends. As Promtail's stdin target: trailing `\r` and
+/// `\n` are trimmed and empty lines skipped. A line is never held beyond `cap` bytes: the
+/// rest of an over-long line is discarded as it arrives.
+pub async fn read(out: mpsc::Sender<LineBatch>, labels: Arc<LabelSet>, cap: LineCap) {
+    read_from(tokio::io::stdin(), out, labels, cap).await
+}
+
+async fn read_from(
+    input: impl tokio::io::AsyncRead + Unpin,
+    out: mpsc::Sender<LineBatch>,
+    labels: Arc<LabelSet>,
+    cap: LineCap,
+) {
+    let mut reader = tokio::io::BufReader::new(input);
+    let mut line: Vec<u8> = Vec::new();
+    // The line in hand passed the cap: the rest of it, up to its newline, is not kept.
+    let mut over = false;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) => return,
-            Ok(_) => {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
-                }
-                let mut batch = LineBatch::new(labels.clone(), crate::model::clock::now());
-                batch.push(&String::from_utf8_lossy(&buf), None);
-                if out.send(batch).await.is_err() {
-                    return;
-                }
-            }
+        let chunk = match reader.fill_buf().await {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reading stdin failed");
                 return;
             }
+        };
+        if chunk.is_empty() {
+            // End of input: an unfinished last line still counts, as Promtail reads it.
+            if !line.is_empty() || over {
+                let _ = emit(&out, &labels, &cap, &mut line, over).await;
+            }
+            return;
         }
+        let (taken, complete) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let body = &chunk[..if complete { taken - 1 } else { taken }];
+        if !over {
+            let room = cap.max_bytes.saturating_sub(line.len());
+            if body.len() > room {
+                line.extend_from_slice(&body[..room]);
+                over = true;
+            } else {
+                line.extend_from_slice(body);
+            }
+        }
+        reader.consume(taken);
+        if complete {
+            if !emit(&out, &labels, &cap, &mut line, over).await {
+                return;
+            }
+            over = false;
+        }
+    }
+}
+
+/// Sends the line in hand (truncated or dropped when `over` the cap); false once the
+/// pipeline is gone.
+async fn emit(
+    out: &mpsc::Sender<LineBatch>,
+    labels: &Arc<LabelSet>,
+    cap: &LineCap,
+    line: &mut Vec<u8>,
+    over: bool,
+) -> bool {
+    if over {
+        let action = if cap.truncate { "truncated" } else { "dropped" };
+        cap.long_lines.with_label_values(&[action]).inc();
+        if !cap.truncate {
+            line.clear();
+            return true;
+        }
+    }
+    while matches!(line.last(), Some(b'\r' | b'\n')) {
+        line.pop();
+    }
+    if line.is_empty() {
+        return true;
+    }
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        // A cut inside a character leaves its first bytes: drop those, keep real bad bytes.
+        Err(e) if over && e.error_len().is_none() => {
+            std::borrow::Cow::Owned(String::from_utf8_lossy(&line[..e.valid_up_to()]).into_owned())
+        }
+        Err(_) => String::from_utf8_lossy(line),
+    };
+    let mut batch = LineBatch::new(labels.clone(), crate::model::clock::now());
+    batch.push(&text, None);
+    line.clear();
+    out.send(batch).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8], max_bytes: usize, truncate: bool) -> (Vec<String>, u64) {
+        let long_lines =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("l", "l"), &["action"]).unwrap();
+        let cap = LineCap {
+            max_bytes,
+            truncate,
+            long_lines: long_lines.clone(),
+        };
+        let (tx, mut rx) = mpsc::channel(1024);
+        read_from(input, tx, Arc::new(LabelSet::new()), cap).await;
+        let mut got = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            got.extend(b.iter().map(|(l, _)| l.to_string()));
+        }
+        let counted = long_lines.with_label_values(&["truncated"]).get()
+            + long_lines.with_label_values(&["dropped"]).get();
+        (got, counted)
+    }
+
+    #[tokio::test]
+    async fn crlf_is_trimmed_and_empty_lines_skipped_as_promtail_does() {
+        let (got, _) = lines_of(b"a\r\n\r\n\nb\r\r\nc", 100, true).await;
+        assert_eq!(got, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn an_over_long_line_is_truncated_or_dropped_and_counted_without_holding_it() {
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100_000));
+        input.extend(b"\nafter\n");
+        let (got, counted) = lines_of(&input, 10, true).await;
+        assert_eq!(got, ["short", "xxxxxxxxxx", "after"]);
+        assert_eq!(counted, 1);
+        let (got, counted) = lines_of(&input, 10, false).await;
+        assert_eq!(got, ["short", "after"]);
+        assert_eq!(counted, 1);
     }
 }
