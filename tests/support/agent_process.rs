@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,22 @@ impl AgentProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> AgentProcess {
+        Self::launch(wrapper, config, args, env, None)
+    }
+
+    /// As [`AgentProcess::start`], with the agent's soft `RLIMIT_NOFILE` lowered to `soft`.
+    /// Set in the child only: all tests share this process, and the others must keep theirs.
+    pub fn start_with_descriptor_limit(config: &Path, args: &[&str], soft: u64) -> AgentProcess {
+        Self::launch(&[], config, args, &[], Some(soft))
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        descriptor_limit: Option<u64>,
+    ) -> AgentProcess {
         let mut command = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut c = Command::new(program);
@@ -53,6 +70,26 @@ impl AgentProcess {
             }
             None => Command::new(BIN),
         };
+        if let Some(soft) = descriptor_limit {
+            // SAFETY: between fork and exec the closure calls only getrlimit and setrlimit,
+            // which are async-signal-safe, on a struct it owns; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut lim = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    lim.rlim_cur = soft.min(lim.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .arg(format!("-config.file={}", config.display()))
             .args(args)
