@@ -6,16 +6,14 @@
 //! The agent runs as `nobody` when the tests run as root, so a mode-000 file is unreadable to
 //! it as it would be on a host.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of};
-use support::receiver::Receiver;
-use support::unprivileged_agent::{UnprivilegedAgent, hand_over_dir, running_as_root};
+use crate::support::agent_process::{file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of};
+use crate::support::receiver::Receiver;
+use crate::support::unprivileged_agent::{UnprivilegedAgent, hand_over_dir, running_as_root};
 
 struct Job {
     /// Held for its lifetime: the directory is deleted on drop.

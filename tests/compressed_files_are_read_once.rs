@@ -4,15 +4,13 @@
 //! shifts from name to name are each read once, and a corrupt archive is counted without
 //! stopping the agent or the other files.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, line, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, line, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 fn text(from: usize, to: usize) -> Vec<u8> {
     (from..to)
@@ -126,7 +124,7 @@ async fn gz_zlib_and_bz2_files_each_arrive_exactly_once_with_line_count_position
         );
     }
     // A file without magic bytes is tailed as a plain log, and followed.
-    support::numbered_lines::append(&plain, 1000, 1050);
+    append(&plain, 1000, 1050);
     receiver
         .wait_for_entries(1050, Duration::from_secs(20))
         .await;
@@ -284,7 +282,7 @@ impl CompressRotation {
     /// Appends lines `from..to` to the live file, then rotates: every `app.log.N.gz` moves
     /// to `app.log.N+1.gz` and the live file is compressed to a new `app.log.1.gz`.
     fn write_and_rotate(&self, from: usize, to: usize) {
-        support::numbered_lines::append(&self.log, from, to);
+        append(&self.log, from, to);
         let out = std::process::Command::new("logrotate")
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .arg("-s")

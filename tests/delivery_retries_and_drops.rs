@@ -2,13 +2,11 @@
 //! until every entry arrives exactly once; a 400 drops the batch and counts it; a 429 waits
 //! for Retry-After; a 413 splits the batch until the halves are accepted.
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::{Receiver, ReceiverConfig, Reply};
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::{ReceivedEntry, Receiver, ReceiverConfig, Reply};
 
 fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()
@@ -21,7 +19,7 @@ fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     }
 }
 
-fn lines_of(entries: &[support::receiver::ReceivedEntry]) -> Vec<String> {
+fn lines_of(entries: &[ReceivedEntry]) -> Vec<String> {
     entries.iter().map(|e| e.line.clone()).collect()
 }
 

@@ -3,14 +3,12 @@
 //! discovery); with inotify off
 //! (`target_config.inotify: false`) the agent polls as Promtail does and lines still arrive.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 /// Longer than any test here waits for a line: a line that arrives came from an event.
 const POLL: &str = "30s";

@@ -2,14 +2,12 @@
 //! reopened by identity when they change, so lines written to a closed file, and to a file
 //! rotated (renamed and recreated) while closed, arrive exactly once.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 const FILES: usize = 20;
 const MAX_OPEN: usize = 4;

@@ -4,15 +4,13 @@
 //! keeps its cursor in positions under `cursor-<job>` as Promtail does, and after a restart
 //! resumes after that cursor: every entry arrives exactly once.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, write_config};
+use crate::support::receiver::Receiver;
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";

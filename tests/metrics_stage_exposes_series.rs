@@ -3,14 +3,14 @@
 //! `max_idle_duration` disappears; two jobs may declare the same metric, and conflicting
 //! declarations stop the agent at startup with the key that clashed.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, BIN, file_job_config, metric_value, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{
+    AgentProcess, BIN, file_job_config, metric_value, write_config,
+};
+use crate::support::receiver::Receiver;
 
 /// Promtail's own gauges named `_total`: the only promtool findings accepted (as in
 /// `metrics_and_ready_endpoints.rs`).

@@ -2,13 +2,11 @@
 //! lines written afterwards ship), and `ignore_older_than` skips files not modified for that
 //! long, while recent files are still read from the start.
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 const STAGES: &str = "      - static_labels:\n          env: test\n";
 

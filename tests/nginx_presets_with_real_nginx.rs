@@ -8,8 +8,6 @@
 //! port, with its prefix, pid, temp paths and logs in a temp dir, so it needs no write access
 //! to /var/lib/nginx and works as root (CI) or not.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, metric_value, write_config};
-use support::receiver::{ReceivedEntry, Receiver};
+use crate::support::agent_process::{AgentProcess, metric_value, write_config};
+use crate::support::receiver::{ReceivedEntry, Receiver};
 
 const LOG_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$request_id" $upstream_addr"#;
 

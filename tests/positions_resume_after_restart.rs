@@ -2,14 +2,12 @@
 //! repeated; the positions file is Promtail's format, written with mode 0600; SIGTERM flushes
 //! the open batch before saving.
 
-mod support;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 fn append(path: &std::path::Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()

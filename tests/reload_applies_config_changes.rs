@@ -4,14 +4,12 @@
 //! config is refused while the old one keeps running. Numbered lines written throughout
 //! prove that no line is lost or repeated across a reload.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
-use support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
-use support::receiver::{ReceivedEntry, Receiver};
+use crate::support::agent_process::{AgentProcess, write_config};
+use crate::support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
+use crate::support::receiver::{ReceivedEntry, Receiver};
 
 /// A config with one client and the given jobs: (name, file, value of a `version` label the
 /// job's pipeline adds).

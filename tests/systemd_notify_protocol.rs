@@ -3,14 +3,12 @@
 //! `STATUS=` with files and sent entries, `RELOADING=1` then `READY=1` around SIGHUP, and
 //! `STOPPING=1` at shutdown.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 /// Every datagram the agent sent, with when it arrived.
 #[derive(Clone, Default)]

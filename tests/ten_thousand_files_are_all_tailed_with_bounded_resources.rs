@@ -3,16 +3,14 @@
 //! (`target_config.max_open_files`), under a descriptor limit of 1024. Prints threads,
 //! descriptors, peak RSS and time for the record.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 const DIRS: usize = 10;
 const FILES_PER_DIR: usize = 1000;

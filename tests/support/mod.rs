@@ -1,7 +1,7 @@
-//! Shared helpers for end-to-end tests; each test binary uses only part of them.
-#![allow(dead_code)]
+//! Shared helpers for the end-to-end tests.
 
 pub mod agent_process;
+pub mod mmdb_writer;
 pub mod numbered_lines;
 pub mod receiver;
 pub mod stdin_dry_run;
