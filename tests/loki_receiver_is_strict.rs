@@ -6,11 +6,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::support::receiver::logproto::{
+use prost::Message;
+use tailward::client::logproto::{
     EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
 };
+
 use crate::support::receiver::{Encoding, Receiver, ReceiverConfig, Reply, parse_label_selector};
-use prost::Message;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";

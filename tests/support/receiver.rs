@@ -9,7 +9,11 @@
 //! It must not be lenient: anything Loki would reject is rejected here. Where this receiver is
 //! deliberately *stricter* than Loki, the rule says so ("stricter than Loki"), because a client
 //! that needs Loki's leniency is a client with a bug. It must not depend on tailward's own code:
-//! it is the oracle the agent is tested against.
+//! it is the oracle the agent is tested against. The one exception is the protobuf schema,
+//! `tailward::client::logproto` (message declarations only, no encoding logic: the agent's
+//! encoder writes the wire format itself). `loki_receiver_is_strict` pins those declarations
+//! to push.proto with a hand-encoded request, so a wrong field number there fails that test
+//! instead of being agreed with here.
 //!
 //! Sources checked (grafana/loki): `pkg/push/push.proto`, `pkg/loghttp/push/push.go`
 //! (`ParseLokiRequest`), `pkg/loghttp/entry.go`, `pkg/distributor/{http,distributor,validator}.go`,
@@ -30,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tailward::client::logproto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -39,49 +44,6 @@ pub const PUSH_PATH: &str = "/loki/api/v1/push";
 const MAX_BODY_BYTES: usize = 100 << 20;
 const MISSING_LABELS: &str = "error at least one label pair is required per stream";
 const MISSING_STREAMS: &str = "error at least one valid stream is required for ingestion";
-
-/// `logproto` messages from Loki's `pkg/push/push.proto`, with the same field numbers.
-/// Public so tests can build request bodies with them.
-pub mod logproto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PushRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub streams: Vec<StreamAdapter>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StreamAdapter {
-        #[prost(string, tag = "1")]
-        pub labels: String,
-        #[prost(message, repeated, tag = "2")]
-        pub entries: Vec<EntryAdapter>,
-        #[prost(uint64, tag = "3")]
-        pub hash: u64,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EntryAdapter {
-        #[prost(message, optional, tag = "1")]
-        pub timestamp: Option<Timestamp>,
-        #[prost(string, tag = "2")]
-        pub line: String,
-        #[prost(message, repeated, tag = "3")]
-        pub structured_metadata: Vec<LabelPairAdapter>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LabelPairAdapter {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    /// `google.protobuf.Timestamp`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Timestamp {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-}
 
 /// Which Loki behaviour to imitate. `Default` is Loki 3.x with default limits.
 #[derive(Clone, Debug)]
