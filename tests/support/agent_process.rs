@@ -3,10 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tailward");
@@ -18,6 +20,8 @@ pub struct AgentProcess {
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<u8>>>,
+    /// The threads copying stderr and stdout; finished once the pipes are closed.
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// Writes `yaml` to `dir/config.yaml` and returns its path.
@@ -108,20 +112,21 @@ impl AgentProcess {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let err_pipe = child.stderr.take().expect("stderr piped");
         let out_pipe = child.stdout.take().expect("stdout piped");
+        let mut readers = Vec::new();
         {
             let stderr = stderr.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                     if std::env::var("TAILWARD_TEST_ECHO").is_ok() {
                         eprintln!("[agent] {line}");
                     }
                     stderr.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         {
             let stdout = stdout.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut pipe = out_pipe;
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = pipe.read(&mut buf) {
@@ -130,7 +135,7 @@ impl AgentProcess {
                     }
                     stdout.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
-            });
+            }));
         }
         let mut agent = AgentProcess {
             child,
@@ -138,6 +143,7 @@ impl AgentProcess {
             port: 0,
             stderr,
             stdout,
+            readers,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -202,14 +208,16 @@ impl AgentProcess {
 
     /// Waits up to `timeout` for `cond` to hold.
     pub fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if cond(self) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cond(self)
+        super::wait_until(timeout, || cond(self))
+    }
+
+    /// Once the process has exited: waits until everything it wrote to stderr and stdout has
+    /// been read, so the text returned is all of it. Bounded: a descendant still holding the
+    /// pipes must not hang the test.
+    fn read_to_exit(&self) {
+        super::wait_until(Duration::from_secs(5), || {
+            self.readers.iter().all(JoinHandle::is_finished)
+        });
     }
 
     /// The agent's pid: our child's, or under a wrapper the wrapper's first child's.
@@ -237,7 +245,7 @@ impl AgentProcess {
     pub fn kill_hard(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
+        self.read_to_exit();
         self.stderr_text()
     }
 
@@ -254,6 +262,7 @@ impl AgentProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                self.read_to_exit();
                 return Some(status);
             }
             if Instant::now() > deadline {
@@ -268,7 +277,7 @@ impl AgentProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                self.read_to_exit();
                 return (status, self.stderr_text());
             }
             if Instant::now() > deadline {
@@ -285,6 +294,40 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds an inotify watch on `path` (a directory or a file), from the
+/// `fdinfo` of its inotify descriptors: what a test waits for before changing something the
+/// process is to hear of by inotify rather than by polling.
+pub fn has_inotify_watch(pid: u32, path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    // fdinfo prints the device in the kernel's encoding, major << 20 | minor, both in hex.
+    let ino = format!("ino:{:x}", meta.ino());
+    let dev = meta.dev();
+    let sdev = format!(
+        "sdev:{:x}",
+        (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
+    );
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify")
+        })
+        .filter_map(|fd| {
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().display())).ok()
+        })
+        .any(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("inotify "))
+                .any(|w| {
+                    w.split_whitespace().any(|f| f == ino)
+                        && w.split_whitespace().any(|f| f == sdev)
+                })
+        })
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {

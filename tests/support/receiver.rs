@@ -350,6 +350,7 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 
 async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let scripted = shared.lock().script.pop_front();
+    let mut accepted = Vec::new();
     let response = match scripted {
         Some(Reply::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -373,11 +374,15 @@ async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
         }
         Some(Reply::Delay(pause)) => {
             tokio::time::sleep(pause).await;
-            handle_push(&shared, &headers, &body)
+            handle_push(&shared, &headers, &body, &mut accepted)
         }
-        None => handle_push(&shared, &headers, &body),
+        None => handle_push(&shared, &headers, &body, &mut accepted),
     };
-    shared.lock().requests.push(RecordedRequest {
+    // Entries and their request are recorded together: a test that saw the entries arrive
+    // also sees the request and the status it got.
+    let mut recorded = shared.lock();
+    recorded.entries.extend(accepted);
+    recorded.requests.push(RecordedRequest {
         authorization: header_text(&headers, "authorization"),
         user_agent: header_text(&headers, "user-agent"),
         content_type: header_text(&headers, "content-type"),
@@ -397,7 +402,13 @@ impl Rejection {
     }
 }
 
-fn handle_push(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Answers one push; what it accepts goes to `accepted`.
+fn handle_push(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    accepted: &mut Vec<ReceivedEntry>,
+) -> Response {
     if let Some(max) = shared.config.max_body_bytes
         && body.len() > max
     {
@@ -410,8 +421,8 @@ fn handle_push(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     }
     let tenant = header_text(headers, "x-scope-orgid").filter(|t| !t.is_empty());
     match decode_and_validate(&shared.config, headers, body, tenant) {
-        Ok((accepted, errors)) => {
-            shared.lock().entries.extend(accepted);
+        Ok((valid, errors)) => {
+            accepted.extend(valid);
             if errors.is_empty() {
                 StatusCode::NO_CONTENT.into_response()
             } else {
