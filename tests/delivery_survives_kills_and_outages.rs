@@ -84,6 +84,8 @@ async fn kill_repeatedly(wal: bool) {
 
     for _ in 0..KILLS {
         let agent = AgentProcess::start(&cfg, &[]);
+        // A random lifetime is the scenario: kills land anywhere in reading, batching,
+        // sending and saving positions.
         let alive = Duration::from_millis(rng.random_range(150..900));
         tokio::time::sleep(alive).await;
         agent.kill_hard();

@@ -78,6 +78,8 @@ async fn lines_written_to_idle_files_after_they_were_closed_arrive_exactly_once(
         let first = f * 100 + 20;
         append(&log, first, first + PER_ROUND);
     }
+    // Sampled for a second while the closed files are reopened and the rotated ones drained:
+    // the bound must hold throughout, not only once all is read.
     for _ in 0..20 {
         most_open = most_open.max(open_logs(pid, &logs));
         tokio::time::sleep(Duration::from_millis(50)).await;
