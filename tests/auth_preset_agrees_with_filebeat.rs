@@ -5,13 +5,11 @@
 //! agreement drops below the threshold or when a disagreement appears that is not listed
 //! below with its reason.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::stdin_dry_run::stdin_dry_run;
 use chrono::DateTime;
 use serde_json::Value;
-use support::stdin_dry_run::stdin_dry_run;
 
 /// Measured: 75 of 78 compared fields agree (96.2%); the 3 others are listed below. The
 /// threshold is the measured figure: fixing a listed one raises it, and any unlisted

@@ -6,16 +6,15 @@
 //! The agent runs as `nobody` when the tests run as root, so a mode-000 file is unreadable to
 //! it as it would be on a host.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of};
-use support::receiver::Receiver;
-use support::unprivileged_agent::{UnprivilegedAgent, hand_over_dir, running_as_root};
+use crate::support::agent_process::{file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of};
+use crate::support::receiver::Receiver;
+use crate::support::unprivileged_agent::{UnprivilegedAgent, hand_over_dir, running_as_root};
+use crate::support::{eventually, wait_until, watch_for_stragglers};
 
 struct Job {
     /// Held for its lifetime: the directory is deleted on drop.
@@ -66,24 +65,14 @@ fn lines_of(receiver: &Receiver, file: &Path) -> Vec<String> {
 /// Waits until `n` lines of `file` arrived (or `timeout`), then a little longer so late
 /// repeats are seen, and tallies them against `0..n`.
 async fn tally_of(receiver: &Receiver, file: &Path, n: usize, timeout: Duration) -> Tally {
-    let deadline = Instant::now() + timeout;
-    while lines_of(receiver, file).len() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(timeout, || lines_of(receiver, file).len() >= n).await;
+    watch_for_stragglers(Duration::from_millis(500)).await;
     let lines = lines_of(receiver, file);
     Tally::of(lines.iter().map(String::as_str), 0..n, number_of)
 }
 
 fn wait_for_metric(agent: &UnprivilegedAgent, series: &str, at_least: f64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if agent.metric(series) >= at_least {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    wait_until(Duration::from_secs(10), || agent.metric(series) >= at_least)
 }
 
 /// The real user id of a process, from `/proc/<pid>/status`.
@@ -229,15 +218,26 @@ async fn directories_fifos_and_broken_symlinks_in_the_glob_are_skipped() {
     let mut agent = UnprivilegedAgent::start(&job.config);
     let tally = tally_of(&job.receiver, &good, 100, Duration::from_secs(20)).await;
     assert!(tally.exactly_once(), "{tally}\n{}", agent.stderr_text());
-    // Past a full re-glob (sync_period 500ms), still only the regular file is tailed.
-    std::thread::sleep(Duration::from_millis(700));
+    // Past a later glob, still only regular files are tailed: a file created now is found
+    // only by one, which lists everything above again.
+    let later = logs.join("later.log");
+    append(&later, 0, 1);
+    let globbed_again = eventually(Duration::from_secs(10), || {
+        lines_of(&job.receiver, &later).len() == 1
+    })
+    .await;
+    assert!(
+        globbed_again,
+        "later.log never found:\n{}",
+        agent.stderr_text()
+    );
     append(&good, 100, 200);
     let tally = tally_of(&job.receiver, &good, 200, Duration::from_secs(20)).await;
     assert!(tally.exactly_once(), "{tally}\n{}", agent.stderr_text());
     assert_eq!(
         agent.metric("promtail_files_active_total"),
-        1.0,
-        "only good.log is open:\n{}",
+        2.0,
+        "only good.log and later.log are open:\n{}",
         agent.stderr_text()
     );
     assert!(agent.alive());
@@ -268,6 +268,7 @@ async fn files_vanishing_between_glob_and_open_leave_the_others_undisturbed() {
     let writer = std::thread::spawn(move || {
         for k in 1..400 {
             append(&writer_path, k, k + 1);
+            // Spread over the churn, so good.log changes while files come and go.
             std::thread::sleep(Duration::from_millis(6));
         }
     });
@@ -293,14 +294,7 @@ async fn files_vanishing_between_glob_and_open_leave_the_others_undisturbed() {
 }
 
 fn wait_for_metric_at_most(agent: &UnprivilegedAgent, series: &str, at_most: f64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if agent.metric(series) <= at_most {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
+    wait_until(Duration::from_secs(10), || agent.metric(series) <= at_most)
 }
 
 /// Descriptors of the agent pointing at deleted files.
@@ -344,9 +338,18 @@ async fn tailed_files_replaced_by_fifos_do_not_block_the_agent() {
         let fifo = job.logs.join(format!("fifo-{k}.tmp"));
         mkfifo(&fifo);
         std::fs::rename(&fifo, v).unwrap();
+        // Apart, so that tailers and discovery meet the replacements in varying order.
         std::thread::sleep(Duration::from_millis(7));
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    // good.log is written to once every victim has been dealt with (its tailer stopped
+    // when discovery dropped the FIFO, past rotate_wait), so that a tailer stuck on a FIFO
+    // would be stuck by then.
+    assert!(
+        wait_for_metric_at_most(&agent, "promtail_files_active_total", 1.0),
+        "victims still tailed: {}\n{}",
+        agent.metric("promtail_files_active_total"),
+        agent.stderr_text()
+    );
     append(&good, 50, 100);
     let tally = tally_of(&job.receiver, &good, 100, Duration::from_secs(20)).await;
     assert!(tally.exactly_once(), "{tally}\n{}", agent.stderr_text());

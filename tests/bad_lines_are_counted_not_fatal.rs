@@ -2,12 +2,10 @@
 //! counted; a line longer than `limits_config.max_line_size` is dropped, or truncated when
 //! configured, and counted either way.
 
-mod support;
-
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 const STAGES: &str = "      - static_labels:\n          env: test\n";
 

@@ -2,13 +2,12 @@
 //! until every entry arrives exactly once; a 400 drops the batch and counts it; a 429 waits
 //! for Retry-After; a 413 splits the batch until the halves are accepted.
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::{Receiver, ReceiverConfig, Reply};
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::{ReceivedEntry, Receiver, ReceiverConfig, Reply};
+use crate::support::watch_for_stragglers;
 
 fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()
@@ -21,7 +20,7 @@ fn write_lines(path: &std::path::Path, from: usize, to: usize) {
     }
 }
 
-fn lines_of(entries: &[support::receiver::ReceivedEntry]) -> Vec<String> {
+fn lines_of(entries: &[ReceivedEntry]) -> Vec<String> {
     entries.iter().map(|e| e.line.clone()).collect()
 }
 
@@ -70,8 +69,16 @@ async fn server_errors_are_retried_and_every_entry_arrives_once() {
         .receiver
         .wait_for_entries(50, Duration::from_secs(20))
         .await;
-    // Give a duplicate resend the chance to show up before judging.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent counts a push as sent once it has the 204, which the receiver recorded
+    // before answering: then every status below is in.
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric("promtail_sent_entries_total")
+            >= 50.0),
+        "{}",
+        agent.stderr_text()
+    );
+    watch_for_stragglers(Duration::from_millis(500)).await;
     let got_after = s.receiver.received();
     assert_eq!(lines_of(&got), numbered(0, 50));
     assert_eq!(got_after.len(), 50, "no entry may arrive twice");
@@ -203,7 +210,14 @@ async fn too_large_batch_is_split_until_loki_accepts_the_halves() {
         .receiver
         .wait_for_entries(40, Duration::from_secs(20))
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric("promtail_sent_entries_total")
+            >= 40.0),
+        "{}",
+        agent.stderr_text()
+    );
+    watch_for_stragglers(Duration::from_millis(300)).await;
     assert_eq!(lines_of(&got), expected, "every entry, in order");
     assert_eq!(s.receiver.received().len(), 40, "none twice");
     let statuses: Vec<u16> = s.receiver.requests().iter().map(|r| r.status).collect();

@@ -3,15 +3,13 @@
 //! is down, and every number must arrive. Duplicates are reported; they can only come from
 //! entries sent but not yet acknowledged when the agent died.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::agent_process::{AgentProcess, file_job_config, metric_value, write_config};
+use crate::support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 use rand::{Rng as _, SeedableRng as _};
-use support::agent_process::{AgentProcess, file_job_config, metric_value, write_config};
-use support::numbered_lines::{Tally, Writer, number_of, settled_lines};
-use support::receiver::Receiver;
 
 /// `app.log` becomes `app.log.<n>` and a new `app.log` is created; rotated files are kept, so
 /// every line written stays readable.
@@ -86,6 +84,8 @@ async fn kill_repeatedly(wal: bool) {
 
     for _ in 0..KILLS {
         let agent = AgentProcess::start(&cfg, &[]);
+        // A random lifetime is the scenario: kills land anywhere in reading, batching,
+        // sending and saving positions.
         let alive = Duration::from_millis(rng.random_range(150..900));
         tokio::time::sleep(alive).await;
         agent.kill_hard();
@@ -273,14 +273,14 @@ async fn sigterm_drains_within_the_grace_period_and_a_second_one_exits_at_once()
         )
         .replace("max_retries: 20", "max_retries: 0"),
     );
-    support::numbered_lines::append(&log, 0, 50);
+    append(&log, 0, 50);
     let acknowledged = std::fs::metadata(&log).unwrap().len();
 
     // A first SIGTERM with Loki down waits for the grace period (60 s here)...
     let mut agent = AgentProcess::start(&cfg, &[]);
     receiver.wait_for_entries(50, Duration::from_secs(20)).await;
     receiver.set_down(true).await;
-    support::numbered_lines::append(&log, 50, 100);
+    append(&log, 50, 100);
     assert!(
         agent.wait_until(Duration::from_secs(10), |a| a
             .metric("tailward_client_retries_total")
@@ -346,7 +346,7 @@ async fn sigterm_with_loki_down_and_a_full_queue_stops_after_the_grace_period() 
         .replace("max_retries: 20", "max_retries: 0"),
     );
     // Far more than the queue holds: reading is paused, waiting for room, when SIGTERM comes.
-    support::numbered_lines::append(&log, 0, 2000);
+    append(&log, 0, 2000);
     let mut agent = AgentProcess::start(&cfg, &[]);
     assert!(
         agent.wait_until(Duration::from_secs(10), |a| a
@@ -398,7 +398,7 @@ async fn lines_dropped_on_purpose_let_the_position_reach_the_end() {
             stages,
         ),
     );
-    support::numbered_lines::append(&log, 0, 40);
+    append(&log, 0, 40);
     let agent = AgentProcess::start(&cfg, &[]);
     let lines = settled_lines(
         &receiver,

@@ -9,16 +9,14 @@
 //! directory that refuses writes instead (mode 0555): the write failure path is the same,
 //! only the errno differs.
 
-mod support;
-
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 fn config(dir: &Path, receiver: &Receiver, wal_dir: &Path, wal_extra: &str) -> PathBuf {
     let client_extra = format!(

@@ -4,9 +4,7 @@
 //! test pipelines, so every case below is a stage combination written out by hand from
 //! Promtail's rules.
 
-mod support;
-
-use support::stdin_dry_run::stdin_dry_run;
+use crate::support::stdin_dry_run::stdin_dry_run;
 
 fn dry_run(job_labels: &str, stages: &str, input: &str, tz: &str) -> String {
     let out = stdin_dry_run(job_labels, stages, input, tz, &[]);

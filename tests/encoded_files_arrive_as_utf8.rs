@@ -2,12 +2,10 @@
 //! and CRLF/LF lines, and a windows-1252 file, each tailed by its own job through the real
 //! binary.
 
-mod support;
-
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 const STAGES: &str = "      - static_labels:\n          env: test\n";
 

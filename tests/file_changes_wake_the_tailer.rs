@@ -3,14 +3,14 @@
 //! discovery); with inotify off
 //! (`target_config.inotify: false`) the agent polls as Promtail does and lines still arrive.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{
+    AgentProcess, file_job_config, has_inotify_watch, write_config,
+};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 /// Longer than any test here waits for a line: a line that arrives came from an event.
 const POLL: &str = "30s";
@@ -102,8 +102,16 @@ async fn file_in_a_new_directory_is_picked_up_without_waiting_for_the_sync_perio
     let agent = AgentProcess::start(&cfg, &[]);
     receiver.wait_for_entries(10, Duration::from_secs(20)).await;
     std::fs::create_dir(logs.join("b")).unwrap();
-    // Long enough for the new directory to be watched before the file appears in it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The file must appear once the new directory is watched: before that, only a re-glob
+    // could find it.
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| has_inotify_watch(
+            a.pid(),
+            &logs.join("b")
+        )),
+        "the new directory was never watched:\n{}",
+        agent.stderr_text()
+    );
     append(&logs.join("b/second.log"), 10, 20);
     let got = arrive_before(&receiver, 20, started + Duration::from_secs(25)).await;
     let (_, stderr) = agent.terminate();

@@ -2,16 +2,11 @@
 //! databases the test writes: the looked-up fields arrive as labels, unknown addresses pass
 //! unchanged, and a missing database stops startup naming the `db` key.
 
-#[path = "support/mmdb_writer.rs"]
-mod mmdb_writer;
-
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use mmdb_writer::{MmdbWriter, asn_record, city_record};
-use support::stdin_dry_run::stdin_dry_run;
+use crate::support::mmdb_writer::{MmdbWriter, asn_record, city_record};
+use crate::support::stdin_dry_run::stdin_dry_run;
 
 /// Runs `stages` (items indented for `pipeline_stages`) over `input` with `-stdin -dry-run`.
 fn dry_run(stages: &str, input: &str) -> Output {

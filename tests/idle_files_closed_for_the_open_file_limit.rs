@@ -2,14 +2,12 @@
 //! reopened by identity when they change, so lines written to a closed file, and to a file
 //! rotated (renamed and recreated) while closed, arrive exactly once.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 const FILES: usize = 20;
 const MAX_OPEN: usize = 4;
@@ -80,6 +78,8 @@ async fn lines_written_to_idle_files_after_they_were_closed_arrive_exactly_once(
         let first = f * 100 + 20;
         append(&log, first, first + PER_ROUND);
     }
+    // Sampled for a second while the closed files are reopened and the rotated ones drained:
+    // the bound must hold throughout, not only once all is read.
     for _ in 0..20 {
         most_open = most_open.max(open_logs(pid, &logs));
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -3,11 +3,9 @@
 //! `-:` old and `+:` new values, or `none`. Without a terminal there is no colour, and the
 //! dry-run output on stdout is unchanged.
 
-mod support;
-
 use std::process::Output;
 
-use support::stdin_dry_run::stdin_dry_run;
+use crate::support::stdin_dry_run::stdin_dry_run;
 
 fn run_inspected(input: &str) -> Output {
     let stages = r#"      - json:

@@ -4,15 +4,14 @@
 //! keeps its cursor in positions under `cursor-<job>` as Promtail does, and after a restart
 //! resumes after that cursor: every entry arrives exactly once.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, write_config};
+use crate::support::receiver::Receiver;
+use crate::support::watch_for_stragglers;
 
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 const BOOT_ID: &str = "0123456789abcdef0123456789abcdef";
@@ -111,7 +110,7 @@ fn messages(receiver: &Receiver) -> Vec<String> {
 async fn settle(receiver: &Receiver, n: usize) -> Vec<String> {
     receiver.wait_for_entries(n, Duration::from_secs(20)).await;
     // Late duplicates would arrive within a few batch waits.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    watch_for_stragglers(Duration::from_millis(800)).await;
     messages(receiver)
 }
 

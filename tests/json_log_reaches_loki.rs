@@ -2,12 +2,10 @@
 //! `json` + `labels`, its own timestamp from `timestamp`, and the correlation ID as structured
 //! metadata, in every wire encoding.
 
-mod support;
-
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::{Encoding, Receiver};
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::{Encoding, Receiver};
 
 const STAGES: &str = r#"      - json:
           expressions:

@@ -3,16 +3,15 @@
 //! accepts anything would make every end-to-end test worthless, so each rejection is checked
 //! for its status and for nothing having been recorded.
 
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
 use prost::Message;
-use support::receiver::logproto::{
+use tailward::client::logproto::{
     EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
 };
-use support::receiver::{Encoding, Receiver, ReceiverConfig, Reply, parse_label_selector};
+
+use crate::support::receiver::{Encoding, Receiver, ReceiverConfig, Reply, parse_label_selector};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";

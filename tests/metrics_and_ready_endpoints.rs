@@ -1,14 +1,12 @@
 //! `/metrics` serves Promtail's metric names in a format real Prometheus tooling accepts, and
 //! `/ready` means what it means in Promtail: ready once at least one file is tailed.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, metric_value, write_config};
+use crate::support::receiver::Receiver;
 
 /// Promtail names these gauges `_total`; dashboards depend on the names, so promtool's
 /// complaint about them is the one lint finding we accept.
@@ -43,23 +41,20 @@ async fn metrics_exposition_passes_promtool_and_counts_what_happened() {
     assert_eq!(status, 200);
     let path = log.display().to_string();
     assert_eq!(
-        support::agent_process::metric_value(
+        metric_value(
             &body,
             &format!("promtail_read_lines_total{{path=\"{path}\"}}")
         ),
         3.0
     );
     assert_eq!(
-        support::agent_process::metric_value(
+        metric_value(
             &body,
             &format!("promtail_read_bytes_total{{path=\"{path}\"}}")
         ),
         6.0
     );
-    assert_eq!(
-        support::agent_process::metric_value(&body, "promtail_files_active_total"),
-        1.0
-    );
+    assert_eq!(metric_value(&body, "promtail_files_active_total"), 1.0);
     for name in [
         "promtail_encoded_bytes_total",
         "promtail_sent_bytes_total",

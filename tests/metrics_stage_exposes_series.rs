@@ -3,14 +3,14 @@
 //! `max_idle_duration` disappears; two jobs may declare the same metric, and conflicting
 //! declarations stop the agent at startup with the key that clashed.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, BIN, file_job_config, metric_value, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{
+    AgentProcess, BIN, file_job_config, metric_value, write_config,
+};
+use crate::support::receiver::Receiver;
 
 /// Promtail's own gauges named `_total`: the only promtool findings accepted (as in
 /// `metrics_and_ready_endpoints.rs`).
@@ -196,7 +196,8 @@ async fn metrics_stage_series_have_entry_labels_pass_promtool_and_expire_when_id
         );
     }
 
-    // error_lines_total idles out after 4s; lines_total keeps the default 5m.
+    // error_lines_total idles out after 4s; lines_total keeps the default 5m. Time is what
+    // is tested: a second after the series appeared it must still be there.
     std::thread::sleep(Duration::from_secs(1).saturating_sub(first_seen.elapsed()));
     assert_eq!(
         agent.metric(&error_series),

@@ -2,13 +2,12 @@
 //! lines written afterwards ship), and `ignore_older_than` skips files not modified for that
 //! long, while recent files are still read from the start.
 
-mod support;
-
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
+use crate::support::watch_for_stragglers;
 
 const STAGES: &str = "      - static_labels:\n          env: test\n";
 
@@ -49,7 +48,9 @@ async fn tail_from_end_ships_only_lines_written_after_start() {
         .write_all(b"new 1\n")
         .unwrap();
     let got = receiver.wait_for_entries(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The old lines, were they read, would come before or with the new one; this is for a
+    // read from the start that comes later still.
+    watch_for_stragglers(Duration::from_millis(300)).await;
     let lines: Vec<String> = receiver.received().into_iter().map(|e| e.line).collect();
     assert_eq!(got.len(), 1);
     assert_eq!(lines, vec!["new 1"]);
@@ -81,7 +82,8 @@ async fn ignore_older_than_skips_stale_files_and_reads_recent_ones() {
     let cfg = with_target_option(cfg, "ignore_older_than: 24h");
     let _agent = AgentProcess::start(&write_config(dir.path(), &cfg), &[]);
     receiver.wait_for_entries(1, Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Nothing marks the stale file as passed over; give its line the time to come.
+    watch_for_stragglers(Duration::from_millis(800)).await;
     let lines: Vec<String> = receiver.received().into_iter().map(|e| e.line).collect();
     assert_eq!(lines, vec!["from today"]);
 }

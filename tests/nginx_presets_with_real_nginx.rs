@@ -8,8 +8,6 @@
 //! port, with its prefix, pid, temp paths and logs in a temp dir, so it needs no write access
 //! to /var/lib/nginx and works as root (CI) or not.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,8 +15,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, metric_value, write_config};
-use support::receiver::{ReceivedEntry, Receiver};
+use crate::support::agent_process::{AgentProcess, metric_value, write_config};
+use crate::support::receiver::{ReceivedEntry, Receiver};
+use crate::support::{eventually, watch_for_stragglers};
 
 const LOG_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time "$request_id" $upstream_addr"#;
 
@@ -314,12 +313,12 @@ async fn every_nginx_request_arrives_once_parsed_and_counters_match_what_was_sen
             .filter(|e| e.labels.get("job").map(String::as_str) == Some("nginx"))
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nginx_entries(&receiver).len() < probes.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), || {
+        nginx_entries(&receiver).len() >= probes.len()
+    })
+    .await;
     // Give a duplicate the time to show up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch_for_stragglers(Duration::from_millis(500)).await;
     let entries = nginx_entries(&receiver);
     assert_eq!(
         entries.len(),
@@ -446,14 +445,16 @@ async fn nginx_request_and_the_app_line_it_caused_share_one_correlation_id() {
         let want = if target.contains("fail") { 500 } else { 200 };
         assert_eq!(request(port, "GET", target), want);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while receiver.received().len() < 2 * targets.len() + 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // An access and an application line per request, and the stray line.
+    let expected = 2 * targets.len() + 1;
+    eventually(Duration::from_secs(30), || {
+        receiver.received().len() >= expected
+    })
+    .await;
     let entries = receiver.received();
     assert_eq!(
         entries.len(),
-        2 * targets.len() + 1,
+        expected,
         "{entries:#?}\n{}",
         agent.stderr_text()
     );

@@ -2,14 +2,13 @@
 //! repeated; the positions file is Promtail's format, written with mode 0600; SIGTERM flushes
 //! the open batch before saving.
 
-mod support;
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
+use crate::support::watch_for_stragglers;
 
 fn append(path: &std::path::Path, from: usize, to: usize) {
     let mut f = std::fs::OpenOptions::new()
@@ -68,7 +67,8 @@ async fn restart_resumes_from_positions_without_loss_or_repeat() {
     let got = receiver
         .wait_for_entries(150, Duration::from_secs(20))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // For lines sent again from a position not resumed from.
+    watch_for_stragglers(Duration::from_millis(500)).await;
     let all = receiver.received();
     let lines: Vec<String> = all.iter().map(|e| e.line.clone()).collect();
     let expected: Vec<String> = (0..150).map(|i| format!("event {i:05} payload")).collect();

@@ -2,13 +2,11 @@
 //! `/service-discovery` (targets before and after relabeling, dropped ones), and `/config`,
 //! which, like `-print-config-stderr`, shows the effective config with no secret in it.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, BIN, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, BIN, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 /// Every secret the config below gives; none may appear in `/config` or on stderr.
 const SECRETS: [&str; 7] = [

@@ -5,12 +5,10 @@
 //! Python logging example (un-bracketed asctime, Python 3.11 `~~^~~` markers) and
 //! fluent-plugin-detect-exceptions' Python traceback block behind a Flask header.
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::support::stdin_dry_run::stdin_dry_run;
 use serde_json::Value;
-use support::stdin_dry_run::stdin_dry_run;
 
 fn data(name: &str) -> String {
     std::fs::read_to_string(format!(

@@ -4,15 +4,13 @@
 //! check rules` and their `promtool test rules` unit tests; the Grafana dashboard is JSON
 //! whose every query names a metric tailward exposes or a counter `agent.yaml` derives.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::agent_process::{AgentProcess, BIN, metric_value, write_config};
 use serde_json::Value;
-use support::agent_process::{AgentProcess, BIN, metric_value, write_config};
 
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
 

@@ -4,14 +4,14 @@
 //! config is refused while the old one keeps running. Numbered lines written throughout
 //! prove that no line is lost or repeated across a reload.
 
-mod support;
-
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
-use support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
-use support::receiver::{ReceivedEntry, Receiver};
+use crate::support::agent_process::{AgentProcess, write_config};
+use crate::support::eventually;
+use crate::support::numbered_lines::{Tally, Writer, append, number_of, settled_lines};
+use crate::support::receiver::{ReceivedEntry, Receiver};
 
 /// A config with one client and the given jobs: (name, file, value of a `version` label the
 /// job's pipeline adds).
@@ -99,13 +99,22 @@ async fn sighup_keeps_unchanged_starts_added_stops_removed_restarts_changed_exac
 
     // Two applications write steadily while the config is reloaded in the middle.
     const N: usize = 400;
+    let progress = [keep_writer.written.clone(), changed_writer.written.clone()];
     let writers = std::thread::spawn(move || {
         let keep =
             std::thread::spawn(move || keep_writer.write_paced(0, N, Duration::from_secs(3)));
         changed_writer.write_paced(0, N, Duration::from_secs(3));
         keep.join().unwrap();
     });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The middle is where the writers are, not a time: started late on a busy machine,
+    // they are still mid-way when the reload comes.
+    let mid_way = eventually(Duration::from_secs(20), || {
+        progress
+            .iter()
+            .all(|w| w.load(Ordering::SeqCst) >= N * 2 / 5)
+    })
+    .await;
+    assert!(mid_way, "the writers did not get under way");
     std::fs::write(&config_path, &v2).unwrap();
     agent.signal(libc::SIGHUP);
     assert!(

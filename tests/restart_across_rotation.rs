@@ -4,14 +4,12 @@
 //! new file: every line exactly once, whether the glob names only the live file or also the
 //! rotated names.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 fn config(dir: &Path, receiver: &Receiver, glob: &str) -> std::path::PathBuf {
     write_config(

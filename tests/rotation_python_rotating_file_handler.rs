@@ -8,15 +8,13 @@
 //! rotated files open); and full speed, where the handler rotates several times between two
 //! looks of the agent but deletes nothing (every record is still on disk in `app.log*`).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, settled_lines};
+use crate::support::receiver::Receiver;
 
 const MAX_BYTES: usize = 20 * 1024;
 const BACKUP_COUNT: usize = 5;

@@ -12,16 +12,16 @@
 //! tested for `copytruncate`: each copy is a new file holding lines already read from the live
 //! one, so Promtail's advice (tail only the live file) holds for tailward too.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, http_get, metric_value, write_config};
-use support::numbered_lines::{Tally, Writer, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{
+    AgentProcess, file_job_config, http_get, metric_value, write_config,
+};
+use crate::support::numbered_lines::{Tally, Writer, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 const LINES: usize = 20_000;
 const WRITE_FOR: Duration = Duration::from_secs(3);

@@ -2,10 +2,8 @@
 //! run through the real binary with `-stdin -dry-run` so the output format is checked too.
 //! A case is a `pipeline_stages` list, input lines and the exact expected output.
 
-mod support;
-
+use crate::support::stdin_dry_run::stdin_dry_run;
 use serde::Deserialize;
-use support::stdin_dry_run::stdin_dry_run;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,14 +3,12 @@
 //! `STATUS=` with files and sent entries, `RELOADING=1` then `READY=1` around SIGHUP, and
 //! `STOPPING=1` at shutdown.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::receiver::Receiver;
 
 /// Every datagram the agent sent, with when it arrived.
 #[derive(Clone, Default)]
@@ -110,7 +108,8 @@ async fn agent_speaks_sd_notify_ready_watchdog_reload_and_stopping() {
     );
     receiver.wait_for_entries(3, Duration::from_secs(20)).await;
 
-    // Watch the watchdog for a while.
+    // Watch the watchdog for a while: the pings and the gaps between them over 5.5 s are
+    // what is judged, so the window is the scenario, not a wait for something.
     let watch_from = heard.all().len();
     std::thread::sleep(Duration::from_millis(5500));
     let pings: Vec<Instant> = heard.all()[watch_from..]

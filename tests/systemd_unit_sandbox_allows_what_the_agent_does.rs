@@ -5,14 +5,12 @@
 //! here to enforce the filter, so this is how a too-tight filter is caught before a host
 //! kills the agent with SIGSYS.)
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, write_config};
+use crate::support::receiver::Receiver;
 
 const UNIT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

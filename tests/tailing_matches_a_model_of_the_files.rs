@@ -313,6 +313,7 @@ fn start(dir: &Path, shipped: Arc<Mutex<Vec<u64>>>) -> Agent {
             if path.exists() {
                 set.start(&path, Arc::new(LabelSet::from_pairs([("job", "model")])));
             }
+            // Discovery's re-glob, as the agent runs it every sync_period.
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 _ = stop.changed() => return set,
@@ -424,6 +425,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         model.finish();
         caught_up(&shipped, &model).await;
+        // For duplicates: nothing marks the end of the ones that could still come.
         tokio::time::sleep(Duration::from_millis(300)).await;
         if let Some(a) = agent.take() {
             stop(a).await;

@@ -3,16 +3,14 @@
 //! (`target_config.max_open_files`), under a descriptor limit of 1024. Prints threads,
 //! descriptors, peak RSS and time for the record.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, file_job_config, write_config};
-use support::numbered_lines::{Tally, append, number_of, settled_lines};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, file_job_config, write_config};
+use crate::support::numbered_lines::{Tally, append, number_of, settled_lines};
+use crate::support::receiver::Receiver;
 
 const DIRS: usize = 10;
 const FILES_PER_DIR: usize = 1000;
@@ -51,18 +49,15 @@ fn open_descriptors(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// Lowers this process's soft descriptor limit (the agent inherits it).
-fn limit_descriptors(soft: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read or write only the struct passed, alive for the call.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = soft.min(lim.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+/// The soft `Max open files` of a process, from `/proc/<pid>/limits`.
+fn soft_descriptor_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn write_files(root: &Path) {
@@ -82,7 +77,6 @@ fn write_files(root: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_files_are_all_tailed_with_bounded_resources() {
-    limit_descriptors(DESCRIPTOR_LIMIT);
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -108,8 +102,13 @@ async fn ten_thousand_files_are_all_tailed_with_bounded_resources() {
     );
     let cfg = write_config(dir.path(), &yaml);
     let started = Instant::now();
-    let agent = AgentProcess::start(&cfg, &[]);
+    let agent = AgentProcess::start_with_descriptor_limit(&cfg, &[], DESCRIPTOR_LIMIT);
     let pid = agent.pid();
+    assert_eq!(
+        soft_descriptor_limit(pid),
+        Some(DESCRIPTOR_LIMIT),
+        "the agent runs under the limit"
+    );
 
     // Sampled while the files are read: the highest counts seen.
     let most_threads = Arc::new(AtomicUsize::new(0));

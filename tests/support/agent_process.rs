@@ -3,9 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tailward");
@@ -17,6 +20,8 @@ pub struct AgentProcess {
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<u8>>>,
+    /// The threads copying stderr and stdout; finished once the pipes are closed.
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// Writes `yaml` to `dir/config.yaml` and returns its path.
@@ -45,6 +50,22 @@ impl AgentProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> AgentProcess {
+        Self::launch(wrapper, config, args, env, None)
+    }
+
+    /// As [`AgentProcess::start`], with the agent's soft `RLIMIT_NOFILE` lowered to `soft`.
+    /// Set in the child only: all tests share this process, and the others must keep theirs.
+    pub fn start_with_descriptor_limit(config: &Path, args: &[&str], soft: u64) -> AgentProcess {
+        Self::launch(&[], config, args, &[], Some(soft))
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        descriptor_limit: Option<u64>,
+    ) -> AgentProcess {
         let mut command = match wrapper.split_first() {
             Some((program, wrapper_args)) => {
                 let mut c = Command::new(program);
@@ -53,6 +74,26 @@ impl AgentProcess {
             }
             None => Command::new(BIN),
         };
+        if let Some(soft) = descriptor_limit {
+            // SAFETY: between fork and exec the closure calls only getrlimit and setrlimit,
+            // which are async-signal-safe, on a struct it owns; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut lim = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    lim.rlim_cur = soft.min(lim.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .arg(format!("-config.file={}", config.display()))
             .args(args)
@@ -71,20 +112,21 @@ impl AgentProcess {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let err_pipe = child.stderr.take().expect("stderr piped");
         let out_pipe = child.stdout.take().expect("stdout piped");
+        let mut readers = Vec::new();
         {
             let stderr = stderr.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
                     if std::env::var("TAILWARD_TEST_ECHO").is_ok() {
                         eprintln!("[agent] {line}");
                     }
                     stderr.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         {
             let stdout = stdout.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut pipe = out_pipe;
                 let mut buf = [0u8; 8192];
                 while let Ok(n) = pipe.read(&mut buf) {
@@ -93,7 +135,7 @@ impl AgentProcess {
                     }
                     stdout.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
-            });
+            }));
         }
         let mut agent = AgentProcess {
             child,
@@ -101,6 +143,7 @@ impl AgentProcess {
             port: 0,
             stderr,
             stdout,
+            readers,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -165,14 +208,16 @@ impl AgentProcess {
 
     /// Waits up to `timeout` for `cond` to hold.
     pub fn wait_until(&self, timeout: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if cond(self) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cond(self)
+        super::wait_until(timeout, || cond(self))
+    }
+
+    /// Once the process has exited: waits until everything it wrote to stderr and stdout has
+    /// been read, so the text returned is all of it. Bounded: a descendant still holding the
+    /// pipes must not hang the test.
+    fn read_to_exit(&self) {
+        super::wait_until(Duration::from_secs(5), || {
+            self.readers.iter().all(JoinHandle::is_finished)
+        });
     }
 
     /// The agent's pid: our child's, or under a wrapper the wrapper's first child's.
@@ -200,7 +245,7 @@ impl AgentProcess {
     pub fn kill_hard(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
+        self.read_to_exit();
         self.stderr_text()
     }
 
@@ -217,6 +262,7 @@ impl AgentProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                self.read_to_exit();
                 return Some(status);
             }
             if Instant::now() > deadline {
@@ -231,7 +277,7 @@ impl AgentProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                self.read_to_exit();
                 return (status, self.stderr_text());
             }
             if Instant::now() > deadline {
@@ -248,6 +294,40 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds an inotify watch on `path` (a directory or a file), from the
+/// `fdinfo` of its inotify descriptors: what a test waits for before changing something the
+/// process is to hear of by inotify rather than by polling.
+pub fn has_inotify_watch(pid: u32, path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    // fdinfo prints the device in the kernel's encoding, major << 20 | minor, both in hex.
+    let ino = format!("ino:{:x}", meta.ino());
+    let dev = meta.dev();
+    let sdev = format!(
+        "sdev:{:x}",
+        (u64::from(libc::major(dev)) << 20) | u64::from(libc::minor(dev))
+    );
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify")
+        })
+        .filter_map(|fd| {
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().display())).ok()
+        })
+        .any(|info| {
+            info.lines()
+                .filter_map(|l| l.strip_prefix("inotify "))
+                .any(|w| {
+                    w.split_whitespace().any(|f| f == ino)
+                        && w.split_whitespace().any(|f| f == sdev)
+                })
+        })
 }
 
 pub fn http_get(port: u16, path: &str) -> (u16, String) {

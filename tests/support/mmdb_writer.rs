@@ -3,7 +3,6 @@
 //! IPv6 search tree of 24-bit records (IPv4 networks under `::/96`), a data section in the
 //! format's typed encoding, then `\xAB\xCD\xEFMaxMind.com` and the metadata map. Networks
 //! must not overlap. Shared by the geoip unit tests and end-to-end tests (included by path).
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 
@@ -19,7 +18,6 @@ pub enum MmdbValue {
     U16(u16),
     U32(u32),
     U64(u64),
-    Bool(bool),
     Map(Vec<(String, MmdbValue)>),
     Array(Vec<MmdbValue>),
 }
@@ -219,7 +217,6 @@ fn encode(value: &MmdbValue, out: &mut Vec<u8>) {
         MmdbValue::U16(n) => unsigned(5, u64::from(*n), out),
         MmdbValue::U32(n) => unsigned(6, u64::from(*n), out),
         MmdbValue::U64(n) => unsigned(9, *n, out),
-        MmdbValue::Bool(b) => control(14, usize::from(*b), out),
         MmdbValue::Map(pairs) => {
             control(7, pairs.len(), out);
             for (k, v) in pairs {

@@ -9,7 +9,11 @@
 //! It must not be lenient: anything Loki would reject is rejected here. Where this receiver is
 //! deliberately *stricter* than Loki, the rule says so ("stricter than Loki"), because a client
 //! that needs Loki's leniency is a client with a bug. It must not depend on tailward's own code:
-//! it is the oracle the agent is tested against.
+//! it is the oracle the agent is tested against. The one exception is the protobuf schema,
+//! `tailward::client::logproto` (message declarations only, no encoding logic: the agent's
+//! encoder writes the wire format itself). `loki_receiver_is_strict` pins those declarations
+//! to push.proto with a hand-encoded request, so a wrong field number there fails that test
+//! instead of being agreed with here.
 //!
 //! Sources checked (grafana/loki): `pkg/push/push.proto`, `pkg/loghttp/push/push.go`
 //! (`ParseLokiRequest`), `pkg/loghttp/entry.go`, `pkg/distributor/{http,distributor,validator}.go`,
@@ -30,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use prost::Message;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tailward::client::logproto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -39,49 +44,6 @@ pub const PUSH_PATH: &str = "/loki/api/v1/push";
 const MAX_BODY_BYTES: usize = 100 << 20;
 const MISSING_LABELS: &str = "error at least one label pair is required per stream";
 const MISSING_STREAMS: &str = "error at least one valid stream is required for ingestion";
-
-/// `logproto` messages from Loki's `pkg/push/push.proto`, with the same field numbers.
-/// Public so tests can build request bodies with them.
-pub mod logproto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PushRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub streams: Vec<StreamAdapter>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct StreamAdapter {
-        #[prost(string, tag = "1")]
-        pub labels: String,
-        #[prost(message, repeated, tag = "2")]
-        pub entries: Vec<EntryAdapter>,
-        #[prost(uint64, tag = "3")]
-        pub hash: u64,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct EntryAdapter {
-        #[prost(message, optional, tag = "1")]
-        pub timestamp: Option<Timestamp>,
-        #[prost(string, tag = "2")]
-        pub line: String,
-        #[prost(message, repeated, tag = "3")]
-        pub structured_metadata: Vec<LabelPairAdapter>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LabelPairAdapter {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    /// `google.protobuf.Timestamp`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Timestamp {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-}
 
 /// Which Loki behaviour to imitate. `Default` is Loki 3.x with default limits.
 #[derive(Clone, Debug)]
@@ -388,6 +350,7 @@ async fn push(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 
 async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let scripted = shared.lock().script.pop_front();
+    let mut accepted = Vec::new();
     let response = match scripted {
         Some(Reply::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -411,11 +374,15 @@ async fn answer(shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Respons
         }
         Some(Reply::Delay(pause)) => {
             tokio::time::sleep(pause).await;
-            handle_push(&shared, &headers, &body)
+            handle_push(&shared, &headers, &body, &mut accepted)
         }
-        None => handle_push(&shared, &headers, &body),
+        None => handle_push(&shared, &headers, &body, &mut accepted),
     };
-    shared.lock().requests.push(RecordedRequest {
+    // Entries and their request are recorded together: a test that saw the entries arrive
+    // also sees the request and the status it got.
+    let mut recorded = shared.lock();
+    recorded.entries.extend(accepted);
+    recorded.requests.push(RecordedRequest {
         authorization: header_text(&headers, "authorization"),
         user_agent: header_text(&headers, "user-agent"),
         content_type: header_text(&headers, "content-type"),
@@ -435,7 +402,13 @@ impl Rejection {
     }
 }
 
-fn handle_push(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Answers one push; what it accepts goes to `accepted`.
+fn handle_push(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    accepted: &mut Vec<ReceivedEntry>,
+) -> Response {
     if let Some(max) = shared.config.max_body_bytes
         && body.len() > max
     {
@@ -448,8 +421,8 @@ fn handle_push(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
     }
     let tenant = header_text(headers, "x-scope-orgid").filter(|t| !t.is_empty());
     match decode_and_validate(&shared.config, headers, body, tenant) {
-        Ok((accepted, errors)) => {
-            shared.lock().entries.extend(accepted);
+        Ok((valid, errors)) => {
+            accepted.extend(valid);
             if errors.is_empty() {
                 StatusCode::NO_CONTENT.into_response()
             } else {

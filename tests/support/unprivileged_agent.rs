@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::agent_process::{BIN, http_get, metric_value};
@@ -37,6 +38,8 @@ pub struct UnprivilegedAgent {
     child: Child,
     pub port: u16,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread copying stderr; finished once the pipe is closed.
+    reader: JoinHandle<()>,
 }
 
 impl UnprivilegedAgent {
@@ -65,18 +68,19 @@ impl UnprivilegedAgent {
             .expect("start tailward (setpriv is in Debian's util-linux)");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stderr.take().expect("stderr piped");
-        {
+        let reader = {
             let stderr = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     stderr.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        };
         let mut agent = UnprivilegedAgent {
             child,
             port: 0,
             stderr,
+            reader,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -143,7 +147,8 @@ impl UnprivilegedAgent {
         let deadline = Instant::now() + within;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(50));
+                // All it wrote, not what the reader thread happened to have copied yet.
+                super::wait_until(Duration::from_secs(5), || self.reader.is_finished());
                 return (Some(status), self.stderr_text());
             }
             if Instant::now() > deadline {
