@@ -3,16 +3,14 @@
 //! `/reload` refuses GET; `server.http_tls_config` is honoured (TLS only, client
 //! certificates when asked), and a certificate that cannot be read stops the agent.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::agent_process::{AgentProcess, BIN, file_job_config, http_get, write_config};
-use support::receiver::Receiver;
+use crate::support::agent_process::{AgentProcess, BIN, file_job_config, http_get, write_config};
+use crate::support::receiver::Receiver;
 
 /// Raises this process's descriptor limit so the test can hold `n` sockets.
 fn allow_descriptors(n: u64) {
