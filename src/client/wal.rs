@@ -552,6 +552,16 @@ impl WalReader {
                     Read_::Wait
                 };
             }
+            // A segment deleted once acknowledged (or dropped when full) frees its space only
+            // when its last descriptor closes: on a full disk, the writer's next segment
+            // needs that space.
+            if self
+                .file
+                .as_ref()
+                .is_some_and(|(b, _)| !st.segments.iter().any(|s| s.base == *b))
+            {
+                self.file = None;
+            }
             let next = self.next.get_or_insert(st.acked);
             if *next < st.floor {
                 *next = st.floor;
@@ -943,6 +953,40 @@ mod tests {
         encode(&entry("hello"), &mut buf);
         assert_eq!(decode(&buf), Some(entry("hello")));
         assert_eq!(decode(&buf[..buf.len() - 1]), None);
+    }
+
+    /// Descriptors of this process open on a segment file under `dir`.
+    fn open_segments(dir: &Path) -> Vec<String> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .filter(|p| p.starts_with(&dir.display().to_string()) && p.contains(".wal"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_reader_lets_go_of_a_segment_once_it_is_acknowledged_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let wal = Wal::new(&cfg(dir.path()), dir.path().to_path_buf(), "h", metrics);
+        write(&wal, &["one", "two", "three"]).await;
+        let mut reader = WalReader::new(wal.clone());
+        let items = reader.recv().await.unwrap();
+        assert_eq!(lines(&items), ["one", "two", "three"]);
+        assert!(
+            !open_segments(dir.path()).is_empty(),
+            "the reader holds its segment"
+        );
+        let tokens: Vec<AckToken> = items.iter().filter_map(Outgoing::ack).collect();
+        wal.acknowledge(acknowledged_position(&tokens).unwrap());
+        assert!(
+            wal.state().segments.is_empty(),
+            "acknowledged segments are deleted"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(300), reader.recv()).await;
+        // A deleted file's space comes back only when its last descriptor closes.
+        assert_eq!(open_segments(dir.path()), Vec::<String>::new());
     }
 
     #[tokio::test]
