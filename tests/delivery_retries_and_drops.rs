@@ -122,6 +122,52 @@ async fn bad_request_drops_the_batch_and_counts_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_partly_refused_batch_counts_only_what_loki_refused_by_its_reason() {
+    let s = setup_with(ReceiverConfig {
+        max_line_size: Some(20),
+        ..ReceiverConfig::default()
+    })
+    .await;
+    {
+        let mut f = std::fs::File::create(&s.log).unwrap();
+        for i in 0..10 {
+            writeln!(f, "line {i:04}").unwrap();
+            if i % 4 == 0 {
+                writeln!(f, "a line far longer than Loki's limit {i}").unwrap();
+            }
+        }
+    }
+    let agent = s.start("");
+    let got = s
+        .receiver
+        .wait_for_entries(10, Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        lines_of(&got),
+        numbered(0, 10),
+        "Loki stored the valid lines"
+    );
+    let metric = |name: &str, reason: &str| {
+        format!(
+            "{name}{{host=\"{}\",reason=\"{reason}\",tenant=\"\"}}",
+            s.receiver.addr()
+        )
+    };
+    assert!(
+        agent.wait_until(Duration::from_secs(10), |a| a
+            .metric(&metric("promtail_dropped_entries_total", "line_too_long"))
+            == 3.0),
+        "the three long lines count as line_too_long:\n{}",
+        agent.metric(&metric("promtail_dropped_entries_total", "line_too_long"))
+    );
+    assert_eq!(
+        agent.metric(&metric("promtail_dropped_entries_total", "ingester_error")),
+        0.0
+    );
+    assert_eq!(agent.metric("promtail_sent_entries_total"), 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn too_many_requests_waits_for_retry_after() {
     let s = setup().await;
     s.receiver.script(vec![Reply::TooManyRequests {

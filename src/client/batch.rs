@@ -458,6 +458,34 @@ impl Batcher {
     }
 }
 
+/// Batches built by hand for other modules' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A tenant batch with streams rendered as given, each with `n` entries.
+    pub(crate) fn batch_of(streams: &[(&str, usize)]) -> TenantBatch {
+        let mut batch = TenantBatch::new(String::new());
+        for (rendered, n) in streams {
+            let entries: Vec<StreamEntry> = (0..*n)
+                .map(|i| StreamEntry {
+                    timestamp: chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
+                        .unwrap(),
+                    line: format!("line {i}"),
+                    structured_metadata: Vec::new(),
+                })
+                .collect();
+            batch.entries += entries.len();
+            batch.streams.push(Stream {
+                labels: LabelSet::new(),
+                rendered: rendered.to_string(),
+                entries,
+            });
+        }
+        batch
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

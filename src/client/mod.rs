@@ -17,6 +17,7 @@ pub mod logproto;
 mod push;
 pub mod queue;
 mod recent;
+mod rejections;
 mod tls;
 pub mod wal;
 

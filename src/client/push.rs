@@ -2,8 +2,9 @@
 //! errors are retried with dskit's jittered exponential backoff (a 429's `Retry-After`
 //! lengthens a wait, never shortens it; `max_retries: 0` retries forever, and so does a
 //! client with a disk buffer, which holds the batch meanwhile); a 413 (body too large) splits the batch and
-//! delivers the halves; any other non-2xx (Loki's 400 for out-of-order or too-old entries
-//! included) drops the batch at once, counted and logged with Loki's message. Also owns the structured-metadata
+//! delivers the halves; a 400 that names the entries Loki refused (Loki stores the rest)
+//! counts just those as dropped, by Loki's reason; any other non-2xx drops the batch at once,
+//! counted and logged with Loki's message. Also owns the structured-metadata
 //! fallback for endpoints that refuse it (Loki 2.x, or Loki 3 with it disallowed), the HTTP
 //! client and its fixed headers, and the client's send metrics.
 //!
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use super::ClientError;
 use super::batch::TenantBatch;
 use super::encode::BodyEncoder;
+use super::rejections;
 use crate::config::{BackoffConfig, ClientConfig};
 use crate::metrics::Metrics;
 
@@ -291,6 +293,30 @@ impl Pusher {
                         );
                         self.count_retry(REASON_RETRY_SPLIT);
                         return Sent::TooLarge(Box::new((first, second)));
+                    }
+                    if status == 400
+                        && let Some(refused) = rejections::refused(&response, batch)
+                    {
+                        // Loki stored the rest of the batch: only what it names is dropped.
+                        let dropped: u64 = refused.iter().map(|(_, n)| n).sum();
+                        tracing::error!(status, tenant, entries, refused = dropped, error = %response, "Loki refused part of the batch");
+                        for (reason, n) in &refused {
+                            // Bytes are not itemised in Loki's answer: shared out by entries.
+                            self.count_drop(tenant, reason, *n, body_len * n / entries.max(1));
+                        }
+                        let m = &self.metrics.client;
+                        let accepted = entries - dropped;
+                        m.sent_entries
+                            .with_label_values(&[&self.host])
+                            .inc_by(accepted);
+                        m.sent_bytes
+                            .with_label_values(&[&self.host])
+                            .inc_by(body_len * accepted / entries.max(1));
+                        return Sent::Settled(if accepted > 0 {
+                            Delivery::Delivered
+                        } else {
+                            Delivery::Dropped
+                        });
                     }
                     if status != 429 && !(500..600).contains(&status) {
                         tracing::error!(status, tenant, entries, error = %response, "final error sending batch");

@@ -402,6 +402,31 @@ impl Rejection {
     }
 }
 
+/// The refusals as Loki's distributor answers them (dskit's `GroupedErrors.Error()`):
+/// identical messages grouped, `N errors like: <message>` joined by `; `, the prefix left
+/// out when there is a single refusal. Go iterates a map there; first-seen order here.
+fn grouped(errors: &[String]) -> String {
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for e in errors {
+        match groups.iter_mut().find(|(m, _)| *m == e.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((e, 1)),
+        }
+    }
+    let unique = groups.len();
+    groups
+        .iter()
+        .map(|(m, n)| {
+            if unique > 1 || *n > 1 {
+                format!("{n} errors like: {m}")
+            } else {
+                m.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Answers one push; what it accepts goes to `accepted`.
 fn handle_push(
     shared: &Shared,
@@ -427,7 +452,7 @@ fn handle_push(
                 StatusCode::NO_CONTENT.into_response()
             } else {
                 // Loki keeps the valid entries and reports the invalid ones with a 400.
-                (StatusCode::BAD_REQUEST, format!("{}\n", errors.join("\n"))).into_response()
+                (StatusCode::BAD_REQUEST, format!("{}\n", grouped(&errors))).into_response()
             }
         }
         Err(Rejection(status, message)) => (status, format!("{message}\n")).into_response(),
