@@ -76,8 +76,7 @@ pub fn start(
             ctx.liveness.register(&job.job_name),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
-        let positions = ctx.positions.clone();
-        let task = tokio::spawn(source.run(positions, input, stop_rx));
+        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
         return Ok(RunningJob {
             config: job.clone(),
             stop: stop_tx,
@@ -102,7 +101,7 @@ pub fn start(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let tailers = TailerSet::new(
-        ctx.positions.clone(),
+        ctx.positions.view(),
         input,
         ctx.metrics.clone(),
         TailOptions {

@@ -54,9 +54,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::delivery::file_identity::FileIdentity;
-use crate::delivery::positions::Positions;
+use crate::delivery::positions::{FilePosition, PositionsView};
 use crate::metrics::Metrics;
-use crate::model::ack::{AckToken, SourceId};
+use crate::model::ack::AckToken;
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
 use crate::sources::files::open_files::{OpenFiles, Slot};
@@ -194,7 +194,7 @@ fn lock(claims: &Claims) -> std::sync::MutexGuard<'_, HashSet<(u64, u64)>> {
 
 /// The tailers of one job.
 pub struct TailerSet {
-    positions: Positions,
+    positions: PositionsView,
     out: mpsc::Sender<LineBatch>,
     metrics: Arc<Metrics>,
     opts: TailOptions,
@@ -211,7 +211,7 @@ struct Running {
 
 impl TailerSet {
     pub fn new(
-        positions: Positions,
+        positions: PositionsView,
         out: mpsc::Sender<LineBatch>,
         metrics: Arc<Metrics>,
         opts: TailOptions,
@@ -330,7 +330,7 @@ struct Tailer {
     path: PathBuf,
     path_label: String,
     labels: Arc<LabelSet>,
-    positions: Positions,
+    positions: PositionsView,
     out: mpsc::Sender<LineBatch>,
     metrics: Arc<Metrics>,
     opts: TailOptions,
@@ -346,7 +346,7 @@ struct Parked {
     identity: FileIdentity,
     name: String,
     cursor: u64,
-    source: SourceId,
+    position: FilePosition,
     len: u64,
     mtime: Option<SystemTime>,
     last_growth: Instant,
@@ -380,7 +380,8 @@ struct Reader {
     pending_since: Instant,
     /// Inside an over-long line that was already cut: discard up to its newline.
     skipping: bool,
-    source: SourceId,
+    /// This file's source in delivery: every line's token names it.
+    position: FilePosition,
     last_growth: Instant,
     /// Rotated away or deleted: read until quiet, then close.
     draining: bool,
@@ -528,7 +529,7 @@ impl Tailer {
                         tracing::info!(path = %self.path_label, renamed_to = ?new_name, "file rotated; draining the old file, reading the new one");
                         if let Some(n) = new_name {
                             cur.name = n.display().to_string();
-                            self.positions.rename(cur.source, &cur.name);
+                            cur.position.renamed(&cur.name);
                         }
                         rotated_at = cur.file.metadata().and_then(|m| m.modified()).ok();
                         cur.draining = true;
@@ -685,7 +686,7 @@ impl Tailer {
             identity: r.identity,
             name: r.name,
             cursor: r.cursor,
-            source: r.source,
+            position: r.position,
             len: meta.len(),
             mtime: meta.modified().ok(),
             last_growth: r.last_growth,
@@ -718,7 +719,7 @@ impl Tailer {
             pending: Vec::new(),
             pending_since: Instant::now(),
             skipping: false,
-            source: p.source,
+            position: p.position,
             last_growth: p.last_growth,
             draining: false,
             // As when it was closed: the next read checks it is still the same file.
@@ -727,7 +728,7 @@ impl Tailer {
     }
 
     fn close_parked(&self, p: Parked) {
-        self.positions.unregister(p.source, p.cursor);
+        p.position.close(p.cursor);
         self.unclaim(&p.identity);
         self.metrics.files.files_active.dec();
     }
@@ -772,7 +773,7 @@ impl Tailer {
                 0
             }
             None => match self.positions.find(|id| id.matches(&file, &meta)) {
-                Some((_, saved, _)) => saved.min(meta.len()),
+                Some(saved) => saved.min(meta.len()),
                 None if self.opts.tail_from_end => meta.len(),
                 None => 0,
             },
@@ -856,10 +857,10 @@ impl Tailer {
             let name = p.display().to_string();
             let start = match self.positions.saved(&name) {
                 Some((off, Some(id))) if id.matches(&file, &meta) => off,
-                _ => match self.positions.find(|id| id.matches(&file, &meta)) {
-                    Some((_, off, _)) => off,
-                    None => 0,
-                },
+                _ => self
+                    .positions
+                    .find(|id| id.matches(&file, &meta))
+                    .unwrap_or(0),
             };
             if start < meta.len() {
                 self.queue_draining(file, &meta, p, start, readers);
@@ -908,7 +909,7 @@ impl Tailer {
         // UTF-16 lines start at even offsets; an odd one (tail_from_end mid-write) is not one.
         let offset = offset - offset % Newline::of(self.opts.encoding).width() as u64;
         file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
-        let source = self.positions.register(&name, offset, Some(identity));
+        let position = self.positions.open_file(&name, offset, identity);
         self.metrics.files.files_active.inc();
         tracing::info!(path = %name, offset, "tailing file");
         let now = Instant::now();
@@ -920,7 +921,7 @@ impl Tailer {
             pending: Vec::new(),
             pending_since: now,
             skipping: false,
-            source,
+            position,
             last_growth: now,
             draining: false,
             at_eof: false,
@@ -938,7 +939,8 @@ impl Tailer {
     }
 
     fn close(&self, r: Reader) {
-        self.positions.unregister(r.source, r.handed_on());
+        let handed_on = r.handed_on();
+        r.position.close(handed_on);
         self.unclaim(&r.identity);
         self.metrics.files.files_active.dec();
         tracing::debug!(path = %r.name, "closed file");
@@ -1052,7 +1054,7 @@ impl Tailer {
             buf.resize((n * 2).min(READ_CHUNK), 0);
         }
         // Issued before it leaves: the position must wait for these lines from now on.
-        self.positions.issue(&batch);
+        r.position.issue(&batch);
         if !batch.is_empty() && self.out.send(batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
         }
@@ -1086,11 +1088,12 @@ impl Tailer {
         let mut start = 0usize;
         let mut lines = 0u64;
         let mut at_file_start = first_at_file_start;
+        let source = r.position.id();
         for end in ends {
             // A line continuing a held unfinished one started in an earlier read.
             let previous = chunk_offset + start as u64 - r.pending.len() as u64;
             let token = Some(AckToken::line_after(
-                r.source,
+                source,
                 previous,
                 chunk_offset + end as u64,
             ));
@@ -1124,7 +1127,11 @@ impl Tailer {
     /// file is being closed.
     async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
         let mut batch = LineBatch::new(self.labels.clone(), crate::model::clock::now());
-        let token = Some(AckToken::line_after(r.source, r.handed_on(), r.cursor));
+        let token = Some(AckToken::line_after(
+            r.position.id(),
+            r.handed_on(),
+            r.cursor,
+        ));
         let at_file_start = r.handed_on() == 0;
         let line = std::mem::take(&mut r.pending);
         self.push_line(
@@ -1141,7 +1148,7 @@ impl Tailer {
                 .with_label_values(&[&self.path_label])
                 .inc();
         }
-        self.positions.issue(&batch);
+        r.position.issue(&batch);
         self.out.send(batch).await.map_err(|_| ())
     }
 
@@ -1270,7 +1277,7 @@ impl Tailer {
             None => return PathState::Truncated,
             Some(grown) if grown != cur.identity => {
                 cur.identity = grown;
-                self.positions.set_identity(cur.source, grown);
+                cur.position.identity_grew(grown);
             }
             Some(_) => {}
         }
@@ -1299,9 +1306,9 @@ impl Tailer {
             .metadata()
             .and_then(|m| FileIdentity::of(&cur.file, &m))
             .unwrap_or(cur.identity);
-        let old = cur.source;
-        cur.source = self.positions.register(&cur.name, 0, Some(identity));
-        self.positions.unregister(old, cur.handed_on());
+        let handed_on = cur.handed_on();
+        let fresh = self.positions.open_file(&cur.name, 0, identity);
+        std::mem::replace(&mut cur.position, fresh).close(handed_on);
         cur.identity = identity;
         cur.cursor = 0;
         cur.pending.clear();
@@ -1372,6 +1379,7 @@ fn is_rotated_name(base: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::positions::Positions;
     use std::io::Write;
 
     fn opts() -> TailOptions {
@@ -1397,7 +1405,10 @@ mod tests {
     struct Harness {
         set: TailerSet,
         rx: mpsc::Receiver<LineBatch>,
+        /// The store, as the agent holds it (`pos.yaml` in the directory, never saved).
         positions: Positions,
+        /// What the tailers see of it.
+        view: PositionsView,
         acks: crate::model::ack::AckSender,
         metrics: Arc<Metrics>,
         _stop: watch::Sender<bool>,
@@ -1422,7 +1433,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         Harness {
             set: TailerSet::new(
-                positions.clone(),
+                positions.view(),
                 tx,
                 metrics.clone(),
                 opts,
@@ -1430,6 +1441,7 @@ mod tests {
                 FileAccess::new(inotify, max_open_files, &metrics),
             ),
             rx,
+            view: positions.view(),
             positions,
             acks: factory.for_client(0),
             metrics,
@@ -1652,12 +1664,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let rotated = dir.path().join("app.log.1").display().to_string();
         assert_eq!(
-            h.positions
-                .saved(&path.display().to_string())
-                .map(|(o, _)| o),
+            h.view.saved(&path.display().to_string()).map(|(o, _)| o),
             Some(6)
         );
-        assert_eq!(h.positions.saved(&rotated).map(|(o, _)| o), Some(12));
+        assert_eq!(h.view.saved(&rotated).map(|(o, _)| o), Some(12));
         // A glob that also matches the rotated name does not read it again.
         h.set
             .start(&dir.path().join("app.log.1"), Arc::new(LabelSet::new()));

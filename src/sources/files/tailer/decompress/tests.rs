@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::delivery::positions::Positions;
+use crate::delivery::positions::{Positions, PositionsView};
 use crate::metrics::Metrics;
 use crate::model::labels::LabelSet;
 use crate::sources::files::tailer::{PollConfig, TailOptions, TailerSet};
@@ -94,7 +94,7 @@ fn configured(format: ArchiveFormat) -> Option<Decompression> {
 struct Harness {
     set: TailerSet,
     rx: mpsc::Receiver<LineBatch>,
-    positions: Positions,
+    view: PositionsView,
     acks: crate::model::ack::AckSender,
     metrics: Arc<Metrics>,
     _stop: watch::Sender<bool>,
@@ -109,7 +109,7 @@ fn harness(dir: &Path, opts: TailOptions) -> Harness {
     let metrics = Arc::new(Metrics::new());
     Harness {
         set: TailerSet::new(
-            positions.clone(),
+            positions.view(),
             tx,
             metrics.clone(),
             opts,
@@ -117,7 +117,7 @@ fn harness(dir: &Path, opts: TailOptions) -> Harness {
             crate::sources::files::tailer::FileAccess::new(true, 0, &metrics),
         ),
         rx,
-        positions,
+        view: positions.view(),
         acks: factory.for_client(0),
         metrics,
         _stop: stop_tx,
@@ -163,9 +163,7 @@ fn lines(got: &[(String, u64)]) -> Vec<&str> {
 
 async fn saved_lines(h: &Harness, path: &Path) -> Option<u64> {
     tokio::time::sleep(Duration::from_millis(50)).await;
-    h.positions
-        .saved(&path.display().to_string())
-        .map(|(n, _)| n)
+    h.view.saved(&path.display().to_string()).map(|(n, _)| n)
 }
 
 #[tokio::test]
