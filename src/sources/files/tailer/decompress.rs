@@ -49,7 +49,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::{Newline, OpenError, READ_CHUNK, Tailer, find_by_inode, open_regular, utf16_line_ends};
+use super::follow::Tailer;
+use super::lines::{Newline, utf16_line_ends};
+use super::open::{OpenError, open_regular};
+use super::reader::READ_CHUNK;
+use super::resume;
+use super::rotation::find_by_inode;
 use crate::config::{ArchiveFormat, ScrapeConfig};
 use crate::delivery::file_identity::FileIdentity;
 use crate::delivery::positions::FilePosition;
@@ -261,8 +266,9 @@ impl Tailer {
                 }
             };
             let identity = FileIdentity::of(&file, &meta).ok()?;
-            if self.claim(&identity) {
-                let skip = self.lines_done(&file, &meta);
+            if self.claims.claim(&identity) {
+                let skip =
+                    resume::archive_lines_done(&self.positions, &self.path_label, &file, &meta);
                 return Some(Archive {
                     file,
                     identity,
@@ -281,23 +287,6 @@ impl Tailer {
         }
     }
 
-    /// Lines of the archive `file` already handed on: the path's saved count when it is
-    /// this file's, or a Promtail entry (no identity, trusted as Promtail trusts it);
-    /// else the count saved for this file under another name (rotation renamed it, now or
-    /// while the agent was down); else 0.
-    fn lines_done(&self, file: &File, meta: &std::fs::Metadata) -> u64 {
-        match self.positions.saved(&self.path_label) {
-            Some((lines, None)) => return lines,
-            Some((lines, Some(id))) if id.matches(file, meta) => return lines,
-            _ => {}
-        }
-        self.positions
-            .find(|id| id.matches(file, meta))
-            // Renamed while the agent was down, its old name already taken by another file.
-            .or_else(|| self.positions.find_as_loaded(|id| id.matches(file, meta)))
-            .unwrap_or(0)
-    }
-
     /// The archive's file leaves this tailer: its position follows it if rotation gave it
     /// another name, acknowledgements still in flight settle, and another tailer may take it.
     fn release(&self, position: FilePosition, done: u64, identity: &FileIdentity) {
@@ -306,7 +295,7 @@ impl Tailer {
             position.renamed(&new_name.display().to_string());
         }
         position.close(done);
-        self.unclaim(identity);
+        self.claims.release(identity);
     }
 
     /// Reads the claimed archive to its end (see [`Self::pass`]), again past the lines

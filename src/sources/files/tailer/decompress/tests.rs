@@ -3,13 +3,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
 use super::*;
-use crate::delivery::positions::{Positions, PositionsView};
-use crate::metrics::Metrics;
 use crate::model::labels::LabelSet;
-use crate::sources::files::tailer::{PollConfig, TailOptions, TailerSet};
+use crate::sources::files::tailer::TailOptions;
+use crate::sources::files::tailer::test_harness::{self, Harness, collect, harness};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -58,21 +55,11 @@ fn text_is_not_taken_for_an_archive() {
     }
 }
 
+/// The tailer tests' options, for a job with `decompression`.
 fn opts(decompression: Option<Decompression>) -> TailOptions {
     TailOptions {
-        poll: PollConfig {
-            min: Duration::from_millis(10),
-            max: Duration::from_millis(40),
-        },
-        rotate_wait: Duration::from_millis(200),
-        partial_line_wait: Duration::from_millis(300),
-        max_line_bytes: 64,
-        truncate_long_lines: true,
-        tail_from_end: false,
-        ignore_older_than: None,
-        encoding: None,
-        per_file_metrics: true,
         decompression,
+        ..test_harness::opts()
     }
 }
 
@@ -90,63 +77,8 @@ fn configured(format: ArchiveFormat) -> Option<Decompression> {
     })
 }
 
-/// A tailer set whose lines are acknowledged as soon as they are collected.
-struct Harness {
-    set: TailerSet,
-    rx: mpsc::Receiver<LineBatch>,
-    view: PositionsView,
-    acks: crate::model::ack::AckSender,
-    metrics: Arc<Metrics>,
-    _stop: watch::Sender<bool>,
-}
-
-fn harness(dir: &Path, opts: TailOptions) -> Harness {
-    let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
-    let (tx, rx) = mpsc::channel(16);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (factory, ack_rx) = crate::model::ack::channel();
-    tokio::spawn(positions.clone().run_acks(ack_rx));
-    let metrics = Arc::new(Metrics::new());
-    Harness {
-        set: TailerSet::new(
-            positions.view(),
-            tx,
-            metrics.clone(),
-            opts,
-            stop_rx,
-            crate::sources::files::tailer::FileAccess::new(true, 0, &metrics),
-        ),
-        rx,
-        view: positions.view(),
-        acks: factory.for_client(0),
-        metrics,
-        _stop: stop_tx,
-    }
-}
-
-/// Collects `n` lines with their acknowledgement offsets (line numbers), acknowledging them.
-async fn collect(h: &mut Harness, n: usize) -> Vec<(String, u64)> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
-            .await
-            .expect("lines arrive")
-            .expect("channel open");
-        let mut tokens = Vec::new();
-        for (line, ack) in b.iter() {
-            got.push((line.to_string(), ack.map(|a| a.offset).unwrap_or(0)));
-            tokens.extend(ack);
-        }
-        h.acks.settle(tokens);
-    }
-    got
-}
-
 async fn nothing_more(h: &mut Harness, wait: Duration) {
-    if let Ok(Some(b)) = tokio::time::timeout(wait, h.rx.recv()).await {
-        let lines: Vec<&str> = b.iter().map(|(l, _)| l).collect();
-        panic!("unexpected lines: {lines:?}");
-    }
+    test_harness::nothing_more(&mut h.rx, wait).await;
 }
 
 /// Does this process hold a descriptor of `path`?
