@@ -177,7 +177,7 @@ impl Jobs {
             while !files.iter().all(|f| ctx.positions.settled(f)) {
                 if tokio::time::Instant::now() >= deadline {
                     tracing::warn!(
-                        "entries of stopped jobs not acknowledged in time; their files resume from the last acknowledged position"
+                        "entries of stopped jobs not acknowledged in time; their successors start before those are delivered"
                     );
                     break;
                 }

@@ -222,6 +222,26 @@ impl Positions {
             .cloned()
     }
 
+    /// Opens again the source now responsible for `path` if it read the file `is_it`
+    /// recognises and was closed with lines still outstanding: its finalizer goes on, so the
+    /// position waits for those lines as well as for what is read next. Returns it with how
+    /// far it handed on.
+    pub(super) fn reopen(
+        &self,
+        path: &str,
+        mut is_it: impl FnMut(&FileIdentity) -> bool,
+    ) -> Option<(SourceId, u64)> {
+        let mut st = self.state();
+        let id = *st.current.get(path)?;
+        let src = st.sources.get_mut(&id)?;
+        let handed_on = src.last_offset?;
+        if !src.identity.as_ref().is_some_and(&mut is_it) {
+            return None;
+        }
+        src.last_offset = None;
+        Some((id, src.finalizer.last_issued().max(handed_on)))
+    }
+
     /// Records that `id`'s file has a longer fingerprint now.
     pub(super) fn set_identity(&self, id: SourceId, identity: FileIdentity) {
         let mut st = self.state();

@@ -63,6 +63,25 @@ impl PositionsView {
         }
     }
 
+    /// Opens again the source that last read the file `is_it` recognises under `path`, when
+    /// it was closed with lines still unacknowledged (a rotated file whose reader closed
+    /// before its lines were delivered, now started under its new name): reading goes on
+    /// from where it stopped handing on, which is returned, and the position moves only once
+    /// those lines are settled too. So they are neither read again nor taken as delivered
+    /// before they are. `None` when there is no such source.
+    #[must_use = "a source is closed through its handle"]
+    pub fn reopen_file(
+        &self,
+        path: &str,
+        is_it: impl FnMut(&FileIdentity) -> bool,
+    ) -> Option<(FilePosition, u64)> {
+        let (id, handed_on) = self.store.reopen(path, is_it)?;
+        let position = FilePosition {
+            source: Registration::new(self.store.clone(), id),
+        };
+        Some((position, handed_on))
+    }
+
     /// Opens a journal reader saving its cursor under `key` (`cursor-<job>`), with the
     /// cursor saved there: the reader resumes after it.
     #[must_use = "a source is closed through its handle"]
@@ -257,6 +276,45 @@ mod tests {
         position.identity_grew(grown);
         assert_eq!(view.saved("/l/app.log.1"), Some((4, Some(grown))));
         position.close(4);
+    }
+
+    #[tokio::test]
+    async fn a_source_closed_unsettled_is_reopened_and_its_position_waits_for_all_its_lines() {
+        let store = Positions::in_memory("");
+        let view = store.view();
+        let position = view.open_file("/l/app.log.1", 0, ID);
+        let id = position.id();
+        position.issue(&batch(id, &[6, 12]));
+        position.close(12);
+        assert!(
+            view.reopen_file("/l/app.log.1", |i| *i != ID).is_none(),
+            "another file"
+        );
+        assert!(
+            view.reopen_file("/l/app.log", |i| *i == ID).is_none(),
+            "another path"
+        );
+        let (position, handed_on) = view.reopen_file("/l/app.log.1", |i| *i == ID).unwrap();
+        assert_eq!((position.id(), handed_on), (id, 12));
+        assert!(
+            view.reopen_file("/l/app.log.1", |i| *i == ID).is_none(),
+            "open again"
+        );
+        position.issue(&batch(id, &[20]));
+        settle(&store, vec![AckToken::line(id, 20)]).await;
+        assert_eq!(
+            store.get("/l/app.log.1"),
+            0,
+            "lines before it are not settled yet"
+        );
+        settle(&store, vec![AckToken::line(id, 6), AckToken::line(id, 12)]).await;
+        assert_eq!(store.get("/l/app.log.1"), 20);
+        position.close(20);
+        assert!(store.settled("/l/app.log.1"));
+        assert!(
+            view.reopen_file("/l/app.log.1", |i| *i == ID).is_none(),
+            "forgotten"
+        );
     }
 
     #[tokio::test]

@@ -174,6 +174,9 @@ struct Archive {
     identity: FileIdentity,
     /// Lines of it already handed on, by an earlier run or under another name.
     skip: u64,
+    /// The source of this archive that closed with lines still unacknowledged (its reader
+    /// saw it renamed to this path), reopened to go on past them.
+    continued: Option<FilePosition>,
 }
 
 /// What ended the reading of one archive.
@@ -212,13 +215,19 @@ impl Tailer {
                 Sniffed::Plain => return this.run(slot, stop, shutdown).await,
                 Sniffed::Nothing => return,
             };
-            let Some(archive) = this.open_archive(&mut stop, &mut shutdown).await else {
+            let Some(mut archive) = this.open_archive(&mut stop, &mut shutdown).await else {
                 return;
             };
             let identity = archive.identity;
-            let position = this
-                .positions
-                .open_file(&this.path_label, archive.skip, identity);
+            let position = match archive.continued.take() {
+                Some(position) => {
+                    position.identity_grew(identity);
+                    position
+                }
+                None => this
+                    .positions
+                    .open_file(&this.path_label, archive.skip, identity),
+            };
             let Some((back, position, end, done)) = this
                 .read_archive(format, archive, position, &mut stop, &mut shutdown)
                 .await
@@ -267,12 +276,23 @@ impl Tailer {
             };
             let identity = FileIdentity::of(&file, &meta).ok()?;
             if self.claims.claim(&identity) {
-                let skip =
-                    resume::archive_lines_done(&self.positions, &self.path_label, &file, &meta);
+                // As for plain files: what a closed source of this archive handed on is
+                // neither read again nor taken as delivered before it is.
+                let (skip, continued) = match self
+                    .positions
+                    .reopen_file(&self.path_label, |id| id.matches(&file, &meta))
+                {
+                    Some((position, lines)) => (lines, Some(position)),
+                    None => (
+                        resume::archive_lines_done(&self.positions, &self.path_label, &file, &meta),
+                        None,
+                    ),
+                };
                 return Some(Archive {
                     file,
                     identity,
                     skip,
+                    continued,
                 });
             }
             drop(file);
@@ -314,6 +334,7 @@ impl Tailer {
             mut file,
             identity,
             skip,
+            ..
         } = archive;
         let mut done = skip;
         let mut this = self;

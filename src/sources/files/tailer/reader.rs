@@ -78,10 +78,42 @@ impl Tailer {
         let offset = offset - offset % Newline::of(self.opts.encoding).width() as u64;
         file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
         let position = self.positions.open_file(&name, offset, identity);
+        Ok(self.attach(file, identity, name, offset, position))
+    }
+
+    /// Opens a reader of `file` for `position`, the source of it that closed with lines still
+    /// unacknowledged and was reopened ([`PositionsView::reopen_file`]), at `offset`, where
+    /// that source stopped handing on.
+    ///
+    /// [`PositionsView::reopen_file`]: crate::delivery::positions::PositionsView::reopen_file
+    pub(super) fn reader_continuing(
+        &self,
+        mut file: File,
+        identity: FileIdentity,
+        name: String,
+        position: FilePosition,
+        offset: u64,
+    ) -> Result<Reader, &'static str> {
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            position.close(offset);
+            return Err("seek");
+        }
+        position.identity_grew(identity);
+        Ok(self.attach(file, identity, name, offset, position))
+    }
+
+    fn attach(
+        &self,
+        file: File,
+        identity: FileIdentity,
+        name: String,
+        offset: u64,
+        position: FilePosition,
+    ) -> Reader {
         self.metrics.files.files_active.inc();
         tracing::info!(path = %name, offset, "tailing file");
         let now = Instant::now();
-        Ok(Reader {
+        Reader {
             file,
             identity,
             name,
@@ -93,7 +125,7 @@ impl Tailer {
             last_growth: now,
             draining: false,
             at_eof: false,
-        })
+        }
     }
 
     /// Closes the file, telling delivery how far it was handed on.

@@ -11,7 +11,10 @@
 //! - rotated files still to read: on the first open after a start, the file last read under
 //!   this path (found under its new name) and those rotated after it; after a rotation seen
 //!   while running, files rotated in between when rotations came faster than our polls.
-//!   They are read, oldest first, before the file now at the path.
+//!   They are read, oldest first, before the file now at the path;
+//! - a rotated file whose reader closed with lines still unacknowledged is read on through
+//!   that reader's source, reopened: what it handed on is not read again, and its position
+//!   still waits for those lines (a restart before they are delivered reads them again).
 //!
 //! Owns opening the current file and queueing rotated ones, and reports renames and grown
 //! fingerprints to each file's [`FilePosition`](crate::delivery::positions::FilePosition).
@@ -103,22 +106,48 @@ impl Tailer {
         if !self.claims.claim(&identity) {
             return Ok(());
         }
-        let start = resume::current_start(
-            &self.positions,
-            &self.path_label,
-            &file,
-            &meta,
-            self.opts.tail_from_end,
-        );
-        if first_open && let Some(predecessor) = start.predecessor {
-            self.queue_unread_rotations(Some(predecessor), None, &identity, readers);
-        }
+        // A source of this file that closed with lines still unacknowledged (its reader saw
+        // it rotated to this name) goes on where it stopped: what it handed on is neither
+        // read again nor taken as delivered before it is.
+        let continued = match self
+            .positions
+            .reopen_file(&self.path_label, |id| id.matches(&file, &meta))
+        {
+            Some((position, handed_on)) if handed_on <= meta.len() => Some((position, handed_on)),
+            // Truncated since: read as any file at the path.
+            Some((position, handed_on)) => {
+                position.close(handed_on);
+                None
+            }
+            None => None,
+        };
+        let (offset, continued) = match continued {
+            Some((position, handed_on)) => (handed_on, Some(position)),
+            None => {
+                let start = resume::current_start(
+                    &self.positions,
+                    &self.path_label,
+                    &file,
+                    &meta,
+                    self.opts.tail_from_end,
+                );
+                if first_open && let Some(predecessor) = start.predecessor {
+                    self.queue_unread_rotations(Some(predecessor), None, &identity, readers);
+                }
+                (start.offset, None)
+            }
+        };
         // Kept until a new file is really opened: the path may be missing for a moment
         // between a rename and the writer's reopen.
         if let Some(since) = rotated_at.take() {
             self.queue_unread_rotations(None, Some(since), &identity, readers);
         }
-        match self.reader(file, identity, self.path_label.clone(), start.offset) {
+        let name = self.path_label.clone();
+        let opened = match continued {
+            Some(position) => self.reader_continuing(file, identity, name, position, offset),
+            None => self.reader(file, identity, name, offset),
+        };
+        match opened {
             Ok(r) => {
                 readers.push(r);
                 Ok(())
@@ -209,12 +238,27 @@ impl Tailer {
         let Ok(identity) = FileIdentity::of(&file, meta) else {
             return;
         };
-        let start = resume::past_handed_on(&self.positions, start, &file, meta);
+        // The reader that last read it closed with lines still unacknowledged: it goes on
+        // where it stopped (see `open_current`).
+        let continued = self
+            .positions
+            .reopen_file(&name, |id| id.matches(&file, meta));
+        let start = match &continued {
+            Some((_, handed_on)) => *handed_on,
+            None => resume::past_handed_on(&self.positions, start, &file, meta),
+        };
         if start >= meta.len() || !self.claims.claim(&identity) {
+            if let Some((position, handed_on)) = continued {
+                position.close(handed_on);
+            }
             return;
         }
         tracing::info!(path = %self.path_label, rotated_to = %name, offset = start, "reading a rotated file not read to its end");
-        match self.reader(file, identity, name, start.min(meta.len())) {
+        let opened = match continued {
+            Some((position, _)) => self.reader_continuing(file, identity, name, position, start),
+            None => self.reader(file, identity, name, start),
+        };
+        match opened {
             Ok(mut r) => {
                 r.draining = true;
                 readers.push(r);
@@ -423,6 +467,96 @@ mod tests {
             vec!["new 1"],
             "the rotated file's lines went out twice"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_closed_unacknowledged_is_not_read_again_by_its_own_tailer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotated = dir.path().join("app.log.1");
+        std::fs::write(&path, "old 1\nold 2\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        // Read and handed on, but a slow client has not acknowledged them yet.
+        let first = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        // Quiet for longer than rotate_wait: the old file closes as soon as it is seen rotated.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::fs::rename(&path, &rotated).unwrap();
+        std::fs::write(&path, "new 1\n").unwrap();
+        assert_eq!(collect(&mut h, 1).await, vec![("new 1".into(), 6)]);
+        // The glob also matches the rotated name: discovery starts a tailer for it, now that
+        // nobody holds the file.
+        h.set.start(&rotated, Arc::new(LabelSet::new()));
+        assert!(h.set.is_running(&rotated));
+        nothing_more(&mut h.rx, Duration::from_millis(500)).await;
+        // Nor are its lines taken as delivered before they are: a restart now reads them.
+        let key = rotated.display().to_string();
+        assert_eq!(h.positions.get(&key), 0);
+        h.acks
+            .settle(first.iter().filter_map(|(_, ack)| ack).collect());
+        for _ in 0..100 {
+            if h.positions.get(&key) == 12 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            h.positions.get(&key),
+            12,
+            "settled through the reopened source"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_rotated_file_waits_for_the_lines_its_closed_reader_handed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let rotated = dir.path().join("app.log.1");
+        std::fs::write(&path, "old 1\nold 2\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let first = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Rotated with no new file yet: the old reader closes, its lines unacknowledged, and
+        // the tailer of the vanished path ends.
+        std::fs::rename(&path, &rotated).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!h.set.is_running(&path));
+        // The writer's last line lands in the rotated file, then it reopens the path, and
+        // discovery starts a tailer for it, which reads the rotated file's rest first.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&rotated)
+            .unwrap()
+            .write_all(b"old 3\n")
+            .unwrap();
+        std::fs::write(&path, "new 1\n").unwrap();
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(
+            collect(&mut h, 2).await,
+            vec![("old 3".into(), 18), ("new 1".into(), 6)]
+        );
+        // "old 1" and "old 2" are not delivered yet: a restart must read them again.
+        let key = rotated.display().to_string();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(h.positions.get(&key), 0);
+        h.acks
+            .settle(first.iter().filter_map(|(_, ack)| ack).collect());
+        for _ in 0..100 {
+            if h.positions.get(&key) == 18 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(h.positions.get(&key), 18);
     }
 
     #[tokio::test]

@@ -363,6 +363,34 @@ async fn rotation_shifting_names_reads_the_new_archive_and_not_the_renamed_one_a
     assert_eq!(saved_lines(&h, &second).await, Some(2));
 }
 
+#[tokio::test]
+async fn an_archive_renamed_before_its_lines_were_acknowledged_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("app.log.1.gz");
+    let second = dir.path().join("app.log.2.gz");
+    std::fs::write(&first, gzip(b"a\nb\n")).unwrap();
+    let mut h = harness(dir.path(), opts(detecting()));
+    h.set.start(&first, Arc::new(LabelSet::new()));
+    // Handed on, but a slow client has not acknowledged them yet.
+    let unacknowledged = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unacknowledged.len(), 2);
+    std::fs::rename(&first, &second).unwrap();
+    std::fs::write(&first, gzip(b"c\nd\ne\n")).unwrap();
+    assert_eq!(lines(&collect(&mut h, 3).await), vec!["c", "d", "e"]);
+    // The glob matches the new name too: discovery starts it, now that nobody holds it.
+    h.set.start(&second, Arc::new(LabelSet::new()));
+    assert!(h.set.is_running(&second));
+    nothing_more(&mut h, Duration::from_millis(400)).await;
+    // Nor are its lines taken as delivered before they are.
+    assert_eq!(saved_lines(&h, &second).await, Some(0));
+    h.acks
+        .settle(unacknowledged.iter().filter_map(|(_, ack)| ack).collect());
+    assert_eq!(saved_lines(&h, &second).await, Some(2));
+}
+
 #[test]
 fn only_an_enabled_block_makes_a_job_read_archives() {
     let job = |yaml: &str| -> ScrapeConfig { serde_yaml::from_str(yaml).unwrap() };
