@@ -299,7 +299,7 @@ fn start(dir: &Path, shipped: Arc<Mutex<Vec<u64>>>) -> Agent {
     });
     let metrics = Arc::new(Metrics::new());
     let mut set = TailerSet::new(
-        positions.clone(),
+        positions.view(),
         tx,
         metrics.clone(),
         options(),

@@ -76,8 +76,7 @@ pub fn start(
             ctx.liveness.register(&job.job_name),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
-        let positions = ctx.positions.clone();
-        let task = tokio::spawn(source.run(positions, input, stop_rx));
+        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
         return Ok(RunningJob {
             config: job.clone(),
             stop: stop_tx,
@@ -102,7 +101,7 @@ pub fn start(
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let tailers = TailerSet::new(
-        ctx.positions.clone(),
+        ctx.positions.view(),
         input,
         ctx.metrics.clone(),
         TailOptions {
@@ -178,7 +177,7 @@ impl Jobs {
             while !files.iter().all(|f| ctx.positions.settled(f)) {
                 if tokio::time::Instant::now() >= deadline {
                     tracing::warn!(
-                        "entries of stopped jobs not acknowledged in time; their files resume from the last acknowledged position"
+                        "entries of stopped jobs not acknowledged in time; their successors start before those are delivered"
                     );
                     break;
                 }

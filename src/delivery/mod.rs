@@ -2,11 +2,17 @@
 //! Loki's acknowledgements stopped and nothing acknowledged is read again.
 //!
 //! Owns the positions store ([`positions`], Promtail's `positions.yaml`), the ordered
-//! finalizer of each source ([`finalizer`]: a position moves only past lines every client has
+//! finalizer of each source (`finalizer`: a position moves only past lines every client has
 //! settled) and the identity that ties a saved position to a file across renames
 //! ([`file_identity`]). It receives acknowledgements through [`crate::model::ack`]'s channel
 //! and hands nothing downstream. It must not read log lines, run pipelines or speak HTTP.
+//!
+//! Sources reach it one way only: a [`PositionsView`](positions::PositionsView) to look up
+//! where to start, and one handle per opened source
+//! ([`FilePosition`](positions::FilePosition), [`CursorPosition`](positions::CursorPosition))
+//! to issue batches, report renames and close. The agent holds the store itself
+//! ([`Positions`](positions::Positions)); the finalizer and the store's state are private.
 
 pub mod file_identity;
-pub mod finalizer;
+mod finalizer;
 pub mod positions;

@@ -3,8 +3,9 @@
 //!
 //! Owns running journalctl (from the saved cursor, or `max_age` back), turning each entry
 //! into a line with labels (`labels`, then `relabel_configs` over `__journal_*` fields) and
-//! its own timestamp, and announcing each entry's cursor to [`Positions`], which saves it
-//! under `cursor-<job>` once the entry is delivered. It must not read journal files itself.
+//! its own timestamp, and announcing each entry's cursor to delivery through its
+//! [`CursorPosition`](crate::delivery::positions::CursorPosition), which saves it under
+//! `cursor-<job>` once the entry is delivered. It must not read journal files itself.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -17,7 +18,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{JournalTargetConfig, ScrapeConfig};
-use crate::delivery::positions::Positions;
+use crate::delivery::positions::PositionsView;
 use crate::model::ack::{AckToken, SourceId};
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
@@ -78,13 +79,11 @@ impl JournalSource {
     /// Reads until `stop`; restarts journalctl (after the last entry handed on) if it exits.
     pub async fn run(
         self,
-        positions: Positions,
+        positions: PositionsView,
         out: mpsc::Sender<LineBatch>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let key = cursor_key(&self.job);
-        let mut cursor = positions.saved_value(&key);
-        let id = positions.register_cursor(&key);
+        let (position, mut cursor) = positions.open_cursor(&cursor_key(&self.job));
         let mut seq = 0u64;
         loop {
             let args = self.arguments(cursor.as_deref());
@@ -116,13 +115,13 @@ impl JournalSource {
                     continue;
                 };
                 seq += 1;
-                positions.note_cursor(id, seq, &entry.cursor);
+                position.note_cursor(seq, &entry.cursor);
                 cursor = Some(entry.cursor.clone());
-                let Some(batch) = entry.batch(id, seq) else {
+                let Some(batch) = entry.batch(position.id(), seq) else {
                     continue;
                 };
                 // The cursor's position waits for this entry from now on.
-                positions.issue(&batch);
+                position.issue(&batch);
                 if out.send(batch).await.is_err() {
                     break true;
                 }
@@ -150,7 +149,7 @@ impl JournalSource {
                 break;
             }
         }
-        positions.unregister(id, seq);
+        position.close(seq);
     }
 
     /// One journalctl JSON line as an entry; `None` (and a debug line) when it is not one.

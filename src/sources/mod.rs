@@ -5,7 +5,11 @@
 //! line stamped with an [`AckToken`](crate::model::ack::AckToken), into its job's pipeline
 //! channel, waiting while the channel is full (that is back-pressure, not an error). Before
 //! handing a batch on it issues the batch's lines to [`crate::delivery`], and learns what was
-//! delivered only from there: when it reopens, it starts where delivery says. Labels come
+//! delivered only from there: when it reopens, it starts where delivery says. That is one
+//! handle per source: a job's sources share a
+//! [`PositionsView`](crate::delivery::positions::PositionsView) to look up where to start,
+//! and each source they open gets its own [`FilePosition`](crate::delivery::positions::FilePosition)
+//! or [`CursorPosition`](crate::delivery::positions::CursorPosition). Labels come
 //! from the scrape config through [`relabel`]. [`targets_view`] is what the HTTP pages show
 //! of the targets. A source must not know stages or Loki.
 

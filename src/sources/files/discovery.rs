@@ -450,7 +450,7 @@ mod tests {
         let (lines, _rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = watch::channel(false);
         let tailers = TailerSet::new(
-            positions,
+            positions.view(),
             lines,
             metrics.clone(),
             TailOptions::from_config(&crate::config::Config::default()),

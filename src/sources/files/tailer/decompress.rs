@@ -49,9 +49,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::{Newline, OpenError, READ_CHUNK, Tailer, find_by_inode, open_regular, utf16_line_ends};
+use super::follow::Tailer;
+use super::lines::{Newline, utf16_line_ends};
+use super::open::{OpenError, open_regular};
+use super::reader::READ_CHUNK;
+use super::resume;
+use super::rotation::find_by_inode;
 use crate::config::{ArchiveFormat, ScrapeConfig};
 use crate::delivery::file_identity::FileIdentity;
+use crate::delivery::positions::FilePosition;
 use crate::model::ack::{AckToken, SourceId};
 use crate::model::entry::LineBatch;
 use crate::sources::files::open_files::Slot;
@@ -123,6 +129,17 @@ enum PassEnd {
     Closed,
 }
 
+/// What a pass gives back: the tailer and the archive's position, which travel to the
+/// blocking thread and back, how the pass ended, what the file was when read, and the last
+/// line handed on.
+struct Passed {
+    tailer: Tailer,
+    position: FilePosition,
+    end: PassEnd,
+    seen: Seen,
+    last_shipped: u64,
+}
+
 /// The file a pass read, to tell whether it changed since.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 struct Seen {
@@ -157,6 +174,9 @@ struct Archive {
     identity: FileIdentity,
     /// Lines of it already handed on, by an earlier run or under another name.
     skip: u64,
+    /// The source of this archive that closed with lines still unacknowledged (its reader
+    /// saw it renamed to this path), reopened to go on past them.
+    continued: Option<FilePosition>,
 }
 
 /// What ended the reading of one archive.
@@ -195,15 +215,21 @@ impl Tailer {
                 Sniffed::Plain => return this.run(slot, stop, shutdown).await,
                 Sniffed::Nothing => return,
             };
-            let Some(archive) = this.open_archive(&mut stop, &mut shutdown).await else {
+            let Some(mut archive) = this.open_archive(&mut stop, &mut shutdown).await else {
                 return;
             };
             let identity = archive.identity;
-            let source = this
-                .positions
-                .register(&this.path_label, archive.skip, Some(identity));
-            let Some((back, end, done)) = this
-                .read_archive(format, archive, source, &mut stop, &mut shutdown)
+            let position = match archive.continued.take() {
+                Some(position) => {
+                    position.identity_grew(identity);
+                    position
+                }
+                None => this
+                    .positions
+                    .open_file(&this.path_label, archive.skip, identity),
+            };
+            let Some((back, position, end, done)) = this
+                .read_archive(format, archive, position, &mut stop, &mut shutdown)
                 .await
             else {
                 return;
@@ -213,7 +239,7 @@ impl Tailer {
                 ArchiveEnd::Done => this.watch_path(&identity, &mut stop, &mut shutdown).await,
                 other => other,
             };
-            this.release(source, done, &identity);
+            this.release(position, done, &identity);
             // Per-path series go with the archive, as Promtail's cleanupMetrics does.
             let fm = &this.metrics.files;
             let _ = fm.read_bytes.remove_label_values(&[&this.path_label]);
@@ -249,12 +275,24 @@ impl Tailer {
                 }
             };
             let identity = FileIdentity::of(&file, &meta).ok()?;
-            if self.claim(&identity) {
-                let skip = self.lines_done(&file, &meta);
+            if self.claims.claim(&identity) {
+                // As for plain files: what a closed source of this archive handed on is
+                // neither read again nor taken as delivered before it is.
+                let (skip, continued) = match self
+                    .positions
+                    .reopen_file(&self.path_label, |id| id.matches(&file, &meta))
+                {
+                    Some((position, lines)) => (lines, Some(position)),
+                    None => (
+                        resume::archive_lines_done(&self.positions, &self.path_label, &file, &meta),
+                        None,
+                    ),
+                };
                 return Some(Archive {
                     file,
                     identity,
                     skip,
+                    continued,
                 });
             }
             drop(file);
@@ -269,34 +307,15 @@ impl Tailer {
         }
     }
 
-    /// Lines of the archive `file` already handed on: the path's saved count when it is
-    /// this file's, or a Promtail entry (no identity, trusted as Promtail trusts it);
-    /// else the count saved for this file under another name (rotation renamed it, now or
-    /// while the agent was down); else 0.
-    fn lines_done(&self, file: &File, meta: &std::fs::Metadata) -> u64 {
-        match self.positions.saved(&self.path_label) {
-            Some((lines, None)) => return lines,
-            Some((lines, Some(id))) if id.matches(file, meta) => return lines,
-            _ => {}
-        }
-        self.positions
-            .find(|id| id.matches(file, meta))
-            // Renamed while the agent was down, its old name already taken by another file.
-            .or_else(|| self.positions.find_as_loaded(|id| id.matches(file, meta)))
-            .map(|(_, lines, _)| lines)
-            .unwrap_or(0)
-    }
-
     /// The archive's file leaves this tailer: its position follows it if rotation gave it
     /// another name, acknowledgements still in flight settle, and another tailer may take it.
-    fn release(&self, source: SourceId, done: u64, identity: &FileIdentity) {
+    fn release(&self, position: FilePosition, done: u64, identity: &FileIdentity) {
         if let Some(new_name) = find_by_inode(&self.path, identity) {
             tracing::info!(path = %self.path_label, renamed_to = %new_name.display(), "archive renamed; its position follows it");
-            self.positions
-                .rename(source, &new_name.display().to_string());
+            position.renamed(&new_name.display().to_string());
         }
-        self.positions.unregister(source, done);
-        self.unclaim(identity);
+        position.close(done);
+        self.claims.release(identity);
     }
 
     /// Reads the claimed archive to its end (see [`Self::pass`]), again past the lines
@@ -307,24 +326,27 @@ impl Tailer {
         self,
         format: ArchiveFormat,
         archive: Archive,
-        source: SourceId,
+        mut position: FilePosition,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<(Tailer, ArchiveEnd, u64)> {
+    ) -> Option<(Tailer, FilePosition, ArchiveEnd, u64)> {
         let Archive {
             mut file,
             identity,
             skip,
+            ..
         } = archive;
         let mut done = skip;
         let mut this = self;
         let end = loop {
-            let (back, end, seen, last_shipped) = this
-                .pass(format, &file, source, done, stop, shutdown)
+            let passed = this
+                .pass(format, &file, position, done, stop, shutdown)
                 .await?;
-            this = back;
-            done = done.max(last_shipped);
-            let e = match end {
+            this = passed.tailer;
+            position = passed.position;
+            let seen = passed.seen;
+            done = done.max(passed.last_shipped);
+            let e = match passed.end {
                 PassEnd::Complete => {
                     // A fingerprint grown to the whole head tells this archive apart better.
                     if let Some(grown) = file
@@ -332,7 +354,7 @@ impl Tailer {
                         .ok()
                         .and_then(|m| identity.refreshed(&file, &m))
                     {
-                        this.positions.set_identity(source, grown);
+                        position.identity_grew(grown);
                     }
                     break ArchiveEnd::Done;
                 }
@@ -364,7 +386,7 @@ impl Tailer {
                 Err(end) => break end,
             }
         };
-        Some((this, end, done))
+        Some((this, position, end, done))
     }
 
     /// Waits until the file at the path is sure to be text or an archive (enough bytes to
@@ -421,22 +443,29 @@ impl Tailer {
     }
 
     /// One pass over `file` from its start on a blocking thread, skipping the first `skip`
-    /// lines (done before). Gives the tailer back with how the pass ended, what the file
-    /// was when read and the last line handed on; `None` when the thread failed (logged)
-    /// and the tailer is lost.
+    /// lines (done before). Gives the tailer and the archive's position back with how the
+    /// pass ended (see [`Passed`]); `None` when the thread failed (logged) and the tailer is
+    /// lost.
     async fn pass(
         self,
         format: ArchiveFormat,
         file: &File,
-        source: SourceId,
+        position: FilePosition,
         skip: u64,
         stop: &watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Option<(Tailer, PassEnd, Seen, u64)> {
+    ) -> Option<Passed> {
+        let unread = |tailer, position, end| Passed {
+            tailer,
+            position,
+            end,
+            seen: Seen::default(),
+            last_shipped: skip,
+        };
         // Never closed, so acquiring fails only if it were; then read without a permit.
         let _permit = PASSES.acquire().await.ok();
         if *stop.borrow() || *shutdown.borrow() {
-            return Some((self, PassEnd::Stopped, Seen::default(), skip));
+            return Some(unread(self, position, PassEnd::Stopped));
         }
         let opened = file.try_clone().and_then(|mut f| {
             f.seek(SeekFrom::Start(0))?;
@@ -445,7 +474,7 @@ impl Tailer {
         });
         let (file, meta) = match opened {
             Ok(fm) => fm,
-            Err(e) => return Some((self, PassEnd::Corrupt(e), Seen::default(), skip)),
+            Err(e) => return Some(unread(self, position, PassEnd::Corrupt(e))),
         };
         let seen = Seen::of(&meta);
         let fm = &self.metrics.files;
@@ -463,16 +492,22 @@ impl Tailer {
                 skip,
                 last_shipped: skip,
             };
-            let end = self.decompress(file, format, source, &mut count, &stop, &shutdown);
-            (self, end, count)
+            let end = self.decompress(file, format, &position, &mut count, &stop, &shutdown);
+            (self, position, end, count)
         });
         match task.await {
-            Ok((this, end, count)) => {
-                this.metrics.files.files_active.dec();
+            Ok((tailer, position, end, count)) => {
+                tailer.metrics.files.files_active.dec();
                 if let PassEnd::Complete = end {
-                    tracing::info!(path = %this.path_label, lines = count.seen, "archive read to its end");
+                    tracing::info!(path = %tailer.path_label, lines = count.seen, "archive read to its end");
                 }
-                Some((this, end, seen, count.last_shipped))
+                Some(Passed {
+                    tailer,
+                    position,
+                    end,
+                    seen,
+                    last_shipped: count.last_shipped,
+                })
             }
             Err(e) => {
                 tracing::error!(error = %e, "decompression thread failed");
@@ -572,7 +607,7 @@ impl Tailer {
         &self,
         file: File,
         format: ArchiveFormat,
-        source: SourceId,
+        position: &FilePosition,
         count: &mut LineCount,
         stop: &watch::Receiver<bool>,
         shutdown: &watch::Receiver<bool>,
@@ -584,6 +619,7 @@ impl Tailer {
             ArchiveFormat::Zlib => Box::new(flate2::read::ZlibDecoder::new(input)),
             ArchiveFormat::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
         };
+        let source = position.id();
         let newline = Newline::of(self.opts.encoding);
         let mut splitter = Splitter::new(newline, self.opts.max_line_bytes);
         let mut buf = vec![0u8; READ_CHUNK];
@@ -606,7 +642,7 @@ impl Tailer {
                 if !rest.is_empty() {
                     self.hand_on(&mut batch, &mut splitter, &rest, source, count);
                 }
-                self.positions.issue(&batch);
+                position.issue(&batch);
                 if !batch.is_empty() && self.out.blocking_send(batch).is_err() {
                     return PassEnd::Closed;
                 }
@@ -648,7 +684,7 @@ impl Tailer {
                     // Promtail's decompressor reports its position, a line count, here too.
                     .set(count.seen.max(count.skip) as f64);
             }
-            self.positions.issue(&batch);
+            position.issue(&batch);
             if !batch.is_empty() && self.out.blocking_send(batch).is_err() {
                 return PassEnd::Closed;
             }

@@ -3,13 +3,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-
 use super::*;
-use crate::delivery::positions::Positions;
-use crate::metrics::Metrics;
 use crate::model::labels::LabelSet;
-use crate::sources::files::tailer::{PollConfig, TailOptions, TailerSet};
+use crate::sources::files::tailer::TailOptions;
+use crate::sources::files::tailer::test_harness::{self, Harness, collect, harness};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -58,21 +55,11 @@ fn text_is_not_taken_for_an_archive() {
     }
 }
 
+/// The tailer tests' options, for a job with `decompression`.
 fn opts(decompression: Option<Decompression>) -> TailOptions {
     TailOptions {
-        poll: PollConfig {
-            min: Duration::from_millis(10),
-            max: Duration::from_millis(40),
-        },
-        rotate_wait: Duration::from_millis(200),
-        partial_line_wait: Duration::from_millis(300),
-        max_line_bytes: 64,
-        truncate_long_lines: true,
-        tail_from_end: false,
-        ignore_older_than: None,
-        encoding: None,
-        per_file_metrics: true,
         decompression,
+        ..test_harness::opts()
     }
 }
 
@@ -90,63 +77,8 @@ fn configured(format: ArchiveFormat) -> Option<Decompression> {
     })
 }
 
-/// A tailer set whose lines are acknowledged as soon as they are collected.
-struct Harness {
-    set: TailerSet,
-    rx: mpsc::Receiver<LineBatch>,
-    positions: Positions,
-    acks: crate::model::ack::AckSender,
-    metrics: Arc<Metrics>,
-    _stop: watch::Sender<bool>,
-}
-
-fn harness(dir: &Path, opts: TailOptions) -> Harness {
-    let positions = Positions::open(&dir.join("pos.yaml"), false, 1, false).unwrap();
-    let (tx, rx) = mpsc::channel(16);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (factory, ack_rx) = crate::model::ack::channel();
-    tokio::spawn(positions.clone().run_acks(ack_rx));
-    let metrics = Arc::new(Metrics::new());
-    Harness {
-        set: TailerSet::new(
-            positions.clone(),
-            tx,
-            metrics.clone(),
-            opts,
-            stop_rx,
-            crate::sources::files::tailer::FileAccess::new(true, 0, &metrics),
-        ),
-        rx,
-        positions,
-        acks: factory.for_client(0),
-        metrics,
-        _stop: stop_tx,
-    }
-}
-
-/// Collects `n` lines with their acknowledgement offsets (line numbers), acknowledging them.
-async fn collect(h: &mut Harness, n: usize) -> Vec<(String, u64)> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
-            .await
-            .expect("lines arrive")
-            .expect("channel open");
-        let mut tokens = Vec::new();
-        for (line, ack) in b.iter() {
-            got.push((line.to_string(), ack.map(|a| a.offset).unwrap_or(0)));
-            tokens.extend(ack);
-        }
-        h.acks.settle(tokens);
-    }
-    got
-}
-
 async fn nothing_more(h: &mut Harness, wait: Duration) {
-    if let Ok(Some(b)) = tokio::time::timeout(wait, h.rx.recv()).await {
-        let lines: Vec<&str> = b.iter().map(|(l, _)| l).collect();
-        panic!("unexpected lines: {lines:?}");
-    }
+    test_harness::nothing_more(&mut h.rx, wait).await;
 }
 
 /// Does this process hold a descriptor of `path`?
@@ -163,9 +95,7 @@ fn lines(got: &[(String, u64)]) -> Vec<&str> {
 
 async fn saved_lines(h: &Harness, path: &Path) -> Option<u64> {
     tokio::time::sleep(Duration::from_millis(50)).await;
-    h.positions
-        .saved(&path.display().to_string())
-        .map(|(n, _)| n)
+    h.view.saved(&path.display().to_string()).map(|(n, _)| n)
 }
 
 #[tokio::test]
@@ -430,6 +360,34 @@ async fn rotation_shifting_names_reads_the_new_archive_and_not_the_renamed_one_a
     nothing_more(&mut h, Duration::from_millis(400)).await;
     // Each name's count is its own file's.
     assert_eq!(saved_lines(&h, &first).await, Some(3));
+    assert_eq!(saved_lines(&h, &second).await, Some(2));
+}
+
+#[tokio::test]
+async fn an_archive_renamed_before_its_lines_were_acknowledged_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("app.log.1.gz");
+    let second = dir.path().join("app.log.2.gz");
+    std::fs::write(&first, gzip(b"a\nb\n")).unwrap();
+    let mut h = harness(dir.path(), opts(detecting()));
+    h.set.start(&first, Arc::new(LabelSet::new()));
+    // Handed on, but a slow client has not acknowledged them yet.
+    let unacknowledged = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unacknowledged.len(), 2);
+    std::fs::rename(&first, &second).unwrap();
+    std::fs::write(&first, gzip(b"c\nd\ne\n")).unwrap();
+    assert_eq!(lines(&collect(&mut h, 3).await), vec!["c", "d", "e"]);
+    // The glob matches the new name too: discovery starts it, now that nobody holds it.
+    h.set.start(&second, Arc::new(LabelSet::new()));
+    assert!(h.set.is_running(&second));
+    nothing_more(&mut h, Duration::from_millis(400)).await;
+    // Nor are its lines taken as delivered before they are.
+    assert_eq!(saved_lines(&h, &second).await, Some(0));
+    h.acks
+        .settle(unacknowledged.iter().filter_map(|(_, ack)| ack).collect());
     assert_eq!(saved_lines(&h, &second).await, Some(2));
 }
 

@@ -1,0 +1,265 @@
+//! The positions store: how far each source has been delivered, kept in Promtail's
+//! `positions.yaml` format so an existing file is picked up as it is.
+//!
+//! Beside Promtail's `positions:` map (path to quoted byte offset) the file holds an
+//! `identities:` map (path to device, inode and head fingerprint), so a file renamed by
+//! rotation, even while the agent was down, is recognised under its new name. An entry
+//! without an identity (a migrated Promtail file) is trusted as Promtail would trust it.
+//!
+//! A position moves only past lines every client has settled, in order: each source has a
+//! finalizer (`delivery::finalizer`) that its reader issues lines to (before handing
+//! them on) and acknowledgements settle.
+//!
+//! Two ways in, and no other:
+//! - [`Positions`], the agent's: open the file, apply acknowledgements ([`Positions::run_acks`],
+//!   the one channel that flows back from the clients), save ([`Positions::run_saver`]),
+//!   report ([`Positions::snapshot`], [`Positions::oldest_outstanding`]), switch clients on a
+//!   reload ([`Positions::reset_clients`]), and hand each job its [`PositionsView`];
+//! - [`PositionsView`], the sources': look up where a file or cursor was delivered to, and
+//!   open a source, getting the one handle ([`FilePosition`], [`CursorPosition`]) through
+//!   which it issues batches, reports renames and closes.
+//!
+//! The state behind both (`state`) and the file format (`file_format`) are private to this
+//! module. It must not read log files or know about HTTP.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::delivery::finalizer::MAX_CLIENTS;
+use crate::model::ack::AckReceiver;
+
+mod file_format;
+mod state;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use file_format::{parse, render, write_atomically};
+use state::State;
+pub use view::{CursorPosition, FilePosition, PositionsView};
+
+/// The store, as the agent holds it: the ack task and the saver update and persist it; jobs
+/// get a [`PositionsView`] of it for their sources. A clone is one reference count: every
+/// source handle holds one.
+#[derive(Clone)]
+pub struct Positions {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    file: PathBuf,
+    read_only: bool,
+    /// Counts saves that found the file deleted by someone else.
+    deleted: OnceLock<prometheus::IntCounter>,
+}
+
+#[derive(Debug)]
+pub struct PositionsError(pub String);
+
+impl std::fmt::Display for PositionsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PositionsError {}
+
+impl Positions {
+    /// Reads `file` if it exists. A corrupt file is an error unless `ignore_invalid`, in
+    /// which case it is replaced on the next save, as Promtail does.
+    pub fn open(
+        file: &Path,
+        ignore_invalid: bool,
+        clients: usize,
+        read_only: bool,
+    ) -> Result<Self, PositionsError> {
+        if clients > MAX_CLIENTS {
+            return Err(PositionsError(format!(
+                "{clients} clients configured; at most {MAX_CLIENTS} are supported"
+            )));
+        }
+        let (saved, identities) = match std::fs::read_to_string(file) {
+            Ok(text) => match parse(&text) {
+                Ok(maps) => maps,
+                Err(e) if ignore_invalid => {
+                    tracing::warn!(file = %file.display(), error = %e, "ignoring invalid positions file");
+                    Default::default()
+                }
+                Err(e) => {
+                    return Err(PositionsError(format!(
+                        "invalid positions file {}: {e} (set positions.ignore_invalid_yaml: true to start over)",
+                        file.display()
+                    )));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => {
+                return Err(PositionsError(format!(
+                    "cannot read positions file {}: {e}",
+                    file.display()
+                )));
+            }
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::new(saved, identities, clients)),
+                file: file.to_path_buf(),
+                read_only,
+                deleted: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// A store of one client that starts from `positions_yaml` (a positions file's text, as
+    /// if read at start) and is never saved: unit tests of sources run against it.
+    #[cfg(test)]
+    pub(crate) fn in_memory(positions_yaml: &str) -> Self {
+        let (saved, identities) = parse(positions_yaml).expect("valid positions text");
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::new(saved, identities, 1)),
+                file: PathBuf::new(),
+                read_only: true,
+                deleted: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Counts, in `counter`, each time the file turns out deleted while running.
+    pub fn with_deletion_counter(self, counter: prometheus::IntCounter) -> Self {
+        // Set once, right after opening; a second counter would count the same deletions.
+        let _ = self.shared.deleted.set(counter);
+        self
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic elsewhere already; the map itself is still usable.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What a job's sources may ask of this store (see [`PositionsView`]).
+    pub fn view(&self) -> PositionsView {
+        PositionsView::of(self.clone())
+    }
+
+    /// The saved offset of `path` (0 if none).
+    pub fn get(&self, path: &str) -> u64 {
+        self.state()
+            .saved
+            .get(path)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether every tailer that read `path` has had all it handed on acknowledged (a job
+    /// stopped by a reload is settled before its successor reads the same file).
+    pub fn settled(&self, path: &str) -> bool {
+        !self.state().sources.values().any(|s| s.path == path)
+    }
+
+    /// When the oldest line not yet settled by every client was issued, over all sources.
+    pub fn oldest_outstanding(&self) -> Option<std::time::Instant> {
+        self.state()
+            .sources
+            .values()
+            .filter_map(|s| s.finalizer.oldest_outstanding())
+            .min()
+    }
+
+    /// Keeps `gauge` at the age of the oldest unacknowledged line (0 when none) until `stop`.
+    pub async fn run_age_gauge(
+        self,
+        gauge: prometheus::Gauge,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let age = self
+                .oldest_outstanding()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            gauge.set(age);
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Switches to `clients` clients (a reload changed them), once no tailer runs. Sources
+    /// still waiting for acknowledgements are forgotten: their files resume from the saved,
+    /// acknowledged offset, so those lines are read again rather than lost. Returns how many.
+    pub fn reset_clients(&self, clients: usize) -> usize {
+        let mut st = self.state();
+        let unsettled = st.sources.len();
+        st.sources.clear();
+        st.current.clear();
+        st.clients = clients.min(MAX_CLIENTS);
+        unsettled
+    }
+
+    /// Applies settled acknowledgements until the channel closes.
+    pub async fn run_acks(self, mut rx: AckReceiver) {
+        while let Some(ack) = rx.recv().await {
+            self.state().settle(ack);
+        }
+    }
+
+    /// Writes the file if anything changed (never in read-only mode).
+    pub fn save(&self) -> Result<(), PositionsError> {
+        let Shared {
+            file,
+            read_only,
+            deleted,
+            ..
+        } = &*self.shared;
+        if *read_only {
+            return Ok(());
+        }
+        let text = {
+            let mut st = self.state();
+            st.prune_vanished();
+            let exists = file.exists();
+            if !st.dirty && exists {
+                return Ok(());
+            }
+            if !exists && st.written {
+                if let Some(c) = deleted.get() {
+                    c.inc();
+                }
+                tracing::warn!(
+                    file = %file.display(),
+                    "positions file was deleted while running; writing it again from memory"
+                );
+            }
+            st.dirty = false;
+            st.written = true;
+            render(&st.saved, &st.identities)
+        };
+        write_atomically(file, text.as_bytes()).map_err(|e| {
+            self.state().dirty = true;
+            PositionsError(format!("cannot save positions to {}: {e}", file.display()))
+        })
+    }
+
+    /// Saves every `period` until `stop` fires; logs failures and keeps going.
+    pub async fn run_saver(
+        self,
+        period: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.save() {
+                tracing::error!(error = %e, "saving positions failed");
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.state().saved.clone()
+    }
+}

@@ -1,0 +1,524 @@
+//! One open file being read: one reused buffer per tailer (starting small, growing while
+//! reads fill it), split into complete lines, each line stamped with its acknowledgement
+//! token (source, end offset); an unfinished last line is held until its newline arrives or
+//! `partial_line_wait` passes, and an over-long one is cut at `max_line_bytes` with the rest
+//! skipped up to its newline.
+//!
+//! Owns the [`Reader`] of a file and its [`FilePosition`]: a reader is opened with the offset
+//! it starts at, issues each batch to delivery before handing it on (one lock per batch,
+//! none per line) and closes saying how far it handed on. Offsets stay byte offsets in the
+//! file, whatever the encoding. It must not decide where a file starts ([`super::resume`]),
+//! what became of its path ([`super::rotation`]) or what text a line becomes
+//! ([`super::lines`]).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Instant;
+
+use super::follow::Tailer;
+use super::lines::{Newline, utf16_line_ends};
+use crate::delivery::file_identity::FileIdentity;
+use crate::delivery::positions::FilePosition;
+use crate::model::ack::AckToken;
+use crate::model::entry::LineBatch;
+
+/// Bytes read per system call at most; also the most one batch holds. Reads of 64 KiB cost
+/// no more CPU per byte than 256 KiB in the benchmarks, and each batch waiting in a
+/// pipeline's input holds a quarter as much.
+pub(super) const READ_CHUNK: usize = 64 * 1024;
+/// A tailer's first read buffer; it doubles while reads fill it, up to [`READ_CHUNK`], so
+/// thousands of quiet files do not each hold a large buffer.
+const FIRST_READ_CHUNK: usize = 16 * 1024;
+
+/// One open file being read.
+pub(super) struct Reader {
+    pub(super) file: File,
+    pub(super) identity: FileIdentity,
+    /// The file's name as positions know it (it changes when the file is rotated).
+    pub(super) name: String,
+    /// Where the next read starts.
+    pub(super) cursor: u64,
+    /// Bytes of an unfinished line, held until its newline arrives or it goes quiet.
+    pub(super) pending: Vec<u8>,
+    pub(super) pending_since: Instant,
+    /// Inside an over-long line that was already cut: discard up to its newline.
+    pub(super) skipping: bool,
+    /// This file's source in delivery: every line's token names it.
+    pub(super) position: FilePosition,
+    pub(super) last_growth: Instant,
+    /// Rotated away or deleted: read until quiet, then close.
+    pub(super) draining: bool,
+    pub(super) at_eof: bool,
+}
+
+impl Reader {
+    /// End of the last line handed on.
+    pub(super) fn handed_on(&self) -> u64 {
+        self.cursor - self.pending.len() as u64
+    }
+}
+
+pub(super) enum ReadOutcome {
+    Lines,
+    Eof,
+    Closed,
+}
+
+impl Tailer {
+    /// Opens a reader of `file` (known to delivery as `name`) at `offset`: from now on
+    /// delivery tracks it as a source starting there.
+    pub(super) fn reader(
+        &self,
+        mut file: File,
+        identity: FileIdentity,
+        name: String,
+        offset: u64,
+    ) -> Result<Reader, &'static str> {
+        // UTF-16 lines start at even offsets; an odd one (tail_from_end mid-write) is not one.
+        let offset = offset - offset % Newline::of(self.opts.encoding).width() as u64;
+        file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
+        let position = self.positions.open_file(&name, offset, identity);
+        Ok(self.attach(file, identity, name, offset, position))
+    }
+
+    /// Opens a reader of `file` for `position`, the source of it that closed with lines still
+    /// unacknowledged and was reopened ([`PositionsView::reopen_file`]), at `offset`, where
+    /// that source stopped handing on.
+    ///
+    /// [`PositionsView::reopen_file`]: crate::delivery::positions::PositionsView::reopen_file
+    pub(super) fn reader_continuing(
+        &self,
+        mut file: File,
+        identity: FileIdentity,
+        name: String,
+        position: FilePosition,
+        offset: u64,
+    ) -> Result<Reader, &'static str> {
+        if file.seek(SeekFrom::Start(offset)).is_err() {
+            position.close(offset);
+            return Err("seek");
+        }
+        position.identity_grew(identity);
+        Ok(self.attach(file, identity, name, offset, position))
+    }
+
+    fn attach(
+        &self,
+        file: File,
+        identity: FileIdentity,
+        name: String,
+        offset: u64,
+        position: FilePosition,
+    ) -> Reader {
+        self.metrics.files.files_active.inc();
+        tracing::info!(path = %name, offset, "tailing file");
+        let now = Instant::now();
+        Reader {
+            file,
+            identity,
+            name,
+            cursor: offset,
+            pending: Vec::new(),
+            pending_since: now,
+            skipping: false,
+            position,
+            last_growth: now,
+            draining: false,
+            at_eof: false,
+        }
+    }
+
+    /// Closes the file, telling delivery how far it was handed on.
+    pub(super) fn close(&self, r: Reader) {
+        let handed_on = r.handed_on();
+        r.position.close(handed_on);
+        self.claims.release(&r.identity);
+        self.metrics.files.files_active.dec();
+        tracing::debug!(path = %r.name, "closed file");
+    }
+
+    pub(super) async fn read_some(
+        &self,
+        r: &mut Reader,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<ReadOutcome> {
+        if buf.is_empty() {
+            buf.resize(FIRST_READ_CHUNK, 0);
+        }
+        if r.at_eof && !r.draining {
+            // New data after a pause: make sure it is still the file we were reading before
+            // reading on (a truncate and rewrite past our offset looks like growth).
+            let meta = r.file.metadata()?;
+            if meta.len() > r.cursor && !r.identity.matches(&r.file, &meta) {
+                return Ok(ReadOutcome::Eof);
+            }
+        }
+        let newline = Newline::of(self.opts.encoding);
+        let mut n = r.file.read(buf)?;
+        if n % 2 == 1 && newline != Newline::Byte {
+            // Keep the cursor even: the odd byte is read again with the rest of its unit.
+            r.file.seek(SeekFrom::Current(-1))?;
+            n -= 1;
+        }
+        if n == 0 {
+            r.at_eof = true;
+            if self.opts.per_file_metrics
+                && let Ok(meta) = r.file.metadata()
+            {
+                let fm = &self.metrics.files;
+                fm.file_bytes
+                    .with_label_values(&[&self.path_label])
+                    .set(meta.len() as f64);
+                fm.file_lag_bytes
+                    .with_label_values(&[&self.path_label])
+                    .set(meta.len().saturating_sub(r.handed_on()) as f64);
+            }
+            return Ok(ReadOutcome::Eof);
+        }
+        r.at_eof = false;
+        let now = Instant::now();
+        r.last_growth = now;
+        let chunk = &buf[..n];
+        let chunk_offset = r.cursor;
+        // The first line ending in this chunk starts at offset 0: it may open with a BOM.
+        let first_at_file_start = r.handed_on() == 0;
+        r.cursor += n as u64;
+        let mut batch = LineBatch::with_capacity(
+            self.labels.clone(),
+            crate::model::clock::now(),
+            n + r.pending.len(),
+        );
+        let (start, lines) = match newline {
+            Newline::Byte => self.split_lines(
+                r,
+                &mut batch,
+                chunk,
+                chunk_offset,
+                memchr::memchr_iter(b'\n', chunk).map(|nl| nl + 1),
+                1,
+                first_at_file_start,
+            ),
+            Newline::Utf16Le | Newline::Utf16Be => self.split_lines(
+                r,
+                &mut batch,
+                chunk,
+                chunk_offset,
+                utf16_line_ends(chunk, newline == Newline::Utf16Be),
+                2,
+                first_at_file_start,
+            ),
+        };
+        let max = self.opts.max_line_bytes;
+        let rest = &chunk[start..];
+        if !r.skipping && !rest.is_empty() {
+            r.pending.extend_from_slice(rest);
+            r.pending_since = now;
+            if r.pending.len() > max {
+                // No newline within max_line_bytes: cut it now rather than hold it all.
+                let at_file_start = r.handed_on() == 0;
+                let line = std::mem::take(&mut r.pending);
+                self.push_line(&mut batch, &line, None, max, at_file_start);
+                r.skipping = true;
+            }
+        }
+        if self.opts.per_file_metrics {
+            let fm = &self.metrics.files;
+            fm.read_bytes
+                .with_label_values(&[&self.path_label])
+                .set(r.handed_on() as f64);
+            if lines > 0 {
+                fm.read_lines
+                    .with_label_values(&[&self.path_label])
+                    .inc_by(lines);
+            }
+        }
+        if n == buf.len() && n < READ_CHUNK {
+            // More is waiting: read more per call.
+            buf.resize((n * 2).min(READ_CHUNK), 0);
+        }
+        // Issued before it leaves: the position must wait for these lines from now on.
+        r.position.issue(&batch);
+        if !batch.is_empty() && self.out.send(batch).await.is_err() {
+            return Ok(ReadOutcome::Closed);
+        }
+        Ok(ReadOutcome::Lines)
+    }
+
+    /// Hands on the lines of `chunk` (read at `chunk_offset`) that end at `ends` (one past
+    /// their newline of `newline_width` bytes), the first one joined to the pending bytes.
+    /// Returns where the unfinished rest starts, and how many lines ended.
+    #[allow(clippy::too_many_arguments)]
+    fn split_lines(
+        &self,
+        r: &mut Reader,
+        batch: &mut LineBatch,
+        chunk: &[u8],
+        chunk_offset: u64,
+        ends: impl Iterator<Item = usize>,
+        newline_width: usize,
+        first_at_file_start: bool,
+    ) -> (usize, u64) {
+        let max = self.opts.max_line_bytes;
+        // UTF-8 files: one validation of every complete line in the chunk instead of one per
+        // line (splitting valid UTF-8 at newlines keeps it valid). Not for decoded encodings.
+        let text = match self.opts.encoding {
+            None => {
+                let complete = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+                std::str::from_utf8(&chunk[..complete]).ok()
+            }
+            Some(_) => None,
+        };
+        let mut start = 0usize;
+        let mut lines = 0u64;
+        let mut at_file_start = first_at_file_start;
+        let source = r.position.id();
+        for end in ends {
+            // A line continuing a held unfinished one started in an earlier read.
+            let previous = chunk_offset + start as u64 - r.pending.len() as u64;
+            let token = Some(AckToken::line_after(
+                source,
+                previous,
+                chunk_offset + end as u64,
+            ));
+            let segment_at = start..end - newline_width;
+            let segment = &chunk[segment_at.clone()];
+            start = end;
+            let line_at_file_start = std::mem::replace(&mut at_file_start, false);
+            if r.skipping {
+                // The end of a line already cut at max_line_bytes.
+                r.skipping = false;
+                continue;
+            }
+            if r.pending.is_empty() {
+                match text {
+                    Some(text) if segment.len() <= max => batch.push(&text[segment_at], token),
+                    _ => self.push_line(batch, segment, token, max, line_at_file_start),
+                }
+            } else {
+                r.pending.extend_from_slice(segment);
+                let line = std::mem::take(&mut r.pending);
+                self.push_line(batch, &line, token, max, line_at_file_start);
+                r.pending = line;
+                r.pending.clear();
+            }
+            lines += 1;
+        }
+        (start, lines)
+    }
+
+    /// Ships the held unfinished line: it has been quiet for `partial_line_wait`, or its
+    /// file is being closed.
+    pub(super) async fn ship_pending(&self, r: &mut Reader) -> Result<(), ()> {
+        let mut batch = LineBatch::new(self.labels.clone(), crate::model::clock::now());
+        let token = Some(AckToken::line_after(
+            r.position.id(),
+            r.handed_on(),
+            r.cursor,
+        ));
+        let at_file_start = r.handed_on() == 0;
+        let line = std::mem::take(&mut r.pending);
+        self.push_line(
+            &mut batch,
+            &line,
+            token,
+            self.opts.max_line_bytes,
+            at_file_start,
+        );
+        if self.opts.per_file_metrics {
+            self.metrics
+                .files
+                .read_lines
+                .with_label_values(&[&self.path_label])
+                .inc();
+        }
+        r.position.issue(&batch);
+        self.out.send(batch).await.map_err(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::model::labels::LabelSet;
+    use crate::sources::files::tailer::TailOptions;
+    use crate::sources::files::tailer::test_harness::{append, collect, harness, opts};
+
+    #[tokio::test]
+    async fn reads_lines_with_end_offsets_and_holds_partial_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\ntwo\r\nthr").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
+        assert_eq!(got, vec![("one".into(), 4), ("two\r".into(), 9)]);
+        append(&path, "ee\n");
+        let got = collect(&mut h, 1).await;
+        assert_eq!(got, vec![("three".into(), 15)]);
+    }
+
+    #[tokio::test]
+    async fn tokens_of_consecutive_lines_merge_into_one_even_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "one\ntwo\r\nthr").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let mut tokens = Vec::new();
+        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        b.iter()
+            .for_each(|(_, ack)| crate::model::ack::push_coalesced(&mut tokens, ack.unwrap()));
+        // "thr" waits for its newline in a later read; its line still follows "two\r\n".
+        append(&path, "ee\n");
+        let b = tokio::time::timeout(Duration::from_secs(5), h.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        b.iter()
+            .for_each(|(_, ack)| crate::model::ack::push_coalesced(&mut tokens, ack.unwrap()));
+        assert_eq!(
+            tokens
+                .iter()
+                .map(|t| (t.from, t.offset))
+                .collect::<Vec<_>>(),
+            vec![(1, 15)],
+            "one token covers the three lines"
+        );
+        h.acks.settle(tokens);
+        let key = path.display().to_string();
+        for _ in 0..100 {
+            if h.positions.get(&key) == 15 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            h.positions.get(&key),
+            15,
+            "settling the one token commits all three"
+        );
+    }
+
+    #[tokio::test]
+    async fn unfinished_last_line_ships_after_partial_line_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "done\nno newline").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await, vec![("done".into(), 5)]);
+        let got = collect(&mut h, 1).await;
+        assert_eq!(got, vec![("no newline".into(), 15)]);
+    }
+
+    #[tokio::test]
+    async fn line_completed_within_the_wait_is_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "first ha").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        append(&path, "lf\n");
+        assert_eq!(collect(&mut h, 1).await, vec![("first half".into(), 11)]);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_replaced_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"ok \xff\xfe end\n").unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 1).await;
+        assert_eq!(got[0].0, "ok \u{fffd}\u{fffd} end");
+    }
+
+    #[tokio::test]
+    async fn over_long_line_is_truncated_at_a_character_and_the_rest_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let long = "é".repeat(100); // 200 bytes, no newline yet
+        std::fs::write(&path, format!("short\n{long}")).unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        let got = collect(&mut h, 2).await;
+        assert_eq!(got[0].0, "short");
+        assert_eq!(got[1].0, "é".repeat(32));
+        append(&path, &format!("{}\nnext\n", "é".repeat(10)));
+        assert_eq!(collect(&mut h, 1).await[0].0, "next");
+    }
+
+    #[tokio::test]
+    async fn over_long_line_is_dropped_when_truncation_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, format!("{}\nkept\n", "x".repeat(500))).unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                truncate_long_lines: false,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 1).await[0].0, "kept");
+    }
+
+    #[tokio::test]
+    async fn lag_is_file_size_minus_read_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, "done\nunfinished").unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                partial_line_wait: Duration::from_secs(30),
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rendered = h.metrics.render();
+        let series = format!("tailward_file_lag_bytes{{path=\"{}\"}} ", path.display());
+        let lag = rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .unwrap_or_else(|| panic!("no lag series in:\n{rendered}"));
+        // "unfinished" (10 bytes) is held: read up to 5 of 15 bytes.
+        assert_eq!(lag, "10");
+    }
+
+    #[tokio::test]
+    async fn no_per_path_series_when_per_file_metrics_is_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, b"bad \xff\nshort\n").unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                per_file_metrics: false,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
+        append(&path, "unfinished");
+        // Past partial_line_wait, so the held line was shipped too, and EOF was seen.
+        assert_eq!(collect(&mut h, 1).await[0].0, "unfinished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rendered = h.metrics.render();
+        assert!(
+            rendered.contains("promtail_files_active_total 1"),
+            "the file is tailed: {rendered}"
+        );
+        let per_path: Vec<&str> = rendered.lines().filter(|l| l.contains("path=\"")).collect();
+        assert!(per_path.is_empty(), "per-path series: {per_path:?}");
+    }
+}
