@@ -162,7 +162,11 @@ impl Tailer {
 
             let now = Instant::now();
             for r in readers.iter_mut() {
-                if !r.pending.is_empty()
+                // Only a file at its end has an unfinished last line: a line held at the edge
+                // of the read buffer goes out whole with the next read, however long the
+                // tailer waited for room downstream before that read.
+                if r.at_eof
+                    && !r.pending.is_empty()
                     && !r.skipping
                     && now.duration_since(r.pending_since) >= self.opts.partial_line_wait
                     && self.ship_pending(r).await.is_err()
@@ -248,7 +252,7 @@ impl Tailer {
         };
         let now = Instant::now();
         for r in readers {
-            if !r.pending.is_empty() && !r.skipping {
+            if r.at_eof && !r.pending.is_empty() && !r.skipping {
                 let due = r.pending_since + self.opts.partial_line_wait;
                 sleep = sleep.min(due.saturating_duration_since(now));
             }

@@ -9,7 +9,9 @@
 //! - delete: the file is drained, then closed once quiet for `rotate_wait`;
 //! - a restart across rotation: the remainder of the file last read under this path is found
 //!   under its new name and read before the new file;
-//! - an unfinished last line is shipped after `partial_line_wait` without growth; an
+//! - an unfinished last line is shipped once the file has stayed at its end with it for
+//!   `partial_line_wait` (a line held at the edge of the read buffer while reading waits for
+//!   room downstream is never shipped in pieces, nor is its position saved mid-line); an
 //!   over-long line is cut at `max_line_bytes` (truncated or dropped, counted); invalid UTF-8
 //!   is replaced (counted); a job's `encoding` converts each line to UTF-8.
 //!

@@ -1,8 +1,8 @@
 //! One open file being read: one reused buffer per tailer (starting small, growing while
 //! reads fill it), split into complete lines, each line stamped with its acknowledgement
 //! token (source, end offset); an unfinished last line is held until its newline arrives or
-//! `partial_line_wait` passes, and an over-long one is cut at `max_line_bytes` with the rest
-//! skipped up to its newline.
+//! the file has stayed at its end for `partial_line_wait`, and an over-long one is cut at
+//! `max_line_bytes` with the rest skipped up to its newline.
 //!
 //! Owns the [`Reader`] of a file and its [`FilePosition`]: a reader is opened with the offset
 //! it starts at, issues each batch to delivery before handing it on (one lock per batch,
@@ -38,8 +38,12 @@ pub(super) struct Reader {
     pub(super) name: String,
     /// Where the next read starts.
     pub(super) cursor: u64,
-    /// Bytes of an unfinished line, held until its newline arrives or it goes quiet.
+    /// Bytes of an unfinished line, held until its newline arrives or the file has stayed at
+    /// its end with it for `partial_line_wait`.
     pub(super) pending: Vec<u8>,
+    /// When the held line was last known to be the file's unfinished last line: extended, or
+    /// found at the end of the file. A line held at the edge of the read buffer while the
+    /// tailer waits for room downstream is not quiet, however long the wait.
     pub(super) pending_since: Instant,
     /// Inside an over-long line that was already cut: discard up to its newline.
     pub(super) skipping: bool,
@@ -48,6 +52,7 @@ pub(super) struct Reader {
     pub(super) last_growth: Instant,
     /// Rotated away or deleted: read until quiet, then close.
     pub(super) draining: bool,
+    /// The last read found nothing more: the file is at its end, as far as the tailer knows.
     pub(super) at_eof: bool,
 }
 
@@ -161,6 +166,10 @@ impl Tailer {
             n -= 1;
         }
         if n == 0 {
+            if !r.at_eof {
+                // The held line's quiet time starts now that the file is seen at its end.
+                r.pending_since = Instant::now();
+            }
             r.at_eof = true;
             if self.opts.per_file_metrics
                 && let Ok(meta) = r.file.metadata()
@@ -493,6 +502,49 @@ mod tests {
             .unwrap_or_else(|| panic!("no lag series in:\n{rendered}"));
         // "unfinished" (10 bytes) is held: read up to 5 of 15 bytes.
         assert_eq!(lag, "10");
+    }
+
+    fn numbered(i: usize) -> String {
+        format!("line {i:06} of a file read under back-pressure\n")
+    }
+
+    /// Issue 16 items 2 and 5: while the tailer waited for room downstream (a slow or full
+    /// client) longer than `partial_line_wait`, the line at the edge of its read buffer went
+    /// out as a line of its own, and the rest of it as another.
+    #[tokio::test]
+    async fn a_line_at_the_read_buffer_edge_is_not_cut_by_back_pressure() {
+        const LINES: usize = 30_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let text: String = (0..LINES).map(numbered).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                max_line_bytes: 1024,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        // Nobody takes lines: 16 batches fill the channel and the tailer waits with a line
+        // cut at its buffer's edge, for longer than partial_line_wait (300 ms).
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let got = collect(&mut h, LINES).await;
+        let expected: Vec<String> = (0..LINES)
+            .map(|i| numbered(i).trim_end().to_string())
+            .collect();
+        let lines: Vec<String> = got.iter().map(|(l, _)| l.clone()).collect();
+        let cut: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.len() != expected[0].len())
+            .collect();
+        assert!(
+            cut.is_empty(),
+            "lines cut in two: {:?}",
+            &cut[..cut.len().min(4)]
+        );
+        assert_eq!(lines, expected);
+        assert_eq!(got.last().map(|(_, end)| *end), Some(text.len() as u64));
     }
 
     #[tokio::test]
