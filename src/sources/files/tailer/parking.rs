@@ -111,6 +111,7 @@ impl Tailer {
             draining: false,
             // As when it was closed: the next read checks it is still the same file.
             at_eof: true,
+            reported_at: Instant::now(),
         })
     }
 

@@ -2,7 +2,8 @@
 //! reads fill it), split into complete lines, each line stamped with its acknowledgement
 //! token (source, end offset); an unfinished last line is held until its newline arrives or
 //! the file has stayed at its end for `partial_line_wait`, and an over-long one is cut at
-//! `max_line_bytes` with the rest skipped up to its newline.
+//! `max_line_bytes` with the rest skipped up to its newline. While a batch waits for room
+//! downstream the file's size and lag gauges stay current.
 //!
 //! Owns the [`Reader`] of a file and its [`FilePosition`]: a reader is opened with the offset
 //! it starts at, issues each batch to delivery before handing it on (one lock per batch,
@@ -29,6 +30,9 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// A tailer's first read buffer; it doubles while reads fill it, up to [`READ_CHUNK`], so
 /// thousands of quiet files do not each hold a large buffer.
 const FIRST_READ_CHUNK: usize = 16 * 1024;
+/// How often the size and lag gauges of a file are set while it is read without reaching its
+/// end, or while reading waits for room downstream.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One open file being read.
 pub(super) struct Reader {
@@ -54,6 +58,8 @@ pub(super) struct Reader {
     pub(super) draining: bool,
     /// The last read found nothing more: the file is at its end, as far as the tailer knows.
     pub(super) at_eof: bool,
+    /// When the size and lag gauges were last set.
+    pub(super) reported_at: Instant,
 }
 
 impl Reader {
@@ -130,6 +136,7 @@ impl Tailer {
             last_growth: now,
             draining: false,
             at_eof: false,
+            reported_at: now,
         }
     }
 
@@ -165,27 +172,17 @@ impl Tailer {
             r.file.seek(SeekFrom::Current(-1))?;
             n -= 1;
         }
+        let now = Instant::now();
         if n == 0 {
             if !r.at_eof {
                 // The held line's quiet time starts now that the file is seen at its end.
-                r.pending_since = Instant::now();
+                r.pending_since = now;
             }
             r.at_eof = true;
-            if self.opts.per_file_metrics
-                && let Ok(meta) = r.file.metadata()
-            {
-                let fm = &self.metrics.files;
-                fm.file_bytes
-                    .with_label_values(&[&self.path_label])
-                    .set(meta.len() as f64);
-                fm.file_lag_bytes
-                    .with_label_values(&[&self.path_label])
-                    .set(meta.len().saturating_sub(r.handed_on()) as f64);
-            }
+            self.report_size(r, now);
             return Ok(ReadOutcome::Eof);
         }
         r.at_eof = false;
-        let now = Instant::now();
         r.last_growth = now;
         let chunk = &buf[..n];
         let chunk_offset = r.cursor;
@@ -197,7 +194,7 @@ impl Tailer {
             crate::model::clock::now(),
             n + r.pending.len(),
         );
-        let (start, lines) = match newline {
+        let (start, mut lines) = match newline {
             Newline::Byte => self.split_lines(
                 r,
                 &mut batch,
@@ -228,6 +225,8 @@ impl Tailer {
                 let line = std::mem::take(&mut r.pending);
                 self.push_line(&mut batch, &line, None, max, at_file_start);
                 r.skipping = true;
+                // Read, though cut (or dropped): its newline, when it comes, is skipped.
+                lines += 1;
             }
         }
         if self.opts.per_file_metrics {
@@ -245,12 +244,48 @@ impl Tailer {
             // More is waiting: read more per call.
             buf.resize((n * 2).min(READ_CHUNK), 0);
         }
+        if now.duration_since(r.reported_at) >= REPORT_EVERY {
+            // Catching up on a large backlog reaches no end for a while; the lag still shows.
+            self.report_size(r, now);
+        }
         // Issued before it leaves: the position must wait for these lines from now on.
         r.position.issue(&batch);
-        if !batch.is_empty() && self.out.send(batch).await.is_err() {
+        if !batch.is_empty() && self.send(r, batch).await.is_err() {
             return Ok(ReadOutcome::Closed);
         }
         Ok(ReadOutcome::Lines)
+    }
+
+    /// Hands `batch` on, waiting for room downstream as long as it takes (back-pressure), and
+    /// meanwhile keeps the file's size and lag gauges current: a paused reader is exactly
+    /// when the lag grows.
+    async fn send(&self, r: &mut Reader, batch: LineBatch) -> Result<(), ()> {
+        let send = self.out.send(batch);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.map_err(|_| ()),
+                _ = tokio::time::sleep(REPORT_EVERY) => self.report_size(r, Instant::now()),
+            }
+        }
+    }
+
+    /// Sets the file's size and its lag behind what was handed on (per-path series only).
+    fn report_size(&self, r: &mut Reader, now: Instant) {
+        r.reported_at = now;
+        if !self.opts.per_file_metrics {
+            return;
+        }
+        let Ok(meta) = r.file.metadata() else {
+            return;
+        };
+        let fm = &self.metrics.files;
+        fm.file_bytes
+            .with_label_values(&[&self.path_label])
+            .set(meta.len() as f64);
+        fm.file_lag_bytes
+            .with_label_values(&[&self.path_label])
+            .set(meta.len().saturating_sub(r.handed_on()) as f64);
     }
 
     /// Hands on the lines of `chunk` (read at `chunk_offset`) that end at `ends` (one past
@@ -334,14 +369,14 @@ impl Tailer {
             at_file_start,
         );
         if self.opts.per_file_metrics {
-            self.metrics
-                .files
-                .read_lines
+            let fm = &self.metrics.files;
+            fm.read_lines.with_label_values(&[&self.path_label]).inc();
+            fm.read_bytes
                 .with_label_values(&[&self.path_label])
-                .inc();
+                .set(r.handed_on() as f64);
         }
         r.position.issue(&batch);
-        self.out.send(batch).await.map_err(|_| ())
+        self.send(r, batch).await
     }
 }
 
@@ -504,6 +539,20 @@ mod tests {
         assert_eq!(lag, "10");
     }
 
+    /// The value of the series `name{path="<path>"}`, if exported.
+    fn series(
+        h: &crate::sources::files::tailer::test_harness::Harness,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Option<f64> {
+        let rendered = h.metrics.render();
+        let prefix = format!("{name}{{path=\"{}\"}} ", path.display());
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+    }
+
     fn numbered(i: usize) -> String {
         format!("line {i:06} of a file read under back-pressure\n")
     }
@@ -545,6 +594,66 @@ mod tests {
         );
         assert_eq!(lines, expected);
         assert_eq!(got.last().map(|(_, end)| *end), Some(text.len() as u64));
+    }
+
+    /// Issue 16 item 7: the lag was set only when a read reached the end of the file, so a
+    /// reader paused by back-pressure showed none while its file grew.
+    #[tokio::test]
+    async fn lag_is_reported_while_reading_waits_for_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let text: String = (0..30_000).map(numbered).collect();
+        std::fs::write(&path, &text).unwrap();
+        let mut h = harness(
+            dir.path(),
+            TailOptions {
+                max_line_bytes: 1024,
+                ..opts()
+            },
+        );
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        // The tailer is stuck on a full channel, far from the end of the file.
+        let grown: String = (30_000..31_000).map(numbered).collect();
+        append(&path, &grown);
+        let size = (text.len() + grown.len()) as f64;
+        let mut lag = None;
+        for _ in 0..100 {
+            lag = series(&h, "tailward_file_lag_bytes", &path);
+            if lag.is_some_and(|l| l >= grown.len() as f64) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let lag = lag.expect("a lag series while reading is paused");
+        assert!(
+            lag >= grown.len() as f64 && lag < size,
+            "lag {lag} of {size}"
+        );
+        assert_eq!(series(&h, "promtail_file_bytes_total", &path), Some(size));
+        drop(h.rx);
+    }
+
+    /// Issue 16 item 9: a line cut at max_line_bytes was not counted as read, and the bytes
+    /// of a last line shipped after partial_line_wait were not counted either.
+    #[tokio::test]
+    async fn read_counters_count_cut_lines_and_a_last_line_without_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, format!("short\n{}", "x".repeat(200))).unwrap();
+        let mut h = harness(dir.path(), opts());
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        collect(&mut h, 2).await;
+        assert_eq!(series(&h, "promtail_read_lines_total", &path), Some(2.0));
+        append(&path, "rest of the long line\nnext\n");
+        assert_eq!(collect(&mut h, 1).await[0].0, "next");
+        assert_eq!(series(&h, "promtail_read_lines_total", &path), Some(3.0));
+
+        let path = dir.path().join("b.log");
+        std::fs::write(&path, "done\nno newline").unwrap();
+        h.set.start(&path, Arc::new(LabelSet::new()));
+        assert_eq!(collect(&mut h, 2).await[1], ("no newline".into(), 15));
+        assert_eq!(series(&h, "promtail_read_bytes_total", &path), Some(15.0));
+        assert_eq!(series(&h, "promtail_read_lines_total", &path), Some(2.0));
     }
 
     #[tokio::test]
