@@ -12,7 +12,8 @@
 //!
 //! Two ways in, and no other:
 //! - [`Positions`], the agent's: open the file, apply acknowledgements ([`Positions::run_acks`],
-//!   the one channel that flows back from the clients), save ([`Positions::run_saver`]),
+//!   the one channel that flows back from the clients), save ([`Positions::run_saver`]: soon
+//!   after acknowledgements move a position, and every `sync_period`),
 //!   report ([`Positions::snapshot`], [`Positions::oldest_outstanding`]), switch clients on a
 //!   reload ([`Positions::reset_clients`]), and hand each job its [`PositionsView`];
 //! - [`PositionsView`], the sources': look up where a file or cursor was delivered to, and
@@ -53,6 +54,26 @@ struct Shared {
     read_only: bool,
     /// Counts saves that found the file deleted by someone else.
     deleted: OnceLock<prometheus::IntCounter>,
+    /// Signalled when acknowledgements moved a saved position: the saver writes the file
+    /// soon after, not only every `sync_period`.
+    advanced: tokio::sync::Notify,
+}
+
+/// The least time between two saves prompted by acknowledgements. A kill -9 re-sends what was
+/// acknowledged since the last save, so this bounds that window (plus the write itself); it
+/// also bounds the writes to ten a second however often acknowledgements arrive.
+pub const SAVE_AFTER_ACKS_WITHIN: std::time::Duration = std::time::Duration::from_millis(100);
+/// Saves prompted by acknowledgements are spaced by at least this many times the last save's
+/// duration, so a large file on a slow disk costs at most a twentieth of the saver's time.
+const SAVE_SPACING_FACTOR: u32 = 20;
+
+/// When the next save prompted by acknowledgements may start, after one that started at
+/// `started` and took `took` (none yet: at once).
+fn next_save_after_acks(
+    last: Option<(tokio::time::Instant, std::time::Duration)>,
+) -> Option<tokio::time::Instant> {
+    let (started, took) = last?;
+    Some(started + SAVE_AFTER_ACKS_WITHIN.max(took * SAVE_SPACING_FACTOR))
 }
 
 #[derive(Debug)]
@@ -108,6 +129,7 @@ impl Positions {
                 file: file.to_path_buf(),
                 read_only,
                 deleted: OnceLock::new(),
+                advanced: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -123,6 +145,7 @@ impl Positions {
                 file: PathBuf::new(),
                 read_only: true,
                 deleted: OnceLock::new(),
+                advanced: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -198,10 +221,22 @@ impl Positions {
         unsettled
     }
 
-    /// Applies settled acknowledgements until the channel closes.
+    /// Applies settled acknowledgements until the channel closes; tells the saver when they
+    /// moved a position.
     pub async fn run_acks(self, mut rx: AckReceiver) {
         while let Some(ack) = rx.recv().await {
-            self.state().settle(ack);
+            let advanced = {
+                let mut st = self.state();
+                st.settle(ack);
+                // What else is waiting goes in under the same lock, and prompts one save.
+                while let Ok(ack) = rx.try_recv() {
+                    st.settle(ack);
+                }
+                st.dirty
+            };
+            if advanced {
+                self.shared.advanced.notify_one();
+            }
         }
     }
 
@@ -242,19 +277,44 @@ impl Positions {
         })
     }
 
-    /// Saves every `period` until `stop` fires; logs failures and keeps going.
+    /// Saves soon after acknowledgements move a position (at once after a quiet spell, then
+    /// at most every [`SAVE_AFTER_ACKS_WITHIN`]), and every `period` in any case (renames,
+    /// new files, a file deleted by someone else), until `stop` fires. Logs failures and
+    /// keeps going; after a failure, acknowledgements do not prompt another try before
+    /// `period`, so a full disk is not hammered.
     pub async fn run_saver(
         self,
         period: std::time::Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        use tokio::time::{Instant, sleep_until};
+        let mut periodic = Instant::now() + period;
+        let mut last: Option<(Instant, std::time::Duration)> = None;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(period) => {}
+                _ = sleep_until(periodic) => {}
+                _ = self.shared.advanced.notified() => {
+                    if let Some(at) = next_save_after_acks(last) {
+                        tokio::select! {
+                            _ = sleep_until(at) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.save() {
+            let started = Instant::now();
+            // A save renders, writes and fsyncs the file: not on a runtime worker.
+            let store = self.clone();
+            let saved = tokio::task::spawn_blocking(move || store.save())
+                .await
+                .unwrap_or_else(|e| Err(PositionsError(format!("saving task failed: {e}"))));
+            let took = started.elapsed();
+            last = Some((started, took));
+            periodic = Instant::now() + period;
+            if let Err(e) = saved {
                 tracing::error!(error = %e, "saving positions failed");
+                last = Some((started, took.max(period / SAVE_SPACING_FACTOR)));
             }
         }
     }

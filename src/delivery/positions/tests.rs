@@ -192,3 +192,63 @@ fn more_clients_than_the_finalizer_tracks_is_an_error() {
         .expect("65 clients refused");
     assert!(err.0.contains("at most 64"), "{err}");
 }
+
+/// Issue 16 item 3: positions were written only every `sync_period` (10 s by default), so a
+/// kill -9 re-sent up to that much of what Loki had already acknowledged.
+#[tokio::test(start_paused = true)]
+async fn positions_are_saved_soon_after_acknowledgements_move_them_not_only_every_sync_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("positions.yaml");
+    let pos = Positions::open(&f, false, 1, false).unwrap();
+    let id = pos.register("/var/log/a.log", 0, None);
+    issue(&pos, id, &[40, 100]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let saver = tokio::spawn(
+        pos.clone()
+            .run_saver(std::time::Duration::from_secs(3600), stop_rx),
+    );
+    let (factory, rx) = ack::channel();
+    let acks = tokio::spawn(pos.clone().run_acks(rx));
+    let started = tokio::time::Instant::now();
+    let saved = |want: &str| {
+        std::fs::read_to_string(&f)
+            .unwrap_or_default()
+            .contains(&format!("/var/log/a.log: \"{want}\""))
+    };
+    factory.for_client(0).settle(vec![AckToken::line(id, 40)]);
+    // Virtual time: far below the hour of sync_period, whatever the real write takes.
+    while !saved("40") && started.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        saved("40"),
+        "saved {:?} after the acknowledgement",
+        started.elapsed()
+    );
+    factory.for_client(0).settle(vec![AckToken::line(id, 100)]);
+    let again = tokio::time::Instant::now();
+    while !saved("100") && again.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(saved("100"), "the next acknowledgement is saved too");
+    drop(factory);
+    acks.await.unwrap();
+    stop_tx.send(true).unwrap();
+    saver.await.unwrap();
+}
+
+#[test]
+fn saves_after_acknowledgements_are_spaced_by_the_window_or_by_what_a_save_costs() {
+    use std::time::Duration;
+    assert_eq!(next_save_after_acks(None), None, "the first one at once");
+    let t = tokio::time::Instant::now();
+    assert_eq!(
+        next_save_after_acks(Some((t, Duration::from_millis(1)))),
+        Some(t + SAVE_AFTER_ACKS_WITHIN)
+    );
+    // A 40 ms save (a very large file, a slow disk) is followed by 800 ms without one.
+    assert_eq!(
+        next_save_after_acks(Some((t, Duration::from_millis(40)))),
+        Some(t + Duration::from_millis(800))
+    );
+}
