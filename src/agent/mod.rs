@@ -97,9 +97,12 @@ pub async fn run(
 
     let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
     let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
+    let disk_buffers = DiskBuffers::default();
+    disk_buffers.track(&sinks);
     let age_gauge = tokio::spawn(positions.clone().run_age_gauge(
         metrics.client.oldest_unacknowledged_seconds.clone(),
         stop_rx.clone(),
+        disk_buffers.oldest(),
     ));
     let saver = tokio::spawn(
         positions
@@ -229,6 +232,7 @@ pub async fn run(
                         };
                         let applied = apply_reload(&mut live, &config, &new, built, &opts, &metrics).await;
                         (sinks, ack_task) = (live.sinks, live.ack_task);
+                        disk_buffers.track(&sinks);
                         if applied.is_ok() {
                             config = new;
                             let _ = config_tx.send(Arc::new(config.clone()));
@@ -309,6 +313,34 @@ pub async fn run(
     let _ = notify_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The clients whose disk buffers hold lines that positions count as settled: the age of
+/// the oldest unacknowledged line looks at them too. Follows the clients across reloads.
+#[derive(Clone, Default)]
+struct DiskBuffers(Arc<std::sync::Mutex<Vec<Arc<client::wal::Wal>>>>);
+
+impl DiskBuffers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<client::wal::Wal>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn track(&self, sinks: &Sinks) {
+        *self.lock() = match sinks {
+            Sinks::Clients(cs) => cs.iter().filter_map(|c| c.disk_buffer()).collect(),
+            Sinks::DryRun(_) => Vec::new(),
+        };
+    }
+
+    fn oldest(&self) -> impl Fn() -> Option<std::time::Instant> + Send + 'static {
+        let this = self.clone();
+        move || {
+            this.lock()
+                .iter()
+                .filter_map(|w| w.oldest_unacknowledged())
+                .min()
+        }
+    }
 }
 
 /// What a reload may replace while the agent runs.

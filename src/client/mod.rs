@@ -79,12 +79,19 @@ pub struct ClientHandle {
     task: JoinHandle<()>,
     /// With a disk buffer: the task moving the queue into it.
     wal_writer: Option<JoinHandle<()>>,
+    wal: Option<Arc<Wal>>,
 }
 
 impl ClientHandle {
     /// A sender of the client's bounded input queue.
     pub fn sender(&self) -> QueueSender {
         self.sender.clone()
+    }
+
+    /// The client's disk buffer, if it has one: the lines in it are settled for positions
+    /// already, so only the buffer knows how long the oldest has waited for Loki.
+    pub fn disk_buffer(&self) -> Option<Arc<Wal>> {
+        self.wal.clone()
     }
 
     /// Input is closed by dropping all senders; then the client flushes what it holds and
@@ -95,6 +102,7 @@ impl ClientHandle {
             abandon,
             mut task,
             wal_writer,
+            wal: _,
         } = self;
         drop(sender);
         let started = Instant::now();
@@ -211,7 +219,7 @@ pub fn spawn(
             acks: acks.clone(),
         }),
     };
-    let (input, settle, wal_writer) = match wal_config {
+    let (input, settle, wal_writer, wal) = match wal_config {
         Some((wal_cfg, dir)) => {
             if dir.as_os_str().is_empty() {
                 return Err(ClientError::new(
@@ -223,11 +231,12 @@ pub fn spawn(
             let writer = runtime.spawn(wal::run_writer(wal.clone(), queue, acks));
             (
                 Input::Wal(WalReader::new(wal.clone())),
-                Settle::Wal(wal),
+                Settle::Wal(wal.clone()),
                 Some(writer),
+                Some(wal),
             )
         }
-        None => (Input::Queue(queue), Settle::Acks(acks), None),
+        None => (Input::Queue(queue), Settle::Acks(acks), None, None),
     };
     let (abandon_tx, abandon_rx) = watch::channel(false);
     let name = if cfg.name.is_empty() {
@@ -253,6 +262,7 @@ pub fn spawn(
         abandon: abandon_tx,
         task,
         wal_writer,
+        wal,
     })
 }
 

@@ -1,6 +1,8 @@
-//! The `positions.yaml` format: Promtail's `positions:` map (path to quoted offset) and the
-//! `identities:` map beside it, parsed and rendered in Promtail's layout, and written
-//! atomically (temp file, fsync, rename; mode 0600).
+//! The `positions.yaml` format: Promtail's `positions:` map (path to quoted offset) and, beside
+//! it, the `identities:` map (path to device, inode and head fingerprint) and the `sources:`
+//! map (path to the number of the source that read it, so a restart that resumes the same
+//! file goes on as the same source), parsed and rendered in Promtail's layout, and written
+//! atomically (temp file, fsync, rename, directory fsync; mode 0600).
 //!
 //! Owns only text and the file on disk; it must not know sources, acknowledgements or what
 //! an entry means.
@@ -13,6 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::delivery::file_identity::FileIdentity;
+use crate::model::ack::SourceId;
 
 #[derive(Deserialize)]
 struct PositionsFile {
@@ -20,11 +23,19 @@ struct PositionsFile {
     positions: Option<BTreeMap<String, String>>,
     #[serde(default)]
     identities: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    sources: Option<BTreeMap<String, String>>,
 }
 
-pub(super) type Maps = (BTreeMap<String, String>, BTreeMap<String, FileIdentity>);
+/// What a positions file holds. Identities and sources are kept only for saved paths.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Loaded {
+    pub(super) saved: BTreeMap<String, String>,
+    pub(super) identities: BTreeMap<String, FileIdentity>,
+    pub(super) sources: BTreeMap<String, SourceId>,
+}
 
-pub(super) fn parse(text: &str) -> Result<Maps, String> {
+pub(super) fn parse(text: &str) -> Result<Loaded, String> {
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
@@ -32,39 +43,65 @@ pub(super) fn parse(text: &str) -> Result<Maps, String> {
     let file: PositionsFile = figment::Figment::from(Yaml::string(text))
         .extract()
         .map_err(|e| e.to_string())?;
-    let positions = file.positions.unwrap_or_default();
-    // An identity we cannot read only costs the rename detection for that path.
+    let saved = file.positions.unwrap_or_default();
+    // An identity or source we cannot read only costs the rename detection, or the
+    // disk buffer's recognition of lines it already holds, for that path.
     let identities = file
         .identities
         .unwrap_or_default()
         .into_iter()
-        .filter(|(path, _)| positions.contains_key(path))
+        .filter(|(path, _)| saved.contains_key(path))
         .filter_map(|(path, id)| FileIdentity::parse(&id).map(|id| (path, id)))
         .collect();
-    Ok((positions, identities))
+    let sources = file
+        .sources
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(path, _)| saved.contains_key(path))
+        .filter_map(|(path, id)| Some((path, SourceId(id.parse().ok()?))))
+        .collect();
+    Ok(Loaded {
+        saved,
+        identities,
+        sources,
+    })
 }
 
 /// Renders Promtail's layout: `positions:` then `  <path>: "<offset>"`, keys quoted only when
-/// plain YAML would misread them; then the identities in the same layout.
+/// plain YAML would misread them; then the identities and sources in the same layout.
 pub(super) fn render(
     map: &BTreeMap<String, String>,
     identities: &BTreeMap<String, FileIdentity>,
+    sources: &BTreeMap<String, SourceId>,
 ) -> String {
     let mut out = String::from("positions:\n");
     for (k, v) in map {
         push_entry(&mut out, k, v);
     }
-    let known: Vec<_> = identities
+    push_section(&mut out, "identities", map, identities, |id| id.to_string());
+    push_section(&mut out, "sources", map, sources, |id| id.0.to_string());
+    out
+}
+
+fn push_section<T>(
+    out: &mut String,
+    name: &str,
+    map: &BTreeMap<String, String>,
+    values: &BTreeMap<String, T>,
+    text: impl Fn(&T) -> String,
+) {
+    let mut known = values
         .iter()
         .filter(|(k, _)| map.contains_key(*k))
-        .collect();
-    if !known.is_empty() {
-        out.push_str("identities:\n");
-        for (k, id) in known {
-            push_entry(&mut out, k, &id.to_string());
-        }
+        .peekable();
+    if known.peek().is_none() {
+        return;
     }
-    out
+    out.push_str(name);
+    out.push_str(":\n");
+    for (k, v) in known {
+        push_entry(out, k, &text(v));
+    }
 }
 
 fn push_entry(out: &mut String, key: &str, value: &str) {

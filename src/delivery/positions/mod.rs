@@ -3,8 +3,11 @@
 //!
 //! Beside Promtail's `positions:` map (path to quoted byte offset) the file holds an
 //! `identities:` map (path to device, inode and head fingerprint), so a file renamed by
-//! rotation, even while the agent was down, is recognised under its new name. An entry
-//! without an identity (a migrated Promtail file) is trusted as Promtail would trust it.
+//! rotation, even while the agent was down, is recognised under its new name, and a
+//! `sources:` map (path to the number of the source that read it), so a file resumed at its
+//! own entry goes on as the same source and a disk buffer recognises the lines it already
+//! holds. An entry without an identity (a migrated Promtail file) is trusted as Promtail
+//! would trust it; Promtail ignores the two maps it does not know.
 //!
 //! A position moves only past lines every client has settled, in order: each source has a
 //! finalizer (`delivery::finalizer`) that its reader issues lines to (before handing
@@ -101,7 +104,7 @@ impl Positions {
                 "{clients} clients configured; at most {MAX_CLIENTS} are supported"
             )));
         }
-        let (saved, identities) = match std::fs::read_to_string(file) {
+        let loaded = match std::fs::read_to_string(file) {
             Ok(text) => match parse(&text) {
                 Ok(maps) => maps,
                 Err(e) if ignore_invalid => {
@@ -125,7 +128,7 @@ impl Positions {
         };
         Ok(Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::new(saved, identities, clients)),
+                state: Mutex::new(State::new(loaded, clients)),
                 file: file.to_path_buf(),
                 read_only,
                 deleted: OnceLock::new(),
@@ -138,10 +141,10 @@ impl Positions {
     /// if read at start) and is never saved: unit tests of sources run against it.
     #[cfg(test)]
     pub(crate) fn in_memory(positions_yaml: &str) -> Self {
-        let (saved, identities) = parse(positions_yaml).expect("valid positions text");
+        let loaded = parse(positions_yaml).expect("valid positions text");
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::new(saved, identities, 1)),
+                state: Mutex::new(State::new(loaded, 1)),
                 file: PathBuf::new(),
                 read_only: true,
                 deleted: OnceLock::new(),
@@ -191,16 +194,21 @@ impl Positions {
             .min()
     }
 
-    /// Keeps `gauge` at the age of the oldest unacknowledged line (0 when none) until `stop`.
+    /// Keeps `gauge` at the age of the oldest unacknowledged line (0 when none) until `stop`:
+    /// the oldest of the lines positions wait for and of `elsewhere` (lines settled for
+    /// positions but not yet delivered, as in a disk buffer).
     pub async fn run_age_gauge(
         self,
         gauge: prometheus::Gauge,
         mut stop: tokio::sync::watch::Receiver<bool>,
+        elsewhere: impl Fn() -> Option<std::time::Instant> + Send + 'static,
     ) {
         loop {
-            let age = self
-                .oldest_outstanding()
-                .map_or(0.0, |t| t.elapsed().as_secs_f64());
+            let oldest = match (self.oldest_outstanding(), elsewhere()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let age = oldest.map_or(0.0, |t| t.elapsed().as_secs_f64());
             gauge.set(age);
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -269,7 +277,7 @@ impl Positions {
             }
             st.dirty = false;
             st.written = true;
-            render(&st.saved, &st.identities)
+            render(&st.saved, &st.identities, &st.source_ids)
         };
         write_atomically(file, text.as_bytes()).map_err(|e| {
             self.state().dirty = true;

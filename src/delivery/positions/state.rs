@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::Positions;
+use super::file_format::Loaded;
 use crate::delivery::file_identity::FileIdentity;
 use crate::delivery::finalizer::Finalizer;
 use crate::model::ack::{Ack, SourceId};
@@ -24,6 +25,11 @@ pub(super) struct State {
     pub(super) loaded: Vec<(String, u64, FileIdentity)>,
     /// Identity of the file each saved path refers to, where known.
     pub(super) identities: BTreeMap<String, FileIdentity>,
+    /// The source whose acknowledgements moved each saved path's position, kept across
+    /// restarts: a file resumed at its own entry goes on as that source, so a client's disk
+    /// buffer recognises the lines it already holds from before a crash (their tokens name
+    /// the same source) and does not take them twice.
+    pub(super) source_ids: BTreeMap<String, SourceId>,
     pub(super) sources: HashMap<SourceId, Source>,
     /// The source whose acknowledgements move a path's saved position: a file replaced or
     /// truncated under the same path gets a new source, and late acks of the old one must not
@@ -59,12 +65,13 @@ impl Source {
 }
 
 impl State {
-    /// The state of a store read from `saved` and `identities` (a positions file's maps).
-    pub(super) fn new(
-        saved: BTreeMap<String, String>,
-        identities: BTreeMap<String, FileIdentity>,
-        clients: usize,
-    ) -> Self {
+    /// The state of a store read from a positions file.
+    pub(super) fn new(loaded: Loaded, clients: usize) -> Self {
+        let Loaded {
+            saved,
+            identities,
+            sources,
+        } = loaded;
         State {
             loaded: identities
                 .iter()
@@ -72,9 +79,13 @@ impl State {
                 .collect(),
             saved,
             identities,
+            source_ids: sources,
             sources: HashMap::new(),
             current: HashMap::new(),
-            next_id: 0,
+            // Numbers of this run start at random, far from those saved by earlier runs: only
+            // a resumed file takes a saved one, and a disk buffer must never take another
+            // file's lines for its own.
+            next_id: rand::random::<u64>() >> 2,
             clients: clients.max(1),
             dirty: false,
             written: false,
@@ -131,21 +142,30 @@ impl State {
         if self.saved.len() != before {
             let saved = &self.saved;
             self.identities.retain(|k, _| saved.contains_key(k));
+            self.source_ids.retain(|k, _| saved.contains_key(k));
             self.dirty = true;
         }
     }
 
     /// Adds a source reading `path` (a file, or a journal's cursor key) from `offset`, and
-    /// makes it the current one of that path.
+    /// makes it the current one of that path. `id`: the number it goes on under (a resumed
+    /// file), else a new one.
     fn add_source(
         &mut self,
         path: &str,
         offset: u64,
         identity: Option<FileIdentity>,
         cursors: Option<BTreeMap<u64, String>>,
+        id: Option<SourceId>,
     ) -> SourceId {
-        self.next_id += 1;
-        let id = SourceId(self.next_id);
+        let id = id.unwrap_or_else(|| {
+            self.next_id += 1;
+            SourceId(self.next_id)
+        });
+        if cursors.is_none() && self.source_ids.get(path) != Some(&id) {
+            self.source_ids.insert(path.to_string(), id);
+            self.dirty = true;
+        }
         self.sources.insert(
             id,
             Source {
@@ -274,6 +294,7 @@ impl Positions {
         }
         st.current.insert(new_path.to_string(), id);
         st.saved.insert(new_path.to_string(), settled.to_string());
+        st.source_ids.insert(new_path.to_string(), id);
         match identity {
             Some(i) => st.identities.insert(new_path.to_string(), i),
             None => st.identities.remove(new_path),
@@ -289,8 +310,34 @@ impl Positions {
         offset: u64,
         identity: Option<FileIdentity>,
     ) -> SourceId {
+        self.register_as(None, path, offset, identity)
+    }
+
+    /// [`Self::register`] for the file whose entry is saved under `entry` (the caller checked
+    /// its identity), resumed at that entry's offset: it goes on as the source saved with the
+    /// entry, unless that source is still alive in this process.
+    pub(super) fn register_resumed(
+        &self,
+        entry: &str,
+        path: &str,
+        offset: u64,
+        identity: FileIdentity,
+    ) -> SourceId {
+        self.register_as(Some(entry), path, offset, Some(identity))
+    }
+
+    fn register_as(
+        &self,
+        resumes: Option<&str>,
+        path: &str,
+        offset: u64,
+        identity: Option<FileIdentity>,
+    ) -> SourceId {
         let mut st = self.state();
-        let id = st.add_source(path, offset, identity, None);
+        let saved_id = resumes
+            .and_then(|entry| st.source_ids.get(entry).copied())
+            .filter(|id| !st.sources.contains_key(id));
+        let id = st.add_source(path, offset, identity, None, saved_id);
         match identity {
             Some(i) => st.identities.insert(path.to_string(), i),
             None => st.identities.remove(path),
@@ -306,7 +353,8 @@ impl Positions {
     /// Registers a journal reader saving its cursor under `key` (`cursor-<job>`); its acks
     /// carry sequence numbers from 1, each announced with [`Positions::note_cursor`] first.
     pub(super) fn register_cursor(&self, key: &str) -> SourceId {
-        self.state().add_source(key, 0, None, Some(BTreeMap::new()))
+        self.state()
+            .add_source(key, 0, None, Some(BTreeMap::new()), None)
     }
 
     /// Entry `seq` of journal source `id` has this cursor.

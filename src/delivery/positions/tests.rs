@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
-use super::file_format::{parse, render};
+use super::file_format::{Loaded, parse, render};
 use super::*;
 use crate::delivery::file_identity::FileIdentity;
 use crate::model::ack::{self, AckToken, SourceId};
@@ -19,12 +19,12 @@ fn issue(pos: &Positions, id: SourceId, ends: &[u64]) {
 
 #[test]
 fn reads_promtail_positions_file() {
-    let (map, identities) =
+    let loaded =
         parse("positions:\n  /var/log/syslog: \"123456\"\n  cursor-journal: \"s=abc;i=1\"\n")
             .unwrap();
-    assert!(identities.is_empty());
-    assert_eq!(map["/var/log/syslog"], "123456");
-    assert_eq!(map["cursor-journal"], "s=abc;i=1");
+    assert!(loaded.identities.is_empty() && loaded.sources.is_empty());
+    assert_eq!(loaded.saved["/var/log/syslog"], "123456");
+    assert_eq!(loaded.saved["cursor-journal"], "s=abc;i=1");
 }
 
 #[test]
@@ -42,10 +42,20 @@ fn render_round_trips_through_parse() {
             fp_crc: 4,
         },
     );
-    let text = render(&map, &ids);
+    let mut sources = BTreeMap::new();
+    sources.insert("/var/log/a.log".to_string(), SourceId(1234567890123));
+    let text = render(&map, &ids, &sources);
     assert!(text.contains("  /var/log/a.log: \"10\"\n"));
     assert!(text.contains("identities:\n  /var/log/a.log: \"1:2:3:00000004\"\n"));
-    assert_eq!(parse(&text).unwrap(), (map, ids));
+    assert!(text.contains("sources:\n  /var/log/a.log: \"1234567890123\"\n"));
+    assert_eq!(
+        parse(&text).unwrap(),
+        Loaded {
+            saved: map,
+            identities: ids,
+            sources
+        }
+    );
 }
 
 #[test]
@@ -148,7 +158,10 @@ async fn position_moves_only_when_every_client_acked() {
     assert_eq!(mode, 0o600);
     assert_eq!(
         std::fs::read_to_string(&f).unwrap(),
-        "positions:\n  /var/log/a.log: \"40\"\n"
+        format!(
+            "positions:\n  /var/log/a.log: \"40\"\nsources:\n  /var/log/a.log: \"{}\"\n",
+            id.0
+        )
     );
 }
 
@@ -251,4 +264,32 @@ fn saves_after_acknowledgements_are_spaced_by_the_window_or_by_what_a_save_costs
         next_save_after_acks(Some((t, Duration::from_millis(40)))),
         Some(t + Duration::from_millis(800))
     );
+}
+
+/// Issue 16 item 4: a file resumed at its own entry after a restart goes on as the source
+/// saved with the entry, so a disk buffer holding its lines from before a crash knows them.
+#[test]
+fn a_file_resumed_at_its_own_entry_goes_on_as_the_saved_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("positions.yaml");
+    let id = FileIdentity::parse("1:2:3:00000004").unwrap();
+    let first = {
+        let pos = Positions::open(&f, false, 1, false).unwrap();
+        let view = pos.view();
+        let s = view.open_file("/l/app.log", 0, id);
+        let first = s.id();
+        s.renamed("/l/app.log.1");
+        let next = view.open_file("/l/app.log", 0, id);
+        assert_ne!(next.id(), first, "a new file is a new source");
+        pos.save().unwrap();
+        first
+    };
+    let pos = Positions::open(&f, false, 1, false).unwrap();
+    let view = pos.view();
+    let resumed = view.resume_file("/l/app.log.1", "/l/app.log.1", 0, id);
+    assert_eq!(resumed.id(), first, "the rotated file, by its own entry");
+    let again = view.resume_file("/l/app.log.1", "/l/app.log.1", 0, id);
+    assert_ne!(again.id(), first, "never two live sources under one number");
+    let fresh = view.open_file("/l/other.log", 0, id);
+    assert_ne!(fresh.id(), first);
 }

@@ -63,6 +63,26 @@ impl PositionsView {
         }
     }
 
+    /// [`Self::open_file`] for the file whose entry is saved under `entry` (`path` itself, or
+    /// the name it was read under before a rotation), resumed at that entry's offset: the
+    /// caller checked that `identity` is that entry's file, and the offset is inside it. The
+    /// source goes on under the number saved with the entry, so the lines it reads again
+    /// after a crash carry the tokens they had before it, and a client's disk buffer that
+    /// already holds them recognises them.
+    #[must_use = "a source is closed through its handle"]
+    pub fn resume_file(
+        &self,
+        entry: &str,
+        path: &str,
+        offset: u64,
+        identity: FileIdentity,
+    ) -> FilePosition {
+        let id = self.store.register_resumed(entry, path, offset, identity);
+        FilePosition {
+            source: Registration::new(self.store.clone(), id),
+        }
+    }
+
     /// Opens again the source that last read the file `is_it` recognises under `path`, when
     /// it was closed with lines still unacknowledged (a rotated file whose reader closed
     /// before its lines were delivered, now started under its new name): reading goes on

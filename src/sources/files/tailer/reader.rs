@@ -77,18 +77,27 @@ pub(super) enum ReadOutcome {
 
 impl Tailer {
     /// Opens a reader of `file` (known to delivery as `name`) at `offset`: from now on
-    /// delivery tracks it as a source starting there.
+    /// delivery tracks it as a source starting there. `resumes`: the positions entry whose
+    /// saved offset `offset` is, when it is this file's (the source goes on as the one saved
+    /// with it).
     pub(super) fn reader(
         &self,
         mut file: File,
         identity: FileIdentity,
         name: String,
         offset: u64,
+        resumes: Option<&str>,
     ) -> Result<Reader, &'static str> {
         // UTF-16 lines start at even offsets; an odd one (tail_from_end mid-write) is not one.
-        let offset = offset - offset % Newline::of(self.opts.encoding).width() as u64;
-        file.seek(SeekFrom::Start(offset)).map_err(|_| "seek")?;
-        let position = self.positions.open_file(&name, offset, identity);
+        let aligned = offset - offset % Newline::of(self.opts.encoding).width() as u64;
+        file.seek(SeekFrom::Start(aligned)).map_err(|_| "seek")?;
+        let position = match resumes {
+            Some(entry) if aligned == offset => {
+                self.positions.resume_file(entry, &name, offset, identity)
+            }
+            _ => self.positions.open_file(&name, aligned, identity),
+        };
+        let offset = aligned;
         Ok(self.attach(file, identity, name, offset, position))
     }
 

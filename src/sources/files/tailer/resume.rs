@@ -23,6 +23,9 @@ use crate::delivery::positions::PositionsView;
 /// Where the file now at a path starts.
 pub(super) struct CurrentStart {
     pub(super) offset: u64,
+    /// The start is this file's own entry under the path: reading goes on as the source
+    /// saved with it ([`PositionsView::resume_file`]).
+    pub(super) resumes: bool,
     /// The file last read under this path, when the path's entry belongs to another file
     /// (rotated while the agent was down): its saved offset and identity.
     pub(super) predecessor: Option<(u64, FileIdentity)>,
@@ -38,14 +41,24 @@ pub(super) fn current_start(
 ) -> CurrentStart {
     let at = |offset| CurrentStart {
         offset,
+        resumes: false,
         predecessor: None,
     };
     match positions.saved(path) {
-        Some((saved, Some(saved_id))) if saved_id.matches(file, meta) => at(saved.min(meta.len())),
+        // Resumed only where the entry is still inside the file: a file cut shorter than its
+        // entry holds other bytes at those offsets now.
+        Some((saved, Some(saved_id))) if saved_id.matches(file, meta) && saved <= meta.len() => {
+            CurrentStart {
+                resumes: true,
+                ..at(saved)
+            }
+        }
+        Some((_, Some(saved_id))) if saved_id.matches(file, meta) => at(meta.len()),
         // A Promtail positions file: trusted as Promtail trusts it.
         Some((saved, None)) => at(if saved <= meta.len() { saved } else { 0 }),
         Some((saved, Some(saved_id))) => CurrentStart {
             offset: 0,
+            resumes: false,
             predecessor: Some((saved, saved_id)),
         },
         None => match positions.find(|id| id.matches(file, meta)) {
@@ -57,16 +70,20 @@ pub(super) fn current_start(
 }
 
 /// Where the rotated file `file`, now named `name`, starts: its own entry there, else the
-/// entry its identity is found under, else 0.
+/// entry its identity is found under, else 0; and whether the start is its own entry, inside
+/// the file (see [`CurrentStart::resumes`]).
 pub(super) fn rotated_start(
     positions: &PositionsView,
     name: &str,
     file: &File,
     meta: &Metadata,
-) -> u64 {
+) -> (u64, bool) {
     match positions.saved(name) {
-        Some((off, Some(id))) if id.matches(file, meta) => off,
-        _ => positions.find(|id| id.matches(file, meta)).unwrap_or(0),
+        Some((off, Some(id))) if id.matches(file, meta) => (off, off <= meta.len()),
+        _ => (
+            positions.find(|id| id.matches(file, meta)).unwrap_or(0),
+            false,
+        ),
     }
 }
 
@@ -146,9 +163,17 @@ mod tests {
         let (f, m, id) = file(&dir.path().join("app.log"), "0123456789\n");
         let view = store(&[("/l/app.log", 7, Some(id))]).view();
         let start = current_start(&view, "/l/app.log", &f, &m, false);
-        assert_eq!((start.offset, start.predecessor), (7, None));
+        assert_eq!(
+            (start.offset, start.predecessor, start.resumes),
+            (7, None, true)
+        );
         let view = store(&[("/l/app.log", 70, Some(id))]).view();
-        assert_eq!(current_start(&view, "/l/app.log", &f, &m, false).offset, 11);
+        let start = current_start(&view, "/l/app.log", &f, &m, false);
+        assert_eq!(
+            (start.offset, start.resumes),
+            (11, false),
+            "not past its end"
+        );
     }
 
     #[test]
@@ -191,15 +216,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (f, m, id) = file(&dir.path().join("app.log.1"), "x\ny\n");
         let view = store(&[("/l/app.log.1", 2, Some(id))]).view();
-        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m), 2);
+        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m), (2, true));
         let view = store(&[("/l/app.log", 4, Some(id))]).view();
-        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m), 4);
+        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m), (4, false));
         let other = FileIdentity {
             ino: id.ino + 1,
             ..id
         };
         let view = store(&[("/l/app.log.1", 2, Some(other))]).view();
-        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m), 0);
+        assert_eq!(rotated_start(&view, "/l/app.log.1", &f, &m).0, 0);
     }
 
     /// The duplicate once seen in idle_files_closed_for_the_open_file_limit: a reader that
@@ -217,7 +242,7 @@ mod tests {
         batch.push("old 2", Some(AckToken::line_after(reader.id(), 6, 12)));
         reader.issue(&batch);
         reader.close(12);
-        let start = rotated_start(&view, "/l/app.log.1", &f, &m);
+        let (start, _) = rotated_start(&view, "/l/app.log.1", &f, &m);
         assert_eq!(start, 0, "nothing acknowledged yet");
         assert_eq!(past_handed_on(&view, start, &f, &m), 12);
         assert_eq!(past_handed_on(&view, 20, &f, &m), 20, "never moved back");

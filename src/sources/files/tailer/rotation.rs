@@ -121,8 +121,8 @@ impl Tailer {
             }
             None => None,
         };
-        let (offset, continued) = match continued {
-            Some((position, handed_on)) => (handed_on, Some(position)),
+        let (offset, continued, resumes) = match continued {
+            Some((position, handed_on)) => (handed_on, Some(position), false),
             None => {
                 let start = resume::current_start(
                     &self.positions,
@@ -134,7 +134,7 @@ impl Tailer {
                 if first_open && let Some(predecessor) = start.predecessor {
                     self.queue_unread_rotations(Some(predecessor), None, &identity, readers);
                 }
-                (start.offset, None)
+                (start.offset, None, start.resumes)
             }
         };
         // Kept until a new file is really opened: the path may be missing for a moment
@@ -145,7 +145,10 @@ impl Tailer {
         let name = self.path_label.clone();
         let opened = match continued {
             Some(position) => self.reader_continuing(file, identity, name, position, offset),
-            None => self.reader(file, identity, name, offset),
+            None => {
+                let entry = resumes.then_some(self.path_label.as_str());
+                self.reader(file, identity, name, offset, entry)
+            }
         };
         match opened {
             Ok(r) => {
@@ -212,26 +215,31 @@ impl Tailer {
         let mut since = since;
         if let Some((saved, file, meta, p)) = found {
             since = Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-            self.queue_draining(file, &meta, p, saved, readers);
+            // The file last read under this path: its entry there is its own.
+            let entry = (saved <= meta.len()).then_some(self.path_label.as_str());
+            self.queue_draining(file, &meta, p, saved, entry, readers);
         }
         let Some(since) = since else { return };
         siblings.retain(|(mtime, ..)| *mtime >= since);
         siblings.sort_by_key(|(mtime, ..)| *mtime);
         for (_, file, meta, p) in siblings {
             let name = p.display().to_string();
-            let start = resume::rotated_start(&self.positions, &name, &file, &meta);
+            let (start, own_entry) = resume::rotated_start(&self.positions, &name, &file, &meta);
             if start < meta.len() {
-                self.queue_draining(file, &meta, p, start, readers);
+                let entry = own_entry.then_some(name.as_str());
+                self.queue_draining(file, &meta, p, start, entry, readers);
             }
         }
     }
 
+    /// `entry`: the positions entry whose saved offset `start` is, when it is this file's.
     fn queue_draining(
         &self,
         file: File,
         meta: &Metadata,
         p: PathBuf,
         start: u64,
+        entry: Option<&str>,
         readers: &mut Vec<Reader>,
     ) {
         let name = p.display().to_string();
@@ -243,10 +251,13 @@ impl Tailer {
         let continued = self
             .positions
             .reopen_file(&name, |id| id.matches(&file, meta));
+        let saved = start;
         let start = match &continued {
             Some((_, handed_on)) => *handed_on,
             None => resume::past_handed_on(&self.positions, start, &file, meta),
         };
+        // Past the saved offset (a closed reader of this process read further): not a resume.
+        let entry = entry.filter(|_| continued.is_none() && start == saved);
         if start >= meta.len() || !self.claims.claim(&identity) {
             if let Some((position, handed_on)) = continued {
                 position.close(handed_on);
@@ -256,7 +267,7 @@ impl Tailer {
         tracing::info!(path = %self.path_label, rotated_to = %name, offset = start, "reading a rotated file not read to its end");
         let opened = match continued {
             Some((position, _)) => self.reader_continuing(file, identity, name, position, start),
-            None => self.reader(file, identity, name, start),
+            None => self.reader(file, identity, name, start, entry),
         };
         match opened {
             Ok(mut r) => {
