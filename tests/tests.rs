@@ -31,6 +31,7 @@ mod metrics_stage_exposes_series;
 mod new_file_start_options;
 mod nginx_presets_agree_with_ground_truth;
 mod nginx_presets_with_real_nginx;
+mod non_utf8_file_names_resume_and_stay_apart;
 mod positions_resume_after_restart;
 mod promtail_pages;
 mod python_traceback_preset_keeps_tracebacks_whole;

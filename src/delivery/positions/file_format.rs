@@ -12,20 +12,9 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use serde::Deserialize;
-
+use super::key::{bytes_of, is_binary, key_of_bytes, readable_key};
 use crate::delivery::file_identity::FileIdentity;
 use crate::model::ack::SourceId;
-
-#[derive(Deserialize)]
-struct PositionsFile {
-    #[serde(default)]
-    positions: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    identities: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    sources: Option<BTreeMap<String, String>>,
-}
 
 /// What a positions file holds. Identities and sources are kept only for saved paths.
 #[derive(Debug, Default, PartialEq)]
@@ -39,23 +28,30 @@ pub(super) fn parse(text: &str) -> Result<Loaded, String> {
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
-    use figment::providers::{Format, Yaml};
-    let file: PositionsFile = figment::Figment::from(Yaml::string(text))
-        .extract()
-        .map_err(|e| e.to_string())?;
-    let saved = file.positions.unwrap_or_default();
+    let text = lift_binary_keys(text)?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let section = |name: &str| -> Result<BTreeMap<String, String>, String> {
+        match doc.get(name) {
+            None | Some(serde_yaml::Value::Null) => Ok(BTreeMap::new()),
+            Some(serde_yaml::Value::Mapping(m)) => m
+                .iter()
+                .map(|(k, v)| Ok((key_text(k)?, scalar_text(v)?)))
+                .collect(),
+            Some(_) => Err(format!("{name}: expected a map of paths")),
+        }
+    };
+    if !matches!(doc, serde_yaml::Value::Mapping(_) | serde_yaml::Value::Null) {
+        return Err("expected a map with a positions key".into());
+    }
+    let saved = section("positions")?;
     // An identity or source we cannot read only costs the rename detection, or the
     // disk buffer's recognition of lines it already holds, for that path.
-    let identities = file
-        .identities
-        .unwrap_or_default()
+    let identities = section("identities")?
         .into_iter()
         .filter(|(path, _)| saved.contains_key(path))
         .filter_map(|(path, id)| FileIdentity::parse(&id).map(|id| (path, id)))
         .collect();
-    let sources = file
-        .sources
-        .unwrap_or_default()
+    let sources = section("sources")?
         .into_iter()
         .filter(|(path, _)| saved.contains_key(path))
         .filter_map(|(path, id)| Some((path, SourceId(id.parse().ok()?))))
@@ -65,6 +61,94 @@ pub(super) fn parse(text: &str) -> Result<Loaded, String> {
         identities,
         sources,
     })
+}
+
+/// Marks a key that was written `!!binary` (base64 follows): the YAML parser drops that
+/// tag, and a path never holds a NUL.
+const LIFTED: &str = "\0binary:";
+
+/// Rewrites the `!!binary` keys of the file (ours, and Promtail's for names that are not
+/// UTF-8: `!!binary <base64>: "<offset>"`, or for long names `? !!binary |` with the base64
+/// on the lines below and `: "<offset>"` after them) as quoted keys [`key_text`] knows, since
+/// the YAML parser reads the tagged text as a plain string.
+fn lift_binary_keys(text: &str) -> Result<std::borrow::Cow<'_, str>, String> {
+    if !text.contains("!!binary") {
+        return Ok(std::borrow::Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if let Some(rest) = trimmed.strip_prefix("!!binary ") {
+            // `!!binary <base64>: <value>`
+            let (b64, value) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("a !!binary key without a value: {line:?}"))?;
+            push_lifted(&mut out, indent, b64.trim(), value);
+            continue;
+        }
+        let Some(rest) = trimmed
+            .strip_prefix("? ")
+            .and_then(|r| r.trim_start().strip_prefix("!!binary"))
+        else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        // `? !!binary <base64>` or `? !!binary |` + base64 lines, then `: <value>`.
+        let mut b64: String = rest
+            .trim()
+            .trim_start_matches(['|', '>', '-', '+'])
+            .trim()
+            .to_string();
+        let value = loop {
+            let Some(next) = lines.next() else {
+                return Err("a !!binary key without a value".into());
+            };
+            let t = next.trim_start();
+            if let Some(v) = t.strip_prefix(':') {
+                break v;
+            }
+            b64.push_str(t.trim());
+        };
+        push_lifted(&mut out, indent, &b64, value);
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+fn push_lifted(out: &mut String, indent: &str, b64: &str, value: &str) {
+    out.push_str(indent);
+    out.push('"');
+    out.push_str("\\0binary:");
+    out.push_str(b64);
+    out.push_str("\":");
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// A key of the file: a path as text, or a path that is not UTF-8, written `!!binary` (the
+/// base64 of its bytes) by us and by Promtail's YAML library.
+fn key_text(k: &serde_yaml::Value) -> Result<String, String> {
+    use base64::Engine as _;
+    match k {
+        serde_yaml::Value::String(s) if s.starts_with(LIFTED) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&s[LIFTED.len()..])
+                .map_err(|e| format!("a !!binary key is not base64: {e}"))?;
+            Ok(key_of_bytes(&bytes))
+        }
+        other => scalar_text(other),
+    }
+}
+
+fn scalar_text(v: &serde_yaml::Value) -> Result<String, String> {
+    match v {
+        serde_yaml::Value::String(s) => Ok(s.clone()),
+        serde_yaml::Value::Number(n) => Ok(n.to_string()),
+        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("expected text, found {other:?}")),
+    }
 }
 
 /// Renders Promtail's layout: `positions:` then `  <path>: "<offset>"`, keys quoted only when
@@ -105,14 +189,27 @@ fn push_section<T>(
 }
 
 fn push_entry(out: &mut String, key: &str, value: &str) {
+    use base64::Engine as _;
     out.push_str("  ");
-    if needs_quotes(key) {
+    let binary = is_binary(key);
+    if binary {
+        // YAML text cannot hold these bytes; the readable form follows as a comment.
+        out.push_str("!!binary ");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(bytes_of(key)));
+    } else if needs_quotes(key) {
         crate::model::labels::quote_go_into(key, out);
     } else {
         out.push_str(key);
     }
     out.push_str(": ");
     crate::model::labels::quote_go_into(value, out);
+    if binary {
+        out.push_str("  # ");
+        for c in readable_key(key).chars() {
+            // A comment ends at the line's end: nothing may start a new one.
+            out.push(if c.is_control() { '?' } else { c });
+        }
+    }
     out.push('\n');
 }
 

@@ -34,12 +34,14 @@ use crate::delivery::finalizer::MAX_CLIENTS;
 use crate::model::ack::AckReceiver;
 
 mod file_format;
+mod key;
 mod state;
 #[cfg(test)]
 mod tests;
 mod view;
 
 use file_format::{parse, render, write_atomically};
+pub use key::{key_of, readable, readable_key};
 use state::State;
 pub use view::{CursorPosition, FilePosition, PositionsView};
 

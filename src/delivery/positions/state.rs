@@ -9,10 +9,10 @@
 //! log files, know the file format or run tasks.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use super::Positions;
 use super::file_format::Loaded;
+use super::key::path_of;
 use crate::delivery::file_identity::FileIdentity;
 use crate::delivery::finalizer::Finalizer;
 use crate::model::ack::{Ack, SourceId};
@@ -137,7 +137,7 @@ impl State {
             key.starts_with("cursor-")
                 || key.starts_with("journal-")
                 || current.contains_key(key)
-                || Path::new(key).exists()
+                || path_of(key).exists()
         });
         if self.saved.len() != before {
             let saved = &self.saved;

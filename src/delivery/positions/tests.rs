@@ -293,3 +293,49 @@ fn a_file_resumed_at_its_own_entry_goes_on_as_the_saved_source() {
     let fresh = view.open_file("/l/other.log", 0, id);
     assert_ne!(fresh.id(), first);
 }
+
+/// Issue 17 item 7: positions were keyed by a lossy form of the name, so `caf\xe9.log`
+/// resumed at 0 after a restart, and `\xff.log` and `\xfe.log` shared one entry.
+#[test]
+fn names_that_are_not_utf8_keep_their_own_entries_through_the_file() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let names = [&b"/l/caf\xe9.log"[..], b"/l/\xff.log", b"/l/\xfe.log"];
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| key_of(std::path::Path::new(OsStr::from_bytes(n))))
+        .collect();
+    let mut map = BTreeMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        map.insert(k.clone(), format!("{}", 10 * (i + 1)));
+    }
+    map.insert("/l/plain.log".to_string(), "5".to_string());
+    let text = render(&map, &BTreeMap::new(), &BTreeMap::new());
+    // Readable, and as Promtail's YAML library writes such a name.
+    assert!(
+        text.contains("  !!binary L2wvY2Fm6S5sb2c=: \"10\"  # /l/caf\\xe9.log\n"),
+        "{text}"
+    );
+    assert!(text.contains("  /l/plain.log: \"5\"\n"), "{text}");
+    let loaded = parse(&text).unwrap();
+    assert_eq!(loaded.saved, map);
+    assert_eq!(loaded.saved.len(), 4, "three names, three entries");
+}
+
+#[test]
+fn a_promtail_file_with_a_binary_name_loads() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let key = key_of(std::path::Path::new(OsStr::from_bytes(b"/l/caf\xe9.log")));
+    for text in [
+        "positions:\n  !!binary L2wvY2Fm6S5sb2c=: \"123\"\n  /var/log/syslog: \"7\"\n",
+        "positions:\n  ? !!binary |\n    L2wvY2Fm6S5sb2c=\n  : \"123\"\n",
+    ] {
+        let loaded = parse(text).unwrap();
+        assert_eq!(
+            loaded.saved.get(&key).map(String::as_str),
+            Some("123"),
+            "{text}"
+        );
+    }
+}

@@ -333,7 +333,11 @@ pub async fn run(
                 let labels = tailed.entry(f.clone()).or_insert_with(|| {
                     changed = true;
                     let mut labels = target.labels.clone();
-                    labels.insert("filename".into(), f.display().to_string());
+                    // Exact for UTF-8 names; others escaped, so two names keep two labels.
+                    labels.insert(
+                        "filename".into(),
+                        crate::delivery::positions::readable(&f).into_owned(),
+                    );
                     labels
                 });
                 if !tailers.is_running(&f) {

@@ -224,9 +224,7 @@ impl Tailer {
                     position.identity_grew(identity);
                     position
                 }
-                None => this
-                    .positions
-                    .open_file(&this.path_label, archive.skip, identity),
+                None => this.positions.open_file(&this.key, archive.skip, identity),
             };
             let Some((back, position, end, done)) = this
                 .read_archive(format, archive, position, &mut stop, &mut shutdown)
@@ -280,11 +278,11 @@ impl Tailer {
                 // neither read again nor taken as delivered before it is.
                 let (skip, continued) = match self
                     .positions
-                    .reopen_file(&self.path_label, |id| id.matches(&file, &meta))
+                    .reopen_file(&self.key, |id| id.matches(&file, &meta))
                 {
                     Some((position, lines)) => (lines, Some(position)),
                     None => (
-                        resume::archive_lines_done(&self.positions, &self.path_label, &file, &meta),
+                        resume::archive_lines_done(&self.positions, &self.key, &file, &meta),
                         None,
                     ),
                 };
@@ -312,7 +310,7 @@ impl Tailer {
     fn release(&self, position: FilePosition, done: u64, identity: &FileIdentity) {
         if let Some(new_name) = find_by_inode(&self.path, identity) {
             tracing::info!(path = %self.path_label, renamed_to = %new_name.display(), "archive renamed; its position follows it");
-            position.renamed(&new_name.display().to_string());
+            position.renamed(&crate::delivery::positions::key_of(&new_name));
         }
         position.close(done);
         self.claims.release(identity);

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::parking::Parked;
 use super::reader::{ReadOutcome, Reader};
 use super::{Claims, TailOptions};
-use crate::delivery::positions::PositionsView;
+use crate::delivery::positions::{PositionsView, readable_key};
 use crate::metrics::Metrics;
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
@@ -37,7 +37,14 @@ const EVENT_SAFETY_NET_POLL: Duration = Duration::from_secs(10);
 /// One path being followed.
 pub(super) struct Tailer {
     pub(super) path: PathBuf,
+    /// The path as per-path series and logs show it ([`readable`]).
+    ///
+    /// [`readable`]: crate::delivery::positions::readable
     pub(super) path_label: String,
+    /// The path's positions key, from its exact bytes ([`key_of`]).
+    ///
+    /// [`key_of`]: crate::delivery::positions::key_of
+    pub(super) key: String,
     pub(super) labels: Arc<LabelSet>,
     pub(super) positions: PositionsView,
     pub(super) out: mpsc::Sender<LineBatch>,
@@ -141,7 +148,7 @@ impl Tailer {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(path = %r.name, error = %e, "read failed; closing the file");
+                        tracing::warn!(path = %readable_key(&r.name), error = %e, "read failed; closing the file");
                         self.metrics
                             .files
                             .file_errors

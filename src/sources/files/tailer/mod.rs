@@ -228,14 +228,15 @@ impl TailerSet {
         if self.claims.held(meta.dev(), meta.ino()) {
             return;
         }
-        let path_label = path.display().to_string();
+        let key = crate::delivery::positions::key_of(path);
+        let path_label = crate::delivery::positions::readable(path).into_owned();
         if let Some(max_age) = self.opts.ignore_older_than {
             let old = meta
                 .modified()
                 .ok()
                 .and_then(|m| SystemTime::now().duration_since(m).ok())
                 .is_some_and(|age| age > max_age);
-            if old && self.positions.saved(&path_label).is_none() {
+            if old && self.positions.saved(&key).is_none() {
                 return;
             }
         }
@@ -247,6 +248,7 @@ impl TailerSet {
             wake,
             path: path.to_path_buf(),
             path_label,
+            key,
             labels,
             positions: self.positions.clone(),
             out: self.out.clone(),

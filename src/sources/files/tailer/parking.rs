@@ -25,6 +25,7 @@ use super::reader::Reader;
 use super::rotation::find_by_inode;
 use crate::delivery::file_identity::FileIdentity;
 use crate::delivery::positions::FilePosition;
+use crate::delivery::positions::readable_key;
 
 /// A current file closed while idle to stay within `max_open_files`, with what is needed to
 /// find it again and to tell whether it changed.
@@ -68,7 +69,7 @@ impl Tailer {
             return None;
         }
         let r = readers.pop()?;
-        tracing::debug!(path = %r.name, offset = r.cursor, "closing idle file (max_open_files)");
+        tracing::debug!(path = %readable_key(&r.name), offset = r.cursor, "closing idle file (max_open_files)");
         Some(Parked {
             identity: r.identity,
             name: r.name,
@@ -97,7 +98,7 @@ impl Tailer {
         if file.seek(SeekFrom::Start(p.cursor)).is_err() {
             return Err(p);
         }
-        tracing::debug!(path = %p.name, offset = p.cursor, "reopened idle file");
+        tracing::debug!(path = %readable_key(&p.name), offset = p.cursor, "reopened idle file");
         Ok(Reader {
             file,
             identity: p.identity,

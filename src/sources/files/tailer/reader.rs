@@ -19,7 +19,7 @@ use std::time::Instant;
 use super::follow::Tailer;
 use super::lines::{Newline, utf16_line_ends};
 use crate::delivery::file_identity::FileIdentity;
-use crate::delivery::positions::FilePosition;
+use crate::delivery::positions::{FilePosition, readable_key};
 use crate::model::ack::AckToken;
 use crate::model::entry::LineBatch;
 
@@ -131,7 +131,7 @@ impl Tailer {
         position: FilePosition,
     ) -> Reader {
         self.metrics.files.files_active.inc();
-        tracing::info!(path = %name, offset, "tailing file");
+        tracing::info!(path = %readable_key(&name), offset, "tailing file");
         let now = Instant::now();
         Reader {
             file,
@@ -155,7 +155,7 @@ impl Tailer {
         r.position.close(handed_on);
         self.claims.release(&r.identity);
         self.metrics.files.files_active.dec();
-        tracing::debug!(path = %r.name, "closed file");
+        tracing::debug!(path = %readable_key(&r.name), "closed file");
     }
 
     pub(super) async fn read_some(

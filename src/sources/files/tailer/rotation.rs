@@ -31,6 +31,7 @@ use super::open::{OpenError, open_regular};
 use super::reader::Reader;
 use super::resume;
 use crate::delivery::file_identity::FileIdentity;
+use crate::delivery::positions::{key_of, readable_key};
 
 /// What became of the path while its file was at EOF.
 enum PathState {
@@ -65,7 +66,7 @@ impl Tailer {
                     .inc();
                 tracing::info!(path = %self.path_label, renamed_to = ?new_name, "file rotated; draining the old file, reading the new one");
                 if let Some(n) = new_name {
-                    cur.name = n.display().to_string();
+                    cur.name = key_of(&n);
                     cur.position.renamed(&cur.name);
                 }
                 *rotated_at = cur.file.metadata().and_then(|m| m.modified()).ok();
@@ -111,7 +112,7 @@ impl Tailer {
         // read again nor taken as delivered before it is.
         let continued = match self
             .positions
-            .reopen_file(&self.path_label, |id| id.matches(&file, &meta))
+            .reopen_file(&self.key, |id| id.matches(&file, &meta))
         {
             Some((position, handed_on)) if handed_on <= meta.len() => Some((position, handed_on)),
             // Truncated since: read as any file at the path.
@@ -126,7 +127,7 @@ impl Tailer {
             None => {
                 let start = resume::current_start(
                     &self.positions,
-                    &self.path_label,
+                    &self.key,
                     &file,
                     &meta,
                     self.opts.tail_from_end,
@@ -142,11 +143,11 @@ impl Tailer {
         if let Some(since) = rotated_at.take() {
             self.queue_unread_rotations(None, Some(since), &identity, readers);
         }
-        let name = self.path_label.clone();
+        let name = self.key.clone();
         let opened = match continued {
             Some(position) => self.reader_continuing(file, identity, name, position, offset),
             None => {
-                let entry = resumes.then_some(self.path_label.as_str());
+                let entry = resumes.then_some(self.key.as_str());
                 self.reader(file, identity, name, offset, entry)
             }
         };
@@ -216,14 +217,14 @@ impl Tailer {
         if let Some((saved, file, meta, p)) = found {
             since = Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
             // The file last read under this path: its entry there is its own.
-            let entry = (saved <= meta.len()).then_some(self.path_label.as_str());
+            let entry = (saved <= meta.len()).then_some(self.key.as_str());
             self.queue_draining(file, &meta, p, saved, entry, readers);
         }
         let Some(since) = since else { return };
         siblings.retain(|(mtime, ..)| *mtime >= since);
         siblings.sort_by_key(|(mtime, ..)| *mtime);
         for (_, file, meta, p) in siblings {
-            let name = p.display().to_string();
+            let name = key_of(&p);
             let (start, own_entry) = resume::rotated_start(&self.positions, &name, &file, &meta);
             if start < meta.len() {
                 let entry = own_entry.then_some(name.as_str());
@@ -242,7 +243,7 @@ impl Tailer {
         entry: Option<&str>,
         readers: &mut Vec<Reader>,
     ) {
-        let name = p.display().to_string();
+        let name = key_of(&p);
         let Ok(identity) = FileIdentity::of(&file, meta) else {
             return;
         };
@@ -264,7 +265,7 @@ impl Tailer {
             }
             return;
         }
-        tracing::info!(path = %self.path_label, rotated_to = %name, offset = start, "reading a rotated file not read to its end");
+        tracing::info!(path = %self.path_label, rotated_to = %readable_key(&name), offset = start, "reading a rotated file not read to its end");
         let opened = match continued {
             Some((position, _)) => self.reader_continuing(file, identity, name, position, start),
             None => self.reader(file, identity, name, start, entry),
