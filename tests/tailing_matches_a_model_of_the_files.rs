@@ -276,6 +276,7 @@ fn options() -> TailOptions {
         encoding: None,
         per_file_metrics: true,
         decompression: None,
+        follow_symlinks_outside: true,
     }
 }
 

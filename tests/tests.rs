@@ -41,6 +41,7 @@ mod restart_across_rotation;
 mod rotation_python_rotating_file_handler;
 mod rotation_real_logrotate;
 mod stage_cases_match_dry_run;
+mod symlinks_out_of_the_directory;
 mod systemd_notify_protocol;
 mod systemd_unit_passes_analyze;
 mod systemd_unit_sandbox_allows_what_the_agent_does;

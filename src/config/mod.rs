@@ -508,6 +508,10 @@ pub struct TargetConfig {
     /// `false` polls as Promtail does (from `min_poll_frequency`, backing off to
     /// `max_poll_frequency`), e.g. on network filesystems where inotify misses writes.
     pub inotify: bool,
+    /// tailward: follow a symlink that `__path__` matches (or a rotated sibling of the path)
+    /// to a file outside the directory holding the link, as Promtail does. `false` reads a
+    /// linked file only when it lies in that directory or below it.
+    pub follow_symlinks_outside: bool,
 }
 
 impl Default for TargetConfig {
@@ -523,6 +527,7 @@ impl Default for TargetConfig {
             per_file_metrics: true,
             max_open_files: 1024,
             inotify: true,
+            follow_symlinks_outside: true,
         }
     }
 }

@@ -259,7 +259,7 @@ impl Tailer {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Archive> {
         loop {
-            let (file, meta) = match open_regular(&self.path) {
+            let (file, meta) = match open_regular(&self.path, self.opts.follow_symlinks_outside) {
                 Ok(fm) => fm,
                 Err(OpenError::Missing) => return None,
                 Err(OpenError::Other(reason)) => {
@@ -398,7 +398,7 @@ impl Tailer {
         loop {
             let mut head = [0u8; MAGIC_LEN];
             let mut got = 0;
-            match open_regular(&self.path) {
+            match open_regular(&self.path, self.opts.follow_symlinks_outside) {
                 Ok((mut file, _)) => {
                     while got < MAGIC_LEN {
                         match file.read(&mut head[got..]) {
@@ -568,7 +568,7 @@ impl Tailer {
                 Ok(meta) if identity.same_inode(&meta) && Seen::of(&meta) != seen => {}
                 _ => continue,
             }
-            match open_regular(&self.path) {
+            match open_regular(&self.path, self.opts.follow_symlinks_outside) {
                 Ok((file, meta)) if identity.same_inode(&meta) => return Ok(file),
                 Ok(_) => return Err(ArchiveEnd::Replaced),
                 Err(_) => {}

@@ -95,6 +95,9 @@ pub struct TailOptions {
     /// The job's `decompression`, when enabled: its files are archives, read once. Set per
     /// job; `from_config` leaves it `None`.
     pub decompression: Option<Decompression>,
+    /// Read a symlinked path's file outside the link's directory
+    /// (`target_config.follow_symlinks_outside`).
+    pub follow_symlinks_outside: bool,
 }
 
 impl TailOptions {
@@ -118,6 +121,7 @@ impl TailOptions {
             encoding: None,
             per_file_metrics: t.per_file_metrics,
             decompression: None,
+            follow_symlinks_outside: t.follow_symlinks_outside,
         }
     }
 }

@@ -85,10 +85,10 @@ impl Tailer {
     /// else under the name it was rotated to. Gives it back when it is gone.
     pub(super) fn reopen(&self, p: Parked) -> Result<Reader, Parked> {
         let same = |m: &Metadata| p.identity.same_inode(m);
-        let opened = match open_regular(&self.path) {
+        let opened = match open_regular(&self.path, self.opts.follow_symlinks_outside) {
             Ok((file, meta)) if same(&meta) => Some(file),
             _ => find_by_inode(&self.path, &p.identity)
-                .and_then(|q| open_regular(&q).ok())
+                .and_then(|q| open_regular(&q, self.opts.follow_symlinks_outside).ok())
                 .filter(|(_, meta)| same(meta))
                 .map(|(file, _)| file),
         };

@@ -97,7 +97,7 @@ impl Tailer {
         rotated_at: &mut Option<SystemTime>,
         readers: &mut Vec<Reader>,
     ) -> Result<(), &'static str> {
-        let (file, meta) = match open_regular(&self.path) {
+        let (file, meta) = match open_regular(&self.path, self.opts.follow_symlinks_outside) {
             Ok(fm) => fm,
             Err(OpenError::Missing) => return Ok(()),
             Err(OpenError::Other(reason)) => return Err(reason),
@@ -195,7 +195,7 @@ impl Tailer {
             if p == self.path || !is_rotated_name(&base, &name) {
                 continue;
             }
-            let Ok((file, meta)) = open_regular(&p) else {
+            let Ok((file, meta)) = open_regular(&p, self.opts.follow_symlinks_outside) else {
                 continue;
             };
             let inode = (meta.dev(), meta.ino());

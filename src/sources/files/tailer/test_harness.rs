@@ -32,6 +32,7 @@ pub(super) fn opts() -> TailOptions {
         encoding: None,
         per_file_metrics: true,
         decompression: None,
+        follow_symlinks_outside: true,
     }
 }
 
