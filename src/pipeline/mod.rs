@@ -6,10 +6,7 @@
 //! It must not know where lines come from (files, stdin) or where entries go (Loki, stdout).
 
 pub mod extracted;
-pub mod gojson;
-pub mod goregex;
-pub mod gotemplate;
-pub mod gotime;
+pub mod go;
 pub mod inspect;
 pub mod logql;
 pub mod presets;
