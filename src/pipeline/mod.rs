@@ -8,7 +8,9 @@
 pub mod extracted;
 pub mod go;
 pub mod inspect;
+pub mod label_sources;
 pub mod logql;
+pub mod nested;
 pub mod presets;
 pub mod stages;
 
