@@ -2,11 +2,14 @@
 //! `text/template` executes it (Go's truth, `range` over lists, maps and integers, variable
 //! scopes, `with`/`if` chains, `break`/`continue`, nil and missing values).
 //!
-//! Owns evaluation order and scopes; functions are called through [`super::funcs`] and
-//! values printed through [`super::printf`]. It must not know what any function does
-//! (except that `and`/`or` short-circuit).
+//! Owns evaluation order and scopes, and charging each step to the execution's
+//! [`Budget`] (see [`super::limits`]): every node, `range` iteration and function call, and
+//! the bytes copied when a value is read or written out. Functions are called through
+//! [`super::funcs`] and values printed through [`super::printf`]. It must not know what any
+//! function does (except that `and`/`or` short-circuit).
 
 use super::funcs::{self, Call, Func, FuncName, RegexCache};
+use super::limits::{Budget, Metered, check_len, work_bytes};
 use super::parser::{Branch, Command, Node, Operand, Pipeline};
 use super::printf::{fmt_v, sprint_v};
 use super::{ExecError, TemplateData, Value, exec_err, root_map, truth};
@@ -18,17 +21,24 @@ enum Flow {
     Continue,
 }
 
-/// Runs `root` against `data`, appending the output to `out`.
+/// Runs `root` against `data`, appending the output to `out`, within one budget.
 pub(super) fn execute(
     root: &[Node],
     data: &dyn TemplateData,
     regexes: &mut RegexCache,
     out: &mut String,
 ) -> Result<(), ExecError> {
-    let mut state = State {
+    let budget = Budget::new();
+    let metered = Metered {
         data,
+        budget: &budget,
+    };
+    let mut state = State {
+        data: &metered,
         vars: vec![("$", Value::Root)],
         regexes,
+        budget: &budget,
+        out_start: out.len(),
     };
     state.walk(&Value::Root, root, out)?;
     Ok(())
@@ -38,6 +48,9 @@ struct State<'t, 'a> {
     data: &'a dyn TemplateData,
     vars: Vec<(&'t str, Value<'a>)>,
     regexes: &'t mut RegexCache,
+    budget: &'a Budget,
+    /// Where this execution's output starts in `out` (callers may append to a buffer).
+    out_start: usize,
 }
 
 impl<'t, 'a> State<'t, 'a> {
@@ -48,15 +61,19 @@ impl<'t, 'a> State<'t, 'a> {
         out: &mut String,
     ) -> Result<Flow, ExecError> {
         for node in nodes {
+            self.budget.spend(1)?;
             let flow = match node {
                 Node::Text(t) => {
                     out.push_str(t);
+                    self.wrote(t.len(), out)?;
                     Flow::Normal
                 }
                 Node::Action(pipe) => {
                     let v = self.eval_pipeline(dot, pipe)?;
                     if pipe.decl.is_empty() {
+                        let before = out.len();
                         self.print_value(&v, out);
+                        self.wrote(out.len() - before, out)?;
                     }
                     Flow::Normal
                 }
@@ -153,6 +170,9 @@ impl<'t, 'a> State<'t, 'a> {
         elem: Value<'a>,
         out: &mut String,
     ) -> Result<Flow, ExecError> {
+        // Charged even for an empty body: `range` over a count taken from the log line must
+        // not spin without bound.
+        self.budget.spend(1)?;
         let values = match b.pipe.decl.len() {
             1 => vec![elem.clone()],
             2 => vec![key, elem.clone()],
@@ -172,6 +192,19 @@ impl<'t, 'a> State<'t, 'a> {
         if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| *n == name) {
             slot.1 = value;
         }
+    }
+
+    /// Accounts for `len` bytes just written to `out`: charged, and the output as a whole
+    /// kept within [`super::limits::MAX_OUTPUT`].
+    fn wrote(&self, len: usize, out: &str) -> Result<(), ExecError> {
+        self.budget.spend_bytes(len as u64)?;
+        check_len("template output", out.len() - self.out_start)
+    }
+
+    /// A copy of `v` for the evaluation, charged by its size.
+    fn copy(&self, v: &Value<'a>) -> Result<Value<'a>, ExecError> {
+        self.budget.spend_bytes(work_bytes(v))?;
+        Ok(v.clone())
     }
 
     fn print_value(&self, v: &Value<'a>, out: &mut String) {
@@ -234,18 +267,18 @@ impl<'t, 'a> State<'t, 'a> {
 
     fn eval_arg(&mut self, dot: &Value<'a>, op: &'t Operand) -> Result<Value<'a>, ExecError> {
         match op {
-            Operand::Dot => Ok(dot.clone()),
+            Operand::Dot => self.copy(dot),
             Operand::Nil => Ok(Value::Nil),
             Operand::Literal(v) => Ok(v.clone()),
-            Operand::Field(names) => self.field_chain(dot.clone(), names),
+            Operand::Field(names) => {
+                let v = self.copy(dot)?;
+                self.field_chain(v, names)
+            }
             Operand::Var(name, names) => {
-                let v = self
-                    .vars
-                    .iter()
-                    .rev()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-                    .map_or_else(|| exec_err(format!("undefined variable: {name}")), Ok)?;
+                let Some((_, v)) = self.vars.iter().rev().find(|(n, _)| n == name) else {
+                    return exec_err(format!("undefined variable: {name}"));
+                };
+                let v = self.copy(v)?;
                 self.field_chain(v, names)
             }
             Operand::Func(f) => self.call(dot, *f, &[], None),
@@ -317,6 +350,7 @@ impl<'t, 'a> State<'t, 'a> {
             &mut Call {
                 data: self.data,
                 regexes: self.regexes,
+                budget: self.budget,
             },
         )
     }

@@ -31,14 +31,20 @@
 //! Go strings may hold invalid UTF-8, Rust strings may not: `trunc` cuts at the nearest
 //! character boundary inside its limit, `substr`/`slice` that would split a character are an
 //! execution error, and `\xff` escapes or `b64dec` of binary data get U+FFFD replacements.
-//! `repeat`/`indent` refuse results over 16 MiB rather than grow without bound.
+//!
+//! Hostile data cannot make an execution unbounded: every function's result and the output
+//! stay within 16 MiB, and an execution has a budget of steps (see [`limits`]); going over
+//! either is an execution error for that entry.
 //!
 //! The work is split as Go splits it: [`lexer`] and [`parser`] at load, [`executor`] per
 //! entry, with [`printf`] for Go's `fmt` and [`funcs`] for the function map.
 
 mod executor;
 mod funcs;
+#[cfg(test)]
+mod fuzz;
 mod lexer;
+mod limits;
 mod parser;
 mod printf;
 mod strconv;

@@ -2,13 +2,15 @@
 //! `println` show) and `printf`'s verbs, flags, widths, precisions and argument indexes,
 //! with Go's error forms (`%!d(string=x)`, `%!s(MISSING)`, `%!(EXTRA ...)`).
 //!
-//! Owns formatting numbers as Go's `strconv` does (shortest float forms, `%g`'s exponent
-//! threshold). It must not evaluate templates or call functions.
+//! Owns the verbs and their padding; the digits of floats come from [`super::strconv`]. It
+//! must not evaluate templates or call functions.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{TemplateData, Value, root_map};
+use super::limits::check_len;
+use super::strconv::{fmt_float_e, fmt_float_f, fmt_float_g};
+use super::{ExecError, TemplateData, Value, root_map};
 use crate::labels::quote_go_into;
 
 /// `%v` of a value, as Go's `fmt` prints it.
@@ -55,121 +57,6 @@ pub(super) fn sprint_v(v: &Value<'_>, data: &dyn TemplateData) -> String {
     s
 }
 
-/// The decimal digits and decimal-point position of `|f|` (`digits` × 10^(dp − len)),
-/// shortest round-trip when `sig` is `None`, else rounded to `sig` significant digits, with
-/// trailing zeros dropped as Go's `strconv` does.
-pub(super) fn float_digits(f: f64, sig: Option<usize>) -> (String, i32) {
-    let e = match sig {
-        None => format!("{:e}", f.abs()),
-        Some(p) => format!("{:.*e}", p.max(1) - 1, f.abs()),
-    };
-    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let mut digits: String = mant.chars().filter(char::is_ascii_digit).collect();
-    while digits.len() > 1 && digits.ends_with('0') {
-        digits.pop();
-    }
-    (digits, exp + 1)
-}
-
-fn push_exponent(exp: i32, upper: bool, out: &mut String) {
-    out.push(if upper { 'E' } else { 'e' });
-    out.push(if exp < 0 { '-' } else { '+' });
-    let _ = write!(out, "{:02}", exp.unsigned_abs());
-}
-
-fn float_special(f: f64, out: &mut String) -> bool {
-    if f.is_nan() {
-        out.push_str("NaN");
-    } else if f.is_infinite() {
-        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        return false;
-    }
-    true
-}
-
-/// Go's `%g` (`prec` `None`: shortest, as `%v` prints floats).
-fn fmt_float_g(f: f64, prec: Option<usize>, upper: bool, out: &mut String) {
-    if float_special(f, out) {
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    let (digits, dp) = if f == 0.0 {
-        ("0".to_string(), 1)
-    } else {
-        float_digits(f, prec.map(|p| p.max(1)))
-    };
-    let nd = digits.len() as i32;
-    let mut p = prec.map_or(nd, |p| p.max(1) as i32);
-    let eprec = if prec.is_none() {
-        6
-    } else if p > nd && nd >= dp {
-        nd
-    } else {
-        p
-    };
-    let exp = dp - 1;
-    if exp < -4 || exp >= eprec {
-        p = p.min(nd);
-        out.push_str(&digits[..1]);
-        if p > 1 {
-            out.push('.');
-            out.push_str(&digits[1..p as usize]);
-        }
-        push_exponent(exp, upper, out);
-    } else {
-        if p > dp {
-            p = nd;
-        }
-        push_fixed(&digits, dp, (p - dp).max(0) as usize, out);
-    }
-}
-
-/// Digits with the decimal point at `dp`, `frac` digits after it.
-fn push_fixed(digits: &str, dp: i32, frac: usize, out: &mut String) {
-    let digit = |i: i32| -> char {
-        if i >= 0 && (i as usize) < digits.len() {
-            digits.as_bytes()[i as usize] as char
-        } else {
-            '0'
-        }
-    };
-    if dp > 0 {
-        for i in 0..dp {
-            out.push(digit(i));
-        }
-    } else {
-        out.push('0');
-    }
-    if frac > 0 {
-        out.push('.');
-        for i in 0..frac as i32 {
-            out.push(digit(dp + i));
-        }
-    }
-}
-
-/// Go's `%e` with `prec` digits after the point.
-fn fmt_float_e(f: f64, prec: usize, upper: bool, out: &mut String) {
-    if float_special(f, out) {
-        return;
-    }
-    let s = format!("{:.*e}", prec, f);
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    out.push_str(mant);
-    push_exponent(exp.parse().unwrap_or(0), upper, out);
-}
-
-fn fmt_float_f(f: f64, prec: usize, out: &mut String) {
-    if float_special(f, out) {
-        return;
-    }
-    let _ = write!(out, "{:.*}", prec, f);
-}
-
 #[derive(Default, Clone, Copy)]
 struct Spec {
     minus: bool,
@@ -181,26 +68,49 @@ struct Spec {
     prec: Option<usize>,
 }
 
-/// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %q %d %x %X %o %b %c %U %e %E %f
-/// %F %g %G %t %%` with flags, width, precision, `*` and `%[n]` argument indexes. Wrong
-/// types print Go's `%!d(string=x)`, missing arguments `%!d(MISSING)`.
-pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData, out: &mut String) {
+/// How a formatted argument is padded to its width when the `0` flag is set.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// Zeros before everything (strings, booleans).
+    Text,
+    /// Zeros after the sign (floats).
+    Number,
+    /// Spaces regardless: integers, which did their zero padding themselves as Go's
+    /// `fmtInteger` does, and infinities and NaN, which do not look like numbers.
+    Spaces,
+}
+
+/// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %q %d %x %X %o %O %b %c %U %e %E
+/// %f %F %g %G %t %%` with flags, width, precision, `*` and `%[n]` argument indexes, parsed
+/// as Go's `doPrintf` parses them. Wrong types print Go's `%!d(string=x)`, missing arguments
+/// `%!d(MISSING)`; a width or precision over Go's limit of 10⁶ given with `*` prints
+/// `%!(BADWIDTH)`/`%!(BADPREC)`, and a literal one too long to read ends the format with
+/// `%!(NOVERB)`, as in Go. Output past the 16 MiB limit is an error.
+pub(super) fn sprintf(
+    format: &str,
+    args: &[Value<'_>],
+    data: &dyn TemplateData,
+    out: &mut String,
+) -> Result<(), ExecError> {
+    let start = out.len();
     let b = format.as_bytes();
+    let end = b.len();
     let mut i = 0;
     let mut arg_num = 0;
     let mut reordered = false;
-    while i < b.len() {
+    while i < end {
+        let mut good_arg = true;
         let literal = i;
-        while i < b.len() && b[i] != b'%' {
+        while i < end && b[i] != b'%' {
             i += 1;
         }
         out.push_str(&format[literal..i]);
-        if i >= b.len() {
+        if i >= end {
             break;
         }
         i += 1;
         let mut spec = Spec::default();
-        while i < b.len() {
+        while i < end {
             match b[i] {
                 b'#' => spec.sharp = true,
                 b'0' => spec.zero = !spec.minus,
@@ -214,8 +124,7 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
             }
             i += 1;
         }
-        let mut good_arg = true;
-        let mut after_index = arg_index(
+        let mut after_index = arg_number(
             b,
             &mut i,
             &mut arg_num,
@@ -223,7 +132,7 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
             &mut reordered,
             args.len(),
         );
-        if i < b.len() && b[i] == b'*' {
+        if i < end && b[i] == b'*' {
             i += 1;
             match star_arg(args, &mut arg_num) {
                 Some(w) if w < 0 => {
@@ -236,17 +145,18 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
             }
             after_index = false;
         } else {
-            spec.width = digits(b, &mut i);
+            spec.width = parse_num(b, &mut i, end);
             if after_index && spec.width.is_some() {
                 good_arg = false;
             }
         }
-        if i < b.len() && b[i] == b'.' {
+        // Go reads a precision only when something follows the dot.
+        if i + 1 < end && b[i] == b'.' {
             i += 1;
             if after_index {
                 good_arg = false;
             }
-            after_index = arg_index(
+            after_index = arg_number(
                 b,
                 &mut i,
                 &mut arg_num,
@@ -254,7 +164,7 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
                 &mut reordered,
                 args.len(),
             );
-            if i < b.len() && b[i] == b'*' {
+            if i < end && b[i] == b'*' {
                 i += 1;
                 match star_arg(args, &mut arg_num) {
                     Some(p) if p >= 0 => spec.prec = Some(p as usize),
@@ -262,11 +172,11 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
                 }
                 after_index = false;
             } else {
-                spec.prec = Some(digits(b, &mut i).unwrap_or(0));
+                spec.prec = Some(parse_num(b, &mut i, end).unwrap_or(0));
             }
         }
         if !after_index {
-            arg_index(
+            arg_number(
                 b,
                 &mut i,
                 &mut arg_num,
@@ -275,7 +185,8 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
                 args.len(),
             );
         }
-        let Some(verb) = format[i..].chars().next() else {
+        // `i` only moved over ASCII, so it is on a character boundary.
+        let Some(verb) = format.get(i..).and_then(|rest| rest.chars().next()) else {
             out.push_str("%!(NOVERB)");
             break;
         };
@@ -287,11 +198,12 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
         } else if let Some(arg) = args.get(arg_num) {
             arg_num += 1;
             let mut cell = String::new();
-            let numeric = fmt_verb(verb, &spec, arg, data, &mut cell);
-            pad(&cell, &spec, numeric, out);
+            let fill = fmt_verb(verb, &spec, arg, data, &mut cell);
+            pad(&cell, &spec, fill, out);
         } else {
             let _ = write!(out, "%!{verb}(MISSING)");
         }
+        check_len("printf", out.len() - start)?;
     }
     if !reordered && arg_num < args.len() {
         out.push_str("%!(EXTRA ");
@@ -302,24 +214,39 @@ pub(super) fn sprintf(format: &str, args: &[Value<'_>], data: &dyn TemplateData,
             out.push_str(a.type_name());
             out.push('=');
             fmt_v(a, data, out);
+            check_len("printf", out.len() - start)?;
         }
         out.push(')');
     }
+    check_len("printf", out.len() - start)
 }
 
-/// A decimal number at `b[*i..]`, if any (Go caps widths at 10⁶).
-fn digits(b: &[u8], i: &mut usize) -> Option<usize> {
-    let start = *i;
+/// Go's `tooLarge`: the bound on widths and precisions.
+fn too_large(n: usize) -> bool {
+    n > 1_000_000
+}
+
+/// Go's `parsenum`: the decimal number at `b[*i..end]`, if any. A number that grows past
+/// Go's bound while more digits follow is "crazy long": `*i` moves to `end` and there is
+/// no number, as in Go (so a width of 10⁷ still reads, one of 10⁹ does not).
+fn parse_num(b: &[u8], i: &mut usize, end: usize) -> Option<usize> {
     let mut n: usize = 0;
-    while *i < b.len() && b[*i].is_ascii_digit() {
-        n = (n * 10 + usize::from(b[*i] - b'0')).min(1_000_000);
+    let mut found = false;
+    while *i < end && b[*i].is_ascii_digit() {
+        if too_large(n) {
+            *i = end;
+            return None;
+        }
+        n = n * 10 + usize::from(b[*i] - b'0');
+        found = true;
         *i += 1;
     }
-    (*i > start).then_some(n)
+    found.then_some(n)
 }
 
-/// Go's `argNumber`: an explicit `[n]` sets the next argument; returns whether one was there.
-fn arg_index(
+/// Go's `argNumber`: an explicit `[n]` at `b[*i..]` sets the next argument; returns whether
+/// one was there and well formed. A bad index marks the verb `BADINDEX`.
+fn arg_number(
     b: &[u8],
     i: &mut usize,
     arg_num: &mut usize,
@@ -331,72 +258,126 @@ fn arg_index(
         return false;
     }
     *reordered = true;
-    let Some(close) = b[*i..].iter().position(|&c| c == b']') else {
-        *good = false;
-        *i += 1;
-        return false;
-    };
-    let mut j = *i + 1;
-    let n = digits(b, &mut j);
-    let end = *i + close;
-    *i = end + 1;
-    match n {
-        Some(n) if j == end && n >= 1 && n <= num_args => {
-            *arg_num = n - 1;
-            true
-        }
-        Some(_) if j == end => {
-            *good = false;
+    let (index, width, ok) = parse_arg_number(&b[*i..]);
+    *i += width;
+    match index {
+        Some(n) if ok && n < num_args => {
+            *arg_num = n;
             true
         }
         _ => {
             *good = false;
-            false
+            ok
         }
     }
 }
 
+/// Go's `parseArgNumber` on `b` starting at `[`: the zero-based index (`None` for `[0]`),
+/// how many bytes the bracket took, and whether it parsed.
+fn parse_arg_number(b: &[u8]) -> (Option<usize>, usize, bool) {
+    if b.len() < 3 {
+        return (None, 1, false);
+    }
+    let Some(close) = b.iter().position(|&c| c == b']') else {
+        return (None, 1, false);
+    };
+    let mut j = 1;
+    match parse_num(b, &mut j, close) {
+        Some(n) if j == close => (n.checked_sub(1), close + 1, true),
+        _ => (None, close + 1, false),
+    }
+}
+
 /// The int argument of a `*` width or precision; `None` when it is not an int or is beyond
-/// Go's 10⁶ limit.
+/// Go's bound of 10⁶ (Go's `intFromArg`).
 fn star_arg(args: &[Value<'_>], arg_num: &mut usize) -> Option<i64> {
     let arg = args.get(*arg_num)?;
     *arg_num += 1;
     match arg {
-        Value::Int(n) if n.unsigned_abs() <= 1_000_000 => Some(*n),
+        Value::Int(n) if !too_large(usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX)) => {
+            Some(*n)
+        }
         _ => None,
     }
 }
 
-/// Pads `cell` to the spec's width: spaces, or zeros (after a number's sign) with `0`.
-fn pad(cell: &str, spec: &Spec, numeric: bool, out: &mut String) {
+/// Pads `cell` to the spec's width: spaces, or zeros with `0` as `fill` says.
+fn pad(cell: &str, spec: &Spec, fill: Fill, out: &mut String) {
     let len = cell.chars().count();
     let Some(width) = spec.width.filter(|w| *w > len) else {
         out.push_str(cell);
         return;
     };
-    let fill = width - len;
+    let n = width - len;
     if spec.minus {
         out.push_str(cell);
-        out.extend(std::iter::repeat_n(' ', fill));
-    } else if spec.zero {
-        let sign_len = usize::from(numeric && cell.starts_with(['-', '+', ' ']));
+        out.extend(std::iter::repeat_n(' ', n));
+    } else if spec.zero && fill != Fill::Spaces {
+        let sign_len = usize::from(fill == Fill::Number && cell.starts_with(['-', '+', ' ']));
         out.push_str(&cell[..sign_len]);
-        out.extend(std::iter::repeat_n('0', fill));
+        out.extend(std::iter::repeat_n('0', n));
         out.push_str(&cell[sign_len..]);
     } else {
-        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(std::iter::repeat_n(' ', n));
         out.push_str(cell);
     }
 }
 
-/// Formats one argument; returns whether it was printed as a number (for zero padding).
+/// Go's `fmtInteger`: at least `prec` digits (or, with `0` and a width but no precision,
+/// enough to fill the width), then the `#` prefix and the sign. Precision 0 prints nothing
+/// for 0. The result is padded with spaces only.
+fn fmt_integer(i: i64, verb: char, spec: &Spec, out: &mut String) {
+    let u = i.unsigned_abs();
+    let negative = i < 0;
+    let prec = match (spec.prec, spec.width) {
+        (Some(0), _) if u == 0 => return,
+        (Some(p), _) => p,
+        (None, Some(w)) if spec.zero => {
+            w.saturating_sub(usize::from(negative || spec.plus || spec.space))
+        }
+        _ => 0,
+    };
+    let digits = match verb {
+        'x' => format!("{u:x}"),
+        'X' => format!("{u:X}"),
+        'o' | 'O' => format!("{u:o}"),
+        'b' => format!("{u:b}"),
+        _ => u.to_string(),
+    };
+    let zeros = prec.saturating_sub(digits.len());
+    if negative {
+        out.push('-');
+    } else if spec.plus {
+        out.push('+');
+    } else if spec.space {
+        out.push(' ');
+    }
+    if spec.sharp {
+        match verb {
+            'b' => out.push_str("0b"),
+            'o' if zeros == 0 && !digits.starts_with('0') => out.push('0'),
+            'x' => out.push_str("0x"),
+            'X' => out.push_str("0X"),
+            _ => {}
+        }
+    }
+    if verb == 'O' {
+        out.push_str("0o");
+    }
+    out.extend(std::iter::repeat_n('0', zeros));
+    out.push_str(&digits);
+}
+
+/// Formats one argument into `out` (the cell the caller pads); returns how to pad it.
 fn fmt_verb(
     verb: char,
     spec: &Spec,
     arg: &Value<'_>,
     data: &dyn TemplateData,
     out: &mut String,
-) -> bool {
+) -> Fill {
+    // Go's `badVerb`: the value as `%v` with the same flags, width and precision, inside
+    // the marker (which is then always wider than the width).
     let bad = |out: &mut String| {
         let _ = write!(out, "%!{verb}(");
         match arg {
@@ -404,11 +385,13 @@ fn fmt_verb(
             a => {
                 out.push_str(a.type_name());
                 out.push('=');
-                fmt_v(a, data, out);
+                let mut value = String::new();
+                let fill = fmt_verb('v', spec, a, data, &mut value);
+                pad(&value, spec, fill, out);
             }
         }
         out.push(')');
-        false
+        Fill::Text
     };
     match arg {
         Value::List(items) => {
@@ -420,19 +403,19 @@ fn fmt_verb(
                 fmt_verb(verb, spec, e, data, out);
             }
             out.push(']');
-            false
+            Fill::Text
         }
         Value::Map(_) | Value::Root if verb == 'v' => {
             fmt_v(arg, data, out);
-            false
+            Fill::Text
         }
         Value::Missing | Value::Nil if verb == 'v' => {
             out.push_str("<nil>");
-            false
+            Fill::Text
         }
         Value::Bool(b) if matches!(verb, 'v' | 't') => {
             out.push_str(if *b { "true" } else { "false" });
-            false
+            Fill::Text
         }
         Value::Str(s) => match verb {
             'v' | 's' => {
@@ -440,11 +423,11 @@ fn fmt_verb(
                     Some(p) => out.extend(s.chars().take(p)),
                     None => out.push_str(s),
                 }
-                false
+                Fill::Text
             }
             'q' => {
                 quote_go_into(s, out);
-                false
+                Fill::Text
             }
             'x' | 'X' => {
                 for (n, b) in s.bytes().enumerate() {
@@ -457,58 +440,34 @@ fn fmt_verb(
                         write!(out, "{b:02X}")
                     };
                 }
-                false
+                Fill::Text
             }
             _ => bad(out),
         },
-        Value::Int(i) => {
-            let sign = if *i < 0 {
-                "-"
-            } else if spec.plus {
-                "+"
-            } else if spec.space {
-                " "
-            } else {
-                ""
-            };
-            let u = i.unsigned_abs();
-            match verb {
-                'v' | 'd' => {
-                    let _ = write!(out, "{sign}{u}");
-                }
-                'x' => {
-                    let _ = write!(out, "{sign}{}{u:x}", if spec.sharp { "0x" } else { "" });
-                }
-                'X' => {
-                    let _ = write!(out, "{sign}{}{u:X}", if spec.sharp { "0X" } else { "" });
-                }
-                'o' => {
-                    let _ = write!(out, "{sign}{}{u:o}", if spec.sharp { "0" } else { "" });
-                }
-                'b' => {
-                    let _ = write!(out, "{sign}{u:b}");
-                }
-                'c' => {
-                    out.push(char_of(*i));
-                    return false;
-                }
-                'q' => {
-                    let c = char_of(*i);
-                    let mut quoted = String::new();
-                    quote_go_into(&c.to_string(), &mut quoted);
-                    out.push('\'');
-                    out.push_str(&quoted[1..quoted.len() - 1].replace("\\\"", "\""));
-                    out.push('\'');
-                    return false;
-                }
-                'U' => {
-                    let _ = write!(out, "U+{u:04X}");
-                    return false;
-                }
-                _ => return bad(out),
+        Value::Int(i) => match verb {
+            'v' | 'd' | 'x' | 'X' | 'o' | 'O' | 'b' => {
+                fmt_integer(*i, verb, spec, out);
+                Fill::Spaces
             }
-            true
-        }
+            'c' => {
+                out.push(char_of(*i));
+                Fill::Text
+            }
+            'q' => {
+                let c = char_of(*i);
+                let mut quoted = String::new();
+                quote_go_into(&c.to_string(), &mut quoted);
+                out.push('\'');
+                out.push_str(&quoted[1..quoted.len() - 1].replace("\\\"", "\""));
+                out.push('\'');
+                Fill::Text
+            }
+            'U' => {
+                let _ = write!(out, "U+{:04X}", i.unsigned_abs());
+                Fill::Text
+            }
+            _ => bad(out),
+        },
         Value::Float(f) => {
             let start = out.len();
             if !f.is_sign_negative() || f.is_nan() {
@@ -532,7 +491,11 @@ fn fmt_verb(
             if out[start..].starts_with("++") {
                 out.remove(start);
             }
-            true
+            if f.is_finite() {
+                Fill::Number
+            } else {
+                Fill::Spaces
+            }
         }
         _ => bad(out),
     }

@@ -497,3 +497,276 @@ fn regex_cache_reuses_compiled_patterns() {
     }
     assert_eq!(t.regexes.compiled.len(), 1);
 }
+
+/// Go's `zeroFill` from fmt_test.go: `prefix`, zeros, `suffix`, `width` long without prefix.
+fn zero_fill(prefix: &str, width: usize, suffix: &str) -> String {
+    format!("{prefix}{}{suffix}", "0".repeat(width - suffix.len()))
+}
+
+/// `printf` with `args` written as template operands.
+fn printf(format: &str, args: &str) -> String {
+    let quoted = format.replace('\\', "\\\\").replace('"', "\\\"");
+    ok(&format!("{{{{ printf \"{quoted}\" {args} }}}}"), &[])
+}
+
+#[test]
+fn printf_width_and_precision_follow_go_fmt_tests() {
+    // fmt_test.go's startests (the cases a template can express: ints, strings, nil).
+    for (format, args, want) in [
+        ("%*d", "4 42", "  42"),
+        ("%-*d", "4 42", "42  "),
+        ("%*d", "-4 42", "42  "),
+        ("%-*d", "-4 42", "42  "),
+        ("%.*d", "4 42", "0042"),
+        ("%*.*d", "8 4 42", "    0042"),
+        ("%0*d", "4 42", "0042"),
+        ("%*d", "nil 42", "%!(BADWIDTH)42"),
+        ("%*d", "10000000 42", "%!(BADWIDTH)42"),
+        ("%*d", "-10000000 42", "%!(BADWIDTH)42"),
+        ("%.*d", "nil 42", "%!(BADPREC)42"),
+        ("%.*d", "-1 42", "%!(BADPREC)42"),
+        ("%.*d", "10000000 42", "%!(BADPREC)42"),
+        ("%*d", r#"5 "foo""#, "%!d(string=  foo)"),
+        ("%*% %d", "20 5", "% 5"),
+        ("%*", "4", "%!(NOVERB)"),
+        // reorderTests: a literal too long to read ends the format.
+        ("%2147483648d", "42", "%!(NOVERB)%!(EXTRA int=42)"),
+        ("%-2147483648d", "42", "%!(NOVERB)%!(EXTRA int=42)"),
+        ("%.2147483648d", "42", "%!(NOVERB)%!(EXTRA int=42)"),
+        ("%.[]", "", "%!](BADINDEX)"),
+        ("%.-3d", "42", "%!-(int=42)3d"),
+        ("%[3]", "2 1", "%!(NOVERB)"),
+        ("%[1].2d", "5 6", "%!d(BADINDEX)"),
+        ("%3.[2]d", "7", "%!d(BADINDEX)"),
+        ("%d %[3]d %d", "1 2", "1 %!d(BADINDEX) 2"),
+        // fmtTests: integer precision, and zero padding through it.
+        ("%.0d", "0", ""),
+        ("%5.0d", "0", "     "),
+        ("%20.8d", "1234", "            00001234"),
+        ("%20.8d", "-1234", "           -00001234"),
+        ("%020.8d", "1234", "            00001234"),
+        ("%-20.8d", "-1234", "-00001234           "),
+        ("%-#20.8x", "0x1234abc", "0x01234abc          "),
+        ("%-#20.8X", "0x1234abc", "0X01234ABC          "),
+        ("%-#20.8o", "01234", "00001234            "),
+        ("%.20b", "7", "00000000000000000111"),
+        ("%#o", "0", "0"),
+        ("%O", "01234", "0o1234"),
+        ("%010d", "-12345", "-000012345"),
+        ("%+10d", "12345", "    +12345"),
+    ] {
+        assert_eq!(printf(format, args), want, "printf {format:?} {args}");
+    }
+    // "Test correct f.intbuf overflow checks."
+    for (format, arg, want) in [
+        ("%068d", "1", zero_fill("", 68, "1")),
+        ("%068d", "-1", zero_fill("-", 67, "1")),
+        ("%#.68x", "42", zero_fill("0x", 68, "2a")),
+        ("%.68d", "-42", zero_fill("-", 68, "42")),
+        ("%+.68d", "42", zero_fill("+", 68, "42")),
+        ("% .68d", "42", zero_fill(" ", 68, "42")),
+        ("% +.68d", "42", zero_fill("+", 68, "42")),
+    ] {
+        assert_eq!(printf(format, arg), want, "printf {format:?} {arg}");
+    }
+    // Infinities and NaN are padded with spaces even with `0`.
+    assert_eq!(
+        printf("%020f", r#"(float64 "+Inf")"#),
+        "                +Inf"
+    );
+    assert_eq!(
+        printf("%-020f", r#"(float64 "-Inf")"#),
+        "-Inf                "
+    );
+    assert_eq!(
+        printf("%020f", r#"(float64 "NaN")"#),
+        "                 NaN"
+    );
+}
+
+#[test]
+fn printf_precisions_up_to_go_bound_format_every_digit() {
+    // Rust's formatter refuses precisions past 65535 and asserts on long `%g`s; Go formats
+    // anything up to its bound of 10^6.
+    let f = printf("%.65536f", "1.5");
+    assert_eq!(f.len(), 2 + 65536);
+    assert!(f.starts_with("1.5000") && f.bytes().skip(3).all(|b| b == b'0'));
+    let f = printf("%.*f", "1000000 0.1");
+    assert_eq!(f.len(), 2 + 1_000_000);
+    // The exact binary value of 0.1, then zeros.
+    assert!(
+        f.starts_with("0.1000000000000000055511151231257827"),
+        "{}",
+        &f[..40]
+    );
+    assert!(f[1100..].bytes().all(|b| b == b'0'));
+    let e = printf("%.70000e", "1.5");
+    assert_eq!(e.len(), "1.".len() + 70000 + "e+00".len());
+    assert!(e.starts_with("1.5000") && e.ends_with("0e+00"));
+    assert_eq!(printf("%.70000g", "1.5"), "1.5");
+    assert_eq!(printf("%.70000v", "1.5"), "1.5");
+    // As in Go: the exponent is under the precision, so every integer digit of the double.
+    let g = printf("%.70000G", "1e300");
+    assert_eq!(g.len(), 301);
+    assert!(
+        g.starts_with("10000000000000000525047602552044202487"),
+        "{g}"
+    );
+    assert_eq!(
+        printf("%.800g", "0.1"),
+        "0.1000000000000000055511151231257827021181583404541015625"
+    );
+    assert_eq!(printf("%.*g", "1000001 1.5"), "%!(BADPREC)1.5");
+    assert_eq!(printf("%.*e", "1000001 1.5"), "%!(BADPREC)1.500000e+00");
+    // A literal width reads up to Go's parsenum bound.
+    assert_eq!(printf("%1000000d", "7").len(), 1_000_000);
+    assert_eq!(printf("%10000000d", "7").len(), 10_000_000);
+    assert_eq!(printf("%100000000d", "7"), "%!(NOVERB)%!(EXTRA int=7)");
+    // From the log line, as in issue 17.
+    let t = r#"{{ printf "%.*f" (atoi .prec) 1.5 }}"#;
+    assert_eq!(ok(t, &[("prec", "70000")]).len(), 70002);
+    assert_eq!(ok(t, &[("prec", "70000000")]), "%!(BADPREC)1.500000");
+}
+
+/// Renders `template` and expects an execution error mentioning `what`.
+fn fails_with(template: &str, data: &[(&'static str, &'static str)], what: &str) {
+    let started = std::time::Instant::now();
+    match render(template, data) {
+        Ok(out) => panic!("{template}: rendered {} bytes", out.len()),
+        Err(e) => assert!(
+            e.starts_with("exec: ") && e.contains(what),
+            "{template}: {e}"
+        ),
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{template} took {:?}",
+        started.elapsed()
+    );
+}
+
+const OVER_LIMIT: &str = "exceeds the 16 MiB limit";
+const OVER_BUDGET: &str = "steps";
+
+#[test]
+fn functions_that_build_strings_stop_at_the_output_limit() {
+    let d = [("a", "hello")];
+    // Doubling a 5-byte line: stops at the limit or the budget, never aborts.
+    let t = "{{ $x := .a }}{{ range 100 }}{{ $x = cat $x $x }}{{ end }}{{ len $x }}";
+    assert!(render(t, &d).is_err());
+    let big = r#"{{ $big := repeat 10485760 "x" }}"#;
+    fails_with(&format!("{big}{{{{ cat $big $big }}}}"), &d, OVER_LIMIT);
+    fails_with(
+        r#"{{ Replace .a "" (repeat 10485760 "y") -1 }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(
+        r#"{{ Replace .a "l" (repeat 10485760 "y") 2 }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    assert_eq!(ok(r#"{{ Replace .a "l" "L" 1 }}"#, &d), "heLlo");
+    fails_with(
+        r#"{{ replace "" (repeat 5000000 "y") .a }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(
+        r#"{{ regexReplaceAll "" .a (repeat 5000000 "z") }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(
+        r#"{{ regexReplaceAllLiteral "l" .a (repeat 10000000 "z") }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(
+        &format!("{big}{{{{ regexReplaceAll \"(x+)\" $big \"${{1}}-${{1}}\" }}}}"),
+        &d,
+        OVER_LIMIT,
+    );
+    // References to short groups in a long match still expand within the limit.
+    assert_eq!(
+        ok(
+            r#"{{ regexReplaceAll "(h)(e)llo" .a "${2}${1}${1}${1}" }}"#,
+            &d
+        ),
+        "ehhh"
+    );
+    fails_with(r#"{{ printf "%10000000d%10000000d" 1 2 }}"#, &d, OVER_LIMIT);
+    fails_with(
+        &format!("{big}{{{{ printf \"%s%s\" $big $big }}}}"),
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(&format!("{big}{{{{ print $big $big }}}}"), &d, OVER_LIMIT);
+    fails_with(
+        r#"{{ join (repeat 10485760 "s") (list 1 2 3) }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(
+        r#"{{ splitList "" (repeat 10000000 "a") }}"#,
+        &d,
+        OVER_LIMIT,
+    );
+    fails_with(r#"{{ repeat 20000000 "a" }}"#, &d, OVER_LIMIT);
+    fails_with(r#"{{ indent 20000000 "a" }}"#, &d, OVER_LIMIT);
+    fails_with(
+        &format!("{big}{{{{ $big }}}}{{{{ $big }}}}"),
+        &d,
+        OVER_LIMIT,
+    );
+}
+
+#[test]
+fn range_and_long_executions_stop_at_the_step_budget() {
+    fails_with(
+        "{{ range 1000000 }}{{ range 1000000 }}{{ end }}{{ end }}",
+        &[],
+        OVER_BUDGET,
+    );
+    fails_with(
+        "{{ range (atoi .n) }}{{ end }}",
+        &[("n", "9000000000000000000")],
+        OVER_BUDGET,
+    );
+    fails_with("{{ range 100000000 }}x{{ end }}", &[], OVER_BUDGET);
+    fails_with(
+        "{{ range 1000000 }}{{ if . }}{{ end }}{{ end }}",
+        &[("a", "x")],
+        OVER_BUDGET,
+    );
+    // Reading the whole data over and over is charged by its size.
+    let wide: &'static str = Box::leak("x".repeat(6400).into_boxed_str());
+    fails_with(
+        "{{ range 100000 }}{{ len $ }}{{ end }}",
+        &[("a", wide)],
+        OVER_BUDGET,
+    );
+    // Copying a big value over and over.
+    fails_with(
+        r#"{{ $x := repeat 1000000 "x" }}{{ range 10000 }}{{ $y := $x }}{{ end }}"#,
+        &[],
+        OVER_BUDGET,
+    );
+    // Ordinary loops are far inside the budget.
+    let fields = ok(
+        r#"{{ range $i, $f := splitList "," .a }}{{ if $i }};{{ end }}{{ upper $f }}{{ end }}"#,
+        &[("a", "a,b,c")],
+    );
+    assert_eq!(fields, "A;B;C");
+    assert_eq!(ok("{{ range 100000 }}{{ end }}done", &[]), "done");
+}
+
+#[test]
+fn the_budget_is_per_execution() {
+    let mut t = Template::parse("{{ range 600000 }}{{ end }}ok").unwrap();
+    for _ in 0..3 {
+        let mut out = String::new();
+        t.execute(&Map(Vec::new()), &mut out).unwrap();
+        assert_eq!(out, "ok");
+    }
+}

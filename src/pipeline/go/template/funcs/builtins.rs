@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use super::super::limits::check_len;
 use super::super::printf::{fmt_v, sprintf};
 use super::super::{ExecError, TemplateData, Value, exec_err, truth};
 use super::{Call, FuncName, int_arg, str_arg, want_args, want_at_least};
@@ -113,13 +114,13 @@ impl Builtin {
                     other => exec_err(format!("can't slice item of type {}", other.type_name())),
                 }
             }
-            F::Print => s(sprint(&args, data, false)),
-            F::Println => s(sprint(&args, data, true)),
+            F::Print => s(sprint(f, &args, data, false)?),
+            F::Println => s(sprint(f, &args, data, true)?),
             F::Printf => {
                 want_at_least(f, &args, 1)?;
                 let format = str_arg(&args[0])?;
                 let mut out = String::new();
-                sprintf(format, &args[1..], data, &mut out);
+                sprintf(format, &args[1..], data, &mut out)?;
                 s(out)
             }
             F::Eq => {
@@ -145,7 +146,13 @@ impl Builtin {
     }
 }
 
-fn sprint(args: &[Value<'_>], data: &dyn TemplateData, always_space: bool) -> String {
+/// Go's `Sprint` (`always_space`: `Sprintln`), stopping at the output limit.
+fn sprint(
+    f: Builtin,
+    args: &[Value<'_>],
+    data: &dyn TemplateData,
+    always_space: bool,
+) -> Result<String, ExecError> {
     let mut out = String::new();
     for (i, a) in args.iter().enumerate() {
         let is_str = |v: &Value<'_>| matches!(v, Value::Str(_));
@@ -153,11 +160,12 @@ fn sprint(args: &[Value<'_>], data: &dyn TemplateData, always_space: bool) -> St
             out.push(' ');
         }
         fmt_v(a, data, &mut out);
+        check_len(f.name(), out.len())?;
     }
     if always_space {
         out.push('\n');
     }
-    out
+    Ok(out)
 }
 
 enum Kind {

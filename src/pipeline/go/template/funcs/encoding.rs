@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use sha2::Digest as _;
 
-use super::super::printf::float_digits;
+use super::super::strconv::float_digits;
 use super::super::{ExecError, TemplateData, Value, root_map};
 use super::{Call, FuncName, str_arg, want_args};
 use crate::pipeline::go::json::{JsonFlavor, write_json_string};

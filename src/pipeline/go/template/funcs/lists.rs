@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use super::super::limits::{ELEMENT_BYTES, check_len};
 use super::super::{ExecError, Value, exec_err, truth};
 use super::{Call, FuncName, bool_arg, str_arg, strval, want_args, want_at_least};
 
@@ -88,11 +89,23 @@ impl ListFunc {
                     Value::Missing | Value::Nil => Vec::new(),
                     other => vec![strval(other, data)],
                 };
+                let separators = parts.len().saturating_sub(1).saturating_mul(sep.len());
+                let text: usize = parts.iter().map(String::len).sum();
+                check_len(f.name(), text.saturating_add(separators))?;
                 s(parts.join(sep))
             }
             F::SplitList | F::Split => {
                 want_args(f, &args, 2)?;
                 let (sep, text) = (str_arg(&args[0])?, str_arg(&args[1])?);
+                // Counted before the parts are built: one character of text can become an
+                // element, which takes far more memory than the character.
+                let count = if sep.is_empty() {
+                    text.chars().count()
+                } else {
+                    text.matches(sep).count() + 1
+                };
+                let weight = (count as u64).saturating_mul(ELEMENT_BYTES);
+                check_len(f.name(), usize::try_from(weight).unwrap_or(usize::MAX))?;
                 let parts: Vec<String> = if sep.is_empty() {
                     text.chars().map(String::from).collect()
                 } else {

@@ -12,6 +12,7 @@ mod math;
 mod regexp;
 mod strings;
 
+use super::limits::{Budget, check_len, work_bytes};
 use super::printf::sprint_v;
 use super::{ExecError, TemplateData, Value, exec_err};
 
@@ -63,6 +64,21 @@ impl Func {
     }
 }
 
+/// Every function name, for the fuzz tests.
+#[cfg(test)]
+pub(super) fn all_names() -> Vec<&'static str> {
+    fn names<F>(table: &'static [(&'static str, F)]) -> impl Iterator<Item = &'static str> {
+        table.iter().map(|(n, _)| *n)
+    }
+    names(builtins::TABLE)
+        .chain(names(strings::TABLE))
+        .chain(names(lists::TABLE))
+        .chain(names(math::TABLE))
+        .chain(names(encoding::TABLE))
+        .chain(names(regexp::TABLE))
+        .collect()
+}
+
 impl FuncName for Func {
     fn name(self) -> &'static str {
         match self {
@@ -80,26 +96,33 @@ impl FuncName for Func {
 pub(super) struct Call<'c> {
     pub(super) data: &'c dyn TemplateData,
     pub(super) regexes: &'c mut RegexCache,
+    pub(super) budget: &'c Budget,
 }
 
-/// Calls `f` with its evaluated arguments (the piped value last).
+/// Calls `f` with its evaluated arguments (the piped value last). The call is charged to
+/// the budget by what it reads and returns, and a result over the 16 MiB limit is an error;
+/// functions whose result can be far larger than their arguments check before they build it.
 pub(super) fn call<'a>(
     f: Func,
     args: Vec<Value<'a>>,
     cx: &mut Call<'_>,
 ) -> Result<Value<'a>, ExecError> {
-    match f {
+    let read: u64 = args.iter().map(work_bytes).sum();
+    cx.budget.spend(1)?;
+    cx.budget.spend_bytes(read)?;
+    let result = match f {
         Func::Builtin(f) => f.call(args, cx),
         Func::Strings(f) => f.call(args, cx),
         Func::Lists(f) => f.call(args, cx),
         Func::Math(f) => f.call(args, cx),
         Func::Encoding(f) => f.call(args, cx),
         Func::Regexp(f) => f.call(args, cx),
-    }
+    }?;
+    let written = work_bytes(&result);
+    check_len(f.name(), usize::try_from(written).unwrap_or(usize::MAX))?;
+    cx.budget.spend_bytes(written)?;
+    Ok(result)
 }
-
-/// The most bytes `repeat` and `indent` may produce.
-const MAX_BUILT_STRING: usize = 16 << 20;
 
 pub(super) fn want_args(f: impl FuncName, args: &[Value<'_>], n: usize) -> Result<(), ExecError> {
     if args.len() == n {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use super::super::limits::{MAX_OUTPUT, check_len};
 use super::super::{ExecError, Value, exec_err};
 use super::{Call, FuncName, str_arg, want_args};
 
@@ -50,11 +51,7 @@ impl RegexpFunc {
                 let (pattern, text, repl) =
                     (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
                 let re = cx.regexes.get(pattern)?;
-                s(if f == F::ReplaceAll {
-                    re.replace_all(text, repl).into_owned()
-                } else {
-                    re.replace_all(text, regex::NoExpand(repl)).into_owned()
-                })
+                s(replace_all(re, text, repl, f == F::ReplaceAll, f.name())?)
             }
             F::Match => {
                 want_args(f, &args, 2)?;
@@ -102,4 +99,47 @@ impl RegexCache {
             .get(pattern)
             .map_or_else(|| exec_err("regex cache lost a pattern"), Ok)
     }
+}
+
+/// `Regex::replace_all` (with `$1`/`${name}` references when `expand`), refusing a result
+/// over the limit before it is built: the replacement is copied once per match, and each
+/// reference brings in captured text, at most the whole match.
+fn replace_all(
+    re: &Regex,
+    text: &str,
+    repl: &str,
+    expand: bool,
+    name: &str,
+) -> Result<String, ExecError> {
+    let references = if expand { repl.matches('$').count() } else { 0 };
+    let worst_for = |len: usize| repl.len().saturating_add(references.saturating_mul(len));
+    let bound = re.find_iter(text).fold(text.len(), |bound, m| {
+        (bound - m.len()).saturating_add(worst_for(m.len()))
+    });
+    if bound <= MAX_OUTPUT {
+        return Ok(if expand {
+            re.replace_all(text, repl).into_owned()
+        } else {
+            re.replace_all(text, regex::NoExpand(repl)).into_owned()
+        });
+    }
+    if !expand {
+        // Without references the bound is the result's length.
+        check_len(name, bound)?;
+    }
+    // References may be to short groups: expand match by match (as `replace_all` does),
+    // stopping at the limit. A single match that could expand past it is refused.
+    let mut out = String::new();
+    let mut last = 0;
+    for caps in re.captures_iter(text) {
+        let Some(m) = caps.get(0) else { continue };
+        out.push_str(&text[last..m.start()]);
+        check_len(name, worst_for(m.len()))?;
+        caps.expand(repl, &mut out);
+        check_len(name, out.len())?;
+        last = m.end();
+    }
+    out.push_str(&text[last..]);
+    check_len(name, out.len())?;
+    Ok(out)
 }

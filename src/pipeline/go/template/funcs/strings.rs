@@ -9,9 +9,10 @@
 
 use std::borrow::Cow;
 
-use super::super::printf::sprint_v;
+use super::super::limits::check_len;
+use super::super::printf::fmt_v;
 use super::super::{ExecError, Value, exec_err};
-use super::{Call, FuncName, MAX_BUILT_STRING, int_arg, str_arg, strval, want_args};
+use super::{Call, FuncName, int_arg, str_arg, strval, want_args};
 use crate::labels::quote_go_into;
 
 /// Promtail's and Sprig's string functions.
@@ -111,10 +112,12 @@ impl StringFunc {
             F::Replace => {
                 want_args(f, &args, 4)?;
                 let (text, old, new) = (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
-                let n = int_arg(&args[3])?;
-                s(match usize::try_from(n) {
-                    Ok(n) => text.replacen(old, new, n),
-                    Err(_) => text.replace(old, new),
+                // A negative count replaces every match, as in Go.
+                let limit = usize::try_from(int_arg(&args[3])?).ok();
+                check_len(f.name(), replaced_len(text, old, new, limit))?;
+                s(match limit {
+                    Some(n) => text.replacen(old, new, n),
+                    None => text.replace(old, new),
                 })
             }
             F::Trim | F::TrimLeft | F::TrimRight | F::TrimAll => {
@@ -183,6 +186,7 @@ impl StringFunc {
             F::SprigReplace => {
                 want_args(f, &args, 3)?;
                 let (old, new, text) = (str_arg(&args[0])?, str_arg(&args[1])?, str_arg(&args[2])?);
+                check_len(f.name(), replaced_len(text, old, new, None))?;
                 s(text.replace(old, new))
             }
             F::Quote | F::Squote => {
@@ -215,9 +219,7 @@ impl StringFunc {
                 let Ok(n) = usize::try_from(n) else {
                     return exec_err("strings: negative Repeat count");
                 };
-                if text.len().saturating_mul(n) > MAX_BUILT_STRING {
-                    return exec_err("repeat result too large");
-                }
+                check_len(f.name(), text.len().saturating_mul(n))?;
                 s(text.repeat(n))
             }
             F::Substr => {
@@ -258,9 +260,10 @@ impl StringFunc {
                     return exec_err("strings: negative Repeat count");
                 };
                 let lines = text.matches('\n').count() + 1;
-                if n.saturating_mul(lines).saturating_add(text.len()) > MAX_BUILT_STRING {
-                    return exec_err("indent result too large");
-                }
+                check_len(
+                    f.name(),
+                    n.saturating_mul(lines).saturating_add(text.len() + 1),
+                )?;
                 let pad = " ".repeat(n);
                 let mut out = String::new();
                 if f == F::Nindent {
@@ -271,12 +274,18 @@ impl StringFunc {
                 s(out)
             }
             F::Cat => {
-                let parts: Vec<String> = args
+                let mut out = String::new();
+                let present = args
                     .iter()
-                    .filter(|a| !matches!(a, Value::Missing | Value::Nil))
-                    .map(|a| sprint_v(a, data))
-                    .collect();
-                s(parts.join(" "))
+                    .filter(|a| !matches!(a, Value::Missing | Value::Nil));
+                for (i, a) in present.enumerate() {
+                    if i > 0 {
+                        out.push(' ');
+                    }
+                    fmt_v(a, data, &mut out);
+                    check_len(f.name(), out.len())?;
+                }
+                s(out)
             }
         }
     }
@@ -343,4 +352,17 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// The length of `text` with `old` replaced by `new` (at most `limit` times), computed
+/// before building it: an empty `old` matches before every character and at the end, as in
+/// Go, so the result can be far longer than `text`.
+fn replaced_len(text: &str, old: &str, new: &str, limit: Option<usize>) -> usize {
+    let matches = if old.is_empty() {
+        text.chars().count() + 1
+    } else {
+        text.matches(old).count()
+    };
+    let n = limit.map_or(matches, |limit| limit.min(matches));
+    (text.len() - n * old.len()).saturating_add(n.saturating_mul(new.len()))
 }
