@@ -85,6 +85,8 @@ pub struct PipelineMetrics {
     /// Updates of a `metrics` stage metric refused because the metric had reached its
     /// `max_series`.
     pub metric_series_overflow: IntCounterVec,
+    /// Entries a stage panicked on (caught per entry by the pipeline).
+    pub stage_panics: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -324,6 +326,12 @@ impl Metrics {
                 "tailward_metric_series_overflow_total",
                 "Updates of a metrics-stage metric that would have created a series past its max_series; not recorded in the metric.",
                 &["metric"],
+            ),
+            stage_panics: counter_vec(
+                &registry,
+                "tailward_stage_panics_total",
+                "Entries a pipeline stage panicked on; each went on as that stage left it, and the job kept running.",
+                &["job", "stage"],
             ),
         };
         Metrics {

@@ -40,7 +40,7 @@ use std::io::{IsTerminal, Write};
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use super::gotime::append_dry_run;
+use super::go::time::append_dry_run;
 use super::{Extracted, PipelineEntry, Verdict, value_as_string};
 use crate::model::labels::{LabelSet, quote_go_into};
 

@@ -80,7 +80,7 @@ impl CorrelationIdStage {
         let pattern = match &cfg.pattern {
             None => None,
             Some(p) => Some(
-                crate::pipeline::goregex::compile(p)
+                crate::pipeline::go::regex::compile(p)
                     .map_err(|e| StageError::new("pattern", format!("invalid regex: {e}")))?,
             ),
         };

@@ -135,7 +135,7 @@ impl DropStage {
         }
         let test = match (&cfg.expression, &cfg.value) {
             (Some(expr), _) => Some(ValueTest::Regex(
-                crate::pipeline::goregex::compile(expr).map_err(|e| {
+                crate::pipeline::go::regex::compile(expr).map_err(|e| {
                     StageError::new("expression", format!("invalid regular expression: {e}"))
                 })?,
             )),

@@ -2,7 +2,10 @@
 //! refused), a constructor that validates everything once, and `process`.
 //!
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
-//! stage. Stages must not know about files, clients or each other.
+//! stage. Stages must not know about files, clients or each other: a stage made of others
+//! (`docker`, `cri`'s parsing, `preset`, `match`) writes them as stage configs and runs them
+//! as [`crate::pipeline::nested::NestedStages`]; what several stages share lives at the
+//! pipeline level (e.g. [`crate::pipeline::label_sources`]), never in a sibling stage.
 
 pub mod auth_event;
 pub mod correlation_id;
@@ -151,8 +154,10 @@ impl StageConfig {
             StageConfig::StructuredMetadata(c) | StageConfig::NonIndexedLabels(c) => {
                 Box::new(structured_metadata::StructuredMetadataStage::new(c)?)
             }
-            StageConfig::Docker(c) => Box::new(docker::DockerStage::new(c)?),
-            StageConfig::Cri(c) => Box::new(cri::CriStage::new(&c.clone().unwrap_or_default())?),
+            StageConfig::Docker(c) => Box::new(docker::DockerStage::new(c, ctx)?),
+            StageConfig::Cri(c) => {
+                Box::new(cri::CriStage::new(&c.clone().unwrap_or_default(), ctx)?)
+            }
             StageConfig::Multiline(c) => Box::new(multiline::MultilineStage::new(c)?),
             StageConfig::Match(c) => Box::new(r#match::MatchStage::new(c, ctx)?),
             StageConfig::Drop(c) => Box::new(drop::DropStage::new(c)?),

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::StageError;
 use crate::pipeline::extracted::Extracted;
-use crate::pipeline::gotemplate::{Template, TemplateData};
+use crate::pipeline::go::template::{Template, TemplateData};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -53,7 +53,7 @@ impl ReplaceStage {
                 "expected a regular expression",
             ));
         }
-        let regex = crate::pipeline::goregex::compile(&cfg.expression).map_err(|e| {
+        let regex = crate::pipeline::go::regex::compile(&cfg.expression).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         if matches!(cfg.source.as_deref(), Some("")) {

@@ -2,7 +2,7 @@
 //!
 //! The template sees every string-convertible extracted value by name, `.Value` (the current
 //! value of `source`, when it has one) and `.Entry` (the line), plus Promtail's function map
-//! (see [`crate::pipeline::gotemplate`]). An empty result deletes `source`; an execution
+//! (see [`crate::pipeline::go::template`]). An empty result deletes `source`; an execution
 //! error leaves it unchanged, as in Promtail. The template is parsed once at load, so a
 //! template that does not parse is a config error.
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::StageError;
 use crate::pipeline::extracted::Extracted;
-use crate::pipeline::gotemplate::{Template, TemplateData};
+use crate::pipeline::go::template::{Template, TemplateData};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
