@@ -18,6 +18,8 @@ pub mod server;
 pub mod systemd;
 
 use std::sync::Arc;
+
+use prometheus::core::Collector;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -308,7 +310,48 @@ pub async fn run(
     let _ = notify_stop_tx.send(true);
     let _ = notify_task.await;
     tracing::info!("stopped");
+    if stdin_mode {
+        return stdin_outcome(&metrics);
+    }
     Ok(())
+}
+
+/// A pipe run must not look successful when entries were passed on by a stage that failed
+/// on them: the job kept going, and a file job shows it in `/metrics`, but a pipe has only
+/// its exit code.
+fn stdin_outcome(metrics: &Metrics) -> Result<(), AgentError> {
+    let panicked: u64 = metrics
+        .pipeline
+        .stage_panics
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum();
+    if panicked > 0 {
+        return Err(AgentError(format!(
+            "{panicked} entries went on past a pipeline stage that panicked on them (tailward_stage_panics_total)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_run_fails_when_a_stage_panicked_on_an_entry() {
+        let metrics = Metrics::new();
+        assert!(stdin_outcome(&metrics).is_ok());
+        metrics
+            .pipeline
+            .stage_panics
+            .with_label_values(&["stdin", "template"])
+            .inc();
+        let e = stdin_outcome(&metrics).unwrap_err();
+        assert!(e.0.contains("1 entries"), "{e}");
+    }
 }
 
 /// What a reload may replace while the agent runs.

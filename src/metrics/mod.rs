@@ -87,6 +87,9 @@ pub struct PipelineMetrics {
     pub metric_series_overflow: IntCounterVec,
     /// Entries a stage panicked on (caught per entry by the pipeline).
     pub stage_panics: IntCounterVec,
+    /// Template executions that failed (an error in Go's sense, or the output cap or step
+    /// budget reached); the value is left as it was, as in Promtail.
+    pub template_errors: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -331,6 +334,12 @@ impl Metrics {
                 &registry,
                 "tailward_stage_panics_total",
                 "Entries a pipeline stage panicked on; each went on as that stage left it, and the job kept running.",
+                &["job", "stage"],
+            ),
+            template_errors: counter_vec(
+                &registry,
+                "tailward_template_errors_total",
+                "Template executions that failed (a Go template error, or the 16 MiB output cap or step budget reached); the value was left unchanged.",
                 &["job", "stage"],
             ),
         };

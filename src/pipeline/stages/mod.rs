@@ -167,8 +167,8 @@ impl StageConfig {
             StageConfig::LabelAllow(c) => Box::new(labelallow::LabelAllowStage::new(c)?),
             StageConfig::LabelDrop(c) => Box::new(labeldrop::LabelDropStage::new(c)?),
             StageConfig::Logfmt(c) => Box::new(logfmt::LogfmtStage::new(c)?),
-            StageConfig::Replace(c) => Box::new(replace::ReplaceStage::new(c)?),
-            StageConfig::Template(c) => Box::new(template::TemplateStage::new(c)?),
+            StageConfig::Replace(c) => Box::new(replace::ReplaceStage::new(c, ctx)?),
+            StageConfig::Template(c) => Box::new(template::TemplateStage::new(c, ctx)?),
             StageConfig::Pack(c) => Box::new(pack::PackStage::new(c)?),
             StageConfig::Decolorize(c) => Box::new(decolorize::DecolorizeStage::new(c)?),
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
@@ -194,6 +194,14 @@ pub(crate) mod testing {
 
     pub fn read_time() -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339("2024-01-02T03:04:05.123456789Z").unwrap()
+    }
+
+    /// A build context with a registry of its own, for stages built alone.
+    pub fn ctx() -> crate::pipeline::BuildContext {
+        crate::pipeline::BuildContext::new(
+            "test",
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        )
     }
 
     pub fn entry(line: &str, labels: &[(&str, &str)]) -> PipelineEntry {
