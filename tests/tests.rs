@@ -38,6 +38,7 @@ mod reload_applies_config_changes;
 mod restart_across_rotation;
 mod rotation_python_rotating_file_handler;
 mod rotation_real_logrotate;
+mod rust_version_matches_the_lockfile;
 mod stage_cases_match_dry_run;
 mod systemd_notify_protocol;
 mod systemd_unit_passes_analyze;
