@@ -1,9 +1,9 @@
 //! The Debian package: `cargo deb` (cargo-deb, which scripts/test installs) builds it from
-//! the binary this test run built, and `dpkg-deb` shows it holds the binary, the shipped
+//! the binary this test run built (crate::support::deb), and `dpkg-deb` shows it holds the binary, the shipped
 //! unit, the reference config as a conffile, and a postinst that creates the system user.
 //! Fails, never skips, when cargo-deb or dpkg-deb is missing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -21,28 +21,12 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds the .deb into `dir` from the already built debug binary (no second, release build
-/// inside the test suite; a release package is `cargo deb`).
-fn build_deb(dir: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(ROOT)
-        .args(["deb", "--no-build", "--profile", "dev", "--fast", "-o"])
-        .arg(dir));
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .expect("cargo deb wrote a .deb")
-}
-
 #[test]
 fn deb_holds_binary_unit_conffile_and_creates_the_user() {
     let dir = tempfile::tempdir().unwrap();
-    let deb = build_deb(dir.path());
+    let deb = crate::support::deb::package();
 
-    let contents = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    let contents = run(Command::new("dpkg-deb").arg("-c").arg(deb));
     let entry = |path: &str| {
         contents
             .lines()
@@ -55,7 +39,7 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
     // The config may hold Loki credentials: not world-readable.
     assert!(entry("/etc/tailward/config.yaml").starts_with("-rw-r-----"));
 
-    let field = |name: &str| run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name));
+    let field = |name: &str| run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name));
     assert_eq!(field("Package").trim(), "tailward");
     assert_eq!(
         field("Version").trim(),
@@ -72,7 +56,7 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
 
     // Control files: conffiles and maintainer scripts.
     let control = dir.path().join("control");
-    run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    run(Command::new("dpkg-deb").arg("-e").arg(deb).arg(&control));
     let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
     assert_eq!(conffiles.trim(), "/etc/tailward/config.yaml");
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
@@ -83,7 +67,7 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
 
     // Files: what ships is what the repository holds, and the binary runs that config.
     let root = dir.path().join("root");
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root));
     let same = |packaged: &str, source: &str| {
         assert_eq!(
             std::fs::read_to_string(root.join(packaged)).unwrap(),

@@ -34,6 +34,8 @@ pub struct JournalSource {
     job: String,
     config: JournalTargetConfig,
     relabelers: Vec<Relabeler>,
+    /// This machine's id, which keeps a job without `path` to the local machine's entries.
+    machine_id: Option<String>,
 }
 
 impl JournalSource {
@@ -42,10 +44,23 @@ impl JournalSource {
         config: &JournalTargetConfig,
         relabelers: Vec<Relabeler>,
     ) -> Self {
+        let machine_id = if config.path.is_empty() {
+            local_machine_id()
+        } else {
+            None
+        };
+        if config.path.is_empty() && machine_id.is_none() {
+            tracing::warn!(
+                job = %job.job_name,
+                "no machine id in /etc/machine-id: the journal job reads every machine's \
+                 journal it finds, not only this one's"
+            );
+        }
         JournalSource {
             job: job.job_name.clone(),
             config: config.clone(),
             relabelers,
+            machine_id,
         }
     }
 
@@ -58,6 +73,12 @@ impl JournalSource {
             "--all",
             "--no-pager",
             "--quiet",
+            // `--follow` alone keeps to the boot journalctl takes as current: the one in
+            // /proc/sys/kernel/random/boot_id, which in a container under the unit's
+            // ProtectProc= is the host's (nothing matches, nothing is shipped), and after a
+            // reboot skips what the previous boot wrote past the saved cursor. Promtail
+            // reads every boot; `--merge` is journalctl's only way to follow them all.
+            "--merge",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -72,7 +93,7 @@ impl JournalSource {
                 args.push(format!("--since=@{}", since.max(0)));
             }
         }
-        args.extend(self.config.matches.split_whitespace().map(str::to_string));
+        args.extend(matches(&self.config.matches, self.machine_id.as_deref()));
         args
     }
 
@@ -231,6 +252,32 @@ impl JournalEntry {
     }
 }
 
+/// journalctl's matches for `matches`. `--merge` also opens other machines' journals
+/// (systemd-journal-remote's, containers' linked into /var/log/journal), which Promtail's
+/// reader leaves out unless given a `path`: with `machine_id`, every OR group (`+`) is kept
+/// to this machine's entries.
+fn matches(matches: &str, machine_id: Option<&str>) -> Vec<String> {
+    let Some(id) = machine_id else {
+        return matches.split_whitespace().map(str::to_string).collect();
+    };
+    let this_machine = format!("_MACHINE_ID={id}");
+    let mut args = vec![this_machine.clone()];
+    for word in matches.split_whitespace() {
+        args.push(word.to_string());
+        if word == "+" {
+            args.push(this_machine.clone());
+        }
+    }
+    args
+}
+
+/// /etc/machine-id (machine-id(5): 32 lowercase hexadecimal digits), if it holds one.
+fn local_machine_id() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/machine-id").ok()?;
+    let id = text.trim();
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
 /// journalctl's JSON: a string, a byte array for binary data, or an array of either when a
 /// field repeats (the first value is taken, as Promtail's reader does).
 fn field_text(v: &serde_json::Value) -> Option<String> {
@@ -353,5 +400,52 @@ mod tests {
             .unwrap();
         let expected = Utc::now().timestamp() - 7 * 3600;
         assert!((since - expected).abs() <= 2, "{since} vs {expected}");
+    }
+
+    #[test]
+    fn every_boot_is_followed_and_only_this_machines_entries_without_a_path() {
+        let mut s = source(false, Vec::new());
+        s.config.matches = "_SYSTEMD_UNIT=a.service + _SYSTEMD_UNIT=b.service PRIORITY=3".into();
+        s.machine_id = Some("0123456789abcdef0123456789abcdef".into());
+        let args = s.arguments(None);
+        assert!(args.contains(&"--follow".to_string()) && args.contains(&"--merge".to_string()));
+        let id = "_MACHINE_ID=0123456789abcdef0123456789abcdef";
+        let matches: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| a.starts_with("--"))
+            .collect();
+        assert_eq!(
+            matches,
+            [
+                id,
+                "_SYSTEMD_UNIT=a.service",
+                "+",
+                id,
+                "_SYSTEMD_UNIT=b.service",
+                "PRIORITY=3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_reads_every_machine_and_boot_in_it() {
+        let job = ScrapeConfig {
+            job_name: "journal".into(),
+            ..ScrapeConfig::default()
+        };
+        let config = JournalTargetConfig {
+            path: "/var/log/journal".into(),
+            matches: "PRIORITY=3".into(),
+            ..JournalTargetConfig::default()
+        };
+        let args = JournalSource::new(&job, &config, Vec::new()).arguments(Some("c"));
+        assert!(args.contains(&"--merge".to_string()));
+        assert!(args.contains(&"--directory=/var/log/journal".to_string()));
+        assert!(
+            !args.iter().any(|a| a.starts_with("_MACHINE_ID=")),
+            "{args:?}"
+        );
+        assert_eq!(args.last().map(String::as_str), Some("PRIORITY=3"));
     }
 }

@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 pub mod agent_process;
+pub mod container;
+pub mod deb;
 pub mod mmdb_writer;
 pub mod numbered_lines;
 pub mod receiver;
