@@ -336,24 +336,6 @@ fn stdin_outcome(metrics: &Metrics) -> Result<(), AgentError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pipe_run_fails_when_a_stage_panicked_on_an_entry() {
-        let metrics = Metrics::new();
-        assert!(stdin_outcome(&metrics).is_ok());
-        metrics
-            .pipeline
-            .stage_panics
-            .with_label_values(&["stdin", "template"])
-            .inc();
-        let e = stdin_outcome(&metrics).unwrap_err();
-        assert!(e.0.contains("1 entries"), "{e}");
-    }
-}
-
 /// What a reload may replace while the agent runs.
 struct Live<'a> {
     sinks: Sinks,
@@ -508,5 +490,23 @@ fn second_signal() -> impl std::future::Future<Output = ()> {
             }
             _ => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_run_fails_when_a_stage_panicked_on_an_entry() {
+        let metrics = Metrics::new();
+        assert!(stdin_outcome(&metrics).is_ok());
+        metrics
+            .pipeline
+            .stage_panics
+            .with_label_values(&["stdin", "template"])
+            .inc();
+        let e = stdin_outcome(&metrics).unwrap_err();
+        assert!(e.0.contains("1 entries"), "{e}");
     }
 }
