@@ -154,7 +154,7 @@ fn wrong_value_type_says_what_was_expected() {
     );
     assert_refused(
         "limits_config:\n  max_streams: many\n",
-        "FILE: limits_config.max_streams: expected u32, found string \"many\"",
+        "FILE: limits_config.max_streams: expected a whole number from 0 to 4294967295, found \"many\" (line 7)",
     );
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 mod expand_env;
 pub mod load;
 mod redact;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 

@@ -435,7 +435,7 @@ async fn rotation_shifting_names_reads_the_new_archive_and_not_the_renamed_one_a
 
 #[test]
 fn only_an_enabled_block_makes_a_job_read_archives() {
-    let job = |yaml: &str| -> ScrapeConfig { serde_yaml::from_str(yaml).unwrap() };
+    let job = |yaml: &str| -> ScrapeConfig { crate::config::yaml::from_str(yaml).unwrap() };
     let off = job("job_name: a\ndecompression: {enabled: false, format: gz}\n");
     assert_eq!(Decompression::of_job(&off), Ok(None));
     assert_eq!(Decompression::of_job(&job("job_name: a\n")), Ok(None));
