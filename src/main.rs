@@ -69,6 +69,23 @@ fn main() -> ExitCode {
         };
     }
     logging::init(config.server.log_level, config.server.log_format);
+    for (flag, why) in &cli.ignored_flags {
+        tracing::info!(flag = %format!("-{flag}"), reason = why, "flag accepted for Promtail compatibility and ignored");
+    }
+    if !cli.ignored_args.is_empty() {
+        tracing::warn!(
+            arguments = ?cli.ignored_args,
+            "ignoring the arguments from the first one that is not a flag on, as Promtail does"
+        );
+    }
+    if cli.log_config_reverse_order {
+        // Promtail logs the config last line first, so that log views showing the newest
+        // line on top read it top to bottom.
+        match config::redacted_yaml(&config) {
+            Ok(text) => text.lines().rev().for_each(|line| tracing::info!("{line}")),
+            Err(e) => tracing::error!(error = %e, "cannot render the effective config"),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,26 +16,100 @@ pub struct Overrides {
     pub flags: Vec<(String, String)>,
 }
 
-/// The Promtail flags that set config values, and the config key each sets.
+/// The Promtail flags that set config values, and the config key each sets (dskit's flag
+/// for each `server` key, Promtail's for the rest). Every other flag of
+/// [`super::cli::FLAGS`] is read by the command line itself or ignored.
 pub const CONFIG_FLAGS: &[(&str, &str)] = &[
     ("server.http-listen-address", "server.http_listen_address"),
+    ("server.http-listen-network", "server.http_listen_network"),
     ("server.http-listen-port", "server.http_listen_port"),
+    ("server.http-conn-limit", "server.http_listen_conn_limit"),
     ("server.grpc-listen-address", "server.grpc_listen_address"),
+    ("server.grpc-listen-network", "server.grpc_listen_network"),
     ("server.grpc-listen-port", "server.grpc_listen_port"),
+    ("server.grpc-conn-limit", "server.grpc_listen_conn_limit"),
+    ("server.tls-cipher-suites", "server.tls_cipher_suites"),
+    ("server.tls-min-version", "server.tls_min_version"),
+    (
+        "server.http-tls-cert-path",
+        "server.http_tls_config.cert_file",
+    ),
+    (
+        "server.http-tls-key-path",
+        "server.http_tls_config.key_file",
+    ),
+    (
+        "server.http-tls-client-auth",
+        "server.http_tls_config.client_auth_type",
+    ),
+    (
+        "server.http-tls-ca-path",
+        "server.http_tls_config.client_ca_file",
+    ),
+    (
+        "server.grpc-tls-cert-path",
+        "server.grpc_tls_config.cert_file",
+    ),
+    (
+        "server.grpc-tls-key-path",
+        "server.grpc_tls_config.key_file",
+    ),
+    (
+        "server.grpc-tls-client-auth",
+        "server.grpc_tls_config.client_auth_type",
+    ),
+    (
+        "server.grpc-tls-ca-path",
+        "server.grpc_tls_config.client_ca_file",
+    ),
     (
         "server.graceful-shutdown-timeout",
         "server.graceful_shutdown_timeout",
+    ),
+    (
+        "server.http-read-timeout",
+        "server.http_server_read_timeout",
+    ),
+    (
+        "server.http-read-header-timeout",
+        "server.http_server_read_header_timeout",
+    ),
+    (
+        "server.http-write-timeout",
+        "server.http_server_write_timeout",
+    ),
+    (
+        "server.http-idle-timeout",
+        "server.http_server_idle_timeout",
+    ),
+    (
+        "server.grpc-max-recv-msg-size-bytes",
+        "server.grpc_server_max_recv_msg_size",
+    ),
+    (
+        "server.grpc-max-send-msg-size-bytes",
+        "server.grpc_server_max_send_msg_size",
+    ),
+    (
+        "server.grpc-max-concurrent-streams",
+        "server.grpc_server_max_concurrent_streams",
     ),
     (
         "server.register-instrumentation",
         "server.register_instrumentation",
     ),
     ("server.disable", "server.disable"),
+    ("server.profiling_enabled", "server.profiling_enabled"),
     (
         "server.enable-runtime-reload",
         "server.enable_runtime_reload",
     ),
     ("server.path-prefix", "server.http_path_prefix"),
+    (
+        "server.log-source-ips-enabled",
+        "server.log_source_ips_enabled",
+    ),
+    ("server.log-request-headers", "server.log_request_headers"),
     ("log.level", "server.log_level"),
     ("log.format", "server.log_format"),
     ("positions.file", "positions.filename"),
@@ -367,6 +441,12 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
             }
             continue;
         }
+        // dskit: a connection limit <= 0 disables it.
+        let raw = if key.ends_with("_conn_limit") && raw.starts_with('-') {
+            "0"
+        } else {
+            raw.as_str()
+        };
         let scalar = yaml::Node::plain(raw);
         if let Some(sub) = key.strip_prefix("client.") {
             let client = flag_client.get_or_insert_with(yaml::Node::empty_map);
