@@ -112,14 +112,6 @@ fn invalid_label_name_is_refused() {
 }
 
 #[test]
-fn scrape_config_without_path_is_refused() {
-    assert_refused(
-        "scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {job: web}}]\n",
-        "FILE: scrape_configs[0].static_configs[0].labels: expected a __path__ label",
-    );
-}
-
-#[test]
 fn unknown_stage_is_refused() {
     assert_refused(
         r#"scrape_configs:

@@ -653,15 +653,11 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 "expected at least one static config with a __path__ label",
             ));
         }
+        // A static config without `__path__` is not an error: as in Promtail, its target is
+        // logged, counted as failed (`no_path`) and skipped when the job starts, so a split
+        // `- targets: [...]` / `- labels: {...}` pair still runs its labelled half.
         for (s, st) in sc.static_configs.iter().enumerate() {
             let sat = |key: &str| at(&format!("static_configs[{s}].{key}"));
-            if !config.target_config.stdin && !st.labels.contains_key("__path__") {
-                return Err(ConfigError::new(
-                    name,
-                    sat("labels"),
-                    "expected a __path__ label naming the files to tail, e.g. __path__: /var/log/*.log",
-                ));
-            }
             for k in st.labels.keys() {
                 if !is_valid_label_name(k) {
                     return Err(ConfigError::new(

@@ -673,8 +673,9 @@ impl Default for RelabelConfig {
     }
 }
 
+/// Prometheus reads `action` in any case (`LabelMap`, `Replace`), and so does tailward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum RelabelAction {
     #[default]
     Replace,
@@ -690,4 +691,32 @@ pub enum RelabelAction {
     Labelkeep,
     Lowercase,
     Uppercase,
+}
+
+impl TryFrom<String> for RelabelAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        use RelabelAction::*;
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "replace" => Replace,
+            "keep" => Keep,
+            "drop" => Drop,
+            "keepequal" => KeepEqual,
+            "dropequal" => DropEqual,
+            "hashmod" => Hashmod,
+            "labelmap" => Labelmap,
+            "labeldrop" => Labeldrop,
+            "labelkeep" => Labelkeep,
+            "lowercase" => Lowercase,
+            "uppercase" => Uppercase,
+            _ => {
+                return Err(format!(
+                    "unknown relabel action {s:?}; expected one of: replace, keep, drop, \
+                     keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase, \
+                     uppercase"
+                ));
+            }
+        })
+    }
 }
