@@ -34,6 +34,8 @@ pub struct Positions {
     read_only: bool,
     /// Counts saves that found the file deleted by someone else.
     deleted: Option<prometheus::IntCounter>,
+    /// Counts saves that could not write the file.
+    write_errors: Option<prometheus::IntCounter>,
 }
 
 struct State {
@@ -51,7 +53,8 @@ struct State {
     next_id: u64,
     clients: usize,
     dirty: bool,
-    /// The file has been written by this process (so its absence means someone deleted it).
+    /// The file has been written successfully by this process (so its absence means someone
+    /// deleted it; a file that could never be written was not deleted).
     written: bool,
 }
 
@@ -152,12 +155,19 @@ impl Positions {
             file: file.to_path_buf(),
             read_only,
             deleted: None,
+            write_errors: None,
         })
     }
 
     /// Counts, in `counter`, each time the file turns out deleted while running.
     pub fn with_deletion_counter(mut self, counter: prometheus::IntCounter) -> Self {
         self.deleted = Some(counter);
+        self
+    }
+
+    /// Counts, in `counter`, each save that cannot write the file.
+    pub fn with_write_error_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.write_errors = Some(counter);
         self
     }
 
@@ -459,16 +469,24 @@ impl Positions {
                 );
             }
             st.dirty = false;
-            st.written = true;
             render(&st.saved, &st.identities)
         };
-        write_atomically(&self.file, text.as_bytes()).map_err(|e| {
-            self.state().dirty = true;
-            PositionsError(format!(
-                "cannot save positions to {}: {e}",
-                self.file.display()
-            ))
-        })
+        match write_atomically(&self.file, text.as_bytes()) {
+            Ok(()) => {
+                self.state().written = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.state().dirty = true;
+                if let Some(c) = &self.write_errors {
+                    c.inc();
+                }
+                Err(PositionsError(format!(
+                    "cannot write the positions file {}: {e}",
+                    self.file.display()
+                )))
+            }
+        }
     }
 
     /// Saves every `period` until `stop` fires; logs failures and keeps going.
@@ -477,13 +495,24 @@ impl Positions {
         period: std::time::Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        // A file that cannot be written fails at every sync; said once until it recovers.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.save() {
-                tracing::error!(error = %e, "saving positions failed");
+            match self.save() {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot write the positions file; positions are kept in memory and saved once it can be written (retrying every sync)");
+                }
+                Err(e) => tracing::debug!(error = %e, "positions file still cannot be written"),
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(file = %self.file.display(), "positions file written again");
+                }
+                Ok(()) => {}
             }
         }
     }
@@ -647,6 +676,38 @@ mod tests {
             batch.push("x", Some(AckToken::line(id, end)));
         }
         pos.issue(&batch);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_is_not_reported_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        let file = blocker.join("positions.yaml");
+        let deleted = prometheus::IntCounter::new("d", "d").unwrap();
+        let write_errors = prometheus::IntCounter::new("w", "w").unwrap();
+        let pos = Positions::open(&file, false, 1, false)
+            .unwrap()
+            .with_deletion_counter(deleted.clone())
+            .with_write_error_counter(write_errors.clone());
+        // A regular file where the positions directory should be: every write fails, even
+        // for root.
+        std::fs::write(&blocker, "").unwrap();
+        let e = pos.save().unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot write the positions file"),
+            "{e}"
+        );
+        assert!(pos.save().is_err());
+        assert_eq!(write_errors.get(), 2);
+        assert_eq!(deleted.get(), 0, "never written, so never deleted");
+        // Writable again: saved; then deleted behind our back: that is counted as deleted.
+        std::fs::remove_file(&blocker).unwrap();
+        pos.save().unwrap();
+        assert!(file.exists());
+        std::fs::remove_file(&file).unwrap();
+        pos.save().unwrap();
+        assert_eq!(deleted.get(), 1);
+        assert_eq!(write_errors.get(), 2);
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct ClientMetrics {
     pub oldest_unacknowledged_seconds: Gauge,
     /// Saves that found the positions file deleted while running (it is written again).
     pub positions_file_deleted: prometheus::IntCounter,
+    /// Saves that could not write the positions file (retried at the next sync).
+    pub positions_write_errors: prometheus::IntCounter,
 }
 
 pub struct FileMetrics {
@@ -220,6 +222,11 @@ impl Metrics {
                 &registry,
                 "tailward_positions_file_deleted_total",
                 "Times the positions file was found deleted while running and written again.",
+            ),
+            positions_write_errors: int_counter(
+                &registry,
+                "tailward_positions_write_errors_total",
+                "Saves of the positions file that failed to write it (retried at the next sync; positions stay in memory).",
             ),
             oldest_unacknowledged_seconds: gauge(
                 &registry,
