@@ -105,7 +105,13 @@ fn main() -> ExitCode {
             overrides,
         }),
     };
-    let result = runtime.block_on(agent::run(config, opts, shutdown_signal()));
+    // The handlers are installed now, before anything starts: installed on first poll, a
+    // SIGTERM arriving while the agent starts up would still kill it without a final save.
+    let shutdown = {
+        let _runtime = runtime.enter();
+        shutdown_signal()
+    };
+    let result = runtime.block_on(agent::run(config, opts, shutdown));
     // After a second signal some tasks may still be waiting; they must not delay the exit.
     runtime.shutdown_background();
     match result {
@@ -185,20 +191,22 @@ fn print_preset(p: &cli::PresetCli) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, with the handlers installed when this is called (inside the runtime).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
