@@ -118,8 +118,7 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
         "examples/systemd/tailward.service",
     );
     same("etc/tailward/config.yaml", "packaging/config.yaml");
-    // The binary is stripped: no debug sections (its line tables ship separately, under
-    // /usr/lib/debug, found by build id).
+    // The binary is stripped: no debug sections (its line tables go to the dbgsym package).
     // `.debug_gdb_scripts` is a loaded section (gdb's pretty-printer hook), not debug info.
     let is_debug_info = |s: &&String| s.starts_with(".debug_") && *s != ".debug_gdb_scripts";
     let built = elf_section_names(Path::new(env!("CARGO_BIN_EXE_tailward")));
@@ -134,12 +133,21 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
         debug.is_empty(),
         "/usr/bin/tailward is not stripped: {debug:?}"
     );
+    // Its line tables are in the dbgsym package beside it.
+    let ddeb = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "ddeb"))
+        .expect("cargo deb wrote a -dbgsym .ddeb");
+    let symbols = run(Command::new("dpkg-deb").arg("-c").arg(&ddeb));
     assert!(
-        contents
+        symbols
             .lines()
             .any(|l| l.contains("./usr/lib/debug/.build-id/") && l.ends_with(".debug")),
-        "{contents}"
+        "{symbols}"
     );
+    assert!(!contents.contains("/usr/lib/debug/"), "{contents}");
     let check = run(Command::new(root.join("usr/bin/tailward"))
         .arg(format!(
             "-config.file={}",
