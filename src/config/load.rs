@@ -441,12 +441,6 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
             }
             continue;
         }
-        // dskit: a connection limit <= 0 disables it.
-        let raw = if key.ends_with("_conn_limit") && raw.starts_with('-') {
-            "0"
-        } else {
-            raw.as_str()
-        };
         let scalar = yaml::Node::plain(raw);
         if let Some(sub) = key.strip_prefix("client.") {
             let client = flag_client.get_or_insert_with(yaml::Node::empty_map);
@@ -713,6 +707,21 @@ scrape_configs:
         let labels = &config.scrape_configs[0].static_configs[0].labels;
         assert_eq!(labels["port"], "8080");
         assert_eq!(labels["canary"], "true");
+    }
+
+    #[test]
+    fn a_negative_connection_limit_means_none_as_in_dskit() {
+        let config = load_str(
+            "server:\n  http_listen_conn_limit: -1\n  grpc_listen_conn_limit: 0x10\n",
+            "FILE",
+            &Overrides {
+                flags: vec![("server.grpc-conn-limit".into(), "-5".into())],
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.server.http_listen_conn_limit, 0);
+        assert_eq!(config.server.grpc_listen_conn_limit, 0, "the flag wins");
     }
 
     #[test]

@@ -171,10 +171,13 @@ pub struct ServerConfig {
     pub http_listen_network: String,
     pub http_listen_address: String,
     pub http_listen_port: u16,
+    /// 0 is no limit; dskit's `<= 0 disables` is read as 0.
+    #[serde(deserialize_with = "limit_or_zero")]
     pub http_listen_conn_limit: u32,
     pub grpc_listen_network: String,
     pub grpc_listen_address: String,
     pub grpc_listen_port: u16,
+    #[serde(deserialize_with = "limit_or_zero")]
     pub grpc_listen_conn_limit: u32,
     pub register_instrumentation: bool,
     pub graceful_shutdown_timeout: GoDuration,
@@ -239,6 +242,17 @@ impl Default for ServerConfig {
             log_request_headers: false,
         }
     }
+}
+
+/// dskit's connection limits are Go ints where anything `<= 0` means no limit.
+fn limit_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d)?;
+    u32::try_from(v.max(0)).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected a connection limit up to {} (0 or less for none), found {v}",
+            u32::MAX
+        ))
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
