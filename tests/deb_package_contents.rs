@@ -1,6 +1,7 @@
 //! The Debian package: `cargo deb` (cargo-deb, which scripts/test installs) builds it from
-//! the binary this test run built (crate::support::deb), and `dpkg-deb` shows it holds the binary, the shipped
-//! unit, the reference config as a conffile, and a postinst that creates the system user.
+//! the binary this test run built (crate::support::deb), and `dpkg-deb` shows it holds the
+//! binary, the shipped unit, the reference config as a conffile, and a postinst that creates
+//! the system user; the binary is stripped.
 //! Fails, never skips, when cargo-deb or dpkg-deb is missing.
 
 use std::path::Path;
@@ -19,6 +20,27 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The section names of a little-endian ELF64 file (what `readelf -S` lists).
+fn elf_section_names(path: &Path) -> Vec<String> {
+    let elf = std::fs::read(path).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
+    assert_eq!(elf[4], 2, "ELF64");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18);
+    (0..shnum)
+        .map(|i| {
+            let start = strtab + u32_at(header(i));
+            let end = start + elf[start..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8_lossy(&elf[start..end]).into_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -80,6 +102,36 @@ fn deb_holds_binary_unit_conffile_and_creates_the_user() {
         "examples/systemd/tailward.service",
     );
     same("etc/tailward/config.yaml", "packaging/config.yaml");
+    // The binary is stripped: no debug sections (its line tables go to the dbgsym package).
+    // `.debug_gdb_scripts` is a loaded section (gdb's pretty-printer hook), not debug info.
+    let is_debug_info = |s: &&String| s.starts_with(".debug_") && *s != ".debug_gdb_scripts";
+    let built = elf_section_names(Path::new(env!("CARGO_BIN_EXE_tailward")));
+    assert!(
+        built.iter().any(|s| is_debug_info(&s)),
+        "the test build has line tables, so the check can see them: {built:?}"
+    );
+    let sections = elf_section_names(&root.join("usr/bin/tailward"));
+    assert!(sections.iter().any(|s| s == ".text"), "{sections:?}");
+    let debug: Vec<&String> = sections.iter().filter(is_debug_info).collect();
+    assert!(
+        debug.is_empty(),
+        "/usr/bin/tailward is not stripped: {debug:?}"
+    );
+    // Its line tables are in the dbgsym package beside it.
+    let ddeb = std::fs::read_dir(deb.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "ddeb"))
+        .expect("cargo deb wrote a -dbgsym .ddeb");
+    let symbols = run(Command::new("dpkg-deb").arg("-c").arg(&ddeb));
+    assert!(
+        symbols
+            .lines()
+            .any(|l| l.contains("./usr/lib/debug/.build-id/") && l.ends_with(".debug")),
+        "{symbols}"
+    );
+    assert!(!contents.contains("/usr/lib/debug/"), "{contents}");
     let check = run(Command::new(root.join("usr/bin/tailward"))
         .arg(format!(
             "-config.file={}",

@@ -567,11 +567,9 @@ async fn the_sandbox_keeps_the_agent_to_its_state_directory_and_out_of_home() {
     // Let the position of every line be saved before the restart.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // ISSUE 10 (start-up warning when the positions file lies under a directory the unit
-    // makes private): this shows the loss that warning is for. systemd empties a PrivateTmp=
-    // /tmp when the service stops, so after `systemctl restart` the positions are gone and
-    // every line is sent again. When the warning lands, assert here that the journal of this
-    // start carries it.
+    // Positions under a PrivateTmp= /tmp: systemd empties it when the service stops, so after
+    // `systemctl restart` every line is sent again. The agent cannot prevent that, but it
+    // says so, clearly, at every start (src/agent/sandbox.rs).
     c.run("systemctl restart tailward 2>&1");
     wait_for_job(&receiver, "app", 20).await;
     watch_for_stragglers(STRAGGLERS).await;
@@ -579,5 +577,12 @@ async fn the_sandbox_keeps_the_agent_to_its_state_directory_and_out_of_home() {
     assert!(
         t.missing.is_empty() && t.repeated.len() == 10,
         "positions under /tmp with PrivateTmp=yes: expected every line sent twice: {t}"
+    );
+    let journal = c.run("journalctl -u tailward --no-pager -o cat 2>&1");
+    let mounts = c.run("grep -E ' /tmp | /var/tmp ' /proc/$(systemctl show -p MainPID --value tailward)/mountinfo || true");
+    assert!(
+        journal.contains("private /tmp (systemd PrivateTmp=)")
+            && journal.contains("/var/lib/tailward/positions.yaml"),
+        "the start under a private /tmp warns and says where to move positions:\n{journal}\nthe service's /tmp mounts:\n{mounts}"
     );
 }

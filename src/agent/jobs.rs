@@ -69,7 +69,8 @@ pub fn start(
         pipeline
     };
     if let Some(journal) = &job.journal {
-        let source = crate::sources::journal::JournalSource::new(job, journal, relabelers);
+        let source = crate::sources::journal::JournalSource::new(job, journal, relabelers)
+            .with_metrics(ctx.metrics.journal.clone());
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),

@@ -14,6 +14,7 @@ pub mod dry_run;
 pub mod jobs;
 pub mod logging;
 pub mod reload;
+pub mod sandbox;
 pub mod server;
 pub mod systemd;
 
@@ -95,7 +96,14 @@ pub async fn run(
         opts.dry_run || stdin_mode,
     )
     .map_err(|e| AgentError(e.to_string()))?
-    .with_deletion_counter(metrics.client.positions_file_deleted.clone());
+    .with_deletion_counter(metrics.client.positions_file_deleted.clone())
+    .with_write_error_counter(metrics.client.positions_write_errors.clone());
+    if !(opts.dry_run || stdin_mode)
+        && let Some(warning) =
+            sandbox::positions_warning(std::path::Path::new(&config.positions.filename))
+    {
+        tracing::warn!("{warning}");
+    }
 
     let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
     let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));

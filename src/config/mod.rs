@@ -9,6 +9,7 @@ pub mod cli;
 mod expand_env;
 pub mod load;
 mod redact;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 
@@ -170,10 +171,13 @@ pub struct ServerConfig {
     pub http_listen_network: String,
     pub http_listen_address: String,
     pub http_listen_port: u16,
+    /// 0 is no limit; dskit's `<= 0 disables` is read as 0.
+    #[serde(deserialize_with = "limit_or_zero")]
     pub http_listen_conn_limit: u32,
     pub grpc_listen_network: String,
     pub grpc_listen_address: String,
     pub grpc_listen_port: u16,
+    #[serde(deserialize_with = "limit_or_zero")]
     pub grpc_listen_conn_limit: u32,
     pub register_instrumentation: bool,
     pub graceful_shutdown_timeout: GoDuration,
@@ -238,6 +242,17 @@ impl Default for ServerConfig {
             log_request_headers: false,
         }
     }
+}
+
+/// dskit's connection limits are Go ints where anything `<= 0` means no limit.
+fn limit_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d)?;
+    u32::try_from(v.max(0)).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected a connection limit up to {} (0 or less for none), found {v}",
+            u32::MAX
+        ))
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -691,8 +706,9 @@ impl Default for RelabelConfig {
     }
 }
 
+/// Prometheus reads `action` in any case (`LabelMap`, `Replace`), and so does tailward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum RelabelAction {
     #[default]
     Replace,
@@ -708,4 +724,32 @@ pub enum RelabelAction {
     Labelkeep,
     Lowercase,
     Uppercase,
+}
+
+impl TryFrom<String> for RelabelAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        use RelabelAction::*;
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "replace" => Replace,
+            "keep" => Keep,
+            "drop" => Drop,
+            "keepequal" => KeepEqual,
+            "dropequal" => DropEqual,
+            "hashmod" => Hashmod,
+            "labelmap" => Labelmap,
+            "labeldrop" => Labeldrop,
+            "labelkeep" => Labelkeep,
+            "lowercase" => Lowercase,
+            "uppercase" => Uppercase,
+            _ => {
+                return Err(format!(
+                    "unknown relabel action {s:?}; expected one of: replace, keep, drop, \
+                     keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase, \
+                     uppercase"
+                ));
+            }
+        })
+    }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{JournalTargetConfig, ScrapeConfig};
 use crate::delivery::positions::PositionsView;
+use crate::metrics::JournalMetrics;
 use crate::model::ack::{AckToken, SourceId};
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
@@ -36,6 +37,7 @@ pub struct JournalSource {
     relabelers: Vec<Relabeler>,
     /// This machine's id, which keeps a job without `path` to the local machine's entries.
     machine_id: Option<String>,
+    metrics: Option<JournalMetrics>,
 }
 
 impl JournalSource {
@@ -61,7 +63,14 @@ impl JournalSource {
             config: config.clone(),
             relabelers,
             machine_id,
+            metrics: None,
         }
+    }
+
+    /// Counts entries handed on and skipped in Promtail's journal target series.
+    pub fn with_metrics(mut self, metrics: JournalMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// journalctl's arguments: after `cursor` when there is one, else `max_age` back.
@@ -138,6 +147,13 @@ impl JournalSource {
                 seq += 1;
                 position.note_cursor(seq, &entry.cursor);
                 cursor = Some(entry.cursor.clone());
+                if let Some(m) = &self.metrics {
+                    match (&entry.line, &entry.labels) {
+                        (None, _) => m.parsing_errors.with_label_values(&["no_message"]).inc(),
+                        (_, None) => m.parsing_errors.with_label_values(&["empty_labels"]).inc(),
+                        _ => m.lines.inc(),
+                    }
+                }
                 let Some(batch) = entry.batch(position.id(), seq) else {
                     continue;
                 };
@@ -202,10 +218,10 @@ impl JournalSource {
         // Address fields (`__CURSOR`, timestamps) are not journal fields.
         fields.retain(|k, _| !k.starts_with("__"));
         let line = if self.config.json {
-            serde_json::to_string(&fields).ok()?
+            serde_json::to_string(&fields).ok()
         } else {
             // Promtail skips entries without a MESSAGE; the cursor still moves past them.
-            fields.get("MESSAGE")?.clone()
+            fields.get("MESSAGE").cloned()
         };
         let labels = self.labels(&fields);
         Some(JournalEntry {
@@ -237,7 +253,9 @@ impl JournalSource {
 struct JournalEntry {
     cursor: String,
     timestamp: DateTime<FixedOffset>,
-    line: String,
+    /// `None` when the entry has no MESSAGE (and `json` is off): skipped.
+    line: Option<String>,
+    /// `None` when relabeling dropped the entry or left no label: skipped.
     labels: Option<LabelSet>,
 }
 
@@ -246,8 +264,9 @@ impl JournalEntry {
     /// (its cursor still counts, so it is not read again).
     fn batch(self, source: SourceId, seq: u64) -> Option<LineBatch> {
         let labels = self.labels?;
+        let line = self.line?;
         let mut batch = LineBatch::new(Arc::new(labels), self.timestamp);
-        batch.push(&self.line, Some(AckToken::line(source, seq)));
+        batch.push(&line, Some(AckToken::line(source, seq)));
         Some(batch)
     }
 }
@@ -349,7 +368,7 @@ mod tests {
             ..RelabelConfig::default()
         };
         let e = source(false, vec![unit, level]).entry(LINE).unwrap();
-        assert_eq!(e.line, "hello");
+        assert_eq!(e.line.as_deref(), Some("hello"));
         assert_eq!(e.cursor, "s=1;i=2");
         assert_eq!(e.timestamp.timestamp_micros(), 1_700_000_000_123_456);
         let labels = e.labels.unwrap();
@@ -362,7 +381,7 @@ mod tests {
     #[test]
     fn json_mode_ships_every_field_but_address_fields() {
         let e = source(true, Vec::new()).entry(LINE).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(e.line.as_deref().unwrap()).unwrap();
         assert_eq!(v["MESSAGE"], "hello");
         assert_eq!(v["BIN"], "hi");
         assert!(v.get("__CURSOR").is_none() && v.get("__REALTIME_TIMESTAMP").is_none());
@@ -370,11 +389,10 @@ mod tests {
 
     #[test]
     fn entry_without_message_is_skipped_and_relabel_drop_drops() {
-        assert!(
-            source(false, Vec::new())
-                .entry(r#"{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1"}"#)
-                .is_none()
-        );
+        let e = source(false, Vec::new())
+            .entry(r#"{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1"}"#)
+            .unwrap();
+        assert!(e.line.is_none(), "no MESSAGE, but its cursor still moves");
         let drop_ssh = RelabelConfig {
             source_labels: vec!["__journal__systemd_unit".into()],
             regex: "ssh.service".into(),

@@ -28,10 +28,7 @@ pub(super) fn parse(text: &str) -> Result<Maps, String> {
     if text.trim().is_empty() {
         return Ok(Default::default());
     }
-    use figment::providers::{Format, Yaml};
-    let file: PositionsFile = figment::Figment::from(Yaml::string(text))
-        .extract()
-        .map_err(|e| e.to_string())?;
+    let file: PositionsFile = crate::config::yaml::from_str(text).map_err(|e| e.to_string())?;
     let positions = file.positions.unwrap_or_default();
     // An identity we cannot read only costs the rename detection for that path.
     let identities = file

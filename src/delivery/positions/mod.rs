@@ -53,6 +53,8 @@ struct Shared {
     read_only: bool,
     /// Counts saves that found the file deleted by someone else.
     deleted: OnceLock<prometheus::IntCounter>,
+    /// Counts saves that could not write the file.
+    write_errors: OnceLock<prometheus::IntCounter>,
 }
 
 #[derive(Debug)]
@@ -108,6 +110,7 @@ impl Positions {
                 file: file.to_path_buf(),
                 read_only,
                 deleted: OnceLock::new(),
+                write_errors: OnceLock::new(),
             }),
         })
     }
@@ -123,6 +126,7 @@ impl Positions {
                 file: PathBuf::new(),
                 read_only: true,
                 deleted: OnceLock::new(),
+                write_errors: OnceLock::new(),
             }),
         }
     }
@@ -131,6 +135,12 @@ impl Positions {
     pub fn with_deletion_counter(self, counter: prometheus::IntCounter) -> Self {
         // Set once, right after opening; a second counter would count the same deletions.
         let _ = self.shared.deleted.set(counter);
+        self
+    }
+
+    /// Counts, in `counter`, each save that cannot write the file.
+    pub fn with_write_error_counter(self, counter: prometheus::IntCounter) -> Self {
+        let _ = self.shared.write_errors.set(counter);
         self
     }
 
@@ -211,6 +221,7 @@ impl Positions {
             file,
             read_only,
             deleted,
+            write_errors,
             ..
         } = &*self.shared;
         if *read_only {
@@ -233,13 +244,24 @@ impl Positions {
                 );
             }
             st.dirty = false;
-            st.written = true;
             render(&st.saved, &st.identities)
         };
-        write_atomically(file, text.as_bytes()).map_err(|e| {
-            self.state().dirty = true;
-            PositionsError(format!("cannot save positions to {}: {e}", file.display()))
-        })
+        match write_atomically(file, text.as_bytes()) {
+            Ok(()) => {
+                self.state().written = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.state().dirty = true;
+                if let Some(c) = write_errors.get() {
+                    c.inc();
+                }
+                Err(PositionsError(format!(
+                    "cannot write the positions file {}: {e}",
+                    file.display()
+                )))
+            }
+        }
     }
 
     /// Saves every `period` until `stop` fires; logs failures and keeps going.
@@ -248,13 +270,24 @@ impl Positions {
         period: std::time::Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        // A file that cannot be written fails at every sync; said once until it recovers.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.save() {
-                tracing::error!(error = %e, "saving positions failed");
+            match self.save() {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot write the positions file; positions are kept in memory and saved once it can be written (retrying every sync)");
+                }
+                Err(e) => tracing::debug!(error = %e, "positions file still cannot be written"),
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(file = %self.shared.file.display(), "positions file written again");
+                }
+                Ok(()) => {}
             }
         }
     }

@@ -50,7 +50,8 @@ mod tests {
     #[test]
     fn keeps_only_listed_labels() {
         let mut s =
-            LabelAllowStage::new(&serde_yaml::from_str("[job, level, missing]").unwrap()).unwrap();
+            LabelAllowStage::new(&crate::config::yaml::from_str("[job, level, missing]").unwrap())
+                .unwrap();
         let mut e = entry(
             "x",
             &[

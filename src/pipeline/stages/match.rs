@@ -166,11 +166,8 @@ mod tests {
         BuildContext::new("job", Arc::new(Metrics::new()))
     }
 
-    /// Through a JSON value, as the config loader goes through figment's: serde_yaml
-    /// alone would want YAML tags for the nested stages.
     fn config(yaml: &str) -> MatchConfig {
-        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-        serde_json::from_value(value).unwrap()
+        crate::config::yaml::from_str(yaml).unwrap()
     }
 
     fn build(yaml: &str) -> Result<MatchStage, StageError> {

@@ -111,9 +111,10 @@ mod tests {
     use crate::pipeline::stages::testing::entry;
 
     fn auth_stage(metrics: &Arc<Metrics>) -> PresetStage {
-        let cfg: PresetConfig =
-            serde_yaml::from_str("{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}")
-                .unwrap();
+        let cfg: PresetConfig = crate::config::yaml::from_str(
+            "{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}",
+        )
+        .unwrap();
         PresetStage::new(&cfg, &BuildContext::new("auth", metrics.clone())).unwrap()
     }
 
