@@ -87,6 +87,8 @@ pub struct PipelineMetrics {
     pub metric_series_overflow: IntCounterVec,
     /// Entries a stage panicked on (caught per entry by the pipeline).
     pub stage_panics: IntCounterVec,
+    /// Lines `auth_event` recognised but could not read one way only, by reason.
+    pub auth_ambiguous_lines: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -332,6 +334,12 @@ impl Metrics {
                 "tailward_stage_panics_total",
                 "Entries a pipeline stage panicked on; each went on as that stage left it, and the job kept running.",
                 &["job", "stage"],
+            ),
+            auth_ambiguous_lines: counter_vec(
+                &registry,
+                "tailward_auth_ambiguous_lines_total",
+                "Auth lines that admit more than one reading (several_readings) or may have been cut at sshd's 500-byte limit (possibly_cut); marked ambiguous, without source_ip.",
+                &["job", "reason"],
             ),
         };
         Metrics {
