@@ -5,6 +5,8 @@
 mod support;
 
 mod auth_preset_agrees_with_filebeat;
+mod auth_preset_reads_forms_from_the_sources;
+mod auth_preset_scored_on_shared_samples;
 mod bad_config_refuses_to_start;
 mod bad_files_never_stop_the_agent;
 mod bad_lines_are_counted_not_fatal;

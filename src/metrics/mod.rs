@@ -107,6 +107,8 @@ pub struct PipelineMetrics {
     /// Template executions that failed (an error in Go's sense, or the output cap or step
     /// budget reached); the value is left as it was, as in Promtail.
     pub template_errors: IntCounterVec,
+    /// Lines `auth_event` recognised but could not read one way only, by reason.
+    pub auth_ambiguous_lines: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -363,6 +365,12 @@ impl Metrics {
                 "tailward_template_errors_total",
                 "Template executions that failed (a Go template error, or the 16 MiB output cap or step budget reached); the value was left unchanged.",
                 &["job", "stage"],
+            ),
+            auth_ambiguous_lines: counter_vec(
+                &registry,
+                "tailward_auth_ambiguous_lines_total",
+                "Auth lines that admit more than one reading (several_readings) or may have been cut at sshd's 500-byte limit (possibly_cut); marked ambiguous, without source_ip.",
+                &["job", "reason"],
             ),
         };
         let journal = JournalMetrics {

@@ -179,7 +179,7 @@ impl StageConfig {
             }
             StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
             StageConfig::Syslog(c) => Box::new(syslog::SyslogStage::new(c)?),
-            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c)?),
+            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c, ctx)?),
         })
     }
 }
