@@ -20,6 +20,7 @@ mod encoded_files_arrive_as_utf8;
 mod file_changes_wake_the_tailer;
 mod geoip_stage_sets_labels;
 mod host_agent_under_real_systemd;
+mod hostile_templates_cannot_stop_a_job;
 mod http_server_enforces_limits_and_tls;
 mod idle_files_closed_for_the_open_file_limit;
 mod inspect_shows_each_stage_change;
