@@ -12,18 +12,10 @@
 //! counted in `tailward_auth_ambiguous_lines_total`, no `source_ip`) when it leaves two.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::DateTime;
 use serde::Deserialize;
-use serde_json::Value;
-use tailward::metrics::Metrics;
-use tailward::model::labels::LabelSet;
-use tailward::pipeline::stages::StageConfig;
-use tailward::pipeline::{
-    BuildContext, PipelineEntry, build_stages, release_stages, run_stages, value_as_string,
-};
+use tailward::pipeline::{PipelineEntry, value_as_string};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/auth");
 const READ_TIME: &str = "2025-06-01T00:00:00Z";
@@ -62,38 +54,12 @@ struct Run {
 }
 
 fn run(lines: &[&str]) -> Run {
-    let stages = "[{preset: {name: auth, parameters: {location: UTC}}}]";
-    let value: Value = tailward::config::yaml::from_str(stages).unwrap();
-    let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let ctx = BuildContext::new("auth", metrics.clone());
-    let mut stages = build_stages("pipeline_stages", &configs, &ctx).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let read_time = DateTime::parse_from_rfc3339(READ_TIME).unwrap();
-    let mut done = Vec::new();
-    let mut consumed = Vec::new();
-    runtime.block_on(async {
-        for line in lines {
-            let entry = PipelineEntry::new(
-                LabelSet::from_pairs([("job", "auth")]),
-                line.to_string(),
-                read_time,
-            );
-            run_stages(&mut stages, 0, entry, &metrics, &mut done, &mut consumed).await;
-        }
-        release_stages(
-            &mut stages,
-            Instant::now(),
-            true,
-            &metrics,
-            &mut done,
-            &mut consumed,
-        )
-        .await;
-    });
+    let (done, metrics) = crate::support::stage_runner::run_lines(
+        "[{preset: {name: auth, parameters: {location: UTC}}}]",
+        "auth",
+        READ_TIME,
+        lines,
+    );
     assert_eq!(done.len(), lines.len(), "one entry per line");
     Run {
         entries: done,

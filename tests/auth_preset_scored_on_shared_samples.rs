@@ -16,17 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::Value;
-use tailward::metrics::Metrics;
-use tailward::model::labels::LabelSet;
-use tailward::pipeline::stages::StageConfig;
-use tailward::pipeline::{
-    BuildContext, PipelineEntry, build_stages, release_stages, run_stages, value_as_string,
-};
+use tailward::pipeline::{PipelineEntry, value_as_string};
 
 type Fields = BTreeMap<String, String>;
 
@@ -43,37 +36,7 @@ fn data_dir() -> Option<PathBuf> {
 /// inferred from `read_time`).
 fn run(lines: &[String], read_time: &str, location: &str) -> Vec<PipelineEntry> {
     let stages = format!("[{{preset: {{name: auth, parameters: {{location: {location}}}}}}}]");
-    let value: Value = tailward::config::yaml::from_str(&stages).unwrap();
-    let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let ctx = BuildContext::new("score", metrics.clone());
-    let mut stages = build_stages("pipeline_stages", &configs, &ctx).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let read_time = DateTime::parse_from_rfc3339(read_time).unwrap();
-    let mut done = Vec::new();
-    let mut consumed = Vec::new();
-    runtime.block_on(async {
-        for line in lines {
-            let entry = PipelineEntry::new(
-                LabelSet::from_pairs([("job", "score")]),
-                line.clone(),
-                read_time,
-            );
-            run_stages(&mut stages, 0, entry, &metrics, &mut done, &mut consumed).await;
-        }
-        release_stages(
-            &mut stages,
-            Instant::now(),
-            true,
-            &metrics,
-            &mut done,
-            &mut consumed,
-        )
-        .await;
-    });
+    let (done, _) = crate::support::stage_runner::run_lines(&stages, "score", read_time, lines);
     assert_eq!(done.len(), lines.len(), "one entry per line");
     done
 }

@@ -8,6 +8,7 @@ pub mod deb;
 pub mod mmdb_writer;
 pub mod numbered_lines;
 pub mod receiver;
+pub mod stage_runner;
 pub mod stdin_dry_run;
 pub mod unprivileged_agent;
 
