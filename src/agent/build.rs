@@ -57,6 +57,17 @@ fn build_job(
             }
         }
     }
+    if let Some(syslog) = &job.syslog
+        && let Some(tls) = &syslog.tls_config
+        && !(tls.cert_file.is_empty() && tls.key_file.is_empty() && tls.ca_file.is_empty())
+    {
+        return Err(ConfigError::new(
+            file,
+            at("syslog.tls_config"),
+            "TLS on the syslog listener is not supported by tailward yet; terminate TLS in \
+             front of it (stunnel, rsyslog) or listen on plain TCP",
+        ));
+    }
     let relabelers = job
         .relabel_configs
         .iter()
