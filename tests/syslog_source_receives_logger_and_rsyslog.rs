@@ -546,3 +546,72 @@ async fn reload_rebinds_a_changed_listener_and_shutdown_ships_what_was_received(
         assert_eq!(got, Some(1), "after reload {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_max_connections_are_refused_and_counted() {
+    use std::io::Read;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let cfg = config(
+        dir.path(),
+        &receiver.url(),
+        &[job(
+            "tcp",
+            "tcp",
+            port,
+            "rfc5424",
+            "      max_connections: 3\n",
+        )],
+    );
+    let agent = AgentProcess::start(&cfg, &[]);
+    wait_listening(&agent, 1);
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    // Each held connection has sent a message, so all three were accepted.
+    for (i, s) in held.iter_mut().enumerate() {
+        let m = format!("<14>1 - - app - - - held {i}");
+        write!(s, "{} {m}", m.len()).unwrap();
+    }
+    receiver.wait_for_entries(3, Duration::from_secs(20)).await;
+    let mut refused = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(refused.read(&mut buf).unwrap_or(0), 0, "closed at once");
+    let counted = agent.wait_until(Duration::from_secs(10), |a| {
+        a.metric("tailward_syslog_refused_connections_total") == 1.0
+    });
+    assert!(counted, "{}", agent.stderr_text());
+    // A place frees up when a connection ends.
+    drop(held.pop());
+    let p = port.to_string();
+    let delivered = eventually(Duration::from_secs(20), || {
+        let _ = Command::new("logger")
+            .args([
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &p,
+                "--tcp",
+                "--octet-count",
+                "--rfc5424",
+                "-t",
+                "app",
+                "after a place freed",
+            ])
+            .output();
+        std::thread::sleep(Duration::from_millis(200));
+        receiver
+            .received()
+            .iter()
+            .any(|e| e.line == "after a place freed")
+    })
+    .await;
+    assert!(delivered, "{}", agent.stderr_text());
+    drop(held);
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}
