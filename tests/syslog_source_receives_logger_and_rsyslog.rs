@@ -615,3 +615,157 @@ async fn connections_over_max_connections_are_refused_and_counted() {
     let (status, stderr) = agent.terminate();
     assert!(status.success(), "{stderr}");
 }
+
+/// A CA, a server certificate and a client certificate, all made here, written to `dir`.
+fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let pair = |name: &str, san: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![san.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    };
+    pair("server", "localhost");
+    pair("client", "client.test");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_forwards_over_tls_with_a_client_certificate() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_pki(d);
+    let (listen, rsyslog_in) = (free_tcp_port(), free_udp_port());
+    let tls = format!(
+        "      tls_config:\n        cert_file: {}\n        key_file: {}\n        ca_file: {}\n",
+        d.join("server.pem").display(),
+        d.join("server-key.pem").display(),
+        d.join("ca.pem").display()
+    );
+    let cfg = config(
+        d,
+        &receiver.url(),
+        &[job("tls", "tcp", listen, "rfc5424", &tls)],
+    );
+    let agent = AgentProcess::start(&cfg, &[]);
+    wait_listening(&agent, 1);
+    // Plain TCP to the TLS listener gets nothing through.
+    let mut plain = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    let m = "<14>1 - - app - - - sent in the clear";
+    // The agent may close it at once (no TLS record), so the write may fail.
+    let _ = write!(plain, "{} {m}", m.len());
+    drop(plain);
+    let work = d.join("rsyslog-work");
+    std::fs::create_dir(&work).unwrap();
+    let has_gtls = Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so").exists()
+        || Path::new("/usr/lib/rsyslog/lmnsd_gtls.so").exists();
+    assert!(
+        has_gtls,
+        "rsyslog's TLS driver must be installed (Debian rsyslog-gnutls)"
+    );
+    let _rsyslog = Rsyslog::start(
+        d,
+        &format!(
+            r#"global(workDirectory="{work}"
+       DefaultNetstreamDriver="gtls"
+       DefaultNetstreamDriverCAFile="{ca}"
+       DefaultNetstreamDriverCertFile="{cert}"
+       DefaultNetstreamDriverKeyFile="{key}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{rsyslog_in}")
+action(type="omfwd" target="127.0.0.1" port="{listen}" protocol="tcp"
+       StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"
+       TCP_Framing="octet-counted" Template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            work = work.display(),
+            ca = d.join("ca.pem").display(),
+            cert = d.join("client.pem").display(),
+            key = d.join("client-key.pem").display(),
+        ),
+    );
+    let port = rsyslog_in.to_string();
+    let arrived = eventually(Duration::from_secs(30), || {
+        logger(&[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--udp",
+            "--rfc3164",
+            "-t",
+            "tls",
+            "over tls",
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+        receiver.received().iter().any(|e| e.line == " over tls")
+    })
+    .await;
+    assert!(
+        arrived,
+        "nothing came through rsyslog over TLS:\n{}",
+        agent.stderr_text()
+    );
+    // A TLS client without a certificate is refused; the same client with one gets through.
+    let send_tls = |with_cert: bool, text: &str| {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let read = |f: &str| std::fs::read(d.join(f)).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&read("ca.pem")) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = if with_cert {
+            builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(&read("client.pem"))
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(&read("client-key.pem")).unwrap(),
+                )
+                .unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+        let mut sock = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        let m = format!("<14>1 - - app - - - {text}");
+        // Refused, the handshake or the write fails; either way nothing may arrive.
+        let _ = write!(tls, "{} {m}", m.len()).and_then(|()| tls.flush());
+        conn.send_close_notify();
+        let _ = conn.write_tls(&mut sock);
+    };
+    send_tls(false, "without a client certificate");
+    send_tls(true, "with a client certificate");
+    receiver.wait_for_entries(2, Duration::from_secs(20)).await;
+    watch_for_stragglers(Duration::from_millis(500)).await;
+    let entries = receiver.received();
+    let lines: Vec<&str> = entries.iter().map(|e| e.line.as_str()).collect();
+    assert!(lines.contains(&"with a client certificate"), "{lines:?}");
+    assert!(
+        !lines.contains(&"without a client certificate") && !lines.contains(&"sent in the clear"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        entries[0].labels.get("app").map(String::as_str),
+        Some("tls")
+    );
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -57,16 +57,11 @@ fn build_job(
             }
         }
     }
-    if let Some(syslog) = &job.syslog
-        && let Some(tls) = &syslog.tls_config
-        && !(tls.cert_file.is_empty() && tls.key_file.is_empty() && tls.ca_file.is_empty())
+    // The syslog listener's certificate files are read now, so -check-syntax finds them.
+    if let Some(tls) = job.syslog.as_ref().and_then(|s| s.tls_config.as_ref())
+        && let Err(e) = crate::sources::syslog::tls::acceptor(tls)
     {
-        return Err(ConfigError::new(
-            file,
-            at("syslog.tls_config"),
-            "TLS on the syslog listener is not supported by tailward yet; terminate TLS in \
-             front of it (stunnel, rsyslog) or listen on plain TCP",
-        ));
+        return Err(ConfigError::new(file, at("syslog.tls_config"), e));
     }
     let relabelers = job
         .relabel_configs

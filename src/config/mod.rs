@@ -610,7 +610,8 @@ pub struct SyslogTargetConfig {
     pub max_message_length: usize,
     /// `rfc3164` reads BSD syslog headers; anything else (the default) RFC 5424, as Promtail.
     pub syslog_format: String,
-    /// Promtail's TLS listener keys; not supported by tailward yet, refused when set.
+    /// TLS on the TCP listener: `cert_file` and `key_file`; `ca_file` requires client
+    /// certificates signed by it. The other keys are refused (Promtail ignores them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_config: Option<TlsConfig>,
     /// tailward: the most TCP connections open at once; more are refused and counted.

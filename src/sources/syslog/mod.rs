@@ -12,6 +12,7 @@
 
 pub mod framing;
 pub mod parse;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -19,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, FixedOffset};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ScrapeConfig, SyslogProtocol, SyslogTargetConfig};
 use crate::metrics::SyslogMetrics;
@@ -40,6 +42,9 @@ const CONTINUATION_WAIT: Duration = Duration::from_millis(100);
 /// Bytes read from a TCP connection at a time: the most a stalled connection holds besides
 /// its framer's one message.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// At shutdown, how long a connection's read may wait before its drain counts as done.
+const DRAIN_WAIT: Duration = Duration::from_millis(10);
 
 /// UDP: batches received while the pipeline is busy, before messages are dropped. Each holds
 /// one datagram's messages, so this bounds memory at this many datagrams.
@@ -68,7 +73,7 @@ struct Settings {
 }
 
 enum Listener {
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<TlsAcceptor>),
     Udp(UdpSocket),
 }
 
@@ -87,13 +92,20 @@ impl SyslogSource {
         relabelers: Vec<Relabeler>,
         metrics: SyslogMetrics,
     ) -> Result<Self, String> {
+        let tls = match &config.tls_config {
+            Some(t) => tls::acceptor(t).map_err(|e| format!("syslog.tls_config: {e}"))?,
+            None => None,
+        };
         let addr = listen_address(&config.listen_address)?;
         let at = |e: std::io::Error| format!("syslog listen_address {addr}: {e}");
         let listener = match config.listen_protocol {
             SyslogProtocol::Tcp => {
                 let l = std::net::TcpListener::bind(addr).map_err(at)?;
                 l.set_nonblocking(true).map_err(at)?;
-                Listener::Tcp(TcpListener::from_std(l).map_err(at)?)
+                Listener::Tcp(TcpListener::from_std(l).map_err(at)?, tls)
+            }
+            SyslogProtocol::Udp if tls.is_some() => {
+                return Err("syslog.tls_config: TLS needs listen_protocol: tcp".into());
             }
             SyslogProtocol::Udp => {
                 let s = std::net::UdpSocket::bind(addr).map_err(at)?;
@@ -140,7 +152,7 @@ impl SyslogSource {
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.listener {
-            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Tcp(l, _) => l.local_addr().ok(),
             Listener::Udp(s) => s.local_addr().ok(),
         }
     }
@@ -149,7 +161,7 @@ impl SyslogSource {
     /// returns once every connection has.
     pub async fn run(self, out: mpsc::Sender<LineBatch>, stop: watch::Receiver<bool>) {
         match self.listener {
-            Listener::Tcp(l) => run_tcp(self.settings, l, out, stop).await,
+            Listener::Tcp(l, tls) => run_tcp(self.settings, l, tls, out, stop).await,
             Listener::Udp(s) => run_udp(self.settings, s, out, stop).await,
         }
     }
@@ -190,6 +202,7 @@ fn receive_buffer(socket: &std::net::UdpSocket, bytes: libc::c_int) {
 async fn run_tcp(
     settings: Arc<Settings>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     out: mpsc::Sender<LineBatch>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -208,7 +221,7 @@ async fn run_tcp(
                         tracing::warn!(job = %settings.job, %peer, limit = settings.max_connections, "syslog connection refused: max_connections are open");
                         drop(stream);
                     } else {
-                        connections.spawn(connection(settings.clone(), stream, peer, out.clone(), conn_stop.clone()));
+                        connections.spawn(accepted_connection(settings.clone(), stream, tls.clone(), peer, out.clone(), conn_stop.clone()));
                     }
                     false
                 }
@@ -228,10 +241,33 @@ async fn run_tcp(
     while connections.join_next().await.is_some() {}
 }
 
-/// Reads one TCP connection until it ends, goes idle, cannot be framed, or `stop`.
+/// A connection just accepted: its TLS handshake first, when the listener has TLS.
+async fn accepted_connection(
+    settings: Arc<Settings>,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    peer: SocketAddr,
+    out: mpsc::Sender<LineBatch>,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(acceptor) = tls else {
+        return connection(settings, stream, peer, out, stop).await;
+    };
+    match tokio::time::timeout(settings.idle_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => connection(settings, stream, peer, out, stop).await,
+        Ok(Err(e)) => {
+            tracing::warn!(job = %settings.job, %peer, error = %e, "syslog TLS handshake failed");
+        }
+        Err(_) => {
+            tracing::warn!(job = %settings.job, %peer, "syslog TLS handshake not finished within idle_timeout");
+        }
+    }
+}
+
+/// Reads one connection until it ends, goes idle, cannot be framed, or `stop`.
 async fn connection(
     settings: Arc<Settings>,
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + Unpin,
     peer: SocketAddr,
     out: mpsc::Sender<LineBatch>,
     mut stop: watch::Receiver<bool>,
@@ -259,7 +295,8 @@ async fn connection(
                     &mut buf,
                     &mut frames,
                     &mut problems,
-                );
+                )
+                .await;
                 true
             }
             Some(Err(_)) if framer.has_pending() => {
@@ -304,18 +341,19 @@ async fn connection(
 /// At shutdown: what the sender already delivered to this host (the kernel's receive
 /// buffer) is framed too, so a message written before the agent was told to stop is
 /// shipped. Bounded, so a sender that keeps writing cannot hold shutdown up.
-fn drain(
+async fn drain(
     settings: &Settings,
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin),
     framer: &mut Framer,
     buf: &mut [u8],
     frames: &mut Vec<Vec<u8>>,
     problems: &mut Vec<Problem>,
 ) {
     for _ in 0..64 {
-        match stream.try_read(buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
+        // Only what is already there: a read that has to wait means nothing is.
+        match tokio::time::timeout(DRAIN_WAIT, stream.read(buf)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => {
                 if framer.feed(&buf[..n], frames, problems).is_err() {
                     settings.metrics.parsing_errors.inc();
                     return;
