@@ -30,7 +30,9 @@ pub struct SyslogMetrics {
     pub parsing_errors: IntCounter,
     pub empty_messages: IntCounter,
     /// `tailward_source_dropped_total{source,reason}`: messages a network source read and
-    /// did not ship (`queue_full`: a UDP message while the pipeline was full; `too_long`).
+    /// did not ship whole: `queue_full` (a UDP message while the pipeline was full),
+    /// `too_long` (a frame over `max_message_length`, skipped), `truncated` (cut to it),
+    /// `no_labels` (relabeling left none).
     pub dropped: IntCounterVec,
     /// TCP connections closed at once because `max_connections` were open.
     pub refused_connections: IntCounter,
