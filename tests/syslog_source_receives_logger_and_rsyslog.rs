@@ -42,6 +42,7 @@ const RELABEL: &str = r#"
       - {source_labels: [__syslog_message_msg_id], target_label: msgid}
       - {source_labels: [__syslog_message_sd_test_32473_k], target_label: sd_k}
       - {source_labels: [__syslog_connection_ip_address], target_label: ip}
+      - {source_labels: [__syslog_connection_hostname], target_label: conn_host}
 "#;
 
 /// A job `name` listening on `port` with `protocol` and `format`.
@@ -113,6 +114,21 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// What the resolver names 127.0.0.1 (getent: hosts file, then DNS), with the trailing
+/// dot Go's net.LookupAddr gives Promtail.
+fn loopback_name() -> String {
+    let out = Command::new("getent")
+        .args(["hosts", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let name = text
+        .split_whitespace()
+        .nth(1)
+        .expect("127.0.0.1 has a name");
+    format!("{name}.")
 }
 
 fn hostname() -> String {
@@ -193,6 +209,7 @@ async fn logger_over_tcp_and_udp_in_both_formats_and_framings() {
     let lines = by_line(&entries);
     assert_eq!(lines.len(), sends.len(), "{:#?}", entries);
     let host = hostname();
+    let conn_host = loopback_name();
     for (i, args) in sends.iter().enumerate() {
         let line = args.last().unwrap();
         let got = lines
@@ -215,6 +232,7 @@ async fn logger_over_tcp_and_udp_in_both_formats_and_framings() {
             ("facility", "local4"),
             ("host", host.as_str()),
             ("ip", "127.0.0.1"),
+            ("conn_host", conn_host.as_str()),
         ];
         if job.ends_with("5424") {
             want.extend([("msgid", "ID47"), ("sd_k", "v")]);
