@@ -17,9 +17,9 @@ pub mod tls;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, FixedOffset};
+use chrono::{DateTime, FixedOffset};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -54,8 +54,11 @@ const UDP_QUEUE_BATCHES: usize = 512;
 /// `__syslog_connection_hostname`.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// UDP senders whose reverse lookup is remembered; the cache starts over when full.
-const UDP_PEER_CACHE: usize = 4096;
+/// Senders whose reverse lookup is remembered, and for how long: a sender that reconnects
+/// in a loop (or a flood of connections from one address) costs one lookup, not one each.
+/// The cache starts over when full; a lookup that timed out counts as no name until then.
+const NAME_CACHE: usize = 4096;
+const NAME_TTL: Duration = Duration::from_secs(300);
 
 /// What every connection of a job shares.
 struct Settings {
@@ -70,6 +73,7 @@ struct Settings {
     idle_timeout: Duration,
     max_connections: usize,
     metrics: SyslogMetrics,
+    names: Names,
 }
 
 enum Listener {
@@ -136,6 +140,7 @@ impl SyslogSource {
             },
             max_connections: config.max_connections.max(1),
             metrics,
+            names: Names::default(),
         };
         let source = SyslogSource {
             settings: Arc::new(settings),
@@ -272,7 +277,7 @@ async fn connection(
     out: mpsc::Sender<LineBatch>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let sender = Sender::of(peer.ip()).await;
+    let sender = settings.names.sender(peer.ip()).await;
     let mut framer = Framer::new(settings.max_message_length);
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -380,7 +385,6 @@ async fn run_udp(
             entries.inc_by(n);
         }
     });
-    let mut peers: HashMap<IpAddr, Sender> = HashMap::new();
     // One byte over the limit tells a datagram that was cut from one that fit.
     let mut buf = vec![0u8; settings.max_message_length + 1];
     loop {
@@ -404,15 +408,7 @@ async fn run_udp(
                 .inc();
             n = settings.max_message_length;
         }
-        if !peers.contains_key(&peer.ip()) {
-            if peers.len() >= UDP_PEER_CACHE {
-                peers.clear();
-            }
-            peers.insert(peer.ip(), Sender::of(peer.ip()).await);
-        }
-        let Some(sender) = peers.get(&peer.ip()) else {
-            continue;
-        };
+        let sender = settings.names.sender(peer.ip()).await;
         // Each datagram is framed on its own, as go-syslog parses it.
         let mut framer = Framer::new(settings.max_message_length);
         let (mut frames, mut problems) = (Vec::new(), Vec::new());
@@ -422,7 +418,7 @@ async fn run_udp(
         }
         framer.finish(&mut frames, &mut problems);
         settings.count(&problems);
-        for batch in settings.batches(sender, frames) {
+        for batch in settings.batches(&sender, frames) {
             match queue.try_send(batch) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(batch)) => settings
@@ -445,13 +441,38 @@ struct Sender {
     hostname: Option<String>,
 }
 
-impl Sender {
-    async fn of(ip: IpAddr) -> Self {
+/// Reverse lookups remembered for [`NAME_TTL`], shared by a job's connections.
+#[derive(Default)]
+struct Names {
+    cache: std::sync::Mutex<HashMap<IpAddr, (Instant, Option<String>)>>,
+}
+
+impl Names {
+    async fn sender(&self, ip: IpAddr) -> Sender {
         let ip = ip.to_canonical();
-        let lookup = tokio::task::spawn_blocking(move || reverse_lookup(ip));
-        let hostname = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(name)) => name,
-            _ => None,
+        let now = Instant::now();
+        let cached = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(&ip)
+                .filter(|(at, _)| now.duration_since(*at) < NAME_TTL)
+                .map(|(_, name)| name.clone())
+        };
+        let hostname = match cached {
+            Some(name) => name,
+            None => {
+                let lookup = tokio::task::spawn_blocking(move || reverse_lookup(ip));
+                let name = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                    Ok(Ok(name)) => name,
+                    _ => None,
+                };
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= NAME_CACHE {
+                    cache.clear();
+                }
+                cache.insert(ip, (now, name.clone()));
+                name
+            }
         };
         Sender {
             ip: ip.to_string(),
@@ -560,7 +581,7 @@ impl Settings {
         frame: &[u8],
         now: DateTime<FixedOffset>,
     ) -> Option<(LabelSet, DateTime<FixedOffset>, String)> {
-        let (message, error) = match parse::parse(frame, self.format, now.year()) {
+        let (message, error) = match parse::parse(frame, self.format, now.to_utc()) {
             Parsed::Ok(m) => (m, None),
             Parsed::Partial(m, why) => (m, Some(why)),
             Parsed::Invalid(why) => {
@@ -680,6 +701,7 @@ mod tests {
             idle_timeout: Duration::from_secs(120),
             max_connections: 10,
             metrics: crate::metrics::Metrics::new().syslog,
+            names: Names::default(),
         }
     }
 

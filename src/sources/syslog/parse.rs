@@ -6,7 +6,7 @@
 //! carries the reason, so the caller can count it and still ship a line. It must not know
 //! connections, labels or metrics.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
 
 /// Which header grammar the job's senders use (`syslog_format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +42,9 @@ pub enum Parsed {
     Invalid(&'static str),
 }
 
-/// Parses `frame` as `format`; RFC 3164 stamps without a year get `year`.
-pub fn parse(frame: &[u8], format: Format, year: i32) -> Parsed {
+/// Parses `frame` as `format`; an RFC 3164 stamp, which has no year, is taken as the latest
+/// such time not more than a month after `now`.
+pub fn parse(frame: &[u8], format: Format, now: DateTime<Utc>) -> Parsed {
     let mut c = Cursor { s: frame, i: 0 };
     let Some(pri) = c.pri() else {
         return Parsed::Invalid("expecting a priority value within angle brackets");
@@ -55,7 +56,7 @@ pub fn parse(frame: &[u8], format: Format, year: i32) -> Parsed {
     };
     let result = match format {
         Format::Rfc5424 => rfc5424(&mut c, &mut m),
-        Format::Rfc3164 => rfc3164(&mut c, &mut m, year),
+        Format::Rfc3164 => rfc3164(&mut c, &mut m, now),
     };
     match result {
         Ok(()) => Parsed::Ok(m),
@@ -264,9 +265,9 @@ const MONTHS: [&[u8; 3]; 12] = [
 /// `Mmm dd hh:mm:ss HOSTNAME TAG[PID]: MSG`, as go-syslog's rfc3164 machine reads it. An RFC
 /// 3339 stamp in place of `Mmm dd hh:mm:ss` is also read (rsyslog's and syslog-ng's
 /// high-precision format), where Promtail refuses the message.
-fn rfc3164(c: &mut Cursor<'_>, m: &mut Message, year: i32) -> Result<(), &'static str> {
+fn rfc3164(c: &mut Cursor<'_>, m: &mut Message, now: DateTime<Utc>) -> Result<(), &'static str> {
     m.timestamp =
-        Some(bsd_timestamp(c, year).ok_or("expecting a Stamp timestamp (Mmm dd hh:mm:ss)")?);
+        Some(bsd_timestamp(c, now).ok_or("expecting a Stamp timestamp (Mmm dd hh:mm:ss)")?);
     c.space()?;
     m.hostname = Some(String::from_utf8_lossy(c.token(255)?).into_owned());
     if c.peek().is_none() {
@@ -304,7 +305,7 @@ fn rfc3164(c: &mut Cursor<'_>, m: &mut Message, year: i32) -> Result<(), &'stati
     Ok(())
 }
 
-fn bsd_timestamp(c: &mut Cursor<'_>, year: i32) -> Option<DateTime<FixedOffset>> {
+fn bsd_timestamp(c: &mut Cursor<'_>, now: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
     let rest = c.rest();
     if rest.first().is_some_and(u8::is_ascii_digit) {
         let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
@@ -321,9 +322,24 @@ fn bsd_timestamp(c: &mut Cursor<'_>, year: i32) -> Option<DateTime<FixedOffset>>
     let num = |b: &[u8]| -> Option<u32> { std::str::from_utf8(b).ok()?.trim_start().parse().ok() };
     let day = num(&s[4..6])?;
     let (h, mi, sec) = (num(&s[7..9])?, num(&s[10..12])?, num(&s[13..15])?);
-    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(h, mi, sec)?;
+    let at = |year: i32| {
+        NaiveDate::from_ymd_opt(year, month, day)
+            .and_then(|d| d.and_hms_opt(h, mi, sec))
+            .map(|n| Utc.from_utc_datetime(&n))
+    };
+    // A December message read in January is last year's (Promtail gives every one year 0).
+    let year = now.year();
+    let t = match at(year) {
+        Some(t) if t > now + chrono::Duration::days(31) => at(year - 1)?,
+        Some(t) => t,
+        // 29 February of a year that has none: the last year that had one.
+        None => at(year - 1)
+            .or_else(|| at(year - 2))
+            .or_else(|| at(year - 3))
+            .or_else(|| at(year - 4))?,
+    };
     c.i += 15;
-    Some(Utc.from_utc_datetime(&naive).fixed_offset())
+    Some(t.fixed_offset())
 }
 
 /// go-syslog's severity names, as Promtail's `__syslog_message_severity`.
@@ -354,8 +370,15 @@ pub fn facility_name(facility: u8) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A fixed "now" for the year of RFC 3164 stamps.
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-07T16:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
     fn ok(frame: &str) -> Message {
-        match parse(frame.as_bytes(), Format::Rfc5424, 2026) {
+        match parse(frame.as_bytes(), Format::Rfc5424, now()) {
             Parsed::Ok(m) => m,
             other => panic!("{frame}: {other:?}"),
         }
@@ -471,7 +494,7 @@ mod tests {
     #[test]
     fn a_broken_header_keeps_its_priority_and_the_whole_frame() {
         let frame = "<13>1 yesterday host app - - - hello";
-        match parse(frame.as_bytes(), Format::Rfc5424, 2026) {
+        match parse(frame.as_bytes(), Format::Rfc5424, now()) {
             Parsed::Partial(m, _) => {
                 assert_eq!((m.facility, m.severity), (1, 5));
                 assert_eq!(m.message.as_deref(), Some(frame));
@@ -481,7 +504,7 @@ mod tests {
         for bad in ["", "hello", "<>1 -", "<192>1 -", "<013>1 -", "<1"] {
             assert!(
                 matches!(
-                    parse(bad.as_bytes(), Format::Rfc5424, 2026),
+                    parse(bad.as_bytes(), Format::Rfc5424, now()),
                     Parsed::Invalid(_)
                 ),
                 "{bad}"
@@ -494,7 +517,7 @@ mod tests {
         let m = match parse(
             b"<13>Dec  7 15:34:22 myhost sshd[42]: Accepted key",
             Format::Rfc3164,
-            2026,
+            now(),
         ) {
             Parsed::Ok(m) => m,
             other => panic!("{other:?}"),
@@ -510,7 +533,7 @@ mod tests {
         let m = match parse(
             b"<13>2026-12-07T15:34:22.5+01:00 h app: x",
             Format::Rfc3164,
-            2026,
+            now(),
         ) {
             Parsed::Ok(m) => m,
             other => panic!("{other:?}"),
@@ -519,9 +542,30 @@ mod tests {
         assert_eq!(m.proc_id, None);
         assert_eq!(m.message.as_deref(), Some("x"));
         assert!(matches!(
-            parse(b"<13>Foo  7 15:34:22 h a: x", Format::Rfc3164, 2026),
+            parse(b"<13>Foo  7 15:34:22 h a: x", Format::Rfc3164, now()),
             Parsed::Partial(..)
         ));
+        let stamp = |frame: &[u8], now: DateTime<Utc>| match parse(frame, Format::Rfc3164, now) {
+            Parsed::Ok(m) => m.timestamp.unwrap().to_rfc3339(),
+            other => panic!("{other:?}"),
+        };
+        let january = DateTime::parse_from_rfc3339("2027-01-01T00:00:05Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            stamp(b"<13>Dec 31 23:59:58 h a: x", january),
+            "2026-12-31T23:59:58+00:00",
+            "last year's"
+        );
+        assert_eq!(
+            stamp(b"<13>Jan  1 00:00:09 h a: x", january),
+            "2027-01-01T00:00:09+00:00",
+            "a sender's clock a little ahead"
+        );
+        assert_eq!(
+            stamp(b"<13>Feb 29 12:00:00 h a: x", now()),
+            "2024-02-29T12:00:00+00:00"
+        );
     }
 
     proptest::proptest! {
@@ -530,8 +574,8 @@ mod tests {
             // Prefixes that get past the PRI, so the header grammars are exercised too.
             let mut frame = [&b""[..], b"<13>", b"<165>1 ", b"<13>Dec  7 15:34:22 "][prefix].to_vec();
             frame.extend(bytes);
-            let _ = parse(&frame, Format::Rfc5424, 2026);
-            let _ = parse(&frame, Format::Rfc3164, 2026);
+            let _ = parse(&frame, Format::Rfc5424, now());
+            let _ = parse(&frame, Format::Rfc3164, now());
         }
     }
 }
