@@ -43,6 +43,8 @@ mod rotation_python_rotating_file_handler;
 mod rotation_real_logrotate;
 mod rust_version_matches_the_lockfile;
 mod stage_cases_match_dry_run;
+mod syslog_back_pressure_holds_tcp_and_drops_udp;
+mod syslog_source_receives_logger_and_rsyslog;
 mod systemd_notify_protocol;
 mod systemd_unit_passes_analyze;
 mod systemd_unit_sandbox_allows_what_the_agent_does;

@@ -347,7 +347,6 @@ fn check_stage_list(stages: &[yaml::Node], key_path: &str, name: &str) -> Result
 /// Promtail's scrape config keys for sources tailward does not implement (its
 /// `scrapeconfig.Config` and the service discoveries inlined into it).
 pub const UNSUPPORTED_SOURCES: &[&str] = &[
-    "syslog",
     "gcplog",
     "loki_push_api",
     "windows_events",
@@ -378,7 +377,7 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
 pub const SOURCES_README: &str = "see \"Sources\" in README.md (/usr/share/doc/tailward/README.md)";
 
 /// A source tailward does not implement is refused by name rather than as an unknown key;
-/// an empty one (`file_sd_configs: []`, a bare `syslog:`) configures nothing and is dropped.
+/// an empty one (`file_sd_configs: []`, a bare `gelf:`) configures nothing and is dropped.
 fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), ConfigError> {
     let Some(jobs) = tree.get_mut("scrape_configs").and_then(yaml::Node::seq_mut) else {
         return Ok(());
@@ -399,7 +398,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__) and journal; {SOURCES_README}"
+                         static_configs (files, with __path__), journal and syslog; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -677,6 +676,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
         if (!config.target_config.stdin || i > 0)
             && sc.static_configs.is_empty()
             && sc.journal.is_none()
+            && sc.syslog.is_none()
         {
             return Err(ConfigError::new(
                 name,
@@ -834,7 +834,7 @@ scrape_configs:
             "{err}"
         );
         let config = load_str(
-            "scrape_configs:\n  - job_name: a\n    file_sd_configs: []\n    syslog:\n    static_configs: [{labels: {__path__: /tmp/x.log}}]\n",
+            "scrape_configs:\n  - job_name: a\n    file_sd_configs: []\n    gelf:\n    static_configs: [{labels: {__path__: /tmp/x.log}}]\n",
             "FILE",
             &Overrides::default(),
         );

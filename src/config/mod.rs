@@ -582,7 +582,67 @@ pub struct ScrapeConfig {
     /// Reads the systemd journal instead of files (Promtail's `journal:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalTargetConfig>,
+    /// Listens for syslog messages (Promtail's `syslog:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogTargetConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Promtail's `syslog:` scrape config. Relabeling sees each message's fields as
+/// `__syslog_message_*` and the sender as `__syslog_connection_*`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogTargetConfig {
+    /// `host:port`; empty listens on a random port of every interface, as Promtail does.
+    pub listen_address: String,
+    pub listen_protocol: SyslogProtocol,
+    /// A TCP connection on which nothing arrives for this long is closed; 0 means 120s.
+    pub idle_timeout: GoDuration,
+    /// Structured data as `__syslog_message_sd_<SD-ID>_<PARAM>` labels.
+    pub label_structured_data: bool,
+    pub labels: BTreeMap<String, String>,
+    /// The message's own timestamp instead of the time it arrived.
+    pub use_incoming_timestamp: bool,
+    /// RFC 5424: ship the whole message (header included) instead of its MSG.
+    pub use_rfc5424_message: bool,
+    /// The longest message (an octet-counted frame, a datagram, a newline-ended message);
+    /// 0 means 8192.
+    pub max_message_length: usize,
+    /// `rfc3164` reads BSD syslog headers; anything else (the default) RFC 5424, as Promtail.
+    pub syslog_format: String,
+    /// TLS on the TCP listener: `cert_file` and `key_file`; `ca_file` requires client
+    /// certificates signed by it. The other keys are refused (Promtail ignores them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
+    /// tailward: the most TCP connections open at once; more are refused and counted.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogTargetConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: String::new(),
+            listen_protocol: SyslogProtocol::Tcp,
+            idle_timeout: GoDuration::from_secs(120),
+            label_structured_data: false,
+            labels: BTreeMap::new(),
+            use_incoming_timestamp: false,
+            use_rfc5424_message: false,
+            max_message_length: 8192,
+            syslog_format: "rfc5424".into(),
+            tls_config: None,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `listen_protocol`: exactly `tcp` or `udp`, as Promtail accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// Promtail's `journal:` scrape config. Relabeling sees every journal field as

@@ -20,6 +20,55 @@ pub struct Metrics {
     pub files: FileMetrics,
     pub pipeline: PipelineMetrics,
     pub journal: JournalMetrics,
+    pub syslog: SyslogMetrics,
+}
+
+/// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
+#[derive(Clone)]
+pub struct SyslogMetrics {
+    pub entries: IntCounter,
+    pub parsing_errors: IntCounter,
+    pub empty_messages: IntCounter,
+    /// `tailward_source_dropped_total{source,reason}`: messages a network source read and
+    /// did not ship whole: `queue_full` (a UDP message while the pipeline was full),
+    /// `too_long` (a frame over `max_message_length`, skipped), `truncated` (cut to it),
+    /// `no_labels` (relabeling left none).
+    pub dropped: IntCounterVec,
+    /// TCP connections closed at once because `max_connections` were open.
+    pub refused_connections: IntCounter,
+}
+
+impl SyslogMetrics {
+    fn new(registry: &Registry) -> Self {
+        SyslogMetrics {
+            entries: counter(
+                registry,
+                "promtail_syslog_target_entries_total",
+                "Total number of successful entries sent to the syslog target",
+            ),
+            parsing_errors: counter(
+                registry,
+                "promtail_syslog_target_parsing_errors_total",
+                "Total number of parsing errors while receiving syslog messages",
+            ),
+            empty_messages: counter(
+                registry,
+                "promtail_syslog_empty_messages_total",
+                "Total number of empty messages receiving from syslog",
+            ),
+            dropped: counter_vec(
+                registry,
+                "tailward_source_dropped_total",
+                "Messages a network source received and did not ship, by reason.",
+                &["source", "reason"],
+            ),
+            refused_connections: counter(
+                registry,
+                "tailward_syslog_refused_connections_total",
+                "TCP connections to a syslog listener closed at once because max_connections were open.",
+            ),
+        }
+    }
 }
 
 /// Promtail's journal target series.
@@ -397,6 +446,7 @@ impl Metrics {
             }
         }
         Metrics {
+            syslog: SyslogMetrics::new(&registry),
             registry,
             client,
             files,
