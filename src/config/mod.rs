@@ -9,7 +9,8 @@ pub mod cli;
 mod expand_env;
 pub mod load;
 mod redact;
-pub mod yaml;
+/// The YAML reader lives with the other Go semantics (stages read their configs with it too).
+pub use crate::pipeline::go::yaml;
 
 use std::collections::BTreeMap;
 

@@ -492,7 +492,7 @@ mod tests {
         use crate::pipeline::stages::StageConfig;
         use crate::pipeline::{BuildContext, Pipeline};
         // Through JSON, whose enum form (a one-key map) is the config file's.
-        let value: serde_json::Value = crate::config::yaml::from_str(stages_yaml).unwrap();
+        let value: serde_json::Value = crate::pipeline::go::yaml::from_str(stages_yaml).unwrap();
         let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
         let ctx = BuildContext::new("test", Arc::new(Metrics::new()));
         let captured = Captured::default();

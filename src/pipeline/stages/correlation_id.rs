@@ -145,7 +145,7 @@ mod tests {
 
     fn build(yaml: &str) -> (CorrelationIdStage, BuildContext) {
         let ctx = BuildContext::new("app", Arc::new(Metrics::new()));
-        let cfg: CorrelationIdConfig = crate::config::yaml::from_str(yaml).unwrap();
+        let cfg: CorrelationIdConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
         (CorrelationIdStage::new(&cfg, &ctx).unwrap(), ctx)
     }
 
@@ -230,10 +230,10 @@ mod tests {
             ("max_length: 0", "max_length"),
             ("pattern: '('", "pattern"),
         ] {
-            let cfg: CorrelationIdConfig = crate::config::yaml::from_str(yaml).unwrap();
+            let cfg: CorrelationIdConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             let err = CorrelationIdStage::new(&cfg, &ctx).err().unwrap();
             assert_eq!(err.key, key, "{yaml}");
         }
-        assert!(crate::config::yaml::from_str::<CorrelationIdConfig>("source: [a]").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<CorrelationIdConfig>("source: [a]").is_err());
     }
 }

@@ -230,7 +230,7 @@ mod tests {
     use serde_json::json;
 
     fn stage(yaml: &str) -> DropStage {
-        DropStage::new(&crate::config::yaml::from_str(yaml).unwrap()).unwrap()
+        DropStage::new(&crate::pipeline::go::yaml::from_str(yaml).unwrap()).unwrap()
     }
 
     fn drops(s: &mut DropStage, e: &mut PipelineEntry) -> bool {
@@ -372,11 +372,13 @@ mod tests {
             ("{source: []}", "source"),
         ];
         for (yaml, key) in cases {
-            let cfg: DropConfig = crate::config::yaml::from_str(yaml).unwrap();
+            let cfg: DropConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             assert_eq!(DropStage::new(&cfg).err().unwrap().key, key, "{yaml}");
         }
-        assert!(crate::config::yaml::from_str::<DropConfig>("{longer_than: 8 parsecs}").is_err());
-        assert!(crate::config::yaml::from_str::<DropConfig>("{older_than: 5}").is_err());
-        assert!(crate::config::yaml::from_str::<DropConfig>("{expresion: x}").is_err());
+        assert!(
+            crate::pipeline::go::yaml::from_str::<DropConfig>("{longer_than: 8 parsecs}").is_err()
+        );
+        assert!(crate::pipeline::go::yaml::from_str::<DropConfig>("{older_than: 5}").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<DropConfig>("{expresion: x}").is_err());
     }
 }

@@ -167,7 +167,7 @@ mod tests {
     }
 
     fn config(yaml: &str) -> MatchConfig {
-        crate::config::yaml::from_str(yaml).unwrap()
+        crate::pipeline::go::yaml::from_str(yaml).unwrap()
     }
 
     fn build(yaml: &str) -> Result<MatchStage, StageError> {

@@ -480,7 +480,7 @@ mod tests {
     }
 
     fn config(yaml: &str) -> MetricsConfig {
-        crate::config::yaml::from_str(yaml).unwrap()
+        crate::pipeline::go::yaml::from_str(yaml).unwrap()
     }
 
     fn build(yaml: &str, ctx: &BuildContext) -> Result<MetricsStage, StageError> {
@@ -794,11 +794,13 @@ response_seconds:
     #[test]
     fn unknown_keys_are_refused() {
         assert!(
-            crate::config::yaml::from_str::<MetricsConfig>("m:\n  type: Counter\n  actoin: inc\n")
-                .is_err()
+            crate::pipeline::go::yaml::from_str::<MetricsConfig>(
+                "m:\n  type: Counter\n  actoin: inc\n"
+            )
+            .is_err()
         );
         assert!(
-            crate::config::yaml::from_str::<MetricsConfig>(
+            crate::pipeline::go::yaml::from_str::<MetricsConfig>(
                 "m:\n  type: Counter\n  config: {actoin: inc}\n"
             )
             .is_err()

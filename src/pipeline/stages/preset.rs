@@ -111,7 +111,7 @@ mod tests {
     use crate::pipeline::stages::testing::entry;
 
     fn auth_stage(metrics: &Arc<Metrics>) -> PresetStage {
-        let cfg: PresetConfig = crate::config::yaml::from_str(
+        let cfg: PresetConfig = crate::pipeline::go::yaml::from_str(
             "{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}",
         )
         .unwrap();

@@ -813,7 +813,7 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.key, "location");
-        let err: Result<SyslogConfig, _> = crate::config::yaml::from_str("{locaton: UTC}");
+        let err: Result<SyslogConfig, _> = crate::pipeline::go::yaml::from_str("{locaton: UTC}");
         assert!(err.is_err());
     }
 }
