@@ -69,6 +69,23 @@ fn main() -> ExitCode {
         };
     }
     logging::init(config.server.log_level, config.server.log_format);
+    for (flag, why) in &cli.ignored_flags {
+        tracing::info!(flag = %format!("-{flag}"), reason = why, "flag accepted for Promtail compatibility and ignored");
+    }
+    if !cli.ignored_args.is_empty() {
+        tracing::warn!(
+            arguments = ?cli.ignored_args,
+            "ignoring the arguments from the first one that is not a flag on, as Promtail does"
+        );
+    }
+    if cli.log_config_reverse_order {
+        // Promtail logs the config last line first, so that log views showing the newest
+        // line on top read it top to bottom.
+        match config::redacted_yaml(&config) {
+            Ok(text) => text.lines().rev().for_each(|line| tracing::info!("{line}")),
+            Err(e) => tracing::error!(error = %e, "cannot render the effective config"),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,7 +105,13 @@ fn main() -> ExitCode {
             overrides,
         }),
     };
-    let result = runtime.block_on(agent::run(config, opts, shutdown_signal()));
+    // The handlers are installed now, before anything starts: installed on first poll, a
+    // SIGTERM arriving while the agent starts up would still kill it without a final save.
+    let shutdown = {
+        let _runtime = runtime.enter();
+        shutdown_signal()
+    };
+    let result = runtime.block_on(agent::run(config, opts, shutdown));
     // After a second signal some tasks may still be waiting; they must not delay the exit.
     runtime.shutdown_background();
     match result {
@@ -168,20 +191,22 @@ fn print_preset(p: &cli::PresetCli) -> ExitCode {
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, with the handlers installed when this is called (inside the runtime).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

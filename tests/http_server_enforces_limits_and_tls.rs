@@ -324,8 +324,13 @@ async fn https_server_answers_over_tls_and_refuses_plain_http() {
     let pki = pki();
     let config = tls_config(dir.path(), &receiver, &pki, "");
     let agent = AgentProcess::start(&write_config(dir.path(), &config), &[]);
-    let resp = https_get(agent.port, "/ready", &pki.ca_pem, None).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // Ready once its file is tailed, which follows the listener by a moment.
+    let mut resp = String::new();
+    let ready = crate::support::wait_until(Duration::from_secs(10), || {
+        resp = https_get(agent.port, "/ready", &pki.ca_pem, None).unwrap_or_default();
+        resp.starts_with("HTTP/1.1 200")
+    });
+    assert!(ready, "{resp}");
     assert!(resp.ends_with("Ready"), "{resp}");
     // Plain HTTP to the TLS port gets no HTTP answer.
     let mut s = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
@@ -348,19 +353,24 @@ async fn https_server_requires_a_client_certificate_when_configured() {
     let pki = pki();
     let config = tls_config(dir.path(), &receiver, &pki, "RequireAndVerifyClientCert");
     let agent = AgentProcess::start(&write_config(dir.path(), &config), &[]);
+    let mut with = String::new();
+    let ready = crate::support::wait_until(Duration::from_secs(10), || {
+        with = https_get(
+            agent.port,
+            "/ready",
+            &pki.ca_pem,
+            Some((&pki.client_cert, &pki.client_key)),
+        )
+        .unwrap_or_default();
+        with.starts_with("HTTP/1.1 200")
+    });
+    assert!(ready, "{with}");
+    // Ready now, with a certificate; without one nothing is served.
     let without = https_get(agent.port, "/ready", &pki.ca_pem, None);
     assert!(
         without.as_ref().map_or(true, |r| !r.contains("Ready")),
         "served without a client certificate: {without:?}"
     );
-    let with = https_get(
-        agent.port,
-        "/ready",
-        &pki.ca_pem,
-        Some((&pki.client_cert, &pki.client_key)),
-    )
-    .unwrap();
-    assert!(with.starts_with("HTTP/1.1 200"), "{with}");
 }
 
 #[test]

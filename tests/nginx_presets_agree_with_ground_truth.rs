@@ -91,7 +91,7 @@ fn instant(s: &str) -> Option<String> {
 /// Runs `lines` through `stages` (YAML list), flushing held entries at the end.
 fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
     // Through JSON values, as the config loader reads stages.
-    let value: Value = serde_yaml::from_str(stages_yaml).unwrap();
+    let value: Value = tailward::config::yaml::from_str(stages_yaml).unwrap();
     let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
     let metrics = Arc::new(Metrics::new());
     let ctx = BuildContext::new("truth", metrics.clone());
@@ -298,7 +298,8 @@ fn ops_access(t: &mut Tally) {
     let log = read("ops-agent__nginx-access.input.log");
     let lines: Vec<&str> = log.lines().collect();
     let out: Value =
-        serde_yaml::from_str(&read("ops-agent__nginx-access.output_fluentbit.yaml")).unwrap();
+        tailward::config::yaml::from_str(&read("ops-agent__nginx-access.output_fluentbit.yaml"))
+            .unwrap();
     let entries = out[0]["entries"].as_array().unwrap();
     let got = run(&access_preset("combined"), &lines);
     assert_eq!(got.len(), entries.len());
@@ -382,7 +383,8 @@ fn ops_error(t: &mut Tally) {
     let log = read("ops-agent__nginx-error.input.log");
     let lines: Vec<&str> = log.lines().collect();
     let out: Value =
-        serde_yaml::from_str(&read("ops-agent__nginx-error.output_fluentbit.yaml")).unwrap();
+        tailward::config::yaml::from_str(&read("ops-agent__nginx-error.output_fluentbit.yaml"))
+            .unwrap();
     // Its blank input lines are entries of their own there; here they end the record before.
     let entries: Vec<&Value> = out[0]["entries"]
         .as_array()

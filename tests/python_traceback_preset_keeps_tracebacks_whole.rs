@@ -46,7 +46,8 @@ fn entries(input: &str) -> Vec<BTreeMap<String, String>> {
 
 #[test]
 fn airflow_samples_come_out_as_the_events_datadog_expects() {
-    let tests: Value = serde_yaml::from_str(&data("datadog__airflow_tests.yaml")).unwrap();
+    let tests: Value =
+        tailward::config::yaml::from_str(&data("datadog__airflow_tests.yaml")).unwrap();
     let samples = tests["tests"].as_array().unwrap();
     let got = entries(&data("datadog__airflow_samples.log"));
     assert_eq!(got.len(), samples.len(), "one entry per sample event");

@@ -265,7 +265,7 @@ fn agent_metric_names() -> BTreeSet<String> {
 /// define, presets expanded.
 fn derived_metric_names() -> Result<BTreeSet<String>, String> {
     let text = std::fs::read_to_string(format!("{CONFIG_DIR}/agent.yaml")).unwrap();
-    let config: Value = serde_yaml::from_str(&text).unwrap();
+    let config: Value = tailward::config::yaml::from_str(&text).unwrap();
     let mut names = BTreeSet::new();
     for job in config["scrape_configs"].as_array().unwrap() {
         for stage in job["pipeline_stages"].as_array().unwrap() {

@@ -49,8 +49,8 @@ fn every_stage_case_matches_its_expected_dry_run_output() {
     let mut count = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let cases: Vec<Case> =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let cases: Vec<Case> = tailward::config::yaml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for case in &cases {
             count += 1;
             if let Err(e) = run_case(case) {

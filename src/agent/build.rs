@@ -57,6 +57,12 @@ fn build_job(
             }
         }
     }
+    // The syslog listener's certificate files are read now, so -check-syntax finds them.
+    if let Some(tls) = job.syslog.as_ref().and_then(|s| s.tls_config.as_ref())
+        && let Err(e) = crate::sources::syslog::tls::acceptor(tls)
+    {
+        return Err(ConfigError::new(file, at("syslog.tls_config"), e));
+    }
     let relabelers = job
         .relabel_configs
         .iter()

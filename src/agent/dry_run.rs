@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::client::queue::{self, QueueSender};
 use crate::model::ack::AckSender;
 use crate::model::entry::{Entry, Outgoing};
-use crate::pipeline::gotime::format_dry_run;
+use crate::pipeline::go::time::format_dry_run;
 
 /// Output goes to a terminal or a pipe; a few MiB in flight is plenty.
 const DRY_RUN_QUEUE_BYTES: u64 = 4 * 1024 * 1024;

@@ -1,6 +1,6 @@
 //! The running jobs: one per scrape config, each a pipeline task fed by that job's
-//! discovery and tailers (or its journal reader), with its own stop signal so that a reload can keep, stop or start
-//! each job on its own.
+//! discovery and tailers (or its journal reader, or its syslog listener), with its own stop
+//! signal so that a reload can keep, stop or start each job on its own.
 //!
 //! Owns starting a job from its config and stopping it with a full drain (tailers finish
 //! their batch, the pipeline releases what it holds, acknowledgements settle). It must not
@@ -69,7 +69,8 @@ pub fn start(
         pipeline
     };
     if let Some(journal) = &job.journal {
-        let source = crate::sources::journal::JournalSource::new(job, journal, relabelers);
+        let source = crate::sources::journal::JournalSource::new(job, journal, relabelers)
+            .with_metrics(ctx.metrics.journal.clone());
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),
@@ -77,6 +78,33 @@ pub fn start(
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    // As Promtail routes a job: static_configs first, then journal, then syslog.
+    if let Some(syslog) = job
+        .syslog
+        .as_ref()
+        .filter(|_| job.static_configs.is_empty())
+    {
+        let source = crate::sources::syslog::SyslogSource::bind(
+            job,
+            syslog,
+            relabelers,
+            ctx.metrics.syslog.clone(),
+        )?;
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(input, stop_rx));
         return Ok(RunningJob {
             config: job.clone(),
             stop: stop_tx,

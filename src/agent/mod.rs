@@ -14,10 +14,13 @@ pub mod dry_run;
 pub mod jobs;
 pub mod logging;
 pub mod reload;
+pub mod sandbox;
 pub mod server;
 pub mod systemd;
 
 use std::sync::Arc;
+
+use prometheus::core::Collector;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -93,7 +96,14 @@ pub async fn run(
         opts.dry_run || stdin_mode,
     )
     .map_err(|e| AgentError(e.to_string()))?
-    .with_deletion_counter(metrics.client.positions_file_deleted.clone());
+    .with_deletion_counter(metrics.client.positions_file_deleted.clone())
+    .with_write_error_counter(metrics.client.positions_write_errors.clone());
+    if !(opts.dry_run || stdin_mode)
+        && let Some(warning) =
+            sandbox::positions_warning(std::path::Path::new(&config.positions.filename))
+    {
+        tracing::warn!("{warning}");
+    }
 
     let (mut sinks, fanout, ack_rx) = start_sinks(&config, &opts, &metrics)?;
     let mut ack_task = tokio::spawn(positions.clone().run_acks(ack_rx));
@@ -120,8 +130,12 @@ pub async fn run(
         let state = server::AppState {
             metrics: metrics.clone(),
             health_check_target: config.server.health_check_target,
-            // A journal job has no files to count but reads as soon as it starts.
-            always_ready: stdin_mode || config.scrape_configs.iter().any(|j| j.journal.is_some()),
+            // A journal or syslog job has no files to count but reads as soon as it starts.
+            always_ready: stdin_mode
+                || config
+                    .scrape_configs
+                    .iter()
+                    .any(|j| j.journal.is_some() || j.syslog.is_some()),
             config: config_rx,
             targets: targets_view.clone(),
             positions: Some(positions.clone()),
@@ -312,6 +326,29 @@ pub async fn run(
     let _ = notify_stop_tx.send(true);
     let _ = notify_task.await;
     tracing::info!("stopped");
+    if stdin_mode {
+        return stdin_outcome(&metrics);
+    }
+    Ok(())
+}
+
+/// A pipe run must not look successful when entries were passed on by a stage that failed
+/// on them: the job kept going, and a file job shows it in `/metrics`, but a pipe has only
+/// its exit code.
+fn stdin_outcome(metrics: &Metrics) -> Result<(), AgentError> {
+    let panicked: u64 = metrics
+        .pipeline
+        .stage_panics
+        .collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum();
+    if panicked > 0 {
+        return Err(AgentError(format!(
+            "{panicked} entries went on past a pipeline stage that panicked on them (tailward_stage_panics_total)"
+        )));
+    }
     Ok(())
 }
 
@@ -497,5 +534,23 @@ fn second_signal() -> impl std::future::Future<Output = ()> {
             }
             _ => std::future::pending().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_run_fails_when_a_stage_panicked_on_an_entry() {
+        let metrics = Metrics::new();
+        assert!(stdin_outcome(&metrics).is_ok());
+        metrics
+            .pipeline
+            .stage_panics
+            .with_label_values(&["stdin", "template"])
+            .inc();
+        let e = stdin_outcome(&metrics).unwrap_err();
+        assert!(e.0.contains("1 entries"), "{e}");
     }
 }

@@ -120,7 +120,7 @@ pub async fn run(
     notifier: Notifier,
     liveness: Liveness,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     if !notifier.enabled {
         return;
@@ -128,7 +128,34 @@ pub async fn run(
     let every = notifier
         .watchdog_interval
         .unwrap_or(Duration::from_secs(10));
-    let mut tick = tokio::time::interval(every);
+    each_check(every, &liveness, stop, |stalled| {
+        let status = status_line(&metrics);
+        if notifier.watchdog_interval.is_none() {
+            notifier.status(&status);
+        } else if stalled.is_empty() {
+            notifier.watchdog(&status);
+        } else {
+            tracing::warn!(
+                tasks = %stalled.join(","),
+                "watchdog not fed: pipeline tasks made no progress since the last check"
+            );
+        }
+    })
+    .await;
+}
+
+/// Calls `check` every `every` with the tasks that did not beat since the previous check,
+/// until `stop`.
+async fn each_check(
+    every: Duration,
+    liveness: &Liveness,
+    mut stop: watch::Receiver<bool>,
+    mut check: impl FnMut(Vec<String>),
+) {
+    // The first check a whole interval after the first look: an idle task beats only every
+    // half interval, so a check straight away (an interval's first tick is immediate) found
+    // every idle task unchanged and warned, without cause, at each start.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress = Progress {
         last: liveness.snapshot(),
@@ -138,20 +165,7 @@ pub async fn run(
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let status = status_line(&metrics);
-        if notifier.watchdog_interval.is_none() {
-            notifier.status(&status);
-            continue;
-        }
-        let stalled = progress.stalled(liveness.snapshot());
-        if stalled.is_empty() {
-            notifier.watchdog(&status);
-        } else {
-            tracing::warn!(
-                tasks = %stalled.join(","),
-                "watchdog not fed: pipeline tasks made no progress since the last check"
-            );
-        }
+        check(progress.stalled(liveness.snapshot()));
     }
 }
 
@@ -187,6 +201,72 @@ mod tests {
         let _a = liveness.register("a");
         assert!(progress.stalled(liveness.snapshot()).is_empty());
         assert_eq!(progress.stalled(liveness.snapshot()), vec!["a".to_string()]);
+    }
+
+    /// An idle pipeline task: it beats once on its first turn, then only on its interval.
+    fn idle_task(liveness: &Liveness, name: &str) -> tokio::task::JoinHandle<()> {
+        let heartbeat = liveness.register(name);
+        tokio::spawn(async move {
+            let Some(mut beat) = heartbeat.interval() else {
+                return;
+            };
+            loop {
+                heartbeat.beat();
+                beat.tick().await;
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_tasks_that_beat_are_never_reported_from_the_first_check_on() {
+        let every = Duration::from_secs(2);
+        let liveness = Liveness::new(Some(every));
+        let task = idle_task(&liveness, "journal");
+        // The task's first beat lands before the watchdog's first look, as it does at start.
+        tokio::task::yield_now().await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let checks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = checks.clone();
+        let watchdog = tokio::spawn({
+            let liveness = liveness.clone();
+            async move {
+                each_check(every, &liveness, stop_rx, |stalled| {
+                    seen.lock().unwrap().push(stalled)
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(every * 5 + every / 2).await;
+        stop_tx.send(true).unwrap();
+        watchdog.await.unwrap();
+        task.abort();
+        let checks = checks.lock().unwrap();
+        assert!(checks.iter().all(Vec::is_empty), "{checks:?}");
+        assert_eq!(checks.len(), 5, "one check per interval, none at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_never_beats_again_is_reported_at_the_first_check() {
+        let every = Duration::from_secs(2);
+        let liveness = Liveness::new(Some(every));
+        let stuck = liveness.register("stuck");
+        stuck.beat();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let checks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = checks.clone();
+        let watchdog = tokio::spawn({
+            let liveness = liveness.clone();
+            async move {
+                each_check(every, &liveness, stop_rx, |stalled| {
+                    seen.lock().unwrap().push(stalled)
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(every + every / 2).await;
+        stop_tx.send(true).unwrap();
+        watchdog.await.unwrap();
+        assert_eq!(*checks.lock().unwrap(), vec![vec!["stuck".to_string()]]);
     }
 
     #[test]

@@ -219,12 +219,11 @@ impl Listener for TlsListener {
 }
 
 async fn tls_loki(pki: &tls::TestPki) -> TestLoki {
-    let certs = rustls_pemfile::certs(&mut pki.cert_pem.as_bytes())
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes())
-        .unwrap()
-        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

@@ -6,12 +6,12 @@
 //! at spawn; a failure names the config key. It must not build the HTTP client.
 
 use std::fmt;
-use std::io::BufReader;
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion};
 
@@ -252,14 +252,13 @@ fn client_certificate(
             tls.key.as_bytes().to_vec(),
         )
     };
-    let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem.as_slice()))
-        .map_err(|e| err(key_key, format!("{key_source}: invalid PEM: {e}")))?
-        .ok_or_else(|| {
-            err(
-                key_key,
-                format!("{key_source}: no private key found in PEM"),
-            )
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => err(
+            key_key,
+            format!("{key_source}: no private key found in PEM"),
+        ),
+        e => err(key_key, format!("{key_source}: invalid PEM: {e}")),
+    })?;
     Ok(Some((chain, key)))
 }
 
@@ -272,7 +271,7 @@ fn parse_certificates(
     source: &str,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let certs = rustls_pemfile::certs(&mut BufReader::new(pem))
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(key, format!("{source}: invalid PEM: {e}")))?;
     if certs.is_empty() {

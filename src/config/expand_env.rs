@@ -4,6 +4,24 @@
 
 /// Expands variables in `text` using `lookup` (normally `std::env::var`).
 pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_env_tracked(text, lookup).map(|(out, _)| out)
+}
+
+/// A variable that was not set (and had no default), and the line of the expanded text it
+/// left empty: errors about that line name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unset {
+    pub line: usize,
+    pub name: String,
+}
+
+/// As [`expand_env`], also returning the variables that were not set.
+pub fn expand_env_tracked(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<Unset>), String> {
+    let mut unset = Vec::new();
+    let line_of = |out: &str| out.bytes().filter(|&b| b == b'\n').count() + 1;
     let mut out = String::with_capacity(text.len());
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -47,7 +65,10 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
                         }
                         (Some(v), _) => out.push_str(&v),
                         (None, Some(d)) => out.push_str(d),
-                        (None, None) => {}
+                        (None, None) => unset.push(Unset {
+                            line: line_of(&out),
+                            name: name.to_string(),
+                        }),
                     }
                 }
                 Some(c) if c == '_' || c.is_ascii_alphabetic() => {
@@ -61,14 +82,21 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
                             break;
                         }
                     }
-                    out.push_str(&lookup(&text[start..end]).unwrap_or_default());
+                    let name = &text[start..end];
+                    match lookup(name) {
+                        Some(v) => out.push_str(&v),
+                        None => unset.push(Unset {
+                            line: line_of(&out),
+                            name: name.to_string(),
+                        }),
+                    }
                 }
                 _ => out.push('$'),
             },
             c => out.push(c),
         }
     }
-    Ok(out)
+    Ok((out, unset))
 }
 
 fn is_var_name(s: &str) -> bool {
@@ -101,6 +129,26 @@ mod tests {
     #[test]
     fn backslashes_fold_like_envsubst() {
         assert_eq!(expand_env(r"\\d+ \$HOST \w", env).unwrap(), r"\d+ $HOST \w");
+    }
+
+    #[test]
+    fn unset_variables_are_reported_with_their_line() {
+        let (out, unset) =
+            expand_env_tracked("a: ${HOST}\nb: ${NOPE}\nc: $GONE ${MISSING:-x}\n", env).unwrap();
+        assert_eq!(out, "a: web1\nb: \nc:  x\n");
+        assert_eq!(
+            unset,
+            vec![
+                Unset {
+                    line: 2,
+                    name: "NOPE".into()
+                },
+                Unset {
+                    line: 3,
+                    name: "GONE".into()
+                },
+            ]
+        );
     }
 
     #[test]

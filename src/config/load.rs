@@ -4,11 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Format, Yaml};
-use figment::value::Value;
-
-use super::{ClientConfig, Config, expand_env};
+use super::expand_env::{Unset, expand_env_tracked};
+use super::{ClientConfig, Config, yaml};
 use crate::model::labels::is_valid_label_name;
 
 /// Settings given on the command line; they win over the file, as in Promtail.
@@ -20,26 +17,100 @@ pub struct Overrides {
     pub flags: Vec<(String, String)>,
 }
 
-/// The Promtail flags that set config values, and the config key each sets.
+/// The Promtail flags that set config values, and the config key each sets (dskit's flag
+/// for each `server` key, Promtail's for the rest). Every other flag of
+/// [`super::cli::FLAGS`] is read by the command line itself or ignored.
 pub const CONFIG_FLAGS: &[(&str, &str)] = &[
     ("server.http-listen-address", "server.http_listen_address"),
+    ("server.http-listen-network", "server.http_listen_network"),
     ("server.http-listen-port", "server.http_listen_port"),
+    ("server.http-conn-limit", "server.http_listen_conn_limit"),
     ("server.grpc-listen-address", "server.grpc_listen_address"),
+    ("server.grpc-listen-network", "server.grpc_listen_network"),
     ("server.grpc-listen-port", "server.grpc_listen_port"),
+    ("server.grpc-conn-limit", "server.grpc_listen_conn_limit"),
+    ("server.tls-cipher-suites", "server.tls_cipher_suites"),
+    ("server.tls-min-version", "server.tls_min_version"),
+    (
+        "server.http-tls-cert-path",
+        "server.http_tls_config.cert_file",
+    ),
+    (
+        "server.http-tls-key-path",
+        "server.http_tls_config.key_file",
+    ),
+    (
+        "server.http-tls-client-auth",
+        "server.http_tls_config.client_auth_type",
+    ),
+    (
+        "server.http-tls-ca-path",
+        "server.http_tls_config.client_ca_file",
+    ),
+    (
+        "server.grpc-tls-cert-path",
+        "server.grpc_tls_config.cert_file",
+    ),
+    (
+        "server.grpc-tls-key-path",
+        "server.grpc_tls_config.key_file",
+    ),
+    (
+        "server.grpc-tls-client-auth",
+        "server.grpc_tls_config.client_auth_type",
+    ),
+    (
+        "server.grpc-tls-ca-path",
+        "server.grpc_tls_config.client_ca_file",
+    ),
     (
         "server.graceful-shutdown-timeout",
         "server.graceful_shutdown_timeout",
+    ),
+    (
+        "server.http-read-timeout",
+        "server.http_server_read_timeout",
+    ),
+    (
+        "server.http-read-header-timeout",
+        "server.http_server_read_header_timeout",
+    ),
+    (
+        "server.http-write-timeout",
+        "server.http_server_write_timeout",
+    ),
+    (
+        "server.http-idle-timeout",
+        "server.http_server_idle_timeout",
+    ),
+    (
+        "server.grpc-max-recv-msg-size-bytes",
+        "server.grpc_server_max_recv_msg_size",
+    ),
+    (
+        "server.grpc-max-send-msg-size-bytes",
+        "server.grpc_server_max_send_msg_size",
+    ),
+    (
+        "server.grpc-max-concurrent-streams",
+        "server.grpc_server_max_concurrent_streams",
     ),
     (
         "server.register-instrumentation",
         "server.register_instrumentation",
     ),
     ("server.disable", "server.disable"),
+    ("server.profiling_enabled", "server.profiling_enabled"),
     (
         "server.enable-runtime-reload",
         "server.enable_runtime_reload",
     ),
     ("server.path-prefix", "server.http_path_prefix"),
+    (
+        "server.log-source-ips-enabled",
+        "server.log_source_ips_enabled",
+    ),
+    ("server.log-request-headers", "server.log_request_headers"),
     ("log.level", "server.log_level"),
     ("log.format", "server.log_format"),
     ("positions.file", "positions.filename"),
@@ -98,6 +169,8 @@ pub struct ConfigError {
     /// empty when the problem is the file as a whole.
     pub key_path: String,
     pub message: String,
+    /// The line the problem is on, where known (the message already says it).
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for ConfigError {
@@ -118,6 +191,7 @@ impl ConfigError {
             file: file.to_string(),
             key_path: key_path.into(),
             message: message.into(),
+            line: None,
         }
     }
 }
@@ -152,45 +226,81 @@ pub fn load(file_list: &str, overrides: &Overrides) -> Result<(Config, PathBuf),
 
 /// Parses and validates config text; `name` is used in error messages.
 pub fn load_str(text: &str, name: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let text = if overrides.expand_env {
-        expand_env(text, |v| std::env::var(v).ok())
+    let (text, unset) = if overrides.expand_env {
+        expand_env_tracked(text, |v| std::env::var(v).ok())
             .map_err(|e| ConfigError::new(name, "", format!("-config.expand-env: {e}")))?
     } else {
-        text.to_string()
+        (text.to_string(), Vec::new())
     };
-    let value = parse_yaml(&text, name)?;
-    check_one_key_per_stage(&value, name)?;
-    let mut config: Config = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let key_path = e.path().to_string();
-        let key_path = if key_path == "." {
-            String::new()
-        } else {
-            key_path
-        };
-        ConfigError::new(name, key_path, describe(e.inner()))
+    let mut tree = yaml::parse(&text).map_err(|e| {
+        let mut err = ConfigError::new(name, e.key_path(), e.message_with_line());
+        mention_unset(&mut err, e.line.map(|l| (l, l)), &unset);
+        err
     })?;
-    apply_overrides(&mut config, overrides, name)?;
-    validate(&config, name)?;
-    Ok(config)
+    let result = config_from_tree(&mut tree, name).and_then(|mut config| {
+        apply_overrides(&mut config, overrides, name)?;
+        validate(&config, name)?;
+        Ok(config)
+    });
+    result.map_err(|mut err| {
+        if err.file != name {
+            return err;
+        }
+        let lines = err
+            .line
+            .map(|l| (l, l))
+            .or_else(|| tree.at_path(&err.key_path).map(|n| (n.line, n.last_line())));
+        mention_unset(&mut err, lines, &unset);
+        err
+    })
 }
 
-fn parse_yaml(text: &str, name: &str) -> Result<Value, ConfigError> {
-    if text.trim().is_empty() {
-        return Ok(Value::from(figment::value::Dict::new()));
+/// The typed config of a parsed file: stage lists checked, unsupported sources refused by
+/// name, then deserialized with go-yaml v2's rules.
+fn config_from_tree(tree: &mut yaml::Node, name: &str) -> Result<Config, ConfigError> {
+    check_one_key_per_stage(tree, name)?;
+    refuse_unsupported_sources(tree, name)?;
+    yaml::from_node(tree).map_err(|e| {
+        let mut err = ConfigError::new(name, e.key_path(), e.message_with_line());
+        err.line = e.line;
+        err
+    })
+}
+
+/// An error about lines where `-config.expand-env` replaced an unset variable with nothing
+/// says so: the empty value is what the error is about.
+fn mention_unset(err: &mut ConfigError, lines: Option<(usize, usize)>, unset: &[Unset]) {
+    let Some((first, last)) = lines else {
+        return;
+    };
+    let names: Vec<String> = unset
+        .iter()
+        .filter(|u| (first..=last).contains(&u.line))
+        .map(|u| format!("${{{}}}", u.name))
+        .collect();
+    if names.is_empty() {
+        return;
     }
-    Figment::from(Yaml::string(text))
-        .extract::<Value>()
-        .map_err(|e| ConfigError::new(name, "", format!("invalid YAML: {}", e.kind)))
+    let (verb, them) = if names.len() == 1 {
+        ("is", "it")
+    } else {
+        ("are", "them")
+    };
+    err.message = format!(
+        "{} (-config.expand-env: {} {verb} not set in the environment, so {them} expanded to nothing)",
+        err.message,
+        names.join(", ")
+    );
 }
 
 /// Promtail requires each `pipeline_stages` item to name exactly one stage; serde would
 /// silently take the first key. Stage lists nested in `match` are held to the same rule.
-fn check_one_key_per_stage(value: &Value, name: &str) -> Result<(), ConfigError> {
-    let Some(jobs) = value.find_ref("scrape_configs").and_then(Value::as_array) else {
+fn check_one_key_per_stage(tree: &yaml::Node, name: &str) -> Result<(), ConfigError> {
+    let Some(jobs) = tree.get("scrape_configs").and_then(yaml::Node::as_seq) else {
         return Ok(());
     };
     for (j, job) in jobs.iter().enumerate() {
-        if let Some(stages) = job.find_ref("pipeline_stages").and_then(Value::as_array) {
+        if let Some(stages) = job.get("pipeline_stages").and_then(yaml::Node::as_seq) {
             check_stage_list(
                 stages,
                 &format!("scrape_configs[{j}].pipeline_stages"),
@@ -202,13 +312,17 @@ fn check_one_key_per_stage(value: &Value, name: &str) -> Result<(), ConfigError>
 }
 
 /// Checks one stage list located at `key_path`, and the lists nested in its `match` stages.
-fn check_stage_list(stages: &[Value], key_path: &str, name: &str) -> Result<(), ConfigError> {
+fn check_stage_list(stages: &[yaml::Node], key_path: &str, name: &str) -> Result<(), ConfigError> {
     for (s, stage) in stages.iter().enumerate() {
-        let Some(dict) = stage.as_dict() else {
+        let Some(entries) = stage.as_map() else {
             continue;
         };
-        if dict.len() != 1 {
-            let keys: Vec<&str> = dict.keys().map(String::as_str).collect();
+        if entries.len() != 1 {
+            let mut keys: Vec<&str> = entries
+                .iter()
+                .filter_map(|(k, _)| k.as_scalar().map(|s| s.text.as_str()))
+                .collect();
+            keys.sort_unstable();
             return Err(ConfigError::new(
                 name,
                 format!("{key_path}[{s}]"),
@@ -219,10 +333,10 @@ fn check_stage_list(stages: &[Value], key_path: &str, name: &str) -> Result<(), 
                 ),
             ));
         }
-        if let Some(nested) = dict
+        if let Some(nested) = stage
             .get("match")
-            .and_then(|m| m.find_ref("stages"))
-            .and_then(Value::as_array)
+            .and_then(|m| m.get("stages"))
+            .and_then(yaml::Node::as_seq)
         {
             check_stage_list(nested, &format!("{key_path}[{s}].match.stages"), name)?;
         }
@@ -230,50 +344,82 @@ fn check_stage_list(stages: &[Value], key_path: &str, name: &str) -> Result<(), 
     Ok(())
 }
 
-/// Says what was wrong in the words of a config file: keys and stages, not serde's fields
-/// and variants.
-fn describe(e: &figment::Error) -> String {
-    use figment::error::Kind;
-    match &e.kind {
-        Kind::UnknownField(found, expected) => {
-            format!(
-                "unknown key `{found}`; expected one of: {}",
-                expected.join(", ")
-            )
+/// Promtail's scrape config keys for sources tailward does not implement (its
+/// `scrapeconfig.Config` and the service discoveries inlined into it).
+pub const UNSUPPORTED_SOURCES: &[&str] = &[
+    "gcplog",
+    "loki_push_api",
+    "windows_events",
+    "kafka",
+    "azure_event_hubs",
+    "gelf",
+    "cloudflare",
+    "heroku_drain",
+    "docker_sd_configs",
+    "dns_sd_configs",
+    "file_sd_configs",
+    "consul_sd_configs",
+    "consulagent_sd_configs",
+    "digitalocean_sd_configs",
+    "dockerswarm_sd_configs",
+    "serverset_sd_configs",
+    "nerve_sd_configs",
+    "marathon_sd_configs",
+    "kubernetes_sd_configs",
+    "gce_sd_configs",
+    "ec2_sd_configs",
+    "openstack_sd_configs",
+    "azure_sd_configs",
+    "triton_sd_configs",
+];
+
+/// Where the README lists the sources and what each supports.
+pub const SOURCES_README: &str = "see \"Sources\" in README.md (/usr/share/doc/tailward/README.md)";
+
+/// A source tailward does not implement is refused by name rather than as an unknown key;
+/// an empty one (`file_sd_configs: []`, a bare `gelf:`) configures nothing and is dropped.
+fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), ConfigError> {
+    let Some(jobs) = tree.get_mut("scrape_configs").and_then(yaml::Node::seq_mut) else {
+        return Ok(());
+    };
+    for (j, job) in jobs.iter_mut().enumerate() {
+        for key in UNSUPPORTED_SOURCES {
+            let Some(value) = job.get(key) else {
+                continue;
+            };
+            if !value.is_empty_value() {
+                let what = if key.ends_with("_sd_configs") {
+                    format!("the {key} service discovery")
+                } else {
+                    format!("the {key} source")
+                };
+                let mut err = ConfigError::new(
+                    name,
+                    format!("scrape_configs[{j}].{key}"),
+                    format!(
+                        "{what} is not supported by tailward; supported sources are \
+                         static_configs (files, with __path__), journal and syslog; {SOURCES_README}"
+                    ),
+                );
+                err.line = Some(value.line);
+                return Err(err);
+            }
+            job.remove_key(key);
         }
-        Kind::UnknownVariant(found, expected) => {
-            format!(
-                "unknown stage or value `{found}`; expected one of: {}",
-                expected.join(", ")
-            )
-        }
-        Kind::MissingField(field) => format!("missing key `{field}`"),
-        Kind::DuplicateField(field) => format!("duplicate key `{field}`"),
-        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {actual}"),
-        Kind::InvalidValue(actual, expected) => format!("expected {expected}, found {actual}"),
-        Kind::InvalidLength(len, expected) => format!("expected {expected}, found {len} items"),
-        Kind::Message(m) => m.clone(),
-        other => other.to_string(),
     }
+    Ok(())
 }
 
-/// serde speaks of "variants" and "fields"; a config user thinks in stages and keys.
-fn clean_serde_message(msg: &str) -> String {
-    msg.replace("unknown variant", "unknown stage")
-        .replace("unknown field", "unknown key")
-}
-
-/// Applies command-line flags on top of the parsed file. Values are parsed with the same
-/// rules as the YAML (a flag value is read as a YAML scalar), so `-client.batch-wait=2s` and
-/// `batchwait: 2s` mean the same thing.
+/// Applies command-line flags on top of the parsed file. A flag value is read as the same
+/// plain YAML scalar would be, with the same rules for its field's type, so
+/// `-client.batch-wait=2s` and `batchwait: 2s`, or `-client.tenant-id=42` and
+/// `tenant_id: 42`, mean the same thing.
 fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(), ConfigError> {
-    let mut value = serde_json::Value::Null;
-    if !o.flags.is_empty() {
-        value = serde_json::to_value(&*config)
-            .map_err(|e| ConfigError::new(name, "", format!("internal: {e}")))?;
-    }
-    let mut flag_client: Option<serde_json::Value> = None;
+    let flag_error =
+        |e: yaml::Error| ConfigError::new("command line", e.key_path(), e.message.clone());
+    let mut flag_client: Option<yaml::Node> = None;
     let mut flag_labels: Vec<(String, String)> = Vec::new();
+    let mut tree: Option<yaml::Node> = None;
     for (flag, raw) in &o.flags {
         let Some((_, key)) = CONFIG_FLAGS.iter().find(|(f, _)| f == flag) else {
             return Err(ConfigError::new(
@@ -282,7 +428,6 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
                 "not a config flag",
             ));
         };
-        let scalar = flag_scalar(raw);
         if *key == "client.external_labels" {
             for pair in raw.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').ok_or_else(|| {
@@ -296,22 +441,23 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
             }
             continue;
         }
+        let scalar = yaml::Node::plain(raw);
         if let Some(sub) = key.strip_prefix("client.") {
-            let client = flag_client.get_or_insert_with(|| serde_json::json!({}));
-            set_path(client, sub, scalar);
+            let client = flag_client.get_or_insert_with(yaml::Node::empty_map);
+            client.set_path(sub, scalar);
             continue;
         }
-        set_path(&mut value, key, scalar);
+        if tree.is_none() {
+            let current = yaml::to_tree(&*config)
+                .map_err(|e| ConfigError::new(name, "", format!("internal: {e}")))?;
+            tree = Some(yaml::Node::from_tree(&current));
+        }
+        if let Some(t) = tree.as_mut() {
+            t.set_path(key, scalar);
+        }
     }
-    let flag_error = |e: serde_path_to_error::Error<serde_json::Error>| {
-        ConfigError::new(
-            "command line",
-            e.path().to_string(),
-            clean_serde_message(&e.inner().to_string()),
-        )
-    };
-    if !o.flags.is_empty() {
-        *config = serde_path_to_error::deserialize(value).map_err(flag_error)?;
+    if let Some(t) = &tree {
+        *config = yaml::from_node(t).map_err(flag_error)?;
     }
     // The deprecated singular `client` block and `-client.url` each add one client; other
     // `-client.*` flags configure that flag client.
@@ -321,7 +467,8 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
         config.clients.push(c);
     }
     if let Some(c) = flag_client {
-        let c: ClientConfig = serde_path_to_error::deserialize(c).map_err(flag_error)?;
+        let c: ClientConfig =
+            yaml::from_node(&c).map_err(|e| flag_error(e.within_key("client")))?;
         if !c.url.is_empty() {
             config.clients.push(c);
         } else if let Some(t) = o.flags.iter().find(|(f, _)| f == "client.tenant-id") {
@@ -342,43 +489,6 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// Reads a flag value as YAML would read the same scalar: numbers and booleans typed,
-/// everything else a string.
-fn flag_scalar(raw: &str) -> serde_json::Value {
-    if let Ok(b) = raw.parse::<bool>() {
-        return serde_json::Value::Bool(b);
-    }
-    if let Ok(n) = raw.parse::<u64>() {
-        return serde_json::Value::from(n);
-    }
-    if let Ok(f) = raw.parse::<f64>()
-        && raw.contains('.')
-    {
-        return serde_json::Value::from(f);
-    }
-    serde_json::Value::String(raw.to_string())
-}
-
-fn set_path(root: &mut serde_json::Value, dotted: &str, v: serde_json::Value) {
-    let mut cur = root;
-    let parts: Vec<&str> = dotted.split('.').collect();
-    for (i, part) in parts.iter().enumerate() {
-        if !cur.is_object() {
-            *cur = serde_json::json!({});
-        }
-        let Some(obj) = cur.as_object_mut() else {
-            return;
-        };
-        if i + 1 == parts.len() {
-            obj.insert((*part).to_string(), v);
-            return;
-        }
-        cur = obj
-            .entry((*part).to_string())
-            .or_insert_with(|| serde_json::json!({}));
-    }
 }
 
 /// Periods below this busy-loop for no gain (a sync of `1ns` costs several percent of a core
@@ -566,6 +676,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
         if (!config.target_config.stdin || i > 0)
             && sc.static_configs.is_empty()
             && sc.journal.is_none()
+            && sc.syslog.is_none()
         {
             return Err(ConfigError::new(
                 name,
@@ -573,15 +684,11 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 "expected at least one static config with a __path__ label",
             ));
         }
+        // A static config without `__path__` is not an error: as in Promtail, its target is
+        // logged, counted as failed (`no_path`) and skipped when the job starts, so a split
+        // `- targets: [...]` / `- labels: {...}` pair still runs its labelled half.
         for (s, st) in sc.static_configs.iter().enumerate() {
             let sat = |key: &str| at(&format!("static_configs[{s}].{key}"));
-            if !config.target_config.stdin && !st.labels.contains_key("__path__") {
-                return Err(ConfigError::new(
-                    name,
-                    sat("labels"),
-                    "expected a __path__ label naming the files to tail, e.g. __path__: /var/log/*.log",
-                ));
-            }
             for k in st.labels.keys() {
                 if !is_valid_label_name(k) {
                     return Err(ConfigError::new(
@@ -602,6 +709,136 @@ mod tests {
 
     fn refusal(yaml: &str) -> ConfigError {
         load_str(yaml, "FILE", &Overrides::default()).unwrap_err()
+    }
+
+    #[test]
+    fn numbers_and_yaml_1_1_booleans_read_as_promtail_reads_them() {
+        let config = load_str(
+            r#"server:
+  http_listen_port: 9080
+  enable_runtime_reload: yes
+  register_instrumentation: off
+clients:
+  - url: https://logs-prod-eu-west-0.grafana.net/loki/api/v1/push
+    tenant_id: 42
+    basic_auth:
+      username: 123456
+      password: glc_secret
+    external_labels: {port: 8080, dc: 01}
+scrape_configs:
+  - job_name: app
+    static_configs:
+      - targets: [localhost]
+        labels: {job: app, port: 8080, canary: true, __path__: /var/log/app/*.log}
+"#,
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(config.server.enable_runtime_reload);
+        assert!(!config.server.register_instrumentation);
+        let c = &config.clients[0];
+        assert_eq!(c.tenant_id, "42");
+        assert_eq!(c.basic_auth.as_ref().unwrap().username, "123456");
+        assert_eq!(c.external_labels["dc"], "01", "the text as written");
+        let labels = &config.scrape_configs[0].static_configs[0].labels;
+        assert_eq!(labels["port"], "8080");
+        assert_eq!(labels["canary"], "true");
+    }
+
+    #[test]
+    fn a_negative_connection_limit_means_none_as_in_dskit() {
+        let config = load_str(
+            "server:\n  http_listen_conn_limit: -1\n  grpc_listen_conn_limit: 0x10\n",
+            "FILE",
+            &Overrides {
+                flags: vec![("server.grpc-conn-limit".into(), "-5".into())],
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.server.http_listen_conn_limit, 0);
+        assert_eq!(config.server.grpc_listen_conn_limit, 0, "the flag wins");
+    }
+
+    #[test]
+    fn unset_variable_under_expand_env_is_named_in_the_error() {
+        let overrides = Overrides {
+            expand_env: true,
+            ..Overrides::default()
+        };
+        // A name nothing sets.
+        let err = load_str(
+            "clients:\n  - url: ${TAILWARD_TEST_UNSET_LOKI_URL}\n",
+            "FILE",
+            &overrides,
+        )
+        .unwrap_err();
+        assert_eq!(err.key_path, "clients[0].url");
+        assert!(
+            err.message
+                .contains("${TAILWARD_TEST_UNSET_LOKI_URL} is not set in the environment"),
+            "{err}"
+        );
+        let err = load_str(
+            "server:\n  http_listen_port: ${TAILWARD_TEST_UNSET_LOKI_URL}x\n",
+            "FILE",
+            &overrides,
+        )
+        .unwrap_err();
+        assert_eq!(err.key_path, "server.http_listen_port");
+        assert!(err.message.contains("found \"x\""), "{err}");
+        assert!(
+            err.message
+                .contains("${TAILWARD_TEST_UNSET_LOKI_URL} is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flag_values_follow_the_field_types_as_yaml_values_do() {
+        let overrides = Overrides {
+            flags: vec![
+                (
+                    "client.url".into(),
+                    "http://loki:3100/loki/api/v1/push".into(),
+                ),
+                ("client.tenant-id".into(), "42".into()),
+                ("server.http-listen-port".into(), "9080".into()),
+                ("server.enable-runtime-reload".into(), "true".into()),
+            ],
+            ..Overrides::default()
+        };
+        let config = load_str("", "FILE", &overrides).unwrap();
+        assert_eq!(config.clients[0].tenant_id, "42");
+        assert_eq!(config.server.http_listen_port, 9080);
+        assert!(config.server.enable_runtime_reload);
+    }
+
+    #[test]
+    fn unsupported_source_is_refused_by_name_and_empty_ones_are_dropped() {
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kafka:\n      brokers: [k:9092]\n      topics: [t]\n",
+        );
+        assert_eq!(err.key_path, "scrape_configs[0].kafka");
+        assert!(
+            err.message.starts_with("the kafka source is not supported by tailward; supported sources are static_configs"),
+            "{err}"
+        );
+        assert!(err.message.contains("README"), "{err}");
+        let err =
+            refusal("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod}]\n");
+        assert!(
+            err.message
+                .starts_with("the kubernetes_sd_configs service discovery"),
+            "{err}"
+        );
+        let config = load_str(
+            "scrape_configs:\n  - job_name: a\n    file_sd_configs: []\n    gelf:\n    static_configs: [{labels: {__path__: /tmp/x.log}}]\n",
+            "FILE",
+            &Overrides::default(),
+        );
+        assert!(config.is_ok(), "{config:?}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod cli;
 mod expand_env;
 pub mod load;
 mod redact;
+/// The YAML reader lives with the other Go semantics (stages read their configs with it too).
+pub use crate::pipeline::go::yaml;
 
 use std::collections::BTreeMap;
 
@@ -170,10 +172,13 @@ pub struct ServerConfig {
     pub http_listen_network: String,
     pub http_listen_address: String,
     pub http_listen_port: u16,
+    /// 0 is no limit; dskit's `<= 0 disables` is read as 0.
+    #[serde(deserialize_with = "limit_or_zero")]
     pub http_listen_conn_limit: u32,
     pub grpc_listen_network: String,
     pub grpc_listen_address: String,
     pub grpc_listen_port: u16,
+    #[serde(deserialize_with = "limit_or_zero")]
     pub grpc_listen_conn_limit: u32,
     pub register_instrumentation: bool,
     pub graceful_shutdown_timeout: GoDuration,
@@ -238,6 +243,17 @@ impl Default for ServerConfig {
             log_request_headers: false,
         }
     }
+}
+
+/// dskit's connection limits are Go ints where anything `<= 0` means no limit.
+fn limit_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = i64::deserialize(d)?;
+    u32::try_from(v.max(0)).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected a connection limit up to {} (0 or less for none), found {v}",
+            u32::MAX
+        ))
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -572,7 +588,67 @@ pub struct ScrapeConfig {
     /// Reads the systemd journal instead of files (Promtail's `journal:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<JournalTargetConfig>,
+    /// Listens for syslog messages (Promtail's `syslog:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<SyslogTargetConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Promtail's `syslog:` scrape config. Relabeling sees each message's fields as
+/// `__syslog_message_*` and the sender as `__syslog_connection_*`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogTargetConfig {
+    /// `host:port`; empty listens on a random port of every interface, as Promtail does.
+    pub listen_address: String,
+    pub listen_protocol: SyslogProtocol,
+    /// A TCP connection on which nothing arrives for this long is closed; 0 means 120s.
+    pub idle_timeout: GoDuration,
+    /// Structured data as `__syslog_message_sd_<SD-ID>_<PARAM>` labels.
+    pub label_structured_data: bool,
+    pub labels: BTreeMap<String, String>,
+    /// The message's own timestamp instead of the time it arrived.
+    pub use_incoming_timestamp: bool,
+    /// RFC 5424: ship the whole message (header included) instead of its MSG.
+    pub use_rfc5424_message: bool,
+    /// The longest message (an octet-counted frame, a datagram, a newline-ended message);
+    /// 0 means 8192.
+    pub max_message_length: usize,
+    /// `rfc3164` reads BSD syslog headers; anything else (the default) RFC 5424, as Promtail.
+    pub syslog_format: String,
+    /// TLS on the TCP listener: `cert_file` and `key_file`; `ca_file` requires client
+    /// certificates signed by it. The other keys are refused (Promtail ignores them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<TlsConfig>,
+    /// tailward: the most TCP connections open at once; more are refused and counted.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogTargetConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: String::new(),
+            listen_protocol: SyslogProtocol::Tcp,
+            idle_timeout: GoDuration::from_secs(120),
+            label_structured_data: false,
+            labels: BTreeMap::new(),
+            use_incoming_timestamp: false,
+            use_rfc5424_message: false,
+            max_message_length: 8192,
+            syslog_format: "rfc5424".into(),
+            tls_config: None,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `listen_protocol`: exactly `tcp` or `udp`, as Promtail accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogProtocol {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// Promtail's `journal:` scrape config. Relabeling sees every journal field as
@@ -696,8 +772,9 @@ impl Default for RelabelConfig {
     }
 }
 
+/// Prometheus reads `action` in any case (`LabelMap`, `Replace`), and so does tailward.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum RelabelAction {
     #[default]
     Replace,
@@ -713,4 +790,32 @@ pub enum RelabelAction {
     Labelkeep,
     Lowercase,
     Uppercase,
+}
+
+impl TryFrom<String> for RelabelAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        use RelabelAction::*;
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "replace" => Replace,
+            "keep" => Keep,
+            "drop" => Drop,
+            "keepequal" => KeepEqual,
+            "dropequal" => DropEqual,
+            "hashmod" => Hashmod,
+            "labelmap" => Labelmap,
+            "labeldrop" => Labeldrop,
+            "labelkeep" => Labelkeep,
+            "lowercase" => Lowercase,
+            "uppercase" => Uppercase,
+            _ => {
+                return Err(format!(
+                    "unknown relabel action {s:?}; expected one of: replace, keep, drop, \
+                     keepequal, dropequal, hashmod, labelmap, labeldrop, labelkeep, lowercase, \
+                     uppercase"
+                ));
+            }
+        })
+    }
 }

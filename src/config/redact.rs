@@ -6,9 +6,8 @@
 //! (the password of `user:password@host`, and query parameters named like a secret, e.g.
 //! `?token=` or `?api_key=`). File paths (`password_file`, `key_file`) stay.
 
-use serde_yaml::Value;
-
 use super::Config;
+use super::yaml::{self, Tree};
 
 /// Keys whose non-empty values are secrets wherever they appear.
 const SECRET_KEYS: [&str; 10] = [
@@ -81,25 +80,24 @@ fn redact_url_password(text: &str) -> Option<String> {
 }
 
 pub fn redacted_yaml(config: &Config) -> Result<String, String> {
-    let mut value = serde_yaml::to_value(config).map_err(|e| e.to_string())?;
-    redact(&mut value);
-    serde_yaml::to_string(&value).map_err(|e| e.to_string())
+    let mut tree = yaml::to_tree(config).map_err(|e| e.to_string())?;
+    redact(&mut tree);
+    Ok(yaml::ser::emit(&tree))
 }
 
-fn redact(v: &mut Value) {
+fn redact(v: &mut Tree) {
     match v {
-        Value::Mapping(map) => {
-            for (k, child) in map.iter_mut() {
-                let key = k.as_str().unwrap_or_default();
-                let secret = SECRET_KEYS.contains(&key);
-                if secret && child.as_str().is_some_and(|s| !s.is_empty()) {
-                    *child = Value::String("<secret>".into());
+        Tree::Map(entries) => {
+            for (key, child) in entries.iter_mut() {
+                let secret = SECRET_KEYS.contains(&key.as_str());
+                if secret && matches!(child, Tree::Str(s) if !s.is_empty()) {
+                    *child = Tree::Str("<secret>".into());
                 } else if key == "headers"
-                    && let Value::Mapping(headers) = child
+                    && let Tree::Map(headers) = child
                 {
                     for (name, value) in headers.iter_mut() {
-                        if name.as_str().is_some_and(secret_header) {
-                            *value = Value::String("<secret>".into());
+                        if secret_header(name) {
+                            *value = Tree::Str("<secret>".into());
                         }
                     }
                 } else {
@@ -107,8 +105,8 @@ fn redact(v: &mut Value) {
                 }
             }
         }
-        Value::Sequence(items) => items.iter_mut().for_each(redact),
-        Value::String(text) => {
+        Tree::Seq(items) => items.iter_mut().for_each(redact),
+        Tree::Str(text) => {
             if let Some(redacted) = redact_url_password(text) {
                 *text = redacted;
             }

@@ -3,7 +3,11 @@
 //!
 //! Owns the registry and every self-metric. Each part of the agent receives the group it
 //! updates; none reads another's. There is no global registry, so several agents can run in
-//! one test process.
+//! one test process. Besides the agent's own series the registry carries the standard
+//! `process_*` series and `promtail_build_info`, as Promtail's does; [`exposition`] writes it
+//! out in the format the scraper asks for.
+
+pub mod exposition;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -15,6 +19,66 @@ pub struct Metrics {
     pub client: ClientMetrics,
     pub files: FileMetrics,
     pub pipeline: PipelineMetrics,
+    pub journal: JournalMetrics,
+    pub syslog: SyslogMetrics,
+}
+
+/// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
+#[derive(Clone)]
+pub struct SyslogMetrics {
+    pub entries: IntCounter,
+    pub parsing_errors: IntCounter,
+    pub empty_messages: IntCounter,
+    /// `tailward_source_dropped_total{source,reason}`: messages a network source read and
+    /// did not ship whole: `queue_full` (a UDP message while the pipeline was full),
+    /// `too_long` (a frame over `max_message_length`, skipped), `truncated` (cut to it),
+    /// `no_labels` (relabeling left none).
+    pub dropped: IntCounterVec,
+    /// TCP connections closed at once because `max_connections` were open.
+    pub refused_connections: IntCounter,
+}
+
+impl SyslogMetrics {
+    fn new(registry: &Registry) -> Self {
+        SyslogMetrics {
+            entries: counter(
+                registry,
+                "promtail_syslog_target_entries_total",
+                "Total number of successful entries sent to the syslog target",
+            ),
+            parsing_errors: counter(
+                registry,
+                "promtail_syslog_target_parsing_errors_total",
+                "Total number of parsing errors while receiving syslog messages",
+            ),
+            empty_messages: counter(
+                registry,
+                "promtail_syslog_empty_messages_total",
+                "Total number of empty messages receiving from syslog",
+            ),
+            dropped: counter_vec(
+                registry,
+                "tailward_source_dropped_total",
+                "Messages a network source received and did not ship, by reason.",
+                &["source", "reason"],
+            ),
+            refused_connections: counter(
+                registry,
+                "tailward_syslog_refused_connections_total",
+                "TCP connections to a syslog listener closed at once because max_connections were open.",
+            ),
+        }
+    }
+}
+
+/// Promtail's journal target series.
+#[derive(Clone)]
+pub struct JournalMetrics {
+    /// Entries handed on.
+    pub lines: IntCounter,
+    /// Entries skipped, by Promtail's reasons: `no_message` (no MESSAGE field), and
+    /// `empty_labels` (no label left after relabeling).
+    pub parsing_errors: IntCounterVec,
 }
 
 /// `host` is the URL host of the client, as in Promtail.
@@ -43,6 +107,8 @@ pub struct ClientMetrics {
     pub oldest_unacknowledged_seconds: Gauge,
     /// Saves that found the positions file deleted while running (it is written again).
     pub positions_file_deleted: prometheus::IntCounter,
+    /// Saves that could not write the positions file (retried at the next sync).
+    pub positions_write_errors: prometheus::IntCounter,
 }
 
 pub struct FileMetrics {
@@ -85,6 +151,13 @@ pub struct PipelineMetrics {
     /// Updates of a `metrics` stage metric refused because the metric had reached its
     /// `max_series`.
     pub metric_series_overflow: IntCounterVec,
+    /// Entries a stage panicked on (caught per entry by the pipeline).
+    pub stage_panics: IntCounterVec,
+    /// Template executions that failed (an error in Go's sense, or the output cap or step
+    /// budget reached); the value is left as it was, as in Promtail.
+    pub template_errors: IntCounterVec,
+    /// Lines `auth_event` recognised but could not read one way only, by reason.
+    pub auth_ambiguous_lines: IntCounterVec,
 }
 
 /// Reasons Promtail pre-initialises for its drop counters.
@@ -206,6 +279,11 @@ impl Metrics {
                 "tailward_positions_file_deleted_total",
                 "Times the positions file was found deleted while running and written again.",
             ),
+            positions_write_errors: int_counter(
+                &registry,
+                "tailward_positions_write_errors_total",
+                "Saves of the positions file that failed to write it (retried at the next sync; positions stay in memory).",
+            ),
             oldest_unacknowledged_seconds: gauge(
                 &registry,
                 "tailward_oldest_unacknowledged_seconds",
@@ -325,12 +403,55 @@ impl Metrics {
                 "Updates of a metrics-stage metric that would have created a series past its max_series; not recorded in the metric.",
                 &["metric"],
             ),
+            stage_panics: counter_vec(
+                &registry,
+                "tailward_stage_panics_total",
+                "Entries a pipeline stage panicked on; each went on as that stage left it, and the job kept running.",
+                &["job", "stage"],
+            ),
+            template_errors: counter_vec(
+                &registry,
+                "tailward_template_errors_total",
+                "Template executions that failed (a Go template error, or the 16 MiB output cap or step budget reached); the value was left unchanged.",
+                &["job", "stage"],
+            ),
+            auth_ambiguous_lines: counter_vec(
+                &registry,
+                "tailward_auth_ambiguous_lines_total",
+                "Auth lines that admit more than one reading (several_readings) or may have been cut at sshd's 500-byte limit (possibly_cut); marked ambiguous, without source_ip.",
+                &["job", "reason"],
+            ),
         };
+        let journal = JournalMetrics {
+            lines: counter(
+                &registry,
+                "promtail_journal_target_lines_total",
+                "Total number of successful journal lines read",
+            ),
+            parsing_errors: counter_vec(
+                &registry,
+                "promtail_journal_target_parsing_errors_total",
+                "Total number of parsing errors while reading journal messages",
+                &["error"],
+            ),
+        };
+        register_build_info(&registry);
+        #[cfg(target_os = "linux")]
+        {
+            // A collector reading /proc/self at each scrape; it has no state to share, so
+            // every registry (one per agent) gets its own.
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            if let Err(e) = registry.register(Box::new(process)) {
+                tracing::warn!(error = %e, "process metrics unavailable");
+            }
+        }
         Metrics {
+            syslog: SyslogMetrics::new(&registry),
             registry,
             client,
             files,
             pipeline,
+            journal,
         }
     }
 
@@ -349,6 +470,14 @@ impl Metrics {
         self.client.encoded_bytes.with_label_values(&[host]);
     }
 
+    /// Every metric in `format` (see [`exposition::Format::negotiate`]).
+    pub fn render_as(&self, format: exposition::Format) -> String {
+        match format {
+            exposition::Format::Text => self.render(),
+            exposition::Format::OpenMetrics => exposition::openmetrics(&self.registry.gather()),
+        }
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -364,6 +493,40 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Go's names for the platforms tailward is built for (`GOOS`, `GOARCH`), as Promtail's
+/// build info carries them.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// `promtail_build_info`, labelled as Promtail's (client_golang's version collector):
+/// `goversion` is the Rust compiler's version; revision and branch come from
+/// `TAILWARD_REVISION` and `TAILWARD_BRANCH` at build time (as Go's ldflags stamp them), else
+/// "unknown" and "", as an unstamped Go build reports.
+fn register_build_info(r: &Registry) {
+    let opts = Opts::new(
+        "promtail_build_info",
+        "A metric with a constant '1' value labeled by version, revision, branch, goversion from which promtail was built, and the goos and goarch for the build.",
+    )
+    .const_label("version", env!("CARGO_PKG_VERSION"))
+    .const_label("revision", option_env!("TAILWARD_REVISION").unwrap_or("unknown"))
+    .const_label("branch", option_env!("TAILWARD_BRANCH").unwrap_or(""))
+    .const_label("goversion", env!("TAILWARD_RUSTC_VERSION"))
+    .const_label("goos", std::env::consts::OS)
+    .const_label("goarch", go_arch())
+    .const_label("tags", "unknown");
+    let g = Gauge::with_opts(opts).expect("valid metric definition");
+    g.set(1.0);
+    r.register(Box::new(g)).expect("metric registered once");
 }
 
 // Registration only fails for duplicate or malformed names, which are constants above and
@@ -433,5 +596,12 @@ mod tests {
         let text = m.render();
         assert!(text.contains("# TYPE promtail_read_bytes_total gauge"));
         assert!(text.contains("promtail_dropped_entries_total{host=\"localhost:3100\",reason=\"ingester_error\",tenant=\"\"} 0"));
+        assert!(text.contains("promtail_build_info{branch="), "{text}");
+        assert!(text.contains(&format!("version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(
+            text.contains("promtail_journal_target_lines_total 0"),
+            "{text}"
+        );
     }
 }

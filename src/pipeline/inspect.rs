@@ -40,7 +40,7 @@ use std::io::{IsTerminal, Write};
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use super::gotime::append_dry_run;
+use super::go::time::append_dry_run;
 use super::{Extracted, PipelineEntry, Verdict, value_as_string};
 use crate::model::labels::{LabelSet, quote_go_into};
 
@@ -492,7 +492,7 @@ mod tests {
         use crate::pipeline::stages::StageConfig;
         use crate::pipeline::{BuildContext, Pipeline};
         // Through JSON, whose enum form (a one-key map) is the config file's.
-        let value: serde_json::Value = serde_yaml::from_str(stages_yaml).unwrap();
+        let value: serde_json::Value = crate::pipeline::go::yaml::from_str(stages_yaml).unwrap();
         let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
         let ctx = BuildContext::new("test", Arc::new(Metrics::new()));
         let captured = Captured::default();

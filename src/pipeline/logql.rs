@@ -485,7 +485,7 @@ impl Parser<'_> {
             let (value, value_token) = self.string()?;
             let regex = match op {
                 MatchOp::Regex | MatchOp::NotRegex => Some(
-                    crate::pipeline::goregex::compile(&format!("^(?s:{value})$"))
+                    crate::pipeline::go::regex::compile(&format!("^(?s:{value})$"))
                         .map_err(|e| regex_error(&value_token, &e))?,
                 ),
                 MatchOp::Equal | MatchOp::NotEqual => None,
@@ -525,7 +525,7 @@ impl Parser<'_> {
                     LineTest::Substring(Box::new(memmem::Finder::new(text.as_bytes()).into_owned()))
                 }
                 FilterOp::Regex | FilterOp::NotRegex => LineTest::Regex(
-                    crate::pipeline::goregex::compile(&text)
+                    crate::pipeline::go::regex::compile(&text)
                         .map_err(|e| regex_error(&text_token, &e))?,
                 ),
             };

@@ -3,17 +3,19 @@
 //! Owns the entry data model stages work on (labels, extracted map seeded with the labels,
 //! timestamp, line, structured metadata), building stages from config once at load time (every
 //! error names the stage and key), and running them. Stages live one per file in `stages/`.
-//! It must not know where lines come from (files, stdin) or where entries go (Loki, stdout).
+//! A stage that panics on an entry fails for that entry only; the job keeps running (see
+//! [`stage_panics`]). It must not know where lines come from (files, stdin) or where entries
+//! go (Loki, stdout).
 
 pub mod extracted;
-pub mod gojson;
-pub mod goregex;
-pub mod gotemplate;
-pub mod gotime;
+pub mod go;
 pub mod inspect;
+pub mod label_sources;
 pub mod liveness;
 pub mod logql;
+pub mod nested;
 pub mod presets;
+pub mod stage_panics;
 pub mod stages;
 pub mod task;
 
@@ -35,6 +37,7 @@ use stages::{StageConfig, StageError};
 pub use extracted::Extracted;
 use extracted::{Seed, seed_from_labels};
 use inspect::{Inspector, Snapshot};
+use stage_panics::StagePanics;
 
 /// An entry on its way through the stages.
 #[derive(Clone, Debug)]
@@ -202,6 +205,7 @@ pub fn build_stages(
 /// Where the stages put what they are done with, and the work a waiting stage left behind.
 struct Outputs<'a> {
     metrics: &'a Metrics,
+    panics: &'a mut StagePanics,
     done: &'a mut Vec<PipelineEntry>,
     consumed: &'a mut Vec<AckToken>,
     inspector: Option<&'a mut Inspector>,
@@ -213,6 +217,7 @@ struct Outputs<'a> {
 impl<'a> Outputs<'a> {
     fn new(
         metrics: &'a Metrics,
+        panics: &'a mut StagePanics,
         done: &'a mut Vec<PipelineEntry>,
         consumed: &'a mut Vec<AckToken>,
         inspector: Option<&'a mut Inspector>,
@@ -220,6 +225,7 @@ impl<'a> Outputs<'a> {
     ) -> Self {
         Self {
             metrics,
+            panics,
             done,
             consumed,
             inspector,
@@ -248,7 +254,7 @@ fn advance(
     let mut i = start;
     while i < stages.len() {
         let before = out.inspector.is_some().then(|| Snapshot::of(&entry));
-        let verdict = stages[i].process(&mut entry);
+        let verdict = out.panics.process(stages[i].as_mut(), i, &mut entry);
         if let Verdict::Wait(d) = verdict {
             // Reported once, when the stage has decided.
             out.queue.push_front(Queued {
@@ -335,7 +341,8 @@ pub async fn run_stages(
     consumed: &mut Vec<AckToken>,
 ) {
     let mut queue = VecDeque::new();
-    let mut out = Outputs::new(metrics, done, consumed, None, &mut queue);
+    let mut panics = StagePanics::new("", Vec::new(), metrics);
+    let mut out = Outputs::new(metrics, &mut panics, done, consumed, None, &mut queue);
     let wait = advance(stages, start, entry, &mut out);
     wait_and_resume(stages, wait, &mut out).await;
 }
@@ -351,7 +358,8 @@ pub async fn release_stages(
     consumed: &mut Vec<AckToken>,
 ) {
     let mut queue = VecDeque::new();
-    let mut out = Outputs::new(metrics, done, consumed, None, &mut queue);
+    let mut panics = StagePanics::new("", Vec::new(), metrics);
+    let mut out = Outputs::new(metrics, &mut panics, done, consumed, None, &mut queue);
     release_all(stages, now, flush_all, &mut out).await;
 }
 
@@ -384,6 +392,7 @@ pub struct Pipeline {
     /// Present only with `-inspect`.
     inspector: Option<Inspector>,
     metrics: Arc<Metrics>,
+    panics: StagePanics,
     /// The extracted-map seed of the last source seen, reused while batches share labels.
     seed_cache: Option<(Arc<LabelSet>, Seed)>,
     done: Vec<PipelineEntry>,
@@ -400,16 +409,28 @@ impl Pipeline {
         configs: &[StageConfig],
         ctx: &BuildContext,
     ) -> Result<Self, PipelineError> {
-        Ok(Self {
-            stages: build_stages(key_prefix, configs, ctx)?,
-            stage_names: configs.iter().map(StageConfig::name).collect(),
+        let stages = build_stages(key_prefix, configs, ctx)?;
+        let names = configs.iter().map(StageConfig::name).collect();
+        Ok(Self::of_stages(stages, names, ctx))
+    }
+
+    /// A pipeline of built stages, named by index as the config writes them.
+    fn of_stages(
+        stages: Vec<Box<dyn Stage>>,
+        stage_names: Vec<&'static str>,
+        ctx: &BuildContext,
+    ) -> Self {
+        Self {
+            stages,
+            panics: StagePanics::new(&ctx.job, stage_names.clone(), &ctx.metrics),
+            stage_names,
             inspector: None,
             metrics: ctx.metrics.clone(),
             seed_cache: None,
             done: Vec::new(),
             consumed: Vec::new(),
             queue: VecDeque::new(),
-        })
+        }
     }
 
     /// Reports every stage's changes to every entry to `inspector` (`-inspect`).
@@ -429,6 +450,7 @@ impl Pipeline {
     async fn run_entry(&mut self, entry: PipelineEntry) {
         let mut outputs = Outputs::new(
             &self.metrics,
+            &mut self.panics,
             &mut self.done,
             &mut self.consumed,
             self.inspector.as_mut(),
@@ -485,6 +507,7 @@ impl Pipeline {
     pub async fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<Outgoing>) {
         let mut outputs = Outputs::new(
             &self.metrics,
+            &mut self.panics,
             &mut self.done,
             &mut self.consumed,
             self.inspector.as_mut(),
@@ -573,5 +596,104 @@ mod tests {
             )
         );
         assert_eq!(empty.len(), 3);
+    }
+
+    /// Panics on lines containing "boom", as a stage with a bug reached by hostile input.
+    struct PanicsOnBoom;
+
+    impl Stage for PanicsOnBoom {
+        fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+            if entry.line.contains("boom") {
+                panic!("stage bug reached by {:?}", entry.line);
+            }
+            entry.line.push_str(" seen");
+            Verdict::Keep
+        }
+    }
+
+    /// Marks every line it sees, to show the stages after a panicking one still run.
+    struct Marks;
+
+    impl Stage for Marks {
+        fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+            entry.line.push_str(" marked");
+            Verdict::Keep
+        }
+    }
+
+    fn lines(out: &[Outgoing]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|o| match o {
+                Outgoing::Entry { entry, .. } => Some(entry.line.as_str()),
+                Outgoing::Consumed { .. } => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_stage_panic_fails_that_entry_only_and_the_job_keeps_running() {
+        let metrics = Arc::new(Metrics::new());
+        let ctx = BuildContext::new("app", metrics.clone());
+        let mut pipeline = Pipeline::of_stages(
+            vec![Box::new(PanicsOnBoom), Box::new(Marks)],
+            vec!["template", "output"],
+            &ctx,
+        );
+        let labels = Arc::new(LabelSet::from_pairs([("job", "app")]));
+        let read_time = DateTime::parse_from_rfc3339("2026-11-28T05:00:00+01:00").unwrap();
+        let mut batch = LineBatch::new(labels, read_time);
+        batch.push("before", Some(AckToken::line_after(SourceId(1), 0, 7)));
+        batch.push("boom", Some(AckToken::line_after(SourceId(1), 7, 12)));
+        batch.push("after", Some(AckToken::line_after(SourceId(1), 12, 18)));
+        let mut out = Vec::new();
+        pipeline.run_batch(&batch, &mut out).await;
+        // The entry goes on as the panicking stage left it, through the stages after it.
+        assert_eq!(
+            lines(&out),
+            ["before seen marked", "boom marked", "after seen marked"]
+        );
+        let acks: Vec<_> = out
+            .iter()
+            .map(|o| match o {
+                Outgoing::Entry { ack, .. } => *ack,
+                Outgoing::Consumed { ack } => Some(*ack),
+            })
+            .collect();
+        assert_eq!(acks[1], Some(AckToken::line_after(SourceId(1), 7, 12)));
+        // And the next batch still runs.
+        let mut later = LineBatch::new(Arc::new(LabelSet::from_pairs([("job", "app")])), read_time);
+        later.push("boom again", None);
+        later.push("fine", None);
+        let mut out = Vec::new();
+        pipeline.run_batch(&later, &mut out).await;
+        assert_eq!(lines(&out), ["boom again marked", "fine seen marked"]);
+        let exposition = metrics.render();
+        assert!(
+            exposition.contains(r#"tailward_stage_panics_total{job="app",stage="template"} 2"#),
+            "{exposition}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_printf_precision_from_the_log_line_cannot_stop_the_job() {
+        let mut p = pipeline(serde_json::json!([
+            {"regex": {"expression": r"prec=(?P<prec>\d+)"}},
+            {"template": {"source": "out", "template": r#"{{ printf "%.*f" (atoi .prec) 1.5 }}"#}},
+            {"output": {"source": "out"}},
+        ]));
+        let labels = Arc::new(LabelSet::from_pairs([("job", "app")]));
+        let read_time = DateTime::parse_from_rfc3339("2026-11-28T05:00:00+01:00").unwrap();
+        let mut batch = LineBatch::new(labels, read_time);
+        for line in ["prec=70000", "prec=2000000", "prec=2"] {
+            batch.push(line, None);
+        }
+        let mut out = Vec::new();
+        p.run_batch(&batch, &mut out).await;
+        let lines = lines(&out);
+        // Go prints every digit asked for up to its bound of 10^6, and `%!(BADPREC)` past it.
+        assert_eq!(lines[0].len(), "1.".len() + 70000);
+        assert!(lines[0].starts_with("1.5000"), "{}", &lines[0][..10]);
+        assert_eq!(lines[1], "%!(BADPREC)1.500000");
+        assert_eq!(lines[2], "1.50");
     }
 }

@@ -166,7 +166,7 @@ pub fn expand_text(
 
 /// Parses a preset file (YAML) through JSON values, as the config loader does.
 pub fn parse_file(text: &str) -> Result<PresetFile, String> {
-    let value: Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let value: Value = crate::pipeline::go::yaml::from_str(text).map_err(|e| e.to_string())?;
     serde_path_to_error::deserialize(&value).map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }
 

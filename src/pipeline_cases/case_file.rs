@@ -176,7 +176,7 @@ pub fn parse(text: &str, path: &Path) -> Result<CaseFile, CaseFileError> {
         file: path.display().to_string(),
         message,
     };
-    let raw: RawFile = serde_yaml::from_str(text).map_err(|e| error(e.to_string()))?;
+    let raw: RawFile = crate::config::yaml::from_str(text).map_err(|e| error(e.to_string()))?;
     let file_read_time = match &raw.read_time {
         Some(t) => parse_time(t).map_err(|m| error(format!("read_time: {m}")))?,
         None => parse_time(DEFAULT_READ_TIME).map_err(error)?,
@@ -390,7 +390,10 @@ cases:
     fn unknown_key_is_refused_naming_it() {
         let err =
             parse_err("cases:\n  - name: a\n    lines: [x]\n    expect:\n      - lable: {a: b}\n");
-        assert!(err.contains("unknown field `lable`"), "{err}");
+        assert!(
+            err.contains("cases[0].expect[0].lable: unknown key `lable`"),
+            "{err}"
+        );
         assert!(err.starts_with("t.yaml: "), "{err}");
     }
 

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{JournalTargetConfig, ScrapeConfig};
 use crate::delivery::positions::PositionsView;
+use crate::metrics::JournalMetrics;
 use crate::model::ack::{AckToken, SourceId};
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
@@ -34,6 +35,9 @@ pub struct JournalSource {
     job: String,
     config: JournalTargetConfig,
     relabelers: Vec<Relabeler>,
+    /// This machine's id, which keeps a job without `path` to the local machine's entries.
+    machine_id: Option<String>,
+    metrics: Option<JournalMetrics>,
 }
 
 impl JournalSource {
@@ -42,11 +46,31 @@ impl JournalSource {
         config: &JournalTargetConfig,
         relabelers: Vec<Relabeler>,
     ) -> Self {
+        let machine_id = if config.path.is_empty() {
+            local_machine_id()
+        } else {
+            None
+        };
+        if config.path.is_empty() && machine_id.is_none() {
+            tracing::warn!(
+                job = %job.job_name,
+                "no machine id in /etc/machine-id: the journal job reads every machine's \
+                 journal it finds, not only this one's"
+            );
+        }
         JournalSource {
             job: job.job_name.clone(),
             config: config.clone(),
             relabelers,
+            machine_id,
+            metrics: None,
         }
+    }
+
+    /// Counts entries handed on and skipped in Promtail's journal target series.
+    pub fn with_metrics(mut self, metrics: JournalMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// journalctl's arguments: after `cursor` when there is one, else `max_age` back.
@@ -58,6 +82,12 @@ impl JournalSource {
             "--all",
             "--no-pager",
             "--quiet",
+            // `--follow` alone keeps to the boot journalctl takes as current: the one in
+            // /proc/sys/kernel/random/boot_id, which in a container under the unit's
+            // ProtectProc= is the host's (nothing matches, nothing is shipped), and after a
+            // reboot skips what the previous boot wrote past the saved cursor. Promtail
+            // reads every boot; `--merge` is journalctl's only way to follow them all.
+            "--merge",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -72,7 +102,7 @@ impl JournalSource {
                 args.push(format!("--since=@{}", since.max(0)));
             }
         }
-        args.extend(self.config.matches.split_whitespace().map(str::to_string));
+        args.extend(matches(&self.config.matches, self.machine_id.as_deref()));
         args
     }
 
@@ -117,6 +147,13 @@ impl JournalSource {
                 seq += 1;
                 position.note_cursor(seq, &entry.cursor);
                 cursor = Some(entry.cursor.clone());
+                if let Some(m) = &self.metrics {
+                    match (&entry.line, &entry.labels) {
+                        (None, _) => m.parsing_errors.with_label_values(&["no_message"]).inc(),
+                        (_, None) => m.parsing_errors.with_label_values(&["empty_labels"]).inc(),
+                        _ => m.lines.inc(),
+                    }
+                }
                 let Some(batch) = entry.batch(position.id(), seq) else {
                     continue;
                 };
@@ -181,10 +218,10 @@ impl JournalSource {
         // Address fields (`__CURSOR`, timestamps) are not journal fields.
         fields.retain(|k, _| !k.starts_with("__"));
         let line = if self.config.json {
-            serde_json::to_string(&fields).ok()?
+            serde_json::to_string(&fields).ok()
         } else {
             // Promtail skips entries without a MESSAGE; the cursor still moves past them.
-            fields.get("MESSAGE")?.clone()
+            fields.get("MESSAGE").cloned()
         };
         let labels = self.labels(&fields);
         Some(JournalEntry {
@@ -216,7 +253,9 @@ impl JournalSource {
 struct JournalEntry {
     cursor: String,
     timestamp: DateTime<FixedOffset>,
-    line: String,
+    /// `None` when the entry has no MESSAGE (and `json` is off): skipped.
+    line: Option<String>,
+    /// `None` when relabeling dropped the entry or left no label: skipped.
     labels: Option<LabelSet>,
 }
 
@@ -225,10 +264,37 @@ impl JournalEntry {
     /// (its cursor still counts, so it is not read again).
     fn batch(self, source: SourceId, seq: u64) -> Option<LineBatch> {
         let labels = self.labels?;
+        let line = self.line?;
         let mut batch = LineBatch::new(Arc::new(labels), self.timestamp);
-        batch.push(&self.line, Some(AckToken::line(source, seq)));
+        batch.push(&line, Some(AckToken::line(source, seq)));
         Some(batch)
     }
+}
+
+/// journalctl's matches for `matches`. `--merge` also opens other machines' journals
+/// (systemd-journal-remote's, containers' linked into /var/log/journal), which Promtail's
+/// reader leaves out unless given a `path`: with `machine_id`, every OR group (`+`) is kept
+/// to this machine's entries.
+fn matches(matches: &str, machine_id: Option<&str>) -> Vec<String> {
+    let Some(id) = machine_id else {
+        return matches.split_whitespace().map(str::to_string).collect();
+    };
+    let this_machine = format!("_MACHINE_ID={id}");
+    let mut args = vec![this_machine.clone()];
+    for word in matches.split_whitespace() {
+        args.push(word.to_string());
+        if word == "+" {
+            args.push(this_machine.clone());
+        }
+    }
+    args
+}
+
+/// /etc/machine-id (machine-id(5): 32 lowercase hexadecimal digits), if it holds one.
+fn local_machine_id() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/machine-id").ok()?;
+    let id = text.trim();
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
 /// journalctl's JSON: a string, a byte array for binary data, or an array of either when a
@@ -302,7 +368,7 @@ mod tests {
             ..RelabelConfig::default()
         };
         let e = source(false, vec![unit, level]).entry(LINE).unwrap();
-        assert_eq!(e.line, "hello");
+        assert_eq!(e.line.as_deref(), Some("hello"));
         assert_eq!(e.cursor, "s=1;i=2");
         assert_eq!(e.timestamp.timestamp_micros(), 1_700_000_000_123_456);
         let labels = e.labels.unwrap();
@@ -315,7 +381,7 @@ mod tests {
     #[test]
     fn json_mode_ships_every_field_but_address_fields() {
         let e = source(true, Vec::new()).entry(LINE).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(e.line.as_deref().unwrap()).unwrap();
         assert_eq!(v["MESSAGE"], "hello");
         assert_eq!(v["BIN"], "hi");
         assert!(v.get("__CURSOR").is_none() && v.get("__REALTIME_TIMESTAMP").is_none());
@@ -323,11 +389,10 @@ mod tests {
 
     #[test]
     fn entry_without_message_is_skipped_and_relabel_drop_drops() {
-        assert!(
-            source(false, Vec::new())
-                .entry(r#"{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1"}"#)
-                .is_none()
-        );
+        let e = source(false, Vec::new())
+            .entry(r#"{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1"}"#)
+            .unwrap();
+        assert!(e.line.is_none(), "no MESSAGE, but its cursor still moves");
         let drop_ssh = RelabelConfig {
             source_labels: vec!["__journal__systemd_unit".into()],
             regex: "ssh.service".into(),
@@ -353,5 +418,52 @@ mod tests {
             .unwrap();
         let expected = Utc::now().timestamp() - 7 * 3600;
         assert!((since - expected).abs() <= 2, "{since} vs {expected}");
+    }
+
+    #[test]
+    fn every_boot_is_followed_and_only_this_machines_entries_without_a_path() {
+        let mut s = source(false, Vec::new());
+        s.config.matches = "_SYSTEMD_UNIT=a.service + _SYSTEMD_UNIT=b.service PRIORITY=3".into();
+        s.machine_id = Some("0123456789abcdef0123456789abcdef".into());
+        let args = s.arguments(None);
+        assert!(args.contains(&"--follow".to_string()) && args.contains(&"--merge".to_string()));
+        let id = "_MACHINE_ID=0123456789abcdef0123456789abcdef";
+        let matches: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| a.starts_with("--"))
+            .collect();
+        assert_eq!(
+            matches,
+            [
+                id,
+                "_SYSTEMD_UNIT=a.service",
+                "+",
+                id,
+                "_SYSTEMD_UNIT=b.service",
+                "PRIORITY=3"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_reads_every_machine_and_boot_in_it() {
+        let job = ScrapeConfig {
+            job_name: "journal".into(),
+            ..ScrapeConfig::default()
+        };
+        let config = JournalTargetConfig {
+            path: "/var/log/journal".into(),
+            matches: "PRIORITY=3".into(),
+            ..JournalTargetConfig::default()
+        };
+        let args = JournalSource::new(&job, &config, Vec::new()).arguments(Some("c"));
+        assert!(args.contains(&"--merge".to_string()));
+        assert!(args.contains(&"--directory=/var/log/journal".to_string()));
+        assert!(
+            !args.iter().any(|a| a.starts_with("_MACHINE_ID=")),
+            "{args:?}"
+        );
+        assert_eq!(args.last().map(String::as_str), Some("PRIORITY=3"));
     }
 }

@@ -1,5 +1,5 @@
-//! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]) and
-//! standard input ([`stdin`]).
+//! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]), syslog
+//! senders ([`syslog`]) and standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
 //! line stamped with an [`AckToken`](crate::model::ack::AckToken), into its job's pipeline
@@ -17,4 +17,5 @@ pub mod files;
 pub mod journal;
 pub mod relabel;
 pub mod stdin;
+pub mod syslog;
 pub mod targets_view;

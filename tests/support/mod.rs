@@ -3,9 +3,12 @@
 use std::time::{Duration, Instant};
 
 pub mod agent_process;
+pub mod container;
+pub mod deb;
 pub mod mmdb_writer;
 pub mod numbered_lines;
 pub mod receiver;
+pub mod stage_runner;
 pub mod stdin_dry_run;
 pub mod unprivileged_agent;
 

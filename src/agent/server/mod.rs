@@ -1,4 +1,4 @@
-//! The HTTP server: `/metrics` (Prometheus text format), `/ready` with Promtail's meaning
+//! The HTTP server: `/metrics` (Prometheus text format, or OpenMetrics when asked for), `/ready` with Promtail's meaning
 //! (ready once at least one file is tailed, unless `health_check_target: false`), and the
 //! pages Promtail serves: `/targets` (per job: files, positions, lag), `/service-discovery`
 //! (targets before and after relabeling, dropped ones), `/config` (the effective config,
@@ -71,13 +71,12 @@ pub async fn serve(listener: listener::Listener, state: AppState, stop: watch::R
     listener.serve(app, stop).await;
 }
 
-async fn metrics_page(State(s): State<AppState>) -> Response {
+async fn metrics_page(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::exposition::Format::negotiate(accept);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        s.metrics.render_as(format),
     )
         .into_response()
 }

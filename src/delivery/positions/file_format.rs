@@ -12,9 +12,21 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use serde::Deserialize;
+
 use super::key::{bytes_of, is_binary, key_of_bytes, readable_key};
 use crate::delivery::file_identity::FileIdentity;
 use crate::model::ack::SourceId;
+
+#[derive(Deserialize)]
+struct PositionsFile {
+    #[serde(default)]
+    positions: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    identities: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    sources: Option<BTreeMap<String, String>>,
+}
 
 /// What a positions file holds. Identities and sources are kept only for saved paths.
 #[derive(Debug, Default, PartialEq)]
@@ -29,29 +41,23 @@ pub(super) fn parse(text: &str) -> Result<Loaded, String> {
         return Ok(Default::default());
     }
     let text = lift_binary_keys(text)?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| e.to_string())?;
-    let section = |name: &str| -> Result<BTreeMap<String, String>, String> {
-        match doc.get(name) {
-            None | Some(serde_yaml::Value::Null) => Ok(BTreeMap::new()),
-            Some(serde_yaml::Value::Mapping(m)) => m
-                .iter()
-                .map(|(k, v)| Ok((key_text(k)?, scalar_text(v)?)))
-                .collect(),
-            Some(_) => Err(format!("{name}: expected a map of paths")),
-        }
-    };
-    if !matches!(doc, serde_yaml::Value::Mapping(_) | serde_yaml::Value::Null) {
-        return Err("expected a map with a positions key".into());
-    }
-    let saved = section("positions")?;
+    let file: PositionsFile = crate::config::yaml::from_str(&text).map_err(|e| e.to_string())?;
+    let section =
+        |map: Option<BTreeMap<String, String>>| -> Result<BTreeMap<String, String>, String> {
+            map.unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| Ok((key_text(k)?, v)))
+                .collect()
+        };
+    let saved = section(file.positions)?;
     // An identity or source we cannot read only costs the rename detection, or the
     // disk buffer's recognition of lines it already holds, for that path.
-    let identities = section("identities")?
+    let identities = section(file.identities)?
         .into_iter()
         .filter(|(path, _)| saved.contains_key(path))
         .filter_map(|(path, id)| FileIdentity::parse(&id).map(|id| (path, id)))
         .collect();
-    let sources = section("sources")?
+    let sources = section(file.sources)?
         .into_iter()
         .filter(|(path, _)| saved.contains_key(path))
         .filter_map(|(path, id)| Some((path, SourceId(id.parse().ok()?))))
@@ -128,26 +134,17 @@ fn push_lifted(out: &mut String, indent: &str, b64: &str, value: &str) {
 }
 
 /// A key of the file: a path as text, or a path that is not UTF-8, written `!!binary` (the
-/// base64 of its bytes) by us and by Promtail's YAML library.
-fn key_text(k: &serde_yaml::Value) -> Result<String, String> {
+/// base64 of its bytes) by us and by Promtail's YAML library, as lifted.
+fn key_text(key: String) -> Result<String, String> {
     use base64::Engine as _;
-    match k {
-        serde_yaml::Value::String(s) if s.starts_with(LIFTED) => {
+    match key.strip_prefix(LIFTED) {
+        None => Ok(key),
+        Some(b64) => {
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(&s[LIFTED.len()..])
+                .decode(b64)
                 .map_err(|e| format!("a !!binary key is not base64: {e}"))?;
             Ok(key_of_bytes(&bytes))
         }
-        other => scalar_text(other),
-    }
-}
-
-fn scalar_text(v: &serde_yaml::Value) -> Result<String, String> {
-    match v {
-        serde_yaml::Value::String(s) => Ok(s.clone()),
-        serde_yaml::Value::Number(n) => Ok(n.to_string()),
-        serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        other => Err(format!("expected text, found {other:?}")),
     }
 }
 

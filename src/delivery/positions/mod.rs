@@ -59,6 +59,8 @@ struct Shared {
     read_only: bool,
     /// Counts saves that found the file deleted by someone else.
     deleted: OnceLock<prometheus::IntCounter>,
+    /// Counts saves that could not write the file.
+    write_errors: OnceLock<prometheus::IntCounter>,
     /// Signalled when acknowledgements moved a saved position: the saver writes the file
     /// soon after, not only every `sync_period`.
     advanced: tokio::sync::Notify,
@@ -135,6 +137,7 @@ impl Positions {
                 read_only,
                 deleted: OnceLock::new(),
                 advanced: tokio::sync::Notify::new(),
+                write_errors: OnceLock::new(),
             }),
         })
     }
@@ -151,6 +154,7 @@ impl Positions {
                 read_only: true,
                 deleted: OnceLock::new(),
                 advanced: tokio::sync::Notify::new(),
+                write_errors: OnceLock::new(),
             }),
         }
     }
@@ -159,6 +163,12 @@ impl Positions {
     pub fn with_deletion_counter(self, counter: prometheus::IntCounter) -> Self {
         // Set once, right after opening; a second counter would count the same deletions.
         let _ = self.shared.deleted.set(counter);
+        self
+    }
+
+    /// Counts, in `counter`, each save that cannot write the file.
+    pub fn with_write_error_counter(self, counter: prometheus::IntCounter) -> Self {
+        let _ = self.shared.write_errors.set(counter);
         self
     }
 
@@ -256,6 +266,7 @@ impl Positions {
             file,
             read_only,
             deleted,
+            write_errors,
             ..
         } = &*self.shared;
         if *read_only {
@@ -278,13 +289,24 @@ impl Positions {
                 );
             }
             st.dirty = false;
-            st.written = true;
             render(&st.saved, &st.identities, &st.source_ids)
         };
-        write_atomically(file, text.as_bytes()).map_err(|e| {
-            self.state().dirty = true;
-            PositionsError(format!("cannot save positions to {}: {e}", file.display()))
-        })
+        match write_atomically(file, text.as_bytes()) {
+            Ok(()) => {
+                self.state().written = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.state().dirty = true;
+                if let Some(c) = write_errors.get() {
+                    c.inc();
+                }
+                Err(PositionsError(format!(
+                    "cannot write the positions file {}: {e}",
+                    file.display()
+                )))
+            }
+        }
     }
 
     /// Saves soon after acknowledgements move a position (at once after a quiet spell, then
@@ -300,6 +322,8 @@ impl Positions {
         use tokio::time::{Instant, sleep_until};
         let mut periodic = Instant::now() + period;
         let mut last: Option<(Instant, std::time::Duration)> = None;
+        // A file that cannot be written fails at every sync; said once until it recovers.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = sleep_until(periodic) => {}
@@ -322,9 +346,22 @@ impl Positions {
             let took = started.elapsed();
             last = Some((started, took));
             periodic = Instant::now() + period;
-            if let Err(e) = saved {
-                tracing::error!(error = %e, "saving positions failed");
-                last = Some((started, took.max(period / SAVE_SPACING_FACTOR)));
+            match saved {
+                Err(e) => {
+                    // Acknowledgements do not prompt another try before `period`.
+                    last = Some((started, took.max(period / SAVE_SPACING_FACTOR)));
+                    if !failing {
+                        failing = true;
+                        tracing::error!(error = %e, "cannot write the positions file; positions are kept in memory and saved once it can be written (retrying every sync)");
+                    } else {
+                        tracing::debug!(error = %e, "positions file still cannot be written");
+                    }
+                }
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(file = %self.shared.file.display(), "positions file written again");
+                }
+                Ok(()) => {}
             }
         }
     }

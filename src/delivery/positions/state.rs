@@ -38,7 +38,8 @@ pub(super) struct State {
     pub(super) next_id: u64,
     pub(super) clients: usize,
     pub(super) dirty: bool,
-    /// The file has been written by this process (so its absence means someone deleted it).
+    /// The file has been written successfully by this process (so its absence means someone
+    /// deleted it; a file that could never be written was not deleted).
     pub(super) written: bool,
 }
 

@@ -339,3 +339,35 @@ fn a_promtail_file_with_a_binary_name_loads() {
         );
     }
 }
+
+#[test]
+fn a_file_that_cannot_be_written_is_not_reported_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("state");
+    let file = blocker.join("positions.yaml");
+    let deleted = prometheus::IntCounter::new("d", "d").unwrap();
+    let write_errors = prometheus::IntCounter::new("w", "w").unwrap();
+    let pos = Positions::open(&file, false, 1, false)
+        .unwrap()
+        .with_deletion_counter(deleted.clone())
+        .with_write_error_counter(write_errors.clone());
+    // A regular file where the positions directory should be: every write fails, even
+    // for root.
+    std::fs::write(&blocker, "").unwrap();
+    let e = pos.save().unwrap_err();
+    assert!(
+        e.to_string().starts_with("cannot write the positions file"),
+        "{e}"
+    );
+    assert!(pos.save().is_err());
+    assert_eq!(write_errors.get(), 2);
+    assert_eq!(deleted.get(), 0, "never written, so never deleted");
+    // Writable again: saved; then deleted behind our back: that is counted as deleted.
+    std::fs::remove_file(&blocker).unwrap();
+    pos.save().unwrap();
+    assert!(file.exists());
+    std::fs::remove_file(&file).unwrap();
+    pos.save().unwrap();
+    assert_eq!(deleted.get(), 1);
+    assert_eq!(write_errors.get(), 2);
+}

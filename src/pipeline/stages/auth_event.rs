@@ -10,11 +10,13 @@
 //! It reads the program name and the message (what the `syslog` stage extracted), picks a
 //! parser by program (so each line meets one daemon's handful of prefixes, not every
 //! pattern), and writes into the extracted map, only for messages it recognises:
-//! - `event`: `login_success`, `login_failure`, `invalid_user`, `too_many_auth_failures`,
-//!   `disconnect`, `no_identification`, `reverse_mapping_failed`, `subsystem_request`,
-//!   `auth_failure`, `session_open`, `session_close`, `sudo`, `sudo_failure`, `sudo_denied`,
-//!   `su`, `su_failure`, `user_add`, `user_change`, `user_delete`, `group_add`,
-//!   `group_member_add`, `group_delete`, `password_change`, `cron_command`;
+//! - `event`: `login_success`, `login_failure`, `login_postponed`, `login_partial`,
+//!   `invalid_user`, `too_many_auth_failures`, `user_not_allowed`, `root_login_refused`,
+//!   `disconnect`, `no_identification`, `bad_identification`, `negotiation_failed`,
+//!   `reverse_mapping_failed`, `subsystem_request`, `auth_failure`, `session_open`,
+//!   `session_close`, `sudo`, `sudo_failure`, `sudo_denied`, `su`, `su_failure`, `user_add`,
+//!   `user_change`, `user_delete`, `group_add`, `group_member_add`, `group_delete`,
+//!   `password_change`, `cron_command`;
 //! - `status` (`success` or `failed`) and `login_attempts` (a count, usually 1) on login
 //!   attempts only: sshd `Accepted`/`Failed` (also inside "message repeated N times"), su
 //!   successes and failures. Invalid-user notices, PAM failures and disconnects that repeat an
@@ -23,9 +25,33 @@
 //!   shadow tool changed), `target_user` (sudo `USER=`, su's target), `by_user` (who opened a
 //!   PAM session or changed a password), `source_ip`, `source_host` (a remote host given by
 //!   name), `source_port`, `auth_method` (`password`, `publickey`, ...), `invalid_user` and
-//!   `preauth` (`true`), `signature` (the key sshd accepted), `tty`, `pwd`, `command`, `reason` (why sudo refused, the disconnect
-//!   reason), `attempts` (sudo's incorrect password count), `uid`, `gid`, `home`, `shell`,
-//!   `group`.
+//!   `preauth` (`true`), `signature` (what sshd logged after `ssh2: `: the key), `tty`, `pwd`,
+//!   `command`, `reason` (why sudo or sshd refused, the disconnect reason), `attempts`,
+//!   `uid`, `gid`, `home`, `shell`, `group`;
+//! - `ambiguous: "true"` when the line admits more than one reading (below).
+//!
+//! # Reading lines as their programs write them
+//!
+//! Each sshd and PAM form is the program's format string (OpenSSH's auth.c, auth2.c,
+//! packet.c, sshd.c; Linux-PAM's pam_unix), with its fixed parts matched where the program
+//! puts them: a remote user chooses the user name sshd logs (up to 100 bytes, any printable
+//! text), what follows `ssh2: ` for some methods (a certificate's key id, hostbased's client
+//! user and host, a GSSAPI principal), a disconnect reason, the client's version string; PAM
+//! writes the user name it was given and the service's `rhost` and `ruser`. Such text can
+//! reproduce the fixed parts (`Failed password for x from 10.0.0.1 port 22 ssh2` sent as a
+//! user name), so:
+//! - an address that follows attacker text is read from the right, where sshd's own text
+//!   ends the line (`from IP port N ssh2`, `IP port N`), and only methods that append
+//!   something after `ssh2` (publickey: the key; hostbased; GSSAPI) may have anything there,
+//!   in the form sshd writes it (a key is `TYPE FINGERPRINT`, a fingerprint has no spaces);
+//! - pam_unix's `logname= uid= euid= tty= ruser= rhost=  user=` is read in that order, `user`
+//!   last, so a `rhost=` inside the user name stays in the user name;
+//! - every reading the format allows is tried; when more than one fits, or when the message
+//!   may have been cut (sshd hands syslog at most 500 bytes, and a cut message ends wherever
+//!   the attacker's text put the cut), the line gets its `event`, `ambiguous: "true"` and
+//!   only the fields that do not depend on the reading (no `source_ip`, `source_port` or
+//!   `user`), and is counted in `tailward_auth_ambiguous_lines_total{job, reason}`
+//!   (`several_readings`, `possibly_cut`).
 //!
 //! Messages it does not recognise are left without `event`. It must not change labels, the
 //! line or the timestamp.
@@ -36,7 +62,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
-use crate::pipeline::{PipelineEntry, Stage, Verdict};
+use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -54,19 +80,31 @@ pub struct AuthEventStage {
     source: String,
     /// Reused between lines: the fields of the last recognised message.
     owned: Vec<(&'static str, String)>,
+    /// `tailward_auth_ambiguous_lines_total{job, reason}` by [`Ambiguity`].
+    ambiguous: [prometheus::IntCounter; 2],
 }
 
 impl AuthEventStage {
-    pub fn new(cfg: &AuthEventConfig) -> Result<Self, StageError> {
+    pub fn new(cfg: &AuthEventConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let key = |value: &Option<String>, name: &str, default: &str| match value.as_deref() {
             None => Ok(default.to_string()),
             Some("") => Err(StageError::new(name, "expected a non-empty extracted key")),
             Some(k) => Ok(k.to_string()),
         };
+        let counter = |a: Ambiguity| {
+            ctx.metrics
+                .pipeline
+                .auth_ambiguous_lines
+                .with_label_values(&[&ctx.job, a.label()])
+        };
         Ok(Self {
             program_source: key(&cfg.program_source, "program_source", "program")?,
             source: key(&cfg.source, "source", "message")?,
-            owned: Vec::with_capacity(MAX_FIELDS),
+            owned: Vec::with_capacity(MAX_FIELDS + 3),
+            ambiguous: [
+                counter(Ambiguity::SeveralReadings),
+                counter(Ambiguity::PossiblyCut),
+            ],
         })
     }
 }
@@ -89,7 +127,11 @@ impl Stage for AuthEventStage {
             self.owned.push(("status", status.to_string()));
             self.owned.push(("login_attempts", count.to_string()));
         }
-        for (name, value) in &found.fields[..found.len] {
+        if let Some(a) = found.ambiguity {
+            self.ambiguous[a as usize].inc();
+            self.owned.push(("ambiguous", "true".to_string()));
+        }
+        for (name, value) in found.fields() {
             self.owned.push((name, value.to_string()));
         }
         for (name, value) in self.owned.drain(..) {
@@ -103,12 +145,41 @@ impl Stage for AuthEventStage {
 
 const MAX_FIELDS: usize = 12;
 
+/// sshd hands syslog at most this many bytes of a message (log.c, `"%.500s"`); a message
+/// this long may have been cut.
+const SSHD_SYSLOG_LIMIT: usize = 500;
+
+/// Why a line's fields were left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// More than one reading of the format fits the line.
+    SeveralReadings = 0,
+    /// The message is as long as sshd's syslog limit: its end may be a cut in attacker text.
+    PossiblyCut = 1,
+}
+
+impl Ambiguity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Ambiguity::SeveralReadings => "several_readings",
+            Ambiguity::PossiblyCut => "possibly_cut",
+        }
+    }
+}
+
+/// Fields that come from a form's fixed parts, the same in every reading: an ambiguous line
+/// keeps these only.
+const READING_INDEPENDENT: &[&str] = &["auth_method", "invalid_user", "preauth", "attempts"];
+
 /// What one message said, borrowing from it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Found<'a> {
     pub event: &'static str,
     /// `(status, count)` of a login attempt.
     pub login: Option<(&'static str, &'a str)>,
+    /// Set when the line admits more than one reading; the fields then hold only what every
+    /// reading agrees on.
+    pub ambiguity: Option<Ambiguity>,
     fields: [(&'static str, &'a str); MAX_FIELDS],
     len: usize,
 }
@@ -118,9 +189,23 @@ impl<'a> Found<'a> {
         Self {
             event,
             login: None,
+            ambiguity: None,
             fields: [("", ""); MAX_FIELDS],
             len: 0,
         }
+    }
+
+    /// The fields found, in the order they were set.
+    pub fn fields(&self) -> &[(&'static str, &'a str)] {
+        &self.fields[..self.len]
+    }
+
+    /// The value of field `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.fields()
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
     }
 
     /// Records a field; empty values (`rhost=`, an empty user name) are left out.
@@ -132,31 +217,120 @@ impl<'a> Found<'a> {
         self
     }
 
-    /// A remote address: `source_ip` when it is one, `source_host` otherwise.
+    /// Replaces the value of field `name`.
+    fn replace(&mut self, name: &str, value: &'a str) {
+        if let Some(field) = self.fields[..self.len].iter_mut().find(|(k, _)| *k == name) {
+            field.1 = value;
+        }
+    }
+
+    /// A remote end as a program wrote it: `source_ip` for an address, `source_host` for a
+    /// name, nothing for sshd's `UNKNOWN` (not a network connection).
     fn remote(&mut self, host: &'a str) -> &mut Self {
-        if host.parse::<IpAddr>().is_ok() {
-            self.set("source_ip", host)
+        if is_address(host) {
+            if host != "UNKNOWN" {
+                self.set("source_ip", host);
+            }
+            self
         } else {
             self.set("source_host", host)
         }
     }
+
+    /// Marks the line ambiguous and drops every field that depends on the reading.
+    fn ambiguous(mut self, why: Ambiguity) -> Self {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if READING_INDEPENDENT.contains(&self.fields[i].0) {
+                self.fields[kept] = self.fields[i];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        self.ambiguity = Some(why);
+        self
+    }
+}
+
+/// Picks the one reading of a line, or marks it: `readings` is how many fitted, `found` the
+/// last that did (or the form's bare event when none did and the message may be cut).
+fn settle(found: Found<'_>, readings: usize, cut: bool) -> Found<'_> {
+    if readings > 1 {
+        found.ambiguous(Ambiguity::SeveralReadings)
+    } else if cut {
+        found.ambiguous(Ambiguity::PossiblyCut)
+    } else {
+        found
+    }
+}
+
+/// An address as sshd writes the remote end (`ssh_remote_ipaddr`): IPv4, IPv6 (a link-local
+/// one with its `%zone`), or `UNKNOWN` when the connection is not a socket.
+fn is_address(s: &str) -> bool {
+    if s.parse::<IpAddr>().is_ok() || s == "UNKNOWN" {
+        return true;
+    }
+    match s.split_once('%') {
+        Some((a, zone)) => {
+            !zone.is_empty()
+                && zone
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+                && a.parse::<std::net::Ipv6Addr>().is_ok()
+        }
+        None => false,
+    }
+}
+
+/// A remote host as sshd's `auth_get_canonical_hostname` gives it: an address, or (with
+/// `UseDNS yes`) a forward-confirmed DNS name.
+fn is_host(s: &str) -> bool {
+    is_address(s)
+        || (!s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_port(s: &str) -> bool {
+    is_digits(s) && s.len() <= 5
 }
 
 /// The normalised event of `message` written by `program`, if it is one this stage knows.
 pub fn normalise<'a>(program: &str, message: &'a str) -> Option<Found<'a>> {
-    // `sshd(pam_unix)`: old Red Hat PAM lines name the module after the program.
+    // A file written with CRLF ends each message in `\r`; no program here writes one.
+    let message = message.strip_suffix('\r').unwrap_or(message);
+    // rsyslog's `message repeated 2 times: [ Failed password for root from ...]`.
+    if let Some(r) = message.strip_prefix("message repeated ") {
+        let (count, inner) = r.split_once(" times: [ ")?;
+        if !is_digits(count) {
+            return None;
+        }
+        let inner = inner.strip_suffix(']').unwrap_or(inner).trim_end();
+        let mut f = normalise_one(program, inner)?;
+        if let Some((status, _)) = f.login {
+            f.login = Some((status, count));
+        }
+        return Some(f);
+    }
+    normalise_one(program, message)
+}
+
+fn normalise_one<'a>(program: &str, message: &'a str) -> Option<Found<'a>> {
+    // `sshd(pam_unix)`: older Red Hat PAM lines name the module after the program.
     let (base, module) = match program.split_once('(') {
         Some((base, module)) => (base, module.strip_suffix(')').unwrap_or(module)),
         None => (program, ""),
     };
-    if module == "pam_unix" {
-        return pam_unix(message);
-    }
-    if message.starts_with("pam_unix(") {
-        return pam_unix(message);
+    if module == "pam_unix" || message.starts_with("pam_unix") {
+        return pam_unix(base, message);
     }
     match base {
-        "sshd" | "sshd-session" => sshd(message),
+        "sshd" | "sshd-session" | "sshd-auth" => sshd(message),
         "sudo" => sudo(message),
         "su" => su(message),
         "useradd" | "groupadd" | "usermod" | "userdel" | "groupdel" | "groupmod" | "passwd"
@@ -166,250 +340,707 @@ pub fn normalise<'a>(program: &str, message: &'a str) -> Option<Found<'a>> {
     }
 }
 
+/// sshd, sshd-session and sshd-auth (OpenSSH 9.8+ split the per-connection work out).
 fn sshd(message: &str) -> Option<Found<'_>> {
+    // sshd's own limit counts the whole message, ` [preauth]` included.
+    let cut = message.len() >= SSHD_SYSLOG_LIMIT;
     let (m, preauth) = match message.strip_suffix(" [preauth]") {
         Some(m) => (m, true),
         None => (message, false),
     };
-    let mut f = sshd_event(m)?;
+    // The level prefixes log.c puts before error() and fatal() messages.
+    let m = m
+        .strip_prefix("error: ")
+        .or_else(|| m.strip_prefix("fatal: "))
+        .unwrap_or(m);
+    let mut f = sshd_event(m, cut)?;
     if preauth {
         f.set("preauth", "true");
     }
     Some(f)
 }
 
-fn sshd_event(m: &str) -> Option<Found<'_>> {
-    if let Some(r) = m.strip_prefix("Accepted ") {
-        return login_attempt(r, "login_success", "success", "1");
-    }
-    if let Some(r) = m.strip_prefix("Failed ") {
-        return login_attempt(r, "login_failure", "failed", "1");
-    }
-    if let Some(r) = m.strip_prefix("message repeated ") {
-        // `message repeated 2 times: [ Failed password for root from 1.2.3.4 port 22 ssh2]`
-        let (count, inner) = r.split_once(" times: [ ")?;
-        let inner = inner.strip_suffix(']').unwrap_or(inner).trim_end();
-        if let Some(r) = inner.strip_prefix("Failed ") {
-            return login_attempt(r, "login_failure", "failed", count);
+fn sshd_event(m: &str, cut: bool) -> Option<Found<'_>> {
+    // auth.c auth_log(): `%s %s%s%s for %s%.100s from %.200s port %d ssh2%s%s`.
+    for (prefix, event, status) in [
+        ("Accepted ", "login_success", Some("success")),
+        ("Failed ", "login_failure", Some("failed")),
+        ("Postponed ", "login_postponed", None),
+        ("Partial ", "login_partial", None),
+    ] {
+        if let Some(r) = m.strip_prefix(prefix) {
+            return auth_log(r, event, status.map(|s| (s, "1")), cut);
         }
-        if let Some(r) = inner.strip_prefix("Accepted ") {
-            return login_attempt(r, "login_success", "success", count);
-        }
-        return None;
     }
-    if let Some(r) = m.strip_prefix("Invalid user ") {
-        // `Invalid user bob from 1.2.3.4[ port 22]`; the name may be empty.
-        let (user, addr) = r.rsplit_once(" from ")?;
-        let mut f = Found::new("invalid_user");
-        f.set("user", user).set("invalid_user", "true");
-        address_and_port(addr, &mut f);
-        return Some(f);
-    }
-    if let Some(user) = m.strip_prefix("input_userauth_request: invalid user ") {
-        let mut f = Found::new("invalid_user");
-        f.set("user", user).set("invalid_user", "true");
-        return Some(f);
-    }
+    // auth.c getpwnamallow(): `Invalid user %.100s from %.100s port %d` (before 7.x without
+    // the port; before 3.9 `Illegal user`).
     if let Some(r) = m
-        .strip_prefix("Disconnecting: Too many authentication failures")
-        .or_else(|| m.strip_prefix("error: maximum authentication attempts exceeded"))
+        .strip_prefix("Invalid user ")
+        .or_else(|| m.strip_prefix("Illegal user "))
     {
+        let mut f = Found::new("invalid_user");
+        f.set("invalid_user", "true");
+        let (user, remote) = user_from_remote(r)?;
+        f.set("user", user);
+        apply_remote(&mut f, remote);
+        return Some(settle(f, 1, cut));
+    }
+    // auth2.c (before 7.x): `input_userauth_request: invalid user %s`.
+    if let Some(user) = m
+        .strip_prefix("input_userauth_request: invalid user ")
+        .or_else(|| m.strip_prefix("input_userauth_request: illegal user "))
+    {
+        let mut f = Found::new("invalid_user");
+        f.set("user", user).set("invalid_user", "true");
+        return Some(f);
+    }
+    // auth.c auth_maxtries_exceeded(): `maximum authentication attempts exceeded for
+    // %s%.100s from %.200s port %d ssh2`.
+    if let Some(r) = m.strip_prefix("maximum authentication attempts exceeded for ") {
         let mut f = Found::new("too_many_auth_failures");
-        if let Some(r) = r.strip_prefix(" for ") {
-            let (r, invalid) = match r.strip_prefix("invalid user ") {
-                Some(r) => (r, true),
-                None => (r, false),
-            };
-            let (user, addr) = r.rsplit_once(" from ").unwrap_or((r, ""));
-            f.set("user", user);
-            if invalid {
-                f.set("invalid_user", "true");
-            }
-            address_and_port(addr, &mut f);
-        }
-        return Some(f);
-    }
-    if let Some(r) = m.strip_prefix("Disconnecting invalid user ") {
-        // `Disconnecting invalid user bob 1.2.3.4 port 22: Too many authentication failures`
-        let (who, reason) = r.split_once(": ").unwrap_or((r, ""));
-        let event = if reason.starts_with("Too many authentication failures") {
-            "too_many_auth_failures"
-        } else {
-            "disconnect"
-        };
-        let mut f = Found::new(event);
-        f.set("invalid_user", "true").set("reason", reason);
-        user_address_and_port(who, &mut f);
-        return Some(f);
-    }
-    if let Some(r) = m
-        .strip_prefix("Received disconnect from ")
-        .or_else(|| m.strip_prefix("error: Received disconnect from "))
-    {
-        // `Received disconnect from 1.2.3.4[ port 22]:11: Bye Bye`
-        let mut f = Found::new("disconnect");
-        let (addr, reason) = match r.find(": ") {
-            Some(i) => (&r[..i], &r[i + 2..]),
-            None => (r, ""),
-        };
-        let (addr, _code) = match addr.rsplit_once(':') {
-            Some((a, code)) if code.trim().bytes().all(|b| b.is_ascii_digit()) => (a, code),
-            _ => (addr, ""),
-        };
-        let reason = match reason.split_once(": ") {
-            Some((code, rest)) if code.bytes().all(|b| b.is_ascii_digit()) => rest,
-            _ => reason,
-        };
-        address_and_port(addr, &mut f);
-        f.set("reason", reason);
-        return Some(f);
-    }
-    if let Some(r) = m
-        .strip_prefix("Disconnected from ")
-        .or_else(|| m.strip_prefix("Connection closed by "))
-        .or_else(|| m.strip_prefix("Connection reset by "))
-    {
-        let mut f = Found::new("disconnect");
-        user_address_and_port(r, &mut f);
-        return Some(f);
-    }
-    if let Some(reason) = m.strip_prefix("fatal: Write failed: ") {
-        let mut f = Found::new("disconnect");
-        f.set("reason", reason);
-        return Some(f);
-    }
-    if let Some(r) = m.strip_prefix("Did not receive identification string from ") {
-        let mut f = Found::new("no_identification");
-        address_and_port(r, &mut f);
-        return Some(f);
-    }
-    if let Some(r) = m.strip_prefix("reverse mapping checking getaddrinfo for ") {
-        // `... for host.example [1.2.3.4] failed - POSSIBLE BREAK-IN ATTEMPT!`
-        let (host, r) = r.split_once(" [")?;
-        let (ip, _) = r.split_once(']')?;
-        let mut f = Found::new("reverse_mapping_failed");
-        f.set("source_ip", ip).set("source_host", host);
-        return Some(f);
-    }
-    if let Some(r) = m.strip_prefix("PAM ") {
-        // `PAM 5 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root`
-        let (count, r) = r.split_once(" more authentication failure")?;
-        let (_, pairs) = r.split_once("; ")?;
-        let mut f = Found::new("auth_failure");
-        f.set("attempts", count);
-        pam_pairs(pairs, &mut f);
-        return Some(f);
-    }
-    if let Some(r) = m.strip_prefix("error: PAM: ") {
-        // `error: PAM: Authentication failure for [illegal user ]bob from host`
-        let (reason, r) = r.split_once(" for ")?;
-        let (r, invalid) = match r.strip_prefix("illegal user ") {
-            Some(r) => (r, true),
-            None => (r, false),
-        };
-        let (user, host) = r.rsplit_once(" from ")?;
-        let mut f = Found::new("auth_failure");
-        f.set("user", user).set("reason", reason);
+        let (r, invalid) = strip_invalid(r);
         if invalid {
             f.set("invalid_user", "true");
         }
-        f.remote(host);
+        let r = r
+            .strip_suffix(" ssh2")
+            .or_else(|| r.strip_suffix(" ssh1"))
+            .unwrap_or(r);
+        let (user, remote) = user_from_remote(r)?;
+        f.set("user", user);
+        apply_remote(&mut f, remote);
+        return Some(settle(f, 1, cut));
+    }
+    // Before 7.x: `Disconnecting: Too many authentication failures for [invalid user ]%.100s`;
+    // `Disconnecting: REASON` otherwise.
+    if let Some(r) = m.strip_prefix("Disconnecting: ") {
+        if let Some(r) = r.strip_prefix("Too many authentication failures") {
+            let mut f = Found::new("too_many_auth_failures");
+            if let Some(r) = r.strip_prefix(" for ") {
+                let (user, invalid) = strip_invalid(r);
+                if invalid {
+                    f.set("invalid_user", "true");
+                }
+                f.set("user", user);
+            }
+            return Some(f);
+        }
+        let mut f = Found::new("disconnect");
+        f.set("reason", r);
         return Some(f);
     }
+    // packet.c ssh_packet_disconnect(): `Disconnecting %s: %.100s`, the connection id then the
+    // reason (both may hold a user's text).
+    if let Some(r) = m.strip_prefix("Disconnecting ") {
+        return remote_then_reason(r, cut, |reason| {
+            if reason.starts_with("Too many authentication failures") {
+                "too_many_auth_failures"
+            } else {
+                "disconnect"
+            }
+        });
+    }
+    // packet.c: `Received disconnect from %s port %d:%u: %.400s` (before 7.x `from %s: %u:
+    // %.400s`), the address first.
+    if let Some(r) = m.strip_prefix("Received disconnect from ") {
+        let (ip, rest) = r.split_once(' ')?;
+        let mut f = Found::new("disconnect");
+        let reason = if let Some(rest) = rest.strip_prefix("port ") {
+            if !is_address(ip) {
+                return None;
+            }
+            let (port, rest) = rest.split_once(':')?;
+            if !is_port(port) {
+                return None;
+            }
+            f.remote(ip).set("source_port", port);
+            disconnect_code(rest)?
+        } else {
+            let ip = ip.strip_suffix(':')?;
+            if !is_address(ip) {
+                return None;
+            }
+            f.remote(ip);
+            disconnect_code(rest)?
+        };
+        f.set("reason", reason);
+        return Some(f);
+    }
+    // packet.c sshpkt_fatal(): `Connection closed by %s`, `Connection reset by %s`,
+    // `Disconnected from %s`, `Connection from %s timed out`, the connection id last.
+    for (prefix, reason) in [
+        ("Connection closed by ", ""),
+        ("Connection reset by ", ""),
+        ("Disconnected from ", ""),
+    ] {
+        if let Some(r) = m.strip_prefix(prefix) {
+            let mut f = Found::new("disconnect");
+            apply_remote(&mut f, remote_id(r)?);
+            f.set("reason", reason);
+            return Some(settle(f, 1, cut));
+        }
+    }
+    if let Some(r) = m
+        .strip_prefix("Connection from ")
+        .and_then(|r| r.strip_suffix(" timed out"))
+    {
+        let mut f = Found::new("disconnect");
+        apply_remote(&mut f, remote_id(r)?);
+        f.set("reason", "timed out");
+        return Some(settle(f, 1, cut));
+    }
+    // sshd.c grace_alarm_handler(): `Timeout before authentication for %s port %d`.
+    if let Some(r) = m.strip_prefix("Timeout before authentication for ") {
+        let mut f = Found::new("disconnect");
+        apply_remote(&mut f, bare_remote(r)?);
+        f.set("reason", "Timeout before authentication");
+        return Some(f);
+    }
+    // sshd.c (before 8.0): `Did not receive identification string from %s port %d`.
+    if let Some(r) = m.strip_prefix("Did not receive identification string from ") {
+        let mut f = Found::new("no_identification");
+        apply_remote(&mut f, bare_remote(r)?);
+        return Some(f);
+    }
+    // sshd.c (before 8.0): `Bad protocol version identification '%.100s' from %s port %d`,
+    // the client's text first.
+    if let Some(r) = m.strip_prefix("Bad protocol version identification '") {
+        let (_, remote) = r.rsplit_once("' from ")?;
+        let mut f = Found::new("bad_identification");
+        apply_remote(&mut f, bare_remote(remote)?);
+        f.set("reason", "Bad protocol version identification");
+        return Some(settle(f, 1, cut));
+    }
+    // sshd.c (before 7.4): `Protocol major versions differ for %s: %.200s vs. %.200s`.
+    if let Some(r) = m.strip_prefix("Protocol major versions differ for ") {
+        let (ip, _) = r.split_once(": ")?;
+        let mut f = Found::new("bad_identification");
+        apply_remote(&mut f, bare_remote(ip)?);
+        f.set("reason", "Protocol major versions differ");
+        return Some(f);
+    }
+    // kex.c (8.0+): `kex_exchange_identification: REASON`, no address (the next line,
+    // `banner exchange: Connection from ...` or `Connection closed by ...`, has it).
+    if let Some(r) = m.strip_prefix("kex_exchange_identification: ") {
+        let event = if r.starts_with("Connection closed by remote host") || r.starts_with("read: ")
+        {
+            "no_identification"
+        } else {
+            "bad_identification"
+        };
+        let mut f = Found::new(event);
+        // `client sent invalid protocol identifier "..."`: the quoted text is the client's.
+        f.set("reason", r.split_once(" \"").map_or(r, |(fixed, _)| fixed));
+        return Some(f);
+    }
+    // packet.c sshpkt_fatal(): `%s%sConnection %s %s: %s`, a tag (`banner exchange`,
+    // `ssh_dispatch_run_fatal`), the connection id, the error.
+    if let Some((tag, r)) = m.split_once(": Connection from ")
+        && !tag.contains(": ")
+    {
+        let banner = tag == "banner exchange";
+        return remote_then_reason(r, cut, |_| {
+            if banner {
+                "bad_identification"
+            } else {
+                "disconnect"
+            }
+        });
+    }
+    // packet.c: `Unable to negotiate with %s: no matching %s found. Their offer: %s`.
+    if let Some(r) = m.strip_prefix("Unable to negotiate with ") {
+        let mut f = remote_then_reason(r, cut, |_| "negotiation_failed")?;
+        if let Some(reason) = f.get("reason") {
+            // What follows `Their offer: ` is the client's list.
+            let fixed = reason
+                .split_once(". Their offer: ")
+                .map_or(reason, |(r, _)| r);
+            if !fixed.starts_with("no matching ") {
+                return None;
+            }
+            f.replace("reason", fixed);
+        }
+        return Some(f);
+    }
+    // Before 7.0: `Unable to negotiate a key exchange method`, `no matching cipher found:
+    // client %s server %s`.
+    if m == "Unable to negotiate a key exchange method" {
+        let mut f = Found::new("negotiation_failed");
+        f.set("reason", "no matching key exchange method found");
+        return Some(f);
+    }
+    if let Some(r) = m.strip_prefix("no matching ") {
+        let (what, _) = r.split_once(" found")?;
+        let mut f = Found::new("negotiation_failed");
+        f.set(
+            "reason",
+            &m[..("no matching ".len() + what.len() + " found".len())],
+        );
+        return Some(f);
+    }
+    // auth.c auth_root_allowed(): `ROOT LOGIN REFUSED FROM %.200s port %d`.
+    if let Some(r) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
+        let mut f = Found::new("root_login_refused");
+        f.set("user", "root");
+        apply_remote(&mut f, bare_remote(r)?);
+        return Some(f);
+    }
+    // auth.c allowed_user(): `User %.100s from %.100s not allowed because REASON`, or
+    // `User %.100s not allowed because REASON`; the user is an existing account's name.
+    if let Some(r) = m.strip_prefix("User ") {
+        let (who, reason) = r.split_once(" not allowed because ")?;
+        let known = matches!(
+            reason,
+            "not listed in AllowUsers"
+                | "listed in DenyUsers"
+                | "not in any group"
+                | "a group is listed in DenyGroups"
+                | "none of user's groups are listed in AllowGroups"
+                | "account is locked"
+        ) || (reason.starts_with("shell ")
+            && (reason.ends_with(" does not exist") || reason.ends_with(" is not executable")));
+        if !known {
+            return None;
+        }
+        let mut f = Found::new("user_not_allowed");
+        match who.rsplit_once(" from ") {
+            Some((user, host)) if is_host(host) => {
+                f.set("user", user).remote(host);
+            }
+            _ => {
+                f.set("user", who);
+            }
+        }
+        f.set("reason", reason);
+        return Some(f);
+    }
+    // canohost.c / auth.c remote_hostname(): `reverse mapping checking getaddrinfo for
+    // %.700s [%s] failed[ - POSSIBLE BREAK-IN ATTEMPT!]`, the name a PTR record chose first.
+    if let Some(r) = m.strip_prefix("reverse mapping checking getaddrinfo for ") {
+        let r = r
+            .strip_suffix(" failed - POSSIBLE BREAK-IN ATTEMPT!")
+            .or_else(|| r.strip_suffix(" failed."))
+            .or_else(|| r.strip_suffix(" failed"))?;
+        let (host, ip) = r.strip_suffix(']')?.rsplit_once(" [")?;
+        if !is_address(ip) {
+            return None;
+        }
+        let mut f = Found::new("reverse_mapping_failed");
+        f.remote(ip).set("source_host", host);
+        return Some(settle(f, 1, cut));
+    }
+    // `Address %.100s maps to %.600s, but this does not map back to the address[ - ...]`.
+    if let Some(r) = m.strip_prefix("Address ") {
+        let (ip, r) = r.split_once(" maps to ")?;
+        if !is_address(ip) || !r.contains(", but this does not map back to the address") {
+            return None;
+        }
+        let mut f = Found::new("reverse_mapping_failed");
+        f.remote(ip);
+        return Some(f);
+    }
+    // `Nasty PTR record "%s" is set up for %s, ignoring`.
+    if let Some(r) = m.strip_prefix("Nasty PTR record \"") {
+        let (_, ip) = r
+            .strip_suffix(", ignoring")?
+            .rsplit_once("\" is set up for ")?;
+        if !is_address(ip) {
+            return None;
+        }
+        let mut f = Found::new("reverse_mapping_failed");
+        f.remote(ip).set("reason", "Nasty PTR record");
+        return Some(settle(f, 1, cut));
+    }
+    // auth-pam.c: `PAM: %s for %s%.100s from %.100s` (pam_strerror, the user, the host).
+    if let Some(r) = m.strip_prefix("PAM: ") {
+        return pam_error(r, cut);
+    }
+    // pam_unix's `PAM 5 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser=
+    // rhost=1.2.3.4  user=root` as older Linux-PAM wrote it.
+    if let Some(r) = m.strip_prefix("PAM ") {
+        let (count, r) = r.split_once(" more authentication failure")?;
+        if !is_digits(count) {
+            return None;
+        }
+        let (_, pairs) = r.split_once("; ")?;
+        let mut f = Found::new("auth_failure");
+        f.set("attempts", count);
+        return Some(pam_pairs(pairs, f, true));
+    }
+    // session.c: `subsystem request for %.100s by user %s[ failed, subsystem not found]`.
     if let Some(r) = m.strip_prefix("subsystem request for ") {
-        let (_, user) = r.split_once(" by user ")?;
+        let r = r.strip_suffix(" failed, subsystem not found").unwrap_or(r);
+        let (_, user) = r.rsplit_once(" by user ")?;
         let mut f = Found::new("subsystem_request");
         f.set("user", user);
+        return Some(f);
+    }
+    if let Some(reason) = m.strip_prefix("Write failed: ") {
+        let mut f = Found::new("disconnect");
+        f.set("reason", reason);
         return Some(f);
     }
     None
 }
 
-/// After `Accepted `/`Failed `: `METHOD for [invalid user ]USER from IP port PORT PROTO[: SIG]`.
-fn login_attempt<'a>(
-    r: &'a str,
-    event: &'static str,
-    status: &'static str,
-    count: &'a str,
-) -> Option<Found<'a>> {
-    let (method, r) = r.split_once(" for ")?;
-    let (r, invalid) = match r.strip_prefix("invalid user ") {
+/// `[invalid user |illegal user ]REST`: REST and whether sshd marked the user invalid.
+fn strip_invalid(r: &str) -> (&str, bool) {
+    match r
+        .strip_prefix("invalid user ")
+        .or_else(|| r.strip_prefix("illegal user "))
+    {
         Some(r) => (r, true),
         None => (r, false),
-    };
-    let (user, addr) = r.rsplit_once(" from ")?;
+    }
+}
+
+/// What `ssh2: ` may be followed by, by method (auth.c `format_method_key`, the methods'
+/// `auth2_record_info`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InfoRule {
+    /// password, none, keyboard-interactive, challenge-response: nothing follows.
+    Nothing,
+    /// publickey: the key.
+    Key,
+    /// hostbased: the key, then the client's user and host.
+    HostKey,
+    /// gssapi-with-mic (the principal) and methods of other builds: any text.
+    Any,
+}
+
+fn info_rule(method: &str) -> InfoRule {
+    match method.split('/').next().unwrap_or(method) {
+        "password" | "none" | "keyboard-interactive" | "challenge-response" => InfoRule::Nothing,
+        "publickey" => InfoRule::Key,
+        "hostbased" => InfoRule::HostKey,
+        _ => InfoRule::Any,
+    }
+}
+
+/// After `Accepted `, `Failed `, `Postponed `, `Partial `:
+/// `METHOD[/SUBMETHOD] for [invalid user ]USER from IP port PORT ssh2[: INFO]` (`ssh1` for
+/// protocol 1, nothing after the port before OpenSSH 3; `illegal user` before 3.9). The user
+/// is anything up to 100 bytes, so every ` from ` is tried as the start of sshd's tail.
+fn auth_log<'a>(
+    r: &'a str,
+    event: &'static str,
+    login: Option<(&'static str, &'a str)>,
+    cut: bool,
+) -> Option<Found<'a>> {
+    let (method, r) = r.split_once(" for ")?;
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'@' | b'.' | b'_'))
+    {
+        return None;
+    }
+    let (r, invalid) = strip_invalid(r);
+    let rule = info_rule(method);
     let mut f = Found::new(event);
-    f.login = Some((status, count));
-    f.set("user", user).set("auth_method", method);
+    f.login = login;
+    f.set("auth_method", method);
     if invalid {
         f.set("invalid_user", "true");
     }
-    address_and_port(addr, &mut f);
-    if let Some((_, signature)) = addr.split_once(": ") {
-        // `ssh2: RSA SHA256:...`: the key that was offered.
-        f.set("signature", signature);
-    }
-    Some(f)
-}
-
-/// `IP[ port PORT][ anything]`; a `:` right after the address (older sshd) is not part of it.
-fn address_and_port<'a>(s: &'a str, f: &mut Found<'a>) {
-    let (addr, rest) = s.split_once(' ').unwrap_or((s, ""));
-    let addr = match addr.strip_suffix(':') {
-        Some(a) if a.parse::<IpAddr>().is_ok() => a,
-        _ => addr,
-    };
-    f.remote(addr);
-    if let Some(port) = rest.strip_prefix("port ") {
-        let end = port
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(port.len());
-        f.set("source_port", &port[..end]);
-    }
-}
-
-/// `[user |invalid user |authenticating user ]NAME IP port PORT` or `IP[ port PORT]`.
-fn user_address_and_port<'a>(s: &'a str, f: &mut Found<'a>) {
-    for (prefix, invalid) in [
-        ("invalid user ", true),
-        ("authenticating user ", false),
-        ("user ", false),
-    ] {
-        if let Some(r) = s.strip_prefix(prefix)
-            && let Some((user, addr)) = r.split_once(' ')
-        {
-            f.set("user", user);
-            if invalid {
-                f.set("invalid_user", "true");
-            }
-            address_and_port(addr, f);
-            return;
+    let mut readings = 0;
+    let mut reading = None;
+    let mut from = 0;
+    while let Some(i) = r[from..].find(" from ") {
+        let at = from + i;
+        from = at + 1;
+        if let Some(tail) = auth_tail(&r[at + " from ".len()..], rule) {
+            readings += 1;
+            reading = Some((&r[..at], tail));
         }
     }
-    // `Disconnecting invalid user` gives `NAME IP port PORT` without a prefix.
-    if let Some((first, rest)) = s.split_once(' ')
-        && first.parse::<IpAddr>().is_err()
-        && rest
-            .split(' ')
-            .next()
-            .is_some_and(|a| a.parse::<IpAddr>().is_ok())
-    {
-        f.set("user", first);
-        address_and_port(rest, f);
-        return;
+    match reading {
+        Some((user, (ip, port, info))) if readings == 1 && !cut => {
+            f.set("user", user).remote(ip).set("source_port", port);
+            f.set("signature", info);
+            Some(f)
+        }
+        // No reading of a cut message still tells a login attempt happened.
+        None if !cut => None,
+        _ => Some(settle(f, readings, cut)),
     }
-    address_and_port(s, f);
 }
 
-/// `pam_unix(SERVICE:TYPE): TEXT`, or TEXT alone when the program names the module.
-fn pam_unix(message: &str) -> Option<Found<'_>> {
-    let m = match message.strip_prefix("pam_unix(") {
-        Some(r) => r.split_once("): ")?.1,
-        None => message,
+/// `IP port PORT[ ssh2[: INFO]]` to the end of the message: the address, port and INFO.
+fn auth_tail(t: &str, rule: InfoRule) -> Option<(&str, &str, &str)> {
+    let (ip, t) = t.split_once(" port ")?;
+    if !is_address(ip) {
+        return None;
+    }
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (port, t) = t.split_at(digits);
+    if !is_port(port) {
+        return None;
+    }
+    if t.is_empty() {
+        return Some((ip, port, ""));
+    }
+    let t = t
+        .strip_prefix(" ssh2")
+        .or_else(|| t.strip_prefix(" ssh1"))?;
+    if t.is_empty() {
+        return Some((ip, port, ""));
+    }
+    let info = t.strip_prefix(": ")?;
+    let ok = match rule {
+        InfoRule::Nothing => false,
+        InfoRule::Key => is_key_info(info),
+        InfoRule::HostKey => is_hostbased_info(info),
+        InfoRule::Any => !info.is_empty(),
     };
+    ok.then_some((ip, port, info))
+}
+
+/// sshkey_type(): `RSA`, `ED25519`, `ECDSA-SK`, `RSA-CERT`, ...
+fn is_key_type(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'@' | b'.' | b'_'))
+}
+
+/// sshkey_fingerprint(): `SHA256:base64`, `MD5:hex:...`, before 6.8 bare `hex:...`; never
+/// a space.
+fn is_fingerprint(s: &str) -> bool {
+    s == "(null)"
+        || (s.contains(':')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'/' | b'=')))
+}
+
+/// publickey's INFO: `TYPE FP`, a certificate `TYPE FP ID KEY-ID (serial N) CA TYPE FP`
+/// (before 6.8 `TYPE ID KEY-ID (serial N) CA TYPE FP`), either followed by
+/// `, signature count = N` for a security key.
+fn is_key_info(s: &str) -> bool {
+    let s = match s.rsplit_once(", signature count = ") {
+        Some((key, n)) if is_digits(n) => key,
+        _ => s,
+    };
+    let Some((ty, rest)) = s.split_once(' ') else {
+        return false;
+    };
+    if !is_key_type(ty) {
+        return false;
+    }
+    if !ty.contains("-CERT") {
+        return is_fingerprint(rest);
+    }
+    let rest = match rest.split_once(' ') {
+        Some((fp, r)) if is_fingerprint(fp) => r,
+        _ => rest,
+    };
+    // The key id (any text, chosen by whoever signed the certificate) from the left, the
+    // serial and the CA from the right.
+    let Some(r) = rest.strip_prefix("ID ") else {
+        return false;
+    };
+    let Some((before, ca)) = r.rsplit_once(") CA ") else {
+        return false;
+    };
+    let serial_ok = before
+        .rsplit_once(" (serial ")
+        .is_some_and(|(_, n)| is_digits(n));
+    let ca_ok = ca
+        .split_once(' ')
+        .is_some_and(|(t, fp)| is_key_type(t) && is_fingerprint(fp));
+    serial_ok && ca_ok
+}
+
+/// hostbased's INFO: `[TYPE FP, ]client user "%.100s", client host "%.100s"`.
+fn is_hostbased_info(s: &str) -> bool {
+    let s = match s.split_once(", ") {
+        Some((key, rest)) if !key.starts_with("client user ") => {
+            if !key
+                .split_once(' ')
+                .is_some_and(|(t, fp)| is_key_type(t) && is_fingerprint(fp))
+            {
+                return false;
+            }
+            rest
+        }
+        _ => s,
+    };
+    s.starts_with("client user \"") && s.ends_with('"') && s.contains("\", client host \"")
+}
+
+/// A connection id as packet.c writes it (`sshpkt_fmt_connection_id`): a preamble naming the
+/// user, then the address and port.
+#[derive(Clone, Copy)]
+struct Remote<'a> {
+    user: Option<&'a str>,
+    invalid: bool,
+    ip: &'a str,
+    port: Option<&'a str>,
+}
+
+fn apply_remote<'a>(f: &mut Found<'a>, r: Remote<'a>) {
+    if let Some(user) = r.user {
+        f.set("user", user);
+    }
+    if r.invalid {
+        f.set("invalid_user", "true");
+    }
+    f.remote(r.ip);
+    if let Some(port) = r.port {
+        f.set("source_port", port);
+    }
+}
+
+/// `IP port PORT` or (before 7.x) `IP`, with nothing around it.
+fn bare_remote(s: &str) -> Option<Remote<'_>> {
+    let (ip, port) = match s.split_once(" port ") {
+        Some((ip, port)) if is_port(port) => (ip, Some(port)),
+        Some(_) => return None,
+        None => (s, None),
+    };
+    is_address(ip).then_some(Remote {
+        user: None,
+        invalid: false,
+        ip,
+        port,
+    })
+}
+
+/// `[authenticating user |invalid user |user ]USER IP port PORT`, `IP port PORT` or (before
+/// 7.x) `IP`: the whole of `s`, read from the right (the user name may hold anything).
+fn remote_id(s: &str) -> Option<Remote<'_>> {
+    let Some((before, port)) = s.rsplit_once(" port ") else {
+        return bare_remote(s);
+    };
+    if !is_port(port) {
+        return None;
+    }
+    let (who, ip) = match before.rsplit_once(' ') {
+        Some((who, ip)) => (Some(who), ip),
+        None => (None, before),
+    };
+    if !is_address(ip) {
+        return None;
+    }
+    let (user, invalid) = match who {
+        None => (None, false),
+        Some(who) => {
+            if let Some(u) = who.strip_prefix("authenticating user ") {
+                (Some(u), false)
+            } else if let Some(u) = who.strip_prefix("invalid user ") {
+                (Some(u), true)
+            } else if let Some(u) = who.strip_prefix("user ") {
+                (Some(u), false)
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(Remote {
+        user,
+        invalid,
+        ip,
+        port: Some(port),
+    })
+}
+
+/// `CONNECTION-ID: REASON`: both may hold a user's text, so every `: ` is tried.
+fn remote_then_reason<'a>(
+    r: &'a str,
+    cut: bool,
+    event: impl Fn(&str) -> &'static str,
+) -> Option<Found<'a>> {
+    let mut readings = 0;
+    let mut reading = None;
+    let mut from = 0;
+    while let Some(i) = r[from..].find(": ") {
+        let at = from + i;
+        from = at + 1;
+        if let Some(remote) = remote_id(&r[..at]) {
+            readings += 1;
+            reading = Some((remote, &r[at + 2..]));
+        }
+    }
+    let (remote, reason) = reading?;
+    let mut f = Found::new(event(reason));
+    apply_remote(&mut f, remote);
+    f.set("reason", reason);
+    Some(settle(f, readings, cut))
+}
+
+/// After `Received disconnect from ADDRESS[ port N]:`: `CODE: REASON` (`11: Bye Bye`).
+fn disconnect_code(s: &str) -> Option<&str> {
+    let s = s.trim_start();
+    let (code, reason) = s.split_once(": ").unwrap_or((s, ""));
+    is_digits(code).then_some(reason)
+}
+
+/// `USER from ADDRESS port N` or `USER from ADDRESS`, read from the right (the address has
+/// no space, so the tail is the last ` from `).
+fn user_from_remote(r: &str) -> Option<(&str, Remote<'_>)> {
+    let (head, port) = match r.rsplit_once(" port ") {
+        Some((head, port)) if is_port(port) => (head, Some(port)),
+        _ => (r, None),
+    };
+    let (user, ip) = head.rsplit_once(" from ")?;
+    is_address(ip).then_some((
+        user,
+        Remote {
+            user: None,
+            invalid: false,
+            ip,
+            port,
+        },
+    ))
+}
+
+/// auth-pam.c: `PAM: %s for %s%.100s from %.100s` (pam_strerror, `illegal user ` when the
+/// user is not valid, the user, the canonical host).
+fn pam_error(r: &str, cut: bool) -> Option<Found<'_>> {
+    let (head, host) = r.rsplit_once(" from ")?;
+    if !is_host(host) {
+        return None;
+    }
+    // pam_strerror's PAM_MAXTRIES text has a ` for ` of its own.
+    const MAXTRIES: &str = "Have exhausted maximum number of retries for service.";
+    let (reason, who) = match head.strip_prefix(MAXTRIES) {
+        Some(rest) => (MAXTRIES, rest.strip_prefix(" for ")?),
+        None => head.split_once(" for ")?,
+    };
+    let (user, invalid) = match who.strip_prefix("illegal user ") {
+        Some(u) => (u, true),
+        None => (who, false),
+    };
+    let mut f = Found::new("auth_failure");
+    f.set("user", user).set("reason", reason);
+    if invalid {
+        f.set("invalid_user", "true");
+    }
+    f.remote(host);
+    Some(settle(f, 1, cut))
+}
+
+/// Linux-PAM's pam_unix in its three spellings: `pam_unix(SERVICE:TYPE): TEXT` (pam_syslog),
+/// `pam_unix: TEXT`, and TEXT alone from a program named `sshd(pam_unix)` (older Red Hat).
+/// `program` is the base of a `PROGRAM(pam_unix)` name, or the program the line came from.
+fn pam_unix<'a>(program: &str, message: &'a str) -> Option<Found<'a>> {
+    let (service, m) = if let Some(r) = message.strip_prefix("pam_unix(") {
+        let (service, text) = r.split_once("): ")?;
+        if service.contains(' ') {
+            return None;
+        }
+        (service.split(':').next().unwrap_or(service), text)
+    } else if let Some(r) = message.strip_prefix("pam_unix: ") {
+        (program, r)
+    } else if message.starts_with("pam_unix") {
+        return None;
+    } else {
+        (program, message)
+    };
+    let sshd = matches!(service, "sshd" | "sshd-session" | "sshd-auth");
+    // pam_unix_sess.c: `session opened for user %s(uid=%s) by %s(uid=%lu)` (before 1.5
+    // `session opened for user %s by %s(uid=%lu)`); the name after `by` is the login name.
     if let Some(r) = m.strip_prefix("session opened for user ") {
-        // `root by vagrant(uid=1000)`, `root(uid=0) by (uid=0)`
-        let (user, by) = r.split_once(" by ").unwrap_or((r, ""));
+        let (user, by) = r.rsplit_once(" by ").unwrap_or((r, ""));
         let user = user.split_once('(').map_or(user, |(u, _)| u);
         let mut f = Found::new("session_open");
         f.set("user", user);
@@ -425,14 +1056,50 @@ fn pam_unix(message: &str) -> Option<Found<'_>> {
         f.set("user", user.split_once('(').map_or(user, |(u, _)| u));
         return Some(f);
     }
+    // support.c: `authentication failure; logname=%s uid=%d euid=%d tty=%s ruser=%s
+    // rhost=%s %s%s` (` user=NAME` only when there is a name).
     if let Some(r) = m.strip_prefix("authentication failure; ") {
+        return Some(pam_pairs(r, Found::new("auth_failure"), sshd));
+    }
+    // support.c _cleanup_failures(): `%d more authentication failure%s; logname=...`.
+    if let Some((count, r)) = m.split_once(" more authentication failure") {
+        if !is_digits(count) {
+            return None;
+        }
+        let (_, pairs) = r.split_once("; ")?;
         let mut f = Found::new("auth_failure");
-        pam_pairs(r, &mut f);
-        return Some(f);
+        f.set("attempts", count);
+        return Some(pam_pairs(pairs, f, sshd));
     }
     if m == "check pass; user unknown" {
         let mut f = Found::new("auth_failure");
         f.set("reason", "user unknown");
+        return Some(f);
+    }
+    // With the `audit` option: `check pass; user (%s) unknown`.
+    if let Some(user) = m
+        .strip_prefix("check pass; user (")
+        .and_then(|r| r.strip_suffix(") unknown"))
+    {
+        let mut f = Found::new("auth_failure");
+        f.set("user", user).set("reason", "user unknown");
+        return Some(f);
+    }
+    if let Some(user) = m
+        .strip_prefix("auth could not identify password for [")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        let mut f = Found::new("auth_failure");
+        f.set("user", user)
+            .set("reason", "could not identify password");
+        return Some(f);
+    }
+    if let Some(user) = m
+        .strip_prefix("bad username [")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        let mut f = Found::new("auth_failure");
+        f.set("user", user).set("reason", "bad username");
         return Some(f);
     }
     if let Some(user) = m.strip_prefix("password changed for ") {
@@ -443,36 +1110,144 @@ fn pam_unix(message: &str) -> Option<Found<'_>> {
     None
 }
 
-/// `logname=bob uid=1117 euid=0 tty=/dev/pts/1 ruser=alice rhost=1.2.3.4  user=root`
-fn pam_pairs<'a>(s: &'a str, f: &mut Found<'a>) {
+/// pam_unix's `logname=%s uid=%d euid=%d tty=%s ruser=%s rhost=%s[  user=%s]` (one space
+/// before `user=` from pam_sss and pam_pwaccess). `ruser` (what the service set; sshd sets
+/// none) and the user name (sshd's: whatever the client sent) may hold anything, `rhost` is
+/// one word (sshd: the address, or a forward-confirmed name), so every ` rhost=` is tried;
+/// more than one fitting makes the line ambiguous. Pairs in another order or with some
+/// missing are read one by one, trusting `rhost` only when it comes before any `user=` and
+/// `ruser=` (whose values could hold it) and is given once.
+fn pam_pairs<'a>(s: &'a str, f: Found<'a>, sshd: bool) -> Found<'a> {
+    match pam_pairs_in_order(s, sshd) {
+        Some((readings, p)) => {
+            let mut f = f;
+            f.set("user", p.user).set("uid", p.uid).set("tty", p.tty);
+            if !p.rhost.is_empty() {
+                f.remote(p.rhost);
+            }
+            settle(f, readings, false)
+        }
+        None => pam_pairs_any_order(s, f, sshd),
+    }
+}
+
+struct PamPairs<'a> {
+    uid: &'a str,
+    tty: &'a str,
+    rhost: &'a str,
+    user: &'a str,
+}
+
+/// The readings of pam_unix's order: how many fit, and the last.
+fn pam_pairs_in_order(s: &str, sshd: bool) -> Option<(usize, PamPairs<'_>)> {
+    // logname, uid, euid and tty are one word each.
+    fn value<'a>(s: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
+        s.strip_prefix(key)?.split_once(' ')
+    }
+    let (_logname, r) = value(s, "logname=")?;
+    let (uid, r) = value(r, "uid=")?;
+    let (euid, r) = value(r, "euid=")?;
+    let number = |v: &str| is_digits(v.strip_prefix('-').unwrap_or(v));
+    if !number(uid) || !number(euid) {
+        return None;
+    }
+    let (tty, r) = value(r, "tty=")?;
+    let r = r.strip_prefix("ruser=")?;
+    let mut readings = 0;
+    let mut last = None;
+    let mut from = 0;
+    while let Some(i) = r[from..].find(" rhost=") {
+        let at = from + i;
+        from = at + 1;
+        let ruser = &r[..at];
+        if sshd && !ruser.is_empty() {
+            continue;
+        }
+        let after = &r[at + " rhost=".len()..];
+        let (rhost, rest) = match after.find(' ') {
+            Some(i) => (&after[..i], &after[i..]),
+            None => (after, ""),
+        };
+        // pam_unix leaves the space before an absent ` user=NAME`.
+        let user = if rest.is_empty() || rest == " " {
+            ""
+        } else {
+            match rest
+                .strip_prefix("  user=")
+                .or_else(|| rest.strip_prefix(" user="))
+            {
+                // pam_pwaccess: `user=%s%s` with `, no_new_privs=1`.
+                Some(u) => u.strip_suffix(", no_new_privs=1").unwrap_or(u),
+                None => continue,
+            }
+        };
+        readings += 1;
+        last = Some(PamPairs {
+            uid,
+            tty,
+            rhost,
+            user,
+        });
+    }
+    Some((readings, last?))
+}
+
+fn pam_pairs_any_order<'a>(s: &'a str, mut f: Found<'a>, sshd: bool) -> Found<'a> {
+    let (mut user, mut uid, mut tty, mut rhost) = (None, None, None, None);
+    let mut rhosts = 0;
+    let mut free_text_before_rhost = false;
+    let mut free_text_seen = false;
     for pair in s.split(' ') {
         let Some((key, value)) = pair.split_once('=') else {
             continue;
         };
         match key {
             "user" => {
-                f.set("user", value);
+                user.get_or_insert(value);
+                free_text_seen = true;
+            }
+            // sshd sets no ruser, so its `ruser=` is empty; another service's may hold text
+            // up to a later `rhost=`.
+            "ruser" => free_text_seen |= !sshd || !value.is_empty(),
+            "uid" => {
+                uid.get_or_insert(value);
             }
             "tty" => {
-                f.set("tty", value);
+                tty.get_or_insert(value);
             }
-            "uid" => {
-                f.set("uid", value);
-            }
-            "rhost" if !value.is_empty() => {
-                f.remote(value);
+            "rhost" => {
+                rhosts += 1;
+                rhost = Some(value);
+                free_text_before_rhost |= free_text_seen;
             }
             _ => {}
         }
     }
+    if rhosts > 1 || (rhosts == 1 && free_text_before_rhost) {
+        return f.ambiguous(Ambiguity::SeveralReadings);
+    }
+    f.set("user", user.unwrap_or(""))
+        .set("uid", uid.unwrap_or(""))
+        .set("tty", tty.unwrap_or(""));
+    if let Some(host) = rhost.filter(|h| !h.is_empty()) {
+        f.remote(host);
+    }
+    f
 }
 
-/// `USER : [reason ; ]TTY=pts/0 ; PWD=/home/u ; USER=root ; COMMAND=/bin/ls`
+/// sudo's `USER : [REASON ; ]TTY=pts/0 ; PWD=/home/u ; USER=root ; [GROUP=g ; ]COMMAND=...`
+/// (logging.c / eventlog.c): the reason is a fixed text (`user NOT in sudoers`, `3 incorrect
+/// password attempts`, `command not allowed`, ...), the keys in that order, the command last.
 fn sudo(m: &str) -> Option<Found<'_>> {
     let (user, mut rest) = m.split_once(" : ")?;
+    let user = user.trim();
+    if user.is_empty() || user.contains(' ') {
+        return None;
+    }
     let mut f = Found::new("sudo");
-    f.set("user", user.trim());
+    f.set("user", user);
     let mut known = false;
+    let mut first = true;
     while !rest.is_empty() {
         if let Some(command) = rest.strip_prefix("COMMAND=") {
             // The command may itself contain ` ; `.
@@ -482,28 +1257,41 @@ fn sudo(m: &str) -> Option<Found<'_>> {
         }
         let (segment, next) = rest.split_once(" ; ").unwrap_or((rest, ""));
         rest = next;
+        let was_first = std::mem::replace(&mut first, false);
         if let Some(v) = segment.strip_prefix("TTY=") {
             f.set("tty", v);
         } else if let Some(v) = segment.strip_prefix("PWD=") {
             f.set("pwd", v);
         } else if let Some(v) = segment.strip_prefix("USER=") {
             f.set("target_user", v);
-        } else if let Some((count, _)) = segment.split_once(" incorrect password attempt") {
+        } else if let Some((count, _)) = segment
+            .split_once(" incorrect password attempt")
+            .filter(|(c, _)| was_first && is_digits(c))
+        {
             f.event = "sudo_failure";
             f.set("attempts", count);
-        } else if segment.contains("NOT in sudoers")
-            || segment == "command not allowed"
-            || segment == "a password is required"
-            || segment.starts_with("user NOT authorized")
-        {
+        } else if was_first && is_sudo_refusal(segment) {
             f.event = "sudo_denied";
             f.set("reason", segment);
-        } else {
+        } else if segment.contains('=') {
+            // GROUP=, TSID=, ENV=, HOST=, CHROOT=, CWD=: known keys sudo may add.
             continue;
+        } else {
+            return None;
         }
         known = true;
     }
     known.then_some(f)
+}
+
+/// The reasons sudo logs before the keys when it refuses a command.
+fn is_sudo_refusal(s: &str) -> bool {
+    s.contains("NOT in sudoers")
+        || s.starts_with("user NOT authorized")
+        || s == "command not allowed"
+        || s == "a password is required"
+        || s.starts_with("no tty present")
+        || s.starts_with("a terminal is required")
 }
 
 fn su(m: &str) -> Option<Found<'_>> {
@@ -650,393 +1438,4 @@ fn cron(m: &str) -> Option<Found<'_>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pipeline::stages::testing::entry;
-
-    fn fields(program: &str, message: &str) -> Vec<(String, String)> {
-        let Some(f) = normalise(program, message) else {
-            return vec![];
-        };
-        let mut out = vec![("event".to_string(), f.event.to_string())];
-        if let Some((s, n)) = f.login {
-            out.push(("status".into(), s.into()));
-            out.push(("login_attempts".into(), n.into()));
-        }
-        out.extend(
-            f.fields[..f.len]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        out.sort();
-        out
-    }
-
-    fn expect(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn sshd_accepted_and_failed_logins_are_attempts() {
-        assert_eq!(
-            fields(
-                "sshd",
-                "Accepted publickey for vagrant from 10.0.2.2 port 63673 ssh2: RSA 39:33:99"
-            ),
-            expect(&[
-                ("event", "login_success"),
-                ("status", "success"),
-                ("login_attempts", "1"),
-                ("user", "vagrant"),
-                ("auth_method", "publickey"),
-                ("source_ip", "10.0.2.2"),
-                ("source_port", "63673"),
-                ("signature", "RSA 39:33:99"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "Failed password for invalid user admin from 2001:db8::1 port 5022 ssh2"
-            ),
-            expect(&[
-                ("event", "login_failure"),
-                ("status", "failed"),
-                ("login_attempts", "1"),
-                ("user", "admin"),
-                ("invalid_user", "true"),
-                ("auth_method", "password"),
-                ("source_ip", "2001:db8::1"),
-                ("source_port", "5022"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "message repeated 5 times: [ Failed password for root from 5.36.59.76 port 42393 ssh2]"
-            ),
-            expect(&[
-                ("event", "login_failure"),
-                ("status", "failed"),
-                ("login_attempts", "5"),
-                ("user", "root"),
-                ("auth_method", "password"),
-                ("source_ip", "5.36.59.76"),
-                ("source_port", "42393"),
-            ])
-        );
-    }
-
-    #[test]
-    fn sshd_invalid_user_preauth_disconnects_and_too_many_failures() {
-        assert_eq!(
-            fields("sshd", "Invalid user test from 10.0.2.2"),
-            expect(&[
-                ("event", "invalid_user"),
-                ("user", "test"),
-                ("invalid_user", "true"),
-                ("source_ip", "10.0.2.2"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "input_userauth_request: invalid user webmaster [preauth]"
-            ),
-            expect(&[
-                ("event", "invalid_user"),
-                ("user", "webmaster"),
-                ("invalid_user", "true"),
-                ("preauth", "true"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "Disconnecting: Too many authentication failures for admin [preauth]"
-            ),
-            expect(&[
-                ("event", "too_many_auth_failures"),
-                ("user", "admin"),
-                ("preauth", "true"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "Received disconnect from 10.66.192.100: 11: disconnected by user"
-            ),
-            expect(&[
-                ("event", "disconnect"),
-                ("source_ip", "10.66.192.100"),
-                ("reason", "disconnected by user"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "Received disconnect from 1.2.3.4 port 4022:11: Bye Bye [preauth]"
-            ),
-            expect(&[
-                ("event", "disconnect"),
-                ("source_ip", "1.2.3.4"),
-                ("source_port", "4022"),
-                ("reason", "Bye Bye"),
-                ("preauth", "true"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd-session",
-                "Connection closed by authenticating user root 1.2.3.4 port 22 [preauth]"
-            ),
-            expect(&[
-                ("event", "disconnect"),
-                ("user", "root"),
-                ("source_ip", "1.2.3.4"),
-                ("source_port", "22"),
-                ("preauth", "true"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "Disconnecting invalid user guest 1.2.3.4 port 514: Too many authentication failures [preauth]"
-            ),
-            expect(&[
-                ("event", "too_many_auth_failures"),
-                ("user", "guest"),
-                ("invalid_user", "true"),
-                ("source_ip", "1.2.3.4"),
-                ("source_port", "514"),
-                ("reason", "Too many authentication failures"),
-                ("preauth", "true"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sshd",
-                "reverse mapping checking getaddrinfo for ns.example.com [173.234.31.186] failed - POSSIBLE BREAK-IN ATTEMPT!"
-            ),
-            expect(&[
-                ("event", "reverse_mapping_failed"),
-                ("source_ip", "173.234.31.186"),
-                ("source_host", "ns.example.com"),
-            ])
-        );
-        assert_eq!(
-            fields("sshd", "Server listening on 0.0.0.0 port 22."),
-            vec![]
-        );
-    }
-
-    #[test]
-    fn pam_unix_sessions_and_failures_from_any_program() {
-        assert_eq!(
-            fields(
-                "sudo",
-                "pam_unix(sudo:session): session opened for user root by vagrant(uid=1000)"
-            ),
-            expect(&[
-                ("event", "session_open"),
-                ("user", "root"),
-                ("by_user", "vagrant"),
-                ("uid", "1000"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "CRON",
-                "pam_unix(cron:session): session closed for user root"
-            ),
-            expect(&[("event", "session_close"), ("user", "root")])
-        );
-        assert_eq!(
-            fields(
-                "sshd(pam_unix)",
-                "authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.hinet-ip.hinet.net  user=root"
-            ),
-            expect(&[
-                ("event", "auth_failure"),
-                ("uid", "0"),
-                ("tty", "NODEVssh"),
-                ("source_host", "220-135-151-1.hinet-ip.hinet.net"),
-                ("user", "root"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "passwd",
-                "pam_unix(passwd:chauthtok): password changed for tsg"
-            ),
-            expect(&[("event", "password_change"), ("user", "tsg")])
-        );
-    }
-
-    #[test]
-    fn sudo_commands_failures_and_refusals() {
-        assert_eq!(
-            fields(
-                "sudo",
-                "vagrant : TTY=pts/1 ; PWD=/home/vagrant ; USER=root ; COMMAND=/bin/sh -c a ; b"
-            ),
-            expect(&[
-                ("event", "sudo"),
-                ("user", "vagrant"),
-                ("tty", "pts/1"),
-                ("pwd", "/home/vagrant"),
-                ("target_user", "root"),
-                ("command", "/bin/sh -c a ; b"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sudo",
-                "     tsg : user NOT in sudoers ; TTY=pts/1 ; PWD=/home/vagrant ; USER=root ; COMMAND=/bin/ls"
-            ),
-            expect(&[
-                ("event", "sudo_denied"),
-                ("user", "tsg"),
-                ("reason", "user NOT in sudoers"),
-                ("tty", "pts/1"),
-                ("pwd", "/home/vagrant"),
-                ("target_user", "root"),
-                ("command", "/bin/ls"),
-            ])
-        );
-        assert_eq!(
-            fields(
-                "sudo",
-                "bob : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id"
-            )[0..2],
-            expect(&[("attempts", "3"), ("command", "/bin/id")])[..]
-        );
-        assert_eq!(
-            normalise("sudo", "bob : 3 incorrect password attempts ; TTY=pts/0")
-                .unwrap()
-                .event,
-            "sudo_failure"
-        );
-        assert_eq!(fields("sudo", "(command continued) rm -rf /tmp/x"), vec![]);
-    }
-
-    #[test]
-    fn su_successes_and_failures_count_once() {
-        assert_eq!(
-            fields("su", "Successful su for tsg by root"),
-            expect(&[
-                ("event", "su"),
-                ("status", "success"),
-                ("login_attempts", "1"),
-                ("user", "root"),
-                ("target_user", "tsg"),
-            ])
-        );
-        assert_eq!(
-            fields("su", "+ /dev/pts/1 root:tsg"),
-            expect(&[
-                ("event", "su"),
-                ("user", "root"),
-                ("target_user", "tsg"),
-                ("tty", "/dev/pts/1"),
-            ])
-        );
-        assert_eq!(
-            fields("su", "FAILED SU (to root) bob on pts/0"),
-            expect(&[
-                ("event", "su_failure"),
-                ("status", "failed"),
-                ("login_attempts", "1"),
-                ("user", "bob"),
-                ("target_user", "root"),
-                ("tty", "pts/0"),
-            ])
-        );
-    }
-
-    #[test]
-    fn shadow_tools_and_cron() {
-        assert_eq!(
-            fields(
-                "useradd",
-                "new user: name=apache, UID=48, GID=48, home=/usr/share/httpd, shell=/sbin/nologin"
-            ),
-            expect(&[
-                ("event", "user_add"),
-                ("user", "apache"),
-                ("uid", "48"),
-                ("gid", "48"),
-                ("home", "/usr/share/httpd"),
-                ("shell", "/sbin/nologin"),
-            ])
-        );
-        assert_eq!(
-            fields("groupadd", "new group: name=apache, GID=48"),
-            expect(&[("event", "group_add"), ("group", "apache"), ("gid", "48")])
-        );
-        assert_eq!(
-            fields("groupadd", "group added to /etc/gshadow: name=tsg"),
-            vec![]
-        );
-        assert_eq!(
-            fields("usermod", "add 'bob' to group 'sudo'"),
-            expect(&[
-                ("event", "group_member_add"),
-                ("user", "bob"),
-                ("group", "sudo"),
-            ])
-        );
-        assert_eq!(
-            fields("chfn", "changed user 'tsg' information"),
-            expect(&[("event", "user_change"), ("user", "tsg")])
-        );
-        assert_eq!(
-            fields(
-                "CRON",
-                "(root) CMD (   cd / && run-parts --report /etc/cron.hourly)"
-            ),
-            expect(&[
-                ("event", "cron_command"),
-                ("user", "root"),
-                ("command", "   cd / && run-parts --report /etc/cron.hourly"),
-            ])
-        );
-    }
-
-    #[test]
-    fn stage_writes_fields_only_for_known_messages() {
-        let mut s = AuthEventStage::new(&AuthEventConfig::default()).unwrap();
-        let mut e = entry("x", &[]);
-        e.extracted.insert("program".into(), "sshd".into());
-        e.extracted.insert(
-            "message".into(),
-            "Failed password for root from 1.2.3.4 port 22 ssh2".into(),
-        );
-        assert_eq!(s.process(&mut e), Verdict::Keep);
-        assert_eq!(e.extracted["event"], "login_failure");
-        assert_eq!(e.extracted["status"], "failed");
-        assert_eq!(e.extracted["source_ip"], "1.2.3.4");
-        let mut e = entry("x", &[]);
-        e.extracted.insert("program".into(), "kernel".into());
-        e.extracted
-            .insert("message".into(), "Failed password".into());
-        s.process(&mut e);
-        assert!(!e.extracted.contains_key("event"));
-    }
-
-    #[test]
-    fn empty_source_keys_are_refused() {
-        let err = AuthEventStage::new(&AuthEventConfig {
-            program_source: Some(String::new()),
-            source: None,
-        })
-        .err()
-        .unwrap();
-        assert_eq!(err.key, "program_source");
-    }
-}
+mod tests;

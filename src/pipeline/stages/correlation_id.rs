@@ -80,7 +80,7 @@ impl CorrelationIdStage {
         let pattern = match &cfg.pattern {
             None => None,
             Some(p) => Some(
-                crate::pipeline::goregex::compile(p)
+                crate::pipeline::go::regex::compile(p)
                     .map_err(|e| StageError::new("pattern", format!("invalid regex: {e}")))?,
             ),
         };
@@ -145,7 +145,7 @@ mod tests {
 
     fn build(yaml: &str) -> (CorrelationIdStage, BuildContext) {
         let ctx = BuildContext::new("app", Arc::new(Metrics::new()));
-        let cfg: CorrelationIdConfig = serde_yaml::from_str(yaml).unwrap();
+        let cfg: CorrelationIdConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
         (CorrelationIdStage::new(&cfg, &ctx).unwrap(), ctx)
     }
 
@@ -230,10 +230,10 @@ mod tests {
             ("max_length: 0", "max_length"),
             ("pattern: '('", "pattern"),
         ] {
-            let cfg: CorrelationIdConfig = serde_yaml::from_str(yaml).unwrap();
+            let cfg: CorrelationIdConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             let err = CorrelationIdStage::new(&cfg, &ctx).err().unwrap();
             assert_eq!(err.key, key, "{yaml}");
         }
-        assert!(serde_yaml::from_str::<CorrelationIdConfig>("source: [a]").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<CorrelationIdConfig>("source: [a]").is_err());
     }
 }

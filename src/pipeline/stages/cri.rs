@@ -3,8 +3,9 @@
 //!
 //! Owns Promtail's cri stage: the regex
 //! `^(?s)(?P<time>\S+?) (?P<stream>stdout|stderr) (?P<flags>\S+?) (?P<content>.*)$`, the
-//! `stream` label, the timestamp from `time` (RFC3339Nano) and `content` as the line, done by
-//! the regex, labels, timestamp and output stages themselves; then partial lines. A line
+//! `stream` label, the timestamp from `time` (RFC3339Nano) and `content` as the line, written
+//! as the regex, labels, timestamp and output stages they are and built like any nested list
+//! (see [`NestedStages`]); then partial lines. A line
 //! whose `flags` is `P` is held per label set (the `stream` label included), appended to the
 //! label set's earlier partial text with nothing in between (as current Promtail does; old
 //! versions put `\n` there), and the held entry becomes the latest line's (its timestamp and
@@ -30,14 +31,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
-use super::labels::{LabelsConfig, LabelsStage};
-use super::output::{OutputConfig, OutputStage};
-use super::regex::{RegexConfig, RegexStage};
-use super::timestamp::{TimestampConfig, TimestampStage};
 use crate::model::ack::AckToken;
 use crate::model::labels::LabelSet;
 use crate::model::units::ByteSize;
-use crate::pipeline::{PipelineEntry, Stage, Verdict};
+use crate::pipeline::nested::NestedStages;
+use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict};
 
 /// Promtail's CRI expression, verbatim.
 const CRI_EXPRESSION: &str =
@@ -54,11 +52,19 @@ pub struct CriConfig {
     pub max_partial_line_size_truncate: bool,
 }
 
+/// The stages that parse a CRI line, as a config would list them.
+fn parsing_stage_configs() -> Value {
+    serde_json::json!([
+        {"regex": {"expression": CRI_EXPRESSION}},
+        {"labels": {"stream": null}},
+        {"timestamp": {"source": "time", "format": "RFC3339Nano"}},
+        {"output": {"source": "content"}},
+    ])
+}
+
 pub struct CriStage {
-    regex: RegexStage,
-    labels: LabelsStage,
-    timestamp: TimestampStage,
-    output: OutputStage,
+    /// Regex, labels, timestamp and output: none of them holds or waits.
+    parsing: NestedStages,
     max_partial_lines: usize,
     truncate_to: Option<usize>,
     /// The held entry of each label set with partial lines.
@@ -75,7 +81,7 @@ struct HeldPartial {
 }
 
 impl CriStage {
-    pub fn new(cfg: &CriConfig) -> Result<Self, StageError> {
+    pub fn new(cfg: &CriConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let truncate_to = match (
             cfg.max_partial_line_size_truncate,
             cfg.max_partial_line_size,
@@ -89,21 +95,7 @@ impl CriStage {
             _ => None,
         };
         Ok(Self {
-            regex: RegexStage::new(&RegexConfig {
-                expression: CRI_EXPRESSION.into(),
-                source: None,
-            })?,
-            labels: LabelsStage::new(&LabelsConfig(
-                [("stream".to_string(), None)].into_iter().collect(),
-            ))?,
-            timestamp: TimestampStage::new(&TimestampConfig {
-                source: "time".into(),
-                format: "RFC3339Nano".into(),
-                ..TimestampConfig::default()
-            })?,
-            output: OutputStage::new(&OutputConfig {
-                source: "content".into(),
-            })?,
+            parsing: NestedStages::from_listed(parsing_stage_configs(), ctx)?,
             max_partial_lines: match cfg.max_partial_lines {
                 0 => DEFAULT_MAX_PARTIAL_LINES,
                 n => n,
@@ -172,17 +164,9 @@ fn truncate(line: &mut String, max: Option<usize>) {
 
 impl Stage for CriStage {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
-        let parse: [&mut dyn Stage; 4] = [
-            &mut self.regex,
-            &mut self.labels,
-            &mut self.timestamp,
-            &mut self.output,
-        ];
-        for stage in parse {
-            match stage.process(entry) {
-                Verdict::Keep => {}
-                other => return other,
-            }
+        match self.parsing.process(entry) {
+            Verdict::Keep => {}
+            other => return other,
         }
         let is_partial = matches!(entry.extracted.get("flags"), Some(Value::String(f)) if f == "P");
         if is_partial {
@@ -212,16 +196,26 @@ impl Stage for CriStage {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::metrics::Metrics;
     use crate::model::ack::{AckToken, SourceId};
     use crate::pipeline::stages::testing::{entry, read_time};
 
+    fn ctx() -> BuildContext {
+        BuildContext::new("cri", Arc::new(Metrics::new()))
+    }
+
     fn stage(max_partial_lines: usize, size: u64, truncate: bool) -> CriStage {
-        CriStage::new(&CriConfig {
-            max_partial_lines,
-            max_partial_line_size: ByteSize(size),
-            max_partial_line_size_truncate: truncate,
-        })
+        CriStage::new(
+            &CriConfig {
+                max_partial_lines,
+                max_partial_line_size: ByteSize(size),
+                max_partial_line_size_truncate: truncate,
+            },
+            &ctx(),
+        )
         .unwrap()
     }
 
@@ -489,10 +483,10 @@ mod tests {
             "max_partial_line_size_truncate": true,
         }))
         .unwrap();
-        let s = CriStage::new(&cfg).unwrap();
+        let s = CriStage::new(&cfg, &ctx()).unwrap();
         assert_eq!(s.max_partial_lines, 7);
         assert_eq!(s.truncate_to, Some(1024));
-        let s = CriStage::new(&CriConfig::default()).unwrap();
+        let s = CriStage::new(&CriConfig::default(), &ctx()).unwrap();
         assert_eq!(s.max_partial_lines, 100);
         assert_eq!(s.truncate_to, None);
         let unknown =

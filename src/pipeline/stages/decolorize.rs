@@ -122,9 +122,9 @@ mod tests {
 
     #[test]
     fn config_accepts_null_and_empty_map_and_refuses_keys() {
-        let null: DecolorizeConfig = serde_yaml::from_str("~").unwrap();
-        let empty: DecolorizeConfig = serde_yaml::from_str("{}").unwrap();
+        let null: DecolorizeConfig = crate::pipeline::go::yaml::from_str("~").unwrap();
+        let empty: DecolorizeConfig = crate::pipeline::go::yaml::from_str("{}").unwrap();
         assert_eq!(null, empty);
-        assert!(serde_yaml::from_str::<DecolorizeConfig>("{a: 1}").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<DecolorizeConfig>("{a: 1}").is_err());
     }
 }

@@ -1,24 +1,22 @@
 //! `docker`: parses Docker's json-file log lines (`{"log": ..., "stream": ..., "time": ...}`).
 //!
-//! Promtail's sugar, built from the stages themselves: `json` (`output: log`,
-//! `stream: stream`, `timestamp: time`), `labels` (`stream`), `timestamp` (`timestamp`,
-//! RFC3339Nano) and `output` (`output`). A line that is not JSON passes through unchanged and
-//! keeps its timestamp (`fudge`, as the timestamp stage does), as in Promtail. The config is
-//! `docker: {}` or an empty `docker:`; Promtail ignores any keys given, this stage refuses
-//! them. It owns nothing but the composition.
+//! Promtail's sugar, written as the stage list it stands for and built like any nested list
+//! (see [`NestedStages`]): `json` (`output: log`, `stream: stream`, `timestamp: time`),
+//! `labels` (`stream`), `timestamp` (`timestamp`, RFC3339Nano) and `output` (`output`). A
+//! line that is not JSON passes through unchanged and keeps its timestamp (`fudge`, as the
+//! timestamp stage does), as in Promtail. The config is `docker: {}` or an empty `docker:`;
+//! Promtail ignores any keys given, this stage refuses them. It owns nothing but that list.
 
-use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use super::json::{JsonConfig, JsonStage};
-use super::labels::{LabelsConfig, LabelsStage};
-use super::output::{OutputConfig, OutputStage};
-use super::timestamp::{TimestampConfig, TimestampStage};
-use crate::pipeline::{PipelineEntry, Stage, Verdict};
+use crate::model::ack::AckToken;
+use crate::pipeline::nested::NestedStages;
+use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict};
 
 /// No options: read from `{}` or nothing, written as `{}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,68 +55,57 @@ impl Serialize for DockerConfig {
     }
 }
 
+/// The stages `docker` stands for, as a config would list them.
+fn stage_configs() -> serde_json::Value {
+    serde_json::json!([
+        {"json": {"expressions": {"output": "log", "stream": "stream", "timestamp": "time"}}},
+        {"labels": {"stream": null}},
+        {"timestamp": {"source": "timestamp", "format": "RFC3339Nano"}},
+        {"output": {"source": "output"}},
+    ])
+}
+
 pub struct DockerStage {
-    json: JsonStage,
-    labels: LabelsStage,
-    timestamp: TimestampStage,
-    output: OutputStage,
+    body: NestedStages,
 }
 
 impl DockerStage {
-    pub fn new(_cfg: &DockerConfig) -> Result<Self, StageError> {
-        let expressions: BTreeMap<String, Option<String>> = [
-            ("output", "log"),
-            ("stream", "stream"),
-            ("timestamp", "time"),
-        ]
-        .into_iter()
-        .map(|(key, path)| (key.to_string(), Some(path.to_string())))
-        .collect();
+    pub fn new(_cfg: &DockerConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         Ok(Self {
-            json: JsonStage::new(&JsonConfig {
-                expressions,
-                ..JsonConfig::default()
-            })?,
-            labels: LabelsStage::new(&LabelsConfig(
-                [("stream".to_string(), None)].into_iter().collect(),
-            ))?,
-            timestamp: TimestampStage::new(&TimestampConfig {
-                source: "timestamp".into(),
-                format: "RFC3339Nano".into(),
-                ..TimestampConfig::default()
-            })?,
-            output: OutputStage::new(&OutputConfig {
-                source: "output".into(),
-            })?,
+            body: NestedStages::from_listed(stage_configs(), ctx)?,
         })
     }
 }
 
 impl Stage for DockerStage {
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
-        let stages: [&mut dyn Stage; 4] = [
-            &mut self.json,
-            &mut self.labels,
-            &mut self.timestamp,
-            &mut self.output,
-        ];
-        for stage in stages {
-            match stage.process(entry) {
-                Verdict::Keep => {}
-                other => return other,
-            }
-        }
-        Verdict::Keep
+        self.body.process(entry)
+    }
+
+    fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
+        self.body.release(now, flush_all, out);
+    }
+
+    fn take_consumed(&mut self, consumed: &mut Vec<AckToken>) {
+        self.body.take_consumed(consumed);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.body.next_deadline()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::metrics::Metrics;
     use crate::pipeline::stages::testing::{entry, read_time};
 
     fn process(line: &str) -> PipelineEntry {
-        let mut s = DockerStage::new(&DockerConfig).unwrap();
+        let ctx = BuildContext::new("docker", Arc::new(Metrics::new()));
+        let mut s = DockerStage::new(&DockerConfig, &ctx).unwrap();
         let mut e = entry(line, &[("job", "docker")]);
         assert_eq!(s.process(&mut e), Verdict::Keep);
         e

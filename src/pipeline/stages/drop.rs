@@ -135,7 +135,7 @@ impl DropStage {
         }
         let test = match (&cfg.expression, &cfg.value) {
             (Some(expr), _) => Some(ValueTest::Regex(
-                crate::pipeline::goregex::compile(expr).map_err(|e| {
+                crate::pipeline::go::regex::compile(expr).map_err(|e| {
                     StageError::new("expression", format!("invalid regular expression: {e}"))
                 })?,
             )),
@@ -230,7 +230,7 @@ mod tests {
     use serde_json::json;
 
     fn stage(yaml: &str) -> DropStage {
-        DropStage::new(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+        DropStage::new(&crate::pipeline::go::yaml::from_str(yaml).unwrap()).unwrap()
     }
 
     fn drops(s: &mut DropStage, e: &mut PipelineEntry) -> bool {
@@ -372,11 +372,13 @@ mod tests {
             ("{source: []}", "source"),
         ];
         for (yaml, key) in cases {
-            let cfg: DropConfig = serde_yaml::from_str(yaml).unwrap();
+            let cfg: DropConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             assert_eq!(DropStage::new(&cfg).err().unwrap().key, key, "{yaml}");
         }
-        assert!(serde_yaml::from_str::<DropConfig>("{longer_than: 8 parsecs}").is_err());
-        assert!(serde_yaml::from_str::<DropConfig>("{older_than: 5}").is_err());
-        assert!(serde_yaml::from_str::<DropConfig>("{expresion: x}").is_err());
+        assert!(
+            crate::pipeline::go::yaml::from_str::<DropConfig>("{longer_than: 8 parsecs}").is_err()
+        );
+        assert!(crate::pipeline::go::yaml::from_str::<DropConfig>("{older_than: 5}").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<DropConfig>("{expresion: x}").is_err());
     }
 }

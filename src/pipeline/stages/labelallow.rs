@@ -49,8 +49,10 @@ mod tests {
 
     #[test]
     fn keeps_only_listed_labels() {
-        let mut s =
-            LabelAllowStage::new(&serde_yaml::from_str("[job, level, missing]").unwrap()).unwrap();
+        let mut s = LabelAllowStage::new(
+            &crate::pipeline::go::yaml::from_str("[job, level, missing]").unwrap(),
+        )
+        .unwrap();
         let mut e = entry(
             "x",
             &[

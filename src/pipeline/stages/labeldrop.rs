@@ -43,8 +43,10 @@ mod tests {
 
     #[test]
     fn removes_listed_labels_and_ignores_absent_ones() {
-        let mut s =
-            LabelDropStage::new(&serde_yaml::from_str("[filename, missing]").unwrap()).unwrap();
+        let mut s = LabelDropStage::new(
+            &crate::pipeline::go::yaml::from_str("[filename, missing]").unwrap(),
+        )
+        .unwrap();
         let mut e = entry("x", &[("job", "app"), ("filename", "/a.log")]);
         assert_eq!(s.process(&mut e), Verdict::Keep);
         assert_eq!(e.labels.to_string(), r#"{job="app"}"#);

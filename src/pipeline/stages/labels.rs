@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::model::labels::{LabelSet, is_valid_label_name};
-use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
+use crate::model::labels::LabelSet;
+use crate::pipeline::{PipelineEntry, Stage, Verdict, label_sources, value_as_string};
 
 /// Map of label name to extracted key (null or empty: the same name).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -40,7 +40,7 @@ struct RecentLabels {
 impl LabelsStage {
     pub fn new(cfg: &LabelsConfig) -> Result<Self, StageError> {
         Ok(Self {
-            mapping: name_to_source(&cfg.0, "label name")?
+            mapping: label_sources::resolve(&cfg.0, "label name")?
                 .into_iter()
                 .map(|(name, source)| (Arc::from(name), source))
                 .collect(),
@@ -100,33 +100,6 @@ impl LabelsStage {
                     value.as_deref() == cached.as_deref()
                 })
     }
-}
-
-/// Resolves a `name: source` map as `labels` and `structured_metadata` read it: every name a
-/// valid label name, an empty source meaning the name itself. `what` names the map's keys in
-/// errors.
-pub(super) fn name_to_source(
-    map: &BTreeMap<String, Option<String>>,
-    what: &str,
-) -> Result<Vec<(String, String)>, StageError> {
-    if map.is_empty() {
-        return Err(StageError::new("", format!("expected at least one {what}")));
-    }
-    map.iter()
-        .map(|(name, source)| {
-            if !is_valid_label_name(name) {
-                return Err(StageError::new(
-                    name.clone(),
-                    format!("invalid {what} {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"),
-                ));
-            }
-            let source = match source.as_deref() {
-                None | Some("") => name.clone(),
-                Some(s) => s.to_string(),
-            };
-            Ok((name.clone(), source))
-        })
-        .collect()
 }
 
 impl Stage for LabelsStage {

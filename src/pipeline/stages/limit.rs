@@ -284,7 +284,12 @@ mod tests {
 
     fn stage(yaml: &str, clock: &ManualClock, metrics: &Arc<Metrics>) -> LimitStage {
         let ctx = BuildContext::new("job", metrics.clone());
-        LimitStage::with_clock(&serde_yaml::from_str(yaml).unwrap(), &ctx, clock.clock()).unwrap()
+        LimitStage::with_clock(
+            &crate::pipeline::go::yaml::from_str(yaml).unwrap(),
+            &ctx,
+            clock.clock(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -433,7 +438,7 @@ mod tests {
             ("{rate: 1, burst: 1, by_label_name: app}", "by_label_name"),
         ];
         for (yaml, key) in cases {
-            let cfg: LimitConfig = serde_yaml::from_str(yaml).unwrap();
+            let cfg: LimitConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             assert_eq!(
                 LimitStage::new(&cfg, &ctx).err().unwrap().key,
                 key,
@@ -446,7 +451,7 @@ mod tests {
     fn max_distinct_labels_is_raised_to_the_minimum() {
         let metrics = Arc::new(Metrics::new());
         let ctx = BuildContext::new("job", metrics);
-        let cfg: LimitConfig = serde_yaml::from_str(
+        let cfg: LimitConfig = crate::pipeline::go::yaml::from_str(
             "{rate: 1, burst: 1, drop: true, by_label_name: app, max_distinct_labels: 5}",
         )
         .unwrap();

@@ -3,28 +3,10 @@
 //! `match_stage`). The selector is tested on the labels and line as they are when the entry
 //! reaches this stage.
 //!
-//! Nested stages run inside `process`, synchronously, and their verdicts are passed on:
-//! - `Keep` moves to the next nested stage; after the last one the entry continues.
-//! - `Drop` is returned as it is, so the pipeline counts it under the nested stage's reason.
-//! - `Wait(d)`: the index of the waiting nested stage is remembered and `Wait(d)` returned.
-//!   The pipeline asks again with the same entry after `d`; the entry then resumes at that
-//!   nested stage, without testing the selector again (earlier nested stages may have
-//!   changed the labels) and without running earlier nested stages twice.
-//! - `Hold`: a nested stage kept the entry (multiline, cri). This stage returns `Hold` too,
-//!   and its `release` releases every nested stage in order, running what each hands out
-//!   through the nested stages after it. `next_deadline` is the earliest of the nested ones.
-//!   Inside `release` nothing can sleep and no verdict goes out, so:
-//!   - a nested `Drop` is counted here, in `logentry_dropped_lines_total{reason}`;
-//!   - a nested `Wait(d)` parks the entry, and every entry after it, in a queue that
-//!     resumes at the waiting stage once `d` has passed (`next_deadline` includes it);
-//!     new matching entries join the back of that queue so their order is kept. At
-//!     `flush_all` (shutdown) waiting is skipped: the queued entries go out at once.
-//!
-//! Acknowledgements: an entry that is not matched, or that runs through the nested stages
-//! without being held, continues at once, so it can overtake a line of the same file still
-//! held by a nested stage. That is safe: positions are finalized in order per file (see
-//! `positions`), so its acknowledgement cannot move a position past the held line. Entries
-//! dropped inside `release` hand their acknowledgement on through `take_consumed`.
+//! The nested stages run as [`NestedStages`] runs any inner list: their verdicts are passed
+//! on (a `Drop` under the nested stage's reason, `Wait` resuming at the waiting nested stage
+//! without testing the selector again, `Hold` released through the nested stages after the
+//! holding one), and an unheld matching entry leaves in order with the unmatched ones.
 //!
 //! Differences from Promtail: Promtail runs the nested pipeline on its own goroutines, so
 //! matched and unmatched entries may leave in any order; here an unheld entry leaves in
@@ -32,19 +14,15 @@
 //! duration histogram Promtail documents does not exist in its code.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::{StageConfig, StageError};
-use crate::metrics::Metrics;
 use crate::model::ack::AckToken;
 use crate::pipeline::logql::{Selector, parse_selector};
-use crate::pipeline::{
-    BuildContext, Extracted, PipelineEntry, Stage, Verdict, build_stages, next_deadline,
-};
+use crate::pipeline::nested::NestedStages;
+use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict};
 
 const DEFAULT_DROP_REASON: &str = "match_stage";
 
@@ -65,14 +43,13 @@ pub struct MatchConfig {
 }
 
 pub struct MatchStage {
-    /// `None` for the unconditional nested stages of a preset.
-    selector: Option<Selector>,
+    selector: Selector,
     action: Action,
 }
 
 enum Action {
     Drop { reason: Cow<'static, str> },
-    Keep(Box<Nested>),
+    Keep(Box<NestedStages>),
 }
 
 impl MatchStage {
@@ -114,9 +91,9 @@ impl MatchStage {
         let selector = parse_selector(&cfg.selector)
             .map_err(|e| StageError::new("selector", e.to_string()))?;
         let action = if keep {
-            let stages = build_stages("stages", &cfg.stages, ctx)
+            let nested = NestedStages::build("stages", &cfg.stages, ctx)
                 .map_err(|e| StageError::new(e.key_path, e.message))?;
-            Action::Keep(Box::new(Nested::new(stages, ctx)))
+            Action::Keep(Box::new(nested))
         } else {
             let reason = match cfg.drop_counter_reason.as_deref() {
                 None | Some("") | Some(DEFAULT_DROP_REASON) => Cow::Borrowed(DEFAULT_DROP_REASON),
@@ -124,25 +101,11 @@ impl MatchStage {
             };
             Action::Drop { reason }
         };
-        Ok(Self {
-            selector: Some(selector),
-            action,
-        })
-    }
-
-    /// Nested stages run for every entry, with the same verdict and acknowledgement
-    /// handling as a matching `match`: the body of a `preset`.
-    pub fn unconditional(stages: Vec<Box<dyn Stage>>, ctx: &BuildContext) -> Self {
-        Self {
-            selector: None,
-            action: Action::Keep(Box::new(Nested::new(stages, ctx))),
-        }
+        Ok(Self { selector, action })
     }
 
     fn selects(&self, entry: &PipelineEntry) -> bool {
-        self.selector
-            .as_ref()
-            .is_none_or(|s| s.matches(&entry.labels, &entry.line))
+        self.selector.matches(&entry.labels, &entry.line)
     }
 }
 
@@ -161,26 +124,12 @@ impl Stage for MatchStage {
             }
             Action::Keep(nested) => nested,
         };
-        // After `Wait` the pipeline asks again with the same entry (the `Verdict::Wait`
-        // contract), so a pending resume point belongs to this entry.
-        let start = match nested.resume_at.take() {
-            Some(stage) => stage,
-            None => {
-                if !selected {
-                    return Verdict::Keep;
-                }
-                if !nested.waiting.is_empty() {
-                    nested.waiting.push_back(Waiting {
-                        entry: take_entry(entry),
-                        stage: 0,
-                        not_before: None,
-                    });
-                    return Verdict::Hold;
-                }
-                0
-            }
-        };
-        nested.process_from(entry, start)
+        // An entry that waited inside resumes there without being tested again: nested
+        // stages before the waiting one may have changed its labels.
+        if !selected && !nested.is_resuming() {
+            return Verdict::Keep;
+        }
+        nested.process(entry)
     }
 
     fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
@@ -191,7 +140,7 @@ impl Stage for MatchStage {
 
     fn take_consumed(&mut self, consumed: &mut Vec<AckToken>) {
         if let Action::Keep(nested) = &mut self.action {
-            consumed.append(&mut nested.consumed);
+            nested.take_consumed(consumed);
         }
     }
 
@@ -203,183 +152,13 @@ impl Stage for MatchStage {
     }
 }
 
-/// The nested stages of `action: keep` and what they have in flight.
-struct Nested {
-    stages: Vec<Box<dyn Stage>>,
-    /// The nested stage that answered `Wait` to the entry the pipeline will ask about again.
-    resume_at: Option<usize>,
-    /// Entries of `release` waiting for a nested stage, in order.
-    waiting: VecDeque<Waiting>,
-    /// Acknowledgements of entries dropped inside `release`, until `take_consumed`.
-    consumed: Vec<AckToken>,
-    metrics: Arc<Metrics>,
-}
-
-struct Waiting {
-    entry: PipelineEntry,
-    /// The nested stage to resume at.
-    stage: usize,
-    /// `None`: due now, queued only to keep its place behind a waiting entry.
-    not_before: Option<Instant>,
-}
-
-impl Nested {
-    fn new(stages: Vec<Box<dyn Stage>>, ctx: &BuildContext) -> Self {
-        Self {
-            stages,
-            resume_at: None,
-            waiting: VecDeque::new(),
-            consumed: Vec::new(),
-            metrics: ctx.metrics.clone(),
-        }
-    }
-
-    fn process_from(&mut self, entry: &mut PipelineEntry, start: usize) -> Verdict {
-        let mut i = start;
-        while i < self.stages.len() {
-            match self.stages[i].process(entry) {
-                Verdict::Keep => i += 1,
-                Verdict::Drop { reason } => return Verdict::Drop { reason },
-                Verdict::Wait(d) => {
-                    self.resume_at = Some(i);
-                    return Verdict::Wait(d);
-                }
-                Verdict::Hold => return Verdict::Hold,
-            }
-        }
-        Verdict::Keep
-    }
-
-    fn release(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
-        self.drain_waiting(now, flush_all, out);
-        for k in 0..self.stages.len() {
-            let mut released = Vec::new();
-            self.stages[k].release(now, flush_all, &mut released);
-            self.stages[k].take_consumed(&mut self.consumed);
-            for entry in released {
-                self.continue_released(entry, k + 1, now, flush_all, out);
-            }
-        }
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let waiting = self
-            .waiting
-            .front()
-            .map(|w| w.not_before.unwrap_or_else(Instant::now));
-        match (next_deadline(&self.stages), waiting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Runs the queue from the front while its head is due; a head that must wait again
-    /// stays at the front.
-    fn drain_waiting(&mut self, now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
-        while let Some(front) = self.waiting.front() {
-            if !flush_all && front.not_before.is_some_and(|t| t > now) {
-                break;
-            }
-            let Some(w) = self.waiting.pop_front() else {
-                break;
-            };
-            if let Some(again) = self.run_released(w.entry, w.stage, now, flush_all, out) {
-                self.waiting.push_front(again);
-                break;
-            }
-        }
-    }
-
-    /// An entry handed out by nested stage `start - 1`: queued behind waiting entries, or
-    /// run through the rest now.
-    fn continue_released(
-        &mut self,
-        entry: PipelineEntry,
-        start: usize,
-        now: Instant,
-        flush_all: bool,
-        out: &mut Vec<PipelineEntry>,
-    ) {
-        if !self.waiting.is_empty() {
-            self.waiting.push_back(Waiting {
-                entry,
-                stage: start,
-                not_before: None,
-            });
-            return;
-        }
-        if let Some(w) = self.run_released(entry, start, now, flush_all, out) {
-            self.waiting.push_back(w);
-        }
-    }
-
-    /// Runs an entry from `start` to the end of the nested stages, pushing it to `out` when
-    /// it gets through. Returns it when a stage asks it to wait.
-    fn run_released(
-        &mut self,
-        mut entry: PipelineEntry,
-        start: usize,
-        now: Instant,
-        flush_all: bool,
-        out: &mut Vec<PipelineEntry>,
-    ) -> Option<Waiting> {
-        let mut i = start;
-        while i < self.stages.len() {
-            match self.stages[i].process(&mut entry) {
-                Verdict::Keep => i += 1,
-                Verdict::Drop { reason } => {
-                    self.metrics
-                        .pipeline
-                        .dropped_lines
-                        .with_label_values(&[reason.as_ref()])
-                        .inc();
-                    self.consumed.extend(entry.ack);
-                    return None;
-                }
-                // At shutdown nothing may wait any more.
-                Verdict::Wait(_) if flush_all => i += 1,
-                Verdict::Wait(d) => {
-                    return Some(Waiting {
-                        entry,
-                        stage: i,
-                        not_before: Some(now + d),
-                    });
-                }
-                Verdict::Hold => {
-                    let mut released = Vec::new();
-                    self.stages[i].release(now, false, &mut released);
-                    self.stages[i].take_consumed(&mut self.consumed);
-                    for r in released {
-                        self.continue_released(r, i + 1, now, flush_all, out);
-                    }
-                    return None;
-                }
-            }
-        }
-        out.push(entry);
-        None
-    }
-}
-
-/// Moves the entry out of the pipeline's slot, leaving an empty one the pipeline discards
-/// after `Hold`.
-fn take_entry(entry: &mut PipelineEntry) -> PipelineEntry {
-    let empty = PipelineEntry {
-        labels: Default::default(),
-        extracted: Extracted::default(),
-        timestamp: entry.timestamp,
-        line: String::new(),
-        structured_metadata: Vec::new(),
-        ack: None,
-    };
-    std::mem::replace(entry, empty)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::model::ack::SourceId;
     use crate::pipeline::stages::testing::entry;
 
@@ -387,11 +166,8 @@ mod tests {
         BuildContext::new("job", Arc::new(Metrics::new()))
     }
 
-    /// Through a JSON value, as the config loader goes through figment's: serde_yaml
-    /// alone would want YAML tags for the nested stages.
     fn config(yaml: &str) -> MatchConfig {
-        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
-        serde_json::from_value(value).unwrap()
+        crate::pipeline::go::yaml::from_str(yaml).unwrap()
     }
 
     fn build(yaml: &str) -> Result<MatchStage, StageError> {
@@ -519,18 +295,15 @@ stages:
     #[test]
     fn wait_resumes_at_the_waiting_nested_stage_without_rerunning_earlier_ones() {
         let mut s = MatchStage {
-            selector: Some(parse_selector(r#"{app="web"}"#).unwrap()),
-            action: Action::Keep(Box::new(Nested {
-                stages: vec![
+            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            action: Action::Keep(Box::new(NestedStages::new(
+                vec![
                     Box::new(Appender("a")),
                     Box::new(WaitOnce::new(Duration::from_millis(5))),
                     Box::new(Appender("b")),
                 ],
-                resume_at: None,
-                waiting: VecDeque::new(),
-                consumed: Vec::new(),
-                metrics: Arc::new(Metrics::new()),
-            })),
+                &ctx(),
+            ))),
         };
         let mut e = entry("x", &[("app", "web")]);
         assert_eq!(s.process(&mut e), Verdict::Wait(Duration::from_millis(5)));
@@ -585,19 +358,18 @@ stages:
     #[test]
     fn release_counts_nested_drops() {
         let metrics = Arc::new(Metrics::new());
-        let mut s = keep_stage(vec![
-            Box::new(HoldPairs::default()),
-            Box::new(
-                super::super::drop::DropStage::new(
-                    &serde_yaml::from_str("{expression: '1\\+2', drop_counter_reason: pairs}")
-                        .unwrap(),
-                )
+        let mut s = keep_stage_counting_in(
+            vec![
+                Box::new(HoldPairs::default()),
+                serde_json::from_value::<StageConfig>(serde_json::json!(
+                    {"drop": {"expression": "1\\+2", "drop_counter_reason": "pairs"}}
+                ))
+                .unwrap()
+                .build(&ctx())
                 .unwrap(),
-            ),
-        ]);
-        if let Action::Keep(n) = &mut s.action {
-            n.metrics = metrics.clone();
-        }
+            ],
+            &metrics,
+        );
         for (line, offset) in [("1", 10), ("2", 20)] {
             let mut e = entry(line, &[("app", "web")]);
             e.ack = ack(offset);
@@ -690,16 +462,25 @@ stages:
     }
 
     fn keep_stage(stages: Vec<Box<dyn Stage>>) -> MatchStage {
+        keep_stage_counting_in(stages, &Arc::new(Metrics::new()))
+    }
+
+    fn keep_stage_counting_in(stages: Vec<Box<dyn Stage>>, metrics: &Arc<Metrics>) -> MatchStage {
         MatchStage {
-            selector: Some(parse_selector(r#"{app="web"}"#).unwrap()),
-            action: Action::Keep(Box::new(Nested {
+            selector: parse_selector(r#"{app="web"}"#).unwrap(),
+            action: Action::Keep(Box::new(NestedStages::new(
                 stages,
-                resume_at: None,
-                waiting: VecDeque::new(),
-                consumed: Vec::new(),
-                metrics: Arc::new(Metrics::new()),
-            })),
+                &BuildContext::new("job", metrics.clone()),
+            ))),
         }
+    }
+
+    /// Moves the entry out of the pipeline's slot, as a holding stage does.
+    fn take_entry(entry: &mut PipelineEntry) -> PipelineEntry {
+        std::mem::replace(
+            entry,
+            PipelineEntry::new(Default::default(), String::new(), entry.timestamp),
+        )
     }
 
     /// Appends a suffix to the line.

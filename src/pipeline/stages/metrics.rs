@@ -480,7 +480,7 @@ mod tests {
     }
 
     fn config(yaml: &str) -> MetricsConfig {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::pipeline::go::yaml::from_str(yaml).unwrap()
     }
 
     fn build(yaml: &str, ctx: &BuildContext) -> Result<MetricsStage, StageError> {
@@ -794,11 +794,16 @@ response_seconds:
     #[test]
     fn unknown_keys_are_refused() {
         assert!(
-            serde_yaml::from_str::<MetricsConfig>("m:\n  type: Counter\n  actoin: inc\n").is_err()
+            crate::pipeline::go::yaml::from_str::<MetricsConfig>(
+                "m:\n  type: Counter\n  actoin: inc\n"
+            )
+            .is_err()
         );
         assert!(
-            serde_yaml::from_str::<MetricsConfig>("m:\n  type: Counter\n  config: {actoin: inc}\n")
-                .is_err()
+            crate::pipeline::go::yaml::from_str::<MetricsConfig>(
+                "m:\n  type: Counter\n  config: {actoin: inc}\n"
+            )
+            .is_err()
         );
     }
 

@@ -2,7 +2,10 @@
 //! refused), a constructor that validates everything once, and `process`.
 //!
 //! This file only maps a `pipeline_stages` item (a one-key map such as `json: {...}`) to its
-//! stage. Stages must not know about files, clients or each other.
+//! stage. Stages must not know about files, clients or each other: a stage made of others
+//! (`docker`, `cri`'s parsing, `preset`, `match`) writes them as stage configs and runs them
+//! as [`crate::pipeline::nested::NestedStages`]; what several stages share lives at the
+//! pipeline level (e.g. [`crate::pipeline::label_sources`]), never in a sibling stage.
 
 pub mod auth_event;
 pub mod correlation_id;
@@ -151,8 +154,10 @@ impl StageConfig {
             StageConfig::StructuredMetadata(c) | StageConfig::NonIndexedLabels(c) => {
                 Box::new(structured_metadata::StructuredMetadataStage::new(c)?)
             }
-            StageConfig::Docker(c) => Box::new(docker::DockerStage::new(c)?),
-            StageConfig::Cri(c) => Box::new(cri::CriStage::new(&c.clone().unwrap_or_default())?),
+            StageConfig::Docker(c) => Box::new(docker::DockerStage::new(c, ctx)?),
+            StageConfig::Cri(c) => {
+                Box::new(cri::CriStage::new(&c.clone().unwrap_or_default(), ctx)?)
+            }
             StageConfig::Multiline(c) => Box::new(multiline::MultilineStage::new(c)?),
             StageConfig::Match(c) => Box::new(r#match::MatchStage::new(c, ctx)?),
             StageConfig::Drop(c) => Box::new(drop::DropStage::new(c)?),
@@ -162,8 +167,8 @@ impl StageConfig {
             StageConfig::LabelAllow(c) => Box::new(labelallow::LabelAllowStage::new(c)?),
             StageConfig::LabelDrop(c) => Box::new(labeldrop::LabelDropStage::new(c)?),
             StageConfig::Logfmt(c) => Box::new(logfmt::LogfmtStage::new(c)?),
-            StageConfig::Replace(c) => Box::new(replace::ReplaceStage::new(c)?),
-            StageConfig::Template(c) => Box::new(template::TemplateStage::new(c)?),
+            StageConfig::Replace(c) => Box::new(replace::ReplaceStage::new(c, ctx)?),
+            StageConfig::Template(c) => Box::new(template::TemplateStage::new(c, ctx)?),
             StageConfig::Pack(c) => Box::new(pack::PackStage::new(c)?),
             StageConfig::Decolorize(c) => Box::new(decolorize::DecolorizeStage::new(c)?),
             StageConfig::Metrics(c) => Box::new(metrics::MetricsStage::new(c, ctx)?),
@@ -174,7 +179,7 @@ impl StageConfig {
             }
             StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
             StageConfig::Syslog(c) => Box::new(syslog::SyslogStage::new(c)?),
-            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c)?),
+            StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c, ctx)?),
         })
     }
 }
@@ -189,6 +194,14 @@ pub(crate) mod testing {
 
     pub fn read_time() -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339("2024-01-02T03:04:05.123456789Z").unwrap()
+    }
+
+    /// A build context with a registry of its own, for stages built alone.
+    pub fn ctx() -> crate::pipeline::BuildContext {
+        crate::pipeline::BuildContext::new(
+            "test",
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        )
     }
 
     pub fn entry(line: &str, labels: &[(&str, &str)]) -> PipelineEntry {

@@ -148,7 +148,7 @@ impl MultilineStage {
                  e.g. '^\\d{4}-\\d{2}-\\d{2}'",
             ));
         }
-        let firstline = crate::pipeline::goregex::compile(&cfg.firstline).map_err(|e| {
+        let firstline = crate::pipeline::go::regex::compile(&cfg.firstline).map_err(|e| {
             StageError::new("firstline", format!("invalid regular expression: {e}"))
         })?;
         Ok(Self {

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use crate::pipeline::gojson::{JsonFlavor, write_json_string};
+use crate::pipeline::go::json::{JsonFlavor, write_json_string};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

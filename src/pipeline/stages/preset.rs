@@ -13,7 +13,7 @@
 //! The preset's stages are expanded and built once at load time; an error inside them is
 //! located as `preset.stages[i].<stage>.<key>` and names the preset. At run time the stages
 //! behave exactly as the same list nested in a `match` that selects every entry (holding,
-//! waiting and acknowledgements included). `tailward preset show NAME` prints the YAML.
+//! waiting and acknowledgements included): both run as [`NestedStages`]. `tailward preset show NAME` prints the YAML.
 //! This stage must not know what any preset does.
 
 use std::collections::BTreeMap;
@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
-use super::r#match::MatchStage;
 use crate::model::ack::AckToken;
-use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, build_stages, presets};
+use crate::pipeline::nested::NestedStages;
+use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, presets};
 
 /// `preset: NAME` or `preset: {name: NAME, parameters: {...}}`.
 #[derive(Clone, Debug, Serialize)]
@@ -70,19 +70,17 @@ impl<'de> Deserialize<'de> for PresetConfig {
 }
 
 pub struct PresetStage {
-    body: MatchStage,
+    body: NestedStages,
 }
 
 impl PresetStage {
     pub fn new(cfg: &PresetConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         let configs = presets::expand(&cfg.name, &cfg.parameters)
             .map_err(|e| StageError::new(e.key, e.message))?;
-        let stages = build_stages("stages", &configs, ctx).map_err(|e| {
+        let body = NestedStages::build("stages", &configs, ctx).map_err(|e| {
             StageError::new(e.key_path, format!("in preset {}: {}", cfg.name, e.message))
         })?;
-        Ok(Self {
-            body: MatchStage::unconditional(stages, ctx),
-        })
+        Ok(Self { body })
     }
 }
 
@@ -113,9 +111,10 @@ mod tests {
     use crate::pipeline::stages::testing::entry;
 
     fn auth_stage(metrics: &Arc<Metrics>) -> PresetStage {
-        let cfg: PresetConfig =
-            serde_yaml::from_str("{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}")
-                .unwrap();
+        let cfg: PresetConfig = crate::pipeline::go::yaml::from_str(
+            "{name: auth, parameters: {metric_prefix: cvd_, location: UTC}}",
+        )
+        .unwrap();
         PresetStage::new(&cfg, &BuildContext::new("auth", metrics.clone())).unwrap()
     }
 

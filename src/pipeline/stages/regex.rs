@@ -38,7 +38,7 @@ impl RegexStage {
                 "expected a regular expression",
             ));
         }
-        let pattern = crate::pipeline::goregex::translate(&cfg.expression);
+        let pattern = crate::pipeline::go::regex::translate(&cfg.expression);
         let regex = Regex::new(&pattern).map_err(|e| {
             // The user's own text makes the clearer message when it is invalid as written.
             let e = Regex::new(&cfg.expression).err().unwrap_or(e);

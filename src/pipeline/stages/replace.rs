@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
+use crate::pipeline::BuildContext;
 use crate::pipeline::extracted::Extracted;
-use crate::pipeline::gotemplate::{Template, TemplateData};
+use crate::pipeline::go::template::{Template, TemplateData};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -43,17 +44,19 @@ pub struct ReplaceStage {
     names: Vec<(usize, String)>,
     /// Reused across captures for the rendered template.
     rendered: String,
+    /// `tailward_template_errors_total` of this stage.
+    errors: prometheus::IntCounter,
 }
 
 impl ReplaceStage {
-    pub fn new(cfg: &ReplaceConfig) -> Result<Self, StageError> {
+    pub fn new(cfg: &ReplaceConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         if cfg.expression.is_empty() {
             return Err(StageError::new(
                 "expression",
                 "expected a regular expression",
             ));
         }
-        let regex = crate::pipeline::goregex::compile(&cfg.expression).map_err(|e| {
+        let regex = crate::pipeline::go::regex::compile(&cfg.expression).map_err(|e| {
             StageError::new("expression", format!("invalid regular expression: {e}"))
         })?;
         if matches!(cfg.source.as_deref(), Some("")) {
@@ -75,6 +78,11 @@ impl ReplaceStage {
             template,
             names,
             rendered: String::new(),
+            errors: ctx
+                .metrics
+                .pipeline
+                .template_errors
+                .with_label_values(&[&ctx.job, "replace"]),
         })
     }
 }
@@ -140,6 +148,7 @@ impl Stage for ReplaceStage {
                     captured,
                 };
                 if self.template.execute(&data, &mut self.rendered).is_err() {
+                    self.errors.inc();
                     return Verdict::Keep;
                 }
                 if end_of_last_replaced == 0 || end_of_last_replaced <= group.start() {
@@ -188,11 +197,14 @@ mod tests {
     const STATUS_TEMPLATE: &str = r#"{{ if eq .Value "200" }}{{ Replace .Value "200" "HttpStatusOk" -1 }}{{ else }}{{ .Value | ToUpper }}{{ end }}"#;
 
     fn stage(expression: &str, source: Option<&str>, replace: &str) -> ReplaceStage {
-        ReplaceStage::new(&ReplaceConfig {
-            expression: expression.into(),
-            source: source.map(str::to_string),
-            replace: replace.into(),
-        })
+        ReplaceStage::new(
+            &ReplaceConfig {
+                expression: expression.into(),
+                source: source.map(str::to_string),
+                replace: replace.into(),
+            },
+            &crate::pipeline::stages::testing::ctx(),
+        )
         .unwrap()
     }
 
@@ -311,11 +323,14 @@ mod tests {
             ("(a)", None, "{{ nosuch }}", "replace"),
         ];
         for (expression, source, replace, key) in cases {
-            let err = ReplaceStage::new(&ReplaceConfig {
-                expression: expression.into(),
-                source: source.map(str::to_string),
-                replace: replace.into(),
-            })
+            let err = ReplaceStage::new(
+                &ReplaceConfig {
+                    expression: expression.into(),
+                    source: source.map(str::to_string),
+                    replace: replace.into(),
+                },
+                &crate::pipeline::stages::testing::ctx(),
+            )
             .err()
             .unwrap();
             assert_eq!(err.key, key, "{expression}");

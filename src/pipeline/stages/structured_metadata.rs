@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::StageError;
-use super::labels::name_to_source;
-use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
+use crate::pipeline::{PipelineEntry, Stage, Verdict, label_sources, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(transparent)]
@@ -23,7 +22,7 @@ pub struct StructuredMetadataStage {
 impl StructuredMetadataStage {
     pub fn new(cfg: &StructuredMetadataConfig) -> Result<Self, StageError> {
         Ok(Self {
-            mapping: name_to_source(&cfg.0, "structured metadata name")?,
+            mapping: label_sources::resolve(&cfg.0, "structured metadata name")?,
         })
     }
 }

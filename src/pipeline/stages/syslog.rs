@@ -9,16 +9,28 @@
 //! ```
 //!
 //! Forms, each with an optional `<PRI>` first:
-//! - RFC3164 / BSD: `Feb  3 04:05:06 host prog[pid]: message`. The year is not written, so it
-//!   is inferred from the entry's timestamp at this point (the read time, unless an earlier
-//!   stage set one): the same year, or the year before when that would put the line more than
-//!   a day in the future (a December line read in January: New Year rollover). The hostname
-//!   may be missing (`Feb  3 04:05:06 prog: message`, or empty, as Debian writes after "last
-//!   message repeated").
-//! - ISO8601 / RFC3339 (rsyslog's high-precision format): `2019-06-14T10:40:20.912+01:30 host
-//!   prog[pid]: message`; without an offset the time is in `location`.
+//! - RFC3164 / BSD: `Feb  3 04:05:06 host prog[pid]: message`, the day padded with a space
+//!   (syslogd, rsyslog's traditional format), a zero (`journalctl -o short`) or not at all
+//!   (`Feb 3 04:05:06`, as some daemons and many test suites write it), with a fraction of a
+//!   second after the time (`journalctl -o short-precise`: `Feb 03 04:05:06.123456`). The
+//!   year is not written, so it is inferred from the entry's timestamp at this point (the read
+//!   time, unless an earlier stage set one): the same year, or the year before when that would
+//!   put the line more than a day in the future (a December line read in January: New Year
+//!   rollover). The hostname may be missing (`Feb  3 04:05:06 prog: message`, or empty, as
+//!   Debian writes after "last message repeated").
+//! - ISO8601 / RFC3339 (rsyslog's high-precision format, `journalctl -o short-iso` and
+//!   `short-iso-precise`): `2019-06-14T10:40:20.912+01:30 host prog[pid]: message`, with or
+//!   without a fraction, the offset as `Z`, `+01:30` or `+0130`; without an offset the time is
+//!   in `location`.
+//! - `journalctl -o short-unix`: `1571042420.912134 host prog[pid]: message` (seconds since
+//!   the epoch, ten digits or more).
 //! - RFC5424: `<34>1 2003-10-11T22:14:15.003Z host app procid msgid [sd] message` (`-` is an
 //!   absent value).
+//! - No timestamp: `[host ]prog[pid]: message` (a tag with a pid is needed, so ordinary text
+//!   is not taken for a tag), or after a `<PRI>` any tag, `<38>sshd: message`, as a program
+//!   sends it to /dev/log. The entry keeps its timestamp.
+//!
+//! The tag is `prog[pid]:` or `prog:`; macOS's ASL files add the level, `prog[pid] <Notice>:`.
 //!
 //! Extracted: `hostname`, `program`, `pid`, `message` (what follows the header), and when
 //! present `severity` and `facility` (names, from PRI), `msgid` and `structured_data`
@@ -206,12 +218,16 @@ fn parse(line: &str, zone: Zone, reference: DateTime<FixedOffset>) -> Option<Hea
         return parse_rfc5424(priority, after_version, zone);
     }
     let bytes = rest.as_bytes();
-    let (time, rest) = if bytes.len() >= 11 && bytes[4] == b'-' && bytes[10] == b'T' {
+    let timed = if bytes.len() >= 11 && bytes[4] == b'-' && bytes[10] == b'T' {
         let end = rest.find(' ').unwrap_or(rest.len());
-        (parse_iso(&rest[..end], zone)?, &rest[end..])
+        parse_iso(&rest[..end], zone).map(|t| (t, &rest[end..]))
+    } else if bytes.first().is_some_and(u8::is_ascii_digit) {
+        parse_unix_time(rest)
     } else {
-        let (time, rest) = parse_bsd_time(rest, zone, reference)?;
-        (time, rest)
+        parse_bsd_time(rest, zone, reference)
+    };
+    let Some((time, rest)) = timed else {
+        return parse_untimed(priority, rest, reference);
     };
     let rest = rest.strip_prefix(' ')?;
     let (hostname, program, pid, message) = split_host_and_tag(rest);
@@ -240,25 +256,57 @@ fn split_priority(line: &str) -> (Option<u8>, &str) {
     }
 }
 
-/// `Mmm dd hh:mm:ss` (day padded with a space or a zero).
+/// `Mmm dd hh:mm:ss[.fraction]`, the day padded with a space or a zero, or unpadded.
 fn parse_bsd_time(
     s: &str,
     zone: Zone,
     reference: DateTime<FixedOffset>,
 ) -> Option<(DateTime<FixedOffset>, &str)> {
     let b = s.as_bytes();
-    if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+    if b.len() < 14 || b[3] != b' ' {
         return None;
     }
     let month = MONTHS.iter().position(|m| m.as_bytes() == &b[..3])? as u32 + 1;
-    let day: u32 = s[4..6].trim_start().parse().ok()?;
-    let hour: u32 = s[7..9].parse().ok()?;
-    let minute: u32 = s[10..12].parse().ok()?;
-    let second: u32 = s[13..15].parse().ok()?;
+    let digit = |i: usize| {
+        b.get(i)
+            .filter(|c| c.is_ascii_digit())
+            .map(|c| u32::from(c - b'0'))
+    };
+    // ` 3`, `03`, `13`, or `3` followed by its space.
+    let (day, at) = match (b[4], digit(4), digit(5)) {
+        (b' ', _, Some(d)) => (d, 6),
+        (_, Some(d1), Some(d2)) => (d1 * 10 + d2, 6),
+        (_, Some(d), None) => (d, 5),
+        _ => return None,
+    };
+    if b.get(at) != Some(&b' ') {
+        return None;
+    }
+    let t = at + 1;
+    if b.get(t + 2) != Some(&b':') || b.get(t + 5) != Some(&b':') {
+        return None;
+    }
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let (hour, minute, second) = (two(t)?, two(t + 3)?, two(t + 6)?);
+    let mut end = t + 8;
+    let mut nanos = 0u32;
+    if b.get(end) == Some(&b'.') {
+        let digits = b[end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        for (i, c) in b[end + 1..end + 1 + digits].iter().enumerate().take(9) {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+        end += 1 + digits;
+    }
     let year = zone.year_of(reference);
     let at = |year: i32| {
         NaiveDate::from_ymd_opt(year, month, day)
-            .and_then(|d| d.and_hms_opt(hour, minute, second))
+            .and_then(|d| d.and_hms_nano_opt(hour, minute, second, nanos))
             .and_then(|n| zone.resolve(n))
     };
     // Feb 29 only exists in some years, so a failure in this year is retried in the last.
@@ -266,7 +314,71 @@ fn parse_bsd_time(
         Some(t) if t <= reference + Duration::days(1) => t,
         _ => at(year - 1)?,
     };
-    Some((time, &s[15..]))
+    Some((time, &s[end..]))
+}
+
+/// `1571042420[.912134]`: seconds since the epoch (`journalctl -o short-unix`), in UTC.
+fn parse_unix_time(s: &str) -> Option<(DateTime<FixedOffset>, &str)> {
+    let b = s.as_bytes();
+    let whole = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(10..=12).contains(&whole) {
+        return None;
+    }
+    let seconds: i64 = s[..whole].parse().ok()?;
+    let mut end = whole;
+    let mut nanos = 0u32;
+    if b.get(end) == Some(&b'.') {
+        let digits = b[end + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        for (i, c) in b[end + 1..end + 1 + digits].iter().enumerate().take(9) {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+        end += 1 + digits;
+    }
+    if b.get(end) != Some(&b' ') {
+        return None;
+    }
+    let time = DateTime::from_timestamp(seconds, nanos)?.fixed_offset();
+    Some((time, &s[end..]))
+}
+
+/// A header without a timestamp: `[host ]prog[pid]: message`, or any tag after a `<PRI>`.
+/// The entry's timestamp (`reference`) stays.
+fn parse_untimed(
+    priority: Option<u8>,
+    s: &str,
+    reference: DateTime<FixedOffset>,
+) -> Option<Header<'_>> {
+    let first_end = s.find(' ').unwrap_or(s.len());
+    let first = &s[..first_end];
+    let (hostname, tagged) =
+        if first.ends_with("]:") || (priority.is_some() && first.ends_with(':')) {
+            (None, s)
+        } else {
+            let rest = s[first_end..].strip_prefix(' ')?;
+            let second = rest.split(' ').next().unwrap_or("");
+            if !second.ends_with("]:") || first.is_empty() || first.contains([':', '[', ']']) {
+                return None;
+            }
+            (Some(first), rest)
+        };
+    let (program, pid, message) = split_tag(tagged);
+    program?;
+    if pid.is_none() && priority.is_none() {
+        return None;
+    }
+    Some(Header {
+        time: reference,
+        priority,
+        hostname,
+        program,
+        pid,
+        msgid: None,
+        structured_data: None,
+        message,
+    })
 }
 
 const MONTHS: [&str; 12] = [
@@ -311,14 +423,21 @@ fn split_host_and_tag(s: &str) -> (Option<&str>, Option<&str>, Option<&str>, &st
     )
 }
 
-/// `prog[pid]: message`, `prog: message`, or a message without a tag.
+/// `prog[pid]: message`, `prog: message`, `prog[pid] <Level>: message` (macOS), or a message
+/// without a tag.
 fn split_tag(s: &str) -> (Option<&str>, Option<&str>, &str) {
     let word_end = s.find(' ').unwrap_or(s.len());
     let word = &s[..word_end];
-    let Some(tag) = word.strip_suffix(':') else {
-        return (None, None, s);
+    let (tag, message) = match word.strip_suffix(':') {
+        Some(tag) => (
+            tag,
+            s[word_end..].strip_prefix(' ').unwrap_or(&s[word_end..]),
+        ),
+        None => match macos_level(word, &s[word_end..]) {
+            Some(message) => (word, message),
+            None => return (None, None, s),
+        },
     };
-    let message = s[word_end..].strip_prefix(' ').unwrap_or(&s[word_end..]);
     if let Some(open) = tag.find('[')
         && let Some(pid) = tag[open + 1..].strip_suffix(']')
         && open > 0
@@ -329,6 +448,19 @@ fn split_tag(s: &str) -> (Option<&str>, Option<&str>, &str) {
         return (None, None, s);
     }
     (Some(tag), None, message)
+}
+
+/// After a `prog[pid]` tag, ` <Notice>: message` as macOS's ASL writes its files: the message.
+fn macos_level<'a>(tag: &str, after: &'a str) -> Option<&'a str> {
+    if !tag.ends_with(']') {
+        return None;
+    }
+    let r = after.strip_prefix(" <")?;
+    let (level, message) = r.split_once(">:")?;
+    if level.is_empty() || !level.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return None;
+    }
+    Some(message.strip_prefix(' ').unwrap_or(message))
 }
 
 /// After `<PRI>1 `: `TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG]`.
@@ -485,6 +617,80 @@ mod tests {
     }
 
     #[test]
+    fn bsd_day_unpadded_zero_padded_and_with_a_fraction() {
+        let r = at("2024-12-01T00:00:00Z");
+        for (line, time) in [
+            ("Nov 2 15:40:14 h sshd[1]: x", "2024-11-02T15:40:14Z"),
+            ("Nov  2 15:40:14 h sshd[1]: x", "2024-11-02T15:40:14Z"),
+            ("Nov 02 15:40:14 h sshd[1]: x", "2024-11-02T15:40:14Z"),
+            ("Nov 12 15:40:14 h sshd[1]: x", "2024-11-12T15:40:14Z"),
+            (
+                "Nov 02 15:40:14.123456 h sshd[1]: x",
+                "2024-11-02T15:40:14.123456Z",
+            ),
+            (
+                "Nov 02 15:40:14.1234567891 h sshd[1]: x",
+                "2024-11-02T15:40:14.123456789Z",
+            ),
+        ] {
+            let h = parse(line, utc(), r).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(h.time, at(time), "{line}");
+            assert_eq!(
+                (h.hostname, h.program, h.pid, h.message),
+                (Some("h"), Some("sshd"), Some("1"), "x"),
+                "{line}"
+            );
+        }
+        for line in [
+            "Nov  2 15:40:14.",
+            "Nov 2  15:40:14 h p: x",
+            "Nov 123 15:40:14 h p: x",
+            "Nov 2 5:40:14 h p: x",
+        ] {
+            assert_eq!(parse(line, utc(), r), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn journald_short_iso_and_short_unix() {
+        let r = at("2030-01-01T00:00:00Z");
+        let h = parse("2024-11-02T16:40:14+0100 h sshd[1]: x", utc(), r).unwrap();
+        assert_eq!(h.time, at("2024-11-02T15:40:14Z"));
+        let h = parse("1730562014.25 h sshd[1]: x", utc(), r).unwrap();
+        assert_eq!(h.time, at("2024-11-02T15:40:14.25Z"));
+        assert_eq!((h.hostname, h.program), (Some("h"), Some("sshd")));
+        assert_eq!(parse("12345 h sshd[1]: x", utc(), r), None);
+    }
+
+    #[test]
+    fn tags_without_a_timestamp_and_with_a_macos_level() {
+        let r = at("2024-06-01T00:00:00Z");
+        let h = parse("sshd[7]: Accepted", utc(), r).unwrap();
+        assert_eq!(h.time, r);
+        assert_eq!(
+            (h.hostname, h.program, h.pid),
+            (None, Some("sshd"), Some("7"))
+        );
+        let h = parse("web1 sshd[7]: Accepted", utc(), r).unwrap();
+        assert_eq!((h.hostname, h.program), (Some("web1"), Some("sshd")));
+        let h = parse("<38>sudo: bob : TTY=x", utc(), r).unwrap();
+        assert_eq!(
+            (h.priority, h.program, h.message),
+            (Some(38), Some("sudo"), "bob : TTY=x")
+        );
+        // Ordinary text is not taken for a tag.
+        for line in ["Error: something", "sudo: bob : TTY=x", "a b c", ""] {
+            assert_eq!(parse(line, utc(), r), None, "{line}");
+        }
+        let h = parse("Nov  2 15:40:14 mbp sshd[7] <Notice>: Accepted", utc(), r).unwrap();
+        assert_eq!(
+            (h.hostname, h.program, h.pid),
+            (Some("mbp"), Some("sshd"), Some("7"))
+        );
+        assert_eq!(h.message, "Accepted");
+    }
+
+    #[test]
     fn program_with_parenthesised_module() {
         let h = parse(
             "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; x",
@@ -579,6 +785,25 @@ mod tests {
         assert_eq!(e.extracted["severity"], "info");
     }
 
+    proptest::proptest! {
+        /// Any text, and header-like pieces glued together: no panic.
+        #[test]
+        fn any_line_is_parsed_without_panicking(
+            line in ".{0,80}",
+            pieces in proptest::collection::vec(proptest::sample::select(&[
+                "<38>", "<999>", "1 ", "Nov", " ", "  ", "2", "02", "15:40:14", ".", "123456",
+                "2024-11-02T15:40:14", "+0100", "Z", "1730562014", "host", "sshd", "[7]",
+                ":", " <Notice>:", "-", "[a=\"b\"]", "é",
+            ][..]), 0..14),
+        ) {
+            let r = at("2024-06-01T00:00:00Z");
+            let _ = parse(&line, utc(), r);
+            let glued: String = pieces.concat();
+            let _ = parse(&glued, utc(), r);
+            let _ = parse(&format!("{glued}{line}"), Zone::Local, r);
+        }
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let err = SyslogStage::new(&SyslogConfig {
@@ -588,7 +813,7 @@ mod tests {
         .err()
         .unwrap();
         assert_eq!(err.key, "location");
-        let err: Result<SyslogConfig, _> = serde_yaml::from_str("{locaton: UTC}");
+        let err: Result<SyslogConfig, _> = crate::pipeline::go::yaml::from_str("{locaton: UTC}");
         assert!(err.is_err());
     }
 }

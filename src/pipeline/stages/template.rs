@@ -2,7 +2,7 @@
 //!
 //! The template sees every string-convertible extracted value by name, `.Value` (the current
 //! value of `source`, when it has one) and `.Entry` (the line), plus Promtail's function map
-//! (see [`crate::pipeline::gotemplate`]). An empty result deletes `source`; an execution
+//! (see [`crate::pipeline::go::template`]). An empty result deletes `source`; an execution
 //! error leaves it unchanged, as in Promtail. The template is parsed once at load, so a
 //! template that does not parse is a config error.
 
@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StageError;
+use crate::pipeline::BuildContext;
 use crate::pipeline::extracted::Extracted;
-use crate::pipeline::gotemplate::{Template, TemplateData};
+use crate::pipeline::go::template::{Template, TemplateData};
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -29,10 +30,12 @@ pub struct TemplateStage {
     template: Template,
     /// Reused across lines for the rendered value.
     rendered: String,
+    /// `tailward_template_errors_total` of this stage.
+    errors: prometheus::IntCounter,
 }
 
 impl TemplateStage {
-    pub fn new(cfg: &TemplateConfig) -> Result<Self, StageError> {
+    pub fn new(cfg: &TemplateConfig, ctx: &BuildContext) -> Result<Self, StageError> {
         if cfg.source.is_empty() {
             return Err(StageError::new(
                 "source",
@@ -45,6 +48,11 @@ impl TemplateStage {
             source: cfg.source.clone(),
             template,
             rendered: String::new(),
+            errors: ctx
+                .metrics
+                .pipeline
+                .template_errors
+                .with_label_values(&[&ctx.job, "template"]),
         })
     }
 }
@@ -94,6 +102,7 @@ impl Stage for TemplateStage {
             line: &entry.line,
         };
         if self.template.execute(&data, &mut self.rendered).is_err() {
+            self.errors.inc();
             return Verdict::Keep;
         }
         if self.rendered.is_empty() {
@@ -114,10 +123,13 @@ mod tests {
     use serde_json::json;
 
     fn stage(source: &str, template: &str) -> TemplateStage {
-        TemplateStage::new(&TemplateConfig {
-            source: source.into(),
-            template: template.into(),
-        })
+        TemplateStage::new(
+            &TemplateConfig {
+                source: source.into(),
+                template: template.into(),
+            },
+            &crate::pipeline::stages::testing::ctx(),
+        )
         .unwrap()
     }
 
@@ -203,6 +215,40 @@ mod tests {
     }
 
     #[test]
+    fn failed_executions_are_counted_the_budget_included() {
+        let ctx = crate::pipeline::stages::testing::ctx();
+        let counted = || {
+            ctx.metrics
+                .pipeline
+                .template_errors
+                .with_label_values(&["test", "template"])
+                .get()
+        };
+        let mut ok = TemplateStage::new(
+            &TemplateConfig {
+                source: "a".into(),
+                template: "{{ .Entry }}".into(),
+            },
+            &ctx,
+        )
+        .unwrap();
+        ok.process(&mut entry("line", &[]));
+        assert_eq!(counted(), 0);
+        let mut spin = TemplateStage::new(
+            &TemplateConfig {
+                source: "a".into(),
+                template: "{{ range 1000000 }}{{ range 1000000 }}{{ end }}{{ end }}".into(),
+            },
+            &ctx,
+        )
+        .unwrap();
+        let mut e = entry("line", &[]);
+        spin.process(&mut e);
+        assert!(!e.extracted.contains_key("a"));
+        assert_eq!(counted(), 1, "the step budget ends it as a counted error");
+    }
+
+    #[test]
     fn template_sees_labels_through_the_extracted_seed() {
         let mut e = entry("x", &[("app", "loki")]);
         stage("out", "{{ .app }}").process(&mut e);
@@ -211,17 +257,23 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let err = TemplateStage::new(&TemplateConfig {
-            source: String::new(),
-            template: "x".into(),
-        })
+        let err = TemplateStage::new(
+            &TemplateConfig {
+                source: String::new(),
+                template: "x".into(),
+            },
+            &crate::pipeline::stages::testing::ctx(),
+        )
         .err()
         .unwrap();
         assert_eq!(err.key, "source");
-        let err = TemplateStage::new(&TemplateConfig {
-            source: "a".into(),
-            template: "{{ if }}".into(),
-        })
+        let err = TemplateStage::new(
+            &TemplateConfig {
+                source: "a".into(),
+                template: "{{ if }}".into(),
+            },
+            &crate::pipeline::stages::testing::ctx(),
+        )
         .err()
         .unwrap();
         assert_eq!(err.key, "template");

@@ -87,7 +87,7 @@ mod tests {
     use serde_json::json;
 
     fn stage(yaml: &str) -> TenantStage {
-        TenantStage::new(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+        TenantStage::new(&crate::pipeline::go::yaml::from_str(yaml).unwrap()).unwrap()
     }
 
     #[test]
@@ -140,9 +140,9 @@ mod tests {
             "{label: a, source: b}",
             "{label: a, value: b}",
         ] {
-            let cfg: TenantConfig = serde_yaml::from_str(yaml).unwrap();
+            let cfg: TenantConfig = crate::pipeline::go::yaml::from_str(yaml).unwrap();
             assert!(TenantStage::new(&cfg).is_err(), "{yaml}");
         }
-        assert!(serde_yaml::from_str::<TenantConfig>("{tenant: a}").is_err());
+        assert!(crate::pipeline::go::yaml::from_str::<TenantConfig>("{tenant: a}").is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! when none parses (`action_on_failure`): `fudge` (default) gives the entry the last good
 //! timestamp of its label set plus 1ns, or keeps its timestamp when the label set has none
 //! yet; `skip` keeps it. As in Promtail, a missing or non-string source value counts as a
-//! failure too. Parsing itself lives in [`crate::pipeline::gotime`]; this stage must not know
+//! failure too. Parsing itself lives in [`crate::pipeline::go::time`]; this stage must not know
 //! about layouts.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StageError;
 use crate::model::labels::LabelSet;
-use crate::pipeline::gotime::TimestampFormat;
+use crate::pipeline::go::time::TimestampFormat;
 use crate::pipeline::{PipelineEntry, Stage, Verdict, value_as_string};
 
 /// How many label sets `fudge` remembers a last good timestamp for (Promtail's LRU size).

@@ -200,6 +200,7 @@ pub fn discover(
                 .filter(|p| !p.is_empty())
                 .map(|p| absolute(p))
             else {
+                tracing::info!(job = %job.job_name, labels = ?discovered, "no path for target (no __path__ label); skipping it");
                 record_drop("no_path");
                 continue;
             };

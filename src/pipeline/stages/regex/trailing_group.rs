@@ -212,7 +212,7 @@ fn head_is_plain_concatenation(head: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::goregex::translate;
+    use crate::pipeline::go::regex::translate;
 
     fn matcher(go_pattern: &str) -> Matcher {
         let pattern = translate(go_pattern);

@@ -393,7 +393,7 @@ async fn an_archive_renamed_before_its_lines_were_acknowledged_is_not_read_again
 
 #[test]
 fn only_an_enabled_block_makes_a_job_read_archives() {
-    let job = |yaml: &str| -> ScrapeConfig { serde_yaml::from_str(yaml).unwrap() };
+    let job = |yaml: &str| -> ScrapeConfig { crate::config::yaml::from_str(yaml).unwrap() };
     let off = job("job_name: a\ndecompression: {enabled: false, format: gz}\n");
     assert_eq!(Decompression::of_job(&off), Ok(None));
     assert_eq!(Decompression::of_job(&job("job_name: a\n")), Ok(None));

@@ -1,0 +1,37 @@
+//! `name: source` maps, as `labels` and `structured_metadata` read them: each key a name to
+//! set (a valid label name), each value the extracted key to take it from, empty meaning the
+//! name itself.
+//!
+//! Owns validating such a map once at load. It must not read entries.
+
+use std::collections::BTreeMap;
+
+use crate::model::labels::is_valid_label_name;
+use crate::pipeline::stages::StageError;
+
+/// Resolves a `name: source` map as `labels` and `structured_metadata` read it: every name a
+/// valid label name, an empty source meaning the name itself. `what` names the map's keys in
+/// errors.
+pub fn resolve(
+    map: &BTreeMap<String, Option<String>>,
+    what: &str,
+) -> Result<Vec<(String, String)>, StageError> {
+    if map.is_empty() {
+        return Err(StageError::new("", format!("expected at least one {what}")));
+    }
+    map.iter()
+        .map(|(name, source)| {
+            if !is_valid_label_name(name) {
+                return Err(StageError::new(
+                    name.clone(),
+                    format!("invalid {what} {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"),
+                ));
+            }
+            let source = match source.as_deref() {
+                None | Some("") => name.clone(),
+                Some(s) => s.to_string(),
+            };
+            Ok((name.clone(), source))
+        })
+        .collect()
+}
