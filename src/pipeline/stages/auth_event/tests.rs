@@ -876,6 +876,17 @@ const PIECES: &[&str] = &[
     "Failed password for root",
 ];
 
+/// Found by the proptest below: an empty GSSAPI principal (`ssh2: ` and nothing after it)
+/// behind a user name carrying a whole fake tail. Two readings, so no address.
+#[test]
+fn an_empty_principal_behind_a_fake_tail_is_ambiguous_not_the_fake_address() {
+    let message =
+        "Failed gssapi-with-mic for  from 6.6.6.6 port 1 ssh2:  from 10.0.0.1 port 2222 ssh2: ";
+    let f = normalise("sshd", message).expect("a login attempt");
+    assert_eq!(f.get("source_ip"), None, "{message:?}");
+    assert!(f.ambiguity.is_some());
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
 
