@@ -36,6 +36,7 @@ mod new_file_start_options;
 mod nginx_presets_agree_with_ground_truth;
 mod nginx_presets_with_real_nginx;
 mod non_utf8_file_names_resume_and_stay_apart;
+mod one_dead_client_does_not_hold_back_the_other;
 mod positions_resume_after_restart;
 mod promtail_pages;
 mod python_traceback_preset_keeps_tracebacks_whole;
