@@ -30,6 +30,7 @@ mod new_file_start_options;
 mod nginx_presets_agree_with_ground_truth;
 mod nginx_presets_with_real_nginx;
 mod positions_resume_after_restart;
+mod presets_score_on_shared_data;
 mod promtail_pages;
 mod python_traceback_preset_keeps_tracebacks_whole;
 mod ready_configs_run_as_shipped;
