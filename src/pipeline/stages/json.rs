@@ -1,6 +1,8 @@
 //! `json`: JMESPath expressions over a JSON line (or the extracted `source`) into the extracted map.
 //!
-//! Owns Promtail's json stage semantics: the input must be a JSON object, numbers are float64,
+//! Owns Promtail's json stage semantics: the input must be a JSON object (or the literal
+//! `null`, which Go decodes into an empty map: it is searched as `{}`, so field paths give
+//! null, and the line is kept even with `drop_malformed`), numbers are float64,
 //! strings, numbers, booleans and null are stored as values and objects and arrays as their
 //! compact JSON text, marshalled the way Go does (sorted keys, `<` `>` `&` U+2028 U+2029
 //! escaped, Go's float formatting). When every expression is a plain field path (`level`,
@@ -12,10 +14,10 @@
 //! Parsing is serde_json's strict RFC 8259 grammar, not Promtail's json-iterator. Inputs where
 //! the two differ:
 //! - malformed here, accepted by Promtail: a raw control character inside a string after an
-//!   escape (`"\n<TAB>"`), anything after a NUL byte following the object, a top-level `null`
-//!   (Promtail reads it as an empty object), a lone UTF-16 surrogate escape in a value that is
-//!   read (Promtail substitutes U+FFFD), nesting deeper than 127 objects and arrays in what is
-//!   read (serde_json's recursion limit; json-iterator allows 10000);
+//!   escape (`"\n<TAB>"`), anything after a NUL byte following the object, a lone UTF-16
+//!   surrogate escape in a value that is read (Promtail substitutes U+FFFD), nesting deeper
+//!   than 127 objects and arrays in what is read (serde_json's recursion limit;
+//!   json-iterator allows 10000);
 //! - accepted here, malformed in Promtail: on the field-path pass, a member no expression reads
 //!   is only checked for syntax, so a number beyond float64's range or a lone surrogate in it
 //!   passes, and its nesting is not limited (serde_json skips it without recursion);
@@ -143,9 +145,12 @@ impl Stage for JsonStage {
                     None => return Verdict::Keep,
                 },
             };
+            // Promtail unmarshals into a Go map, and the JSON literal `null` decodes into an
+            // empty (nil) one without error (json.go `processEntry`): searched as `{}`.
+            let input: &str = if is_json_null(&input) { "{}" } else { &input };
             match &self.evaluator {
-                Evaluator::FieldPaths(members) => read_members(members, &input, &mut self.results),
-                Evaluator::Jmespath(expressions) => search(expressions, &input, &mut self.results),
+                Evaluator::FieldPaths(members) => read_members(members, input, &mut self.results),
+                Evaluator::Jmespath(expressions) => search(expressions, input, &mut self.results),
             }
         };
         if parsed.is_err() {
@@ -165,6 +170,12 @@ impl Stage for JsonStage {
         }
         Verdict::Keep
     }
+}
+
+/// Whether `text` is the JSON literal `null` with optional JSON whitespace around it. Only
+/// short inputs are looked at, so an ordinary line costs one length test.
+fn is_json_null(text: &str) -> bool {
+    text.len() < 64 && text.trim_matches([' ', '\t', '\n', '\r']) == "null"
 }
 
 /// The field names of `ast` if it is a plain field path such as `a."b.c".d`.
@@ -625,6 +636,36 @@ mod tests {
         assert_eq!(e.extracted.len(), 1);
     }
 
+    /// Promtail's json.go unmarshals the line into a `map[string]interface{}`; Go decodes the
+    /// literal `null` into a nil map without error, so `drop_malformed` keeps the line and
+    /// every expression is searched over an empty map (a field path gives nil).
+    #[test]
+    fn the_json_literal_null_is_an_empty_object_kept_by_drop_malformed() {
+        for expressions in [&[("a", None)][..], &[("n", Some("length(@)"))][..]] {
+            let mut cfg = config(expressions);
+            cfg.drop_malformed = true;
+            for mut s in [
+                JsonStage::new(&cfg).unwrap(),
+                JsonStage::build(&cfg, false).unwrap(),
+            ] {
+                for line in ["null", " null\n", "\tnull "] {
+                    let (verdict, m) = run(&mut s, line);
+                    assert_eq!(verdict, Verdict::Keep, "{line:?}");
+                    let (key, want) = match expressions[0].1 {
+                        None => ("a", Value::Null),
+                        Some(_) => ("n", Value::from(0)),
+                    };
+                    assert_eq!(m.get(key), Some(&want), "{line:?}");
+                }
+                // Other literals stay malformed, as Go refuses them for a map.
+                for line in ["nul", "null null", "true", "[null]"] {
+                    let (verdict, _) = run(&mut s, line);
+                    assert_ne!(verdict, Verdict::Keep, "{line:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_input_is_kept_unchanged_or_dropped() {
         let bad = [
@@ -676,8 +717,6 @@ mod tests {
                 "{\"a\":\"\\n\tx\"}",
                 // Anything after a NUL byte.
                 "{\"a\":1}\0junk",
-                // Promtail reads `null` as an empty object.
-                " null ",
                 // Promtail substitutes U+FFFD for a lone surrogate.
                 r#"{"a":"\ud800x"}"#,
                 r#"{"a":"\ud800\u0041"}"#,
