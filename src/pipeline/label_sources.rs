@@ -2,7 +2,8 @@
 //! set (a valid label name), each value the extracted key to take it from, empty meaning the
 //! name itself.
 //!
-//! Owns validating such a map once at load. It must not read entries.
+//! Owns validating such a map once at load, and which values may be set. It must not read
+//! entries.
 
 use std::collections::BTreeMap;
 
@@ -35,3 +36,15 @@ pub fn resolve(
         })
         .collect()
 }
+
+/// Whether `value` may become a label or structured metadata value. Promtail's labels and
+/// structured_metadata stages skip a value that is not valid UTF-8
+/// (`model.LabelValue.IsValid`, labels.go `processLabelsConfigs`), keeping the other labels.
+/// Here every line is UTF-8 by the time stages see it: bytes that were not are read as
+/// U+FFFD, the replacement character, so a value holding one is what Promtail would have
+/// skipped. (A U+FFFD written as such in the source, valid UTF-8 Promtail keeps, is skipped
+/// too; it is nearly always the trace of an earlier lossy conversion.)
+pub fn is_valid_label_value(value: &str) -> bool {
+    !value.contains('\u{FFFD}')
+}
+
