@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::labels::is_valid_label_name;
 use crate::pipeline::stages::StageError;
 
@@ -48,3 +50,40 @@ pub fn is_valid_label_value(value: &str) -> bool {
     !value.contains('\u{FFFD}')
 }
 
+/// Which of its fields a parsing stage attaches as structured metadata: `false` (none, the
+/// default), `true` (the stage's documented default set) or a list of field names.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum MetadataFields {
+    Defaults(bool),
+    Names(Vec<String>),
+}
+
+impl Default for MetadataFields {
+    fn default() -> Self {
+        MetadataFields::Defaults(false)
+    }
+}
+
+impl MetadataFields {
+    /// The names to attach, `defaults` standing for `true`; every name must be a valid label
+    /// name (the error names the offending one).
+    pub fn resolve(&self, defaults: &[&str]) -> Result<Vec<String>, StageError> {
+        let names: Vec<String> = match self {
+            MetadataFields::Defaults(false) => Vec::new(),
+            MetadataFields::Defaults(true) => defaults.iter().map(|n| n.to_string()).collect(),
+            MetadataFields::Names(names) => names.clone(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            if !is_valid_label_name(name) {
+                return Err(StageError::new(
+                    format!("structured_metadata[{i}]"),
+                    format!(
+                        "invalid structured metadata name {name:?}: expected [a-zA-Z_][a-zA-Z0-9_]*"
+                    ),
+                ));
+            }
+        }
+        Ok(names)
+    }
+}
