@@ -9,6 +9,7 @@
 
 pub mod extracted;
 pub mod go;
+pub mod http_request;
 pub mod inspect;
 pub mod label_sources;
 pub mod liveness;

@@ -79,6 +79,7 @@ use serde_json::Value;
 
 use super::StageError;
 use crate::pipeline::extracted::InternedKey;
+use crate::pipeline::http_request::split_request;
 use crate::pipeline::label_sources::MetadataFields;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, value_as_string};
 
@@ -1074,76 +1075,6 @@ impl CompiledFormat {
             Escape::Json => decode_json_escapes(raw),
         }
     }
-}
-
-/// The parts of a request line.
-#[derive(Debug, PartialEq, Eq)]
-struct RequestLine<'a> {
-    method: &'a str,
-    /// The path and query of an origin-form or absolute-form target.
-    path_and_query: Option<&'a str>,
-    protocol: Option<&'a str>,
-}
-
-/// Reads a request line as nginx's parser would have: a method of `A-Z`, `_` and `-`, then
-/// the target, then `HTTP/x` when the client sent a version. `None` when it does not start
-/// with a method followed by a target (`-`, a bare path, TLS or other binary bytes).
-fn split_request(request: &str) -> Option<RequestLine<'_>> {
-    let (method, rest) = request.split_once(' ')?;
-    if method.is_empty()
-        || !method
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
-    {
-        return None;
-    }
-    let (target, protocol) = match rest.rsplit_once(' ') {
-        Some((target, last)) if is_protocol(last) => (target, Some(last)),
-        _ if is_protocol(rest) => return None,
-        _ => (rest, None),
-    };
-    if target.is_empty() {
-        return None;
-    }
-    let path_and_query = if target.starts_with('/') {
-        Some(target)
-    } else if let Some(after_scheme) = absolute_form(target) {
-        // `http://host[:port]/path?query`: what follows the authority.
-        let authority_end = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
-        let rest = &after_scheme[authority_end..];
-        if rest.is_empty() {
-            Some("/")
-        } else if rest.starts_with('?') {
-            None
-        } else {
-            Some(rest)
-        }
-    } else {
-        // Authority form (`CONNECT host:443`), `*`, or junk: no path.
-        None
-    };
-    Some(RequestLine {
-        method,
-        path_and_query,
-        protocol,
-    })
-}
-
-/// `HTTP/1.1`, `HTTP/2.0`, `HTTP/0.9`, `HTTP/3`.
-fn is_protocol(s: &str) -> bool {
-    s.strip_prefix("HTTP/").is_some_and(|v| {
-        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !v.starts_with('.')
-    })
-}
-
-/// What follows `scheme://` in an absolute-form target.
-fn absolute_form(target: &str) -> Option<&str> {
-    let (scheme, rest) = target.split_once("://")?;
-    (!scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
-    .then_some(rest)
 }
 
 fn put(entry: &mut PipelineEntry, key: InternedKey, value: &str) {
