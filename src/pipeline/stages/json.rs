@@ -6,7 +6,8 @@
 //! strings, numbers, booleans and null are stored as values and objects and arrays as their
 //! compact JSON text, marshalled the way Go does (sorted keys, `<` `>` `&` U+2028 U+2029
 //! escaped, Go's float formatting). When every expression is a plain field path (`level`,
-//! `a.b`, `"key.with.dots"`), one streaming pass reads only the top-level members those paths
+//! `a.b`, `"key.with.dots"`) or a `||` of them (`msg || message`: the first truthy one, as
+//! JMESPath defines it), one streaming pass reads only the top-level members those paths
 //! start at and skips the rest unbuilt; otherwise the whole object becomes a `jmespath`
 //! document. Both give the same results on well-formed input.
 //! It must not touch labels, the line or the timestamp, and it does not log per line.
@@ -62,16 +63,26 @@ pub struct JsonStage {
 }
 
 enum Evaluator {
-    /// Every expression is a plain field path.
-    FieldPaths(Vec<Member>),
+    /// Every expression is a plain field path or a `||` of them.
+    FieldPaths(FieldPaths),
     /// Compiled expressions, in config order.
     Jmespath(Vec<Expression<'static>>),
+}
+
+/// The field paths of every expression, each a list of `||` alternatives.
+struct FieldPaths {
+    members: Vec<Member>,
+    /// Each expression's alternatives: its first slot and how many.
+    expressions: Vec<(usize, usize)>,
+    /// One per alternative of every expression, reused from line to line: whether the
+    /// value found is truthy (JMESPath's `||` takes the first truthy one) and the value.
+    slots: Vec<(bool, Value)>,
 }
 
 /// A top-level member that field paths start at.
 struct Member {
     name: String,
-    /// Each expression reading it: the expression's index and the field names below the member.
+    /// Each alternative reading it: its slot and the field names below the member.
     paths: Vec<(usize, Vec<String>)>,
 }
 
@@ -113,15 +124,15 @@ impl JsonStage {
             })?);
             keys.push(InternedKey::new(key));
         }
-        let paths: Option<Vec<Vec<String>>> = compiled
+        let paths: Option<Vec<Vec<Vec<String>>>> = compiled
             .iter()
             .map(|e| {
-                let mut path = Vec::new();
-                field_path(e.as_ast(), &mut path).then_some(path)
+                let mut alternatives = Vec::new();
+                field_path_alternatives(e.as_ast(), &mut alternatives).then_some(alternatives)
             })
             .collect();
         let evaluator = match paths {
-            Some(paths) if field_paths => Evaluator::FieldPaths(members(paths)),
+            Some(paths) if field_paths => Evaluator::FieldPaths(FieldPaths::new(paths)),
             _ => Evaluator::Jmespath(compiled),
         };
         Ok(Self {
@@ -148,8 +159,8 @@ impl Stage for JsonStage {
             // Promtail unmarshals into a Go map, and the JSON literal `null` decodes into an
             // empty (nil) one without error (json.go `processEntry`): searched as `{}`.
             let input: &str = if is_json_null(&input) { "{}" } else { &input };
-            match &self.evaluator {
-                Evaluator::FieldPaths(members) => read_members(members, input, &mut self.results),
+            match &mut self.evaluator {
+                Evaluator::FieldPaths(paths) => paths.read(input, &mut self.results),
                 Evaluator::Jmespath(expressions) => search(expressions, input, &mut self.results),
             }
         };
@@ -190,38 +201,87 @@ fn field_path(ast: &Ast, out: &mut Vec<String>) -> bool {
     }
 }
 
-/// Groups field paths (in expression order) by their first name.
-fn members(paths: Vec<Vec<String>>) -> Vec<Member> {
-    let mut members: Vec<Member> = Vec::new();
-    for (expression, mut path) in paths.into_iter().enumerate() {
-        let name = path.remove(0);
-        match members.iter_mut().find(|m| m.name == name) {
-            Some(member) => member.paths.push((expression, path)),
-            None => members.push(Member {
-                name,
-                paths: vec![(expression, path)],
-            }),
+/// `ast` as `||` alternatives of plain field paths (`a.b || "c" || d`), in order.
+fn field_path_alternatives(ast: &Ast, out: &mut Vec<Vec<String>>) -> bool {
+    match ast {
+        Ast::Or { lhs, rhs, .. } => {
+            field_path_alternatives(lhs, out) && field_path_alternatives(rhs, out)
+        }
+        other => {
+            let mut path = Vec::new();
+            let ok = field_path(other, &mut path);
+            out.push(path);
+            ok
         }
     }
-    members
 }
 
-/// Answers field paths in one pass over `text`, building only the members they start at.
-fn read_members(
-    members: &[Member],
-    text: &str,
-    results: &mut [Option<Value>],
-) -> serde_json::Result<()> {
-    // A path that is not there gives null, which Promtail stores.
-    results.fill(Some(Value::Null));
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(MemberReader { members, results })?;
-    de.end()
+impl FieldPaths {
+    /// Groups every alternative's path (in expression order) by its first name.
+    fn new(expressions: Vec<Vec<Vec<String>>>) -> Self {
+        let mut members: Vec<Member> = Vec::new();
+        let mut spans = Vec::with_capacity(expressions.len());
+        let mut slot = 0;
+        for alternatives in expressions {
+            spans.push((slot, alternatives.len()));
+            for mut path in alternatives {
+                let name = path.remove(0);
+                match members.iter_mut().find(|m| m.name == name) {
+                    Some(member) => member.paths.push((slot, path)),
+                    None => members.push(Member {
+                        name,
+                        paths: vec![(slot, path)],
+                    }),
+                }
+                slot += 1;
+            }
+        }
+        Self {
+            members,
+            expressions: spans,
+            slots: vec![(false, Value::Null); slot],
+        }
+    }
+
+    /// Answers every expression in one pass over `text`, building only the members its
+    /// paths start at.
+    fn read(&mut self, text: &str, results: &mut [Option<Value>]) -> serde_json::Result<()> {
+        // A path that is not there gives null, which Promtail stores.
+        self.slots.fill((false, Value::Null));
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(MemberReader {
+            members: &self.members,
+            slots: &mut self.slots,
+        })?;
+        de.end()?;
+        for (result, &(first, count)) in results.iter_mut().zip(&self.expressions) {
+            let alternatives = &mut self.slots[first..first + count];
+            // `a || b`: a when truthy, else b (falsy or not).
+            let chosen = alternatives
+                .iter()
+                .position(|(truthy, _)| *truthy)
+                .unwrap_or(count - 1);
+            *result = Some(std::mem::take(&mut alternatives[chosen].1));
+        }
+        Ok(())
+    }
+}
+
+/// JMESPath's truthiness: false, null, "", [] and {} are false.
+fn truthy(v: &Variable) -> bool {
+    match v {
+        Variable::Null => false,
+        Variable::Bool(b) => *b,
+        Variable::String(s) => !s.is_empty(),
+        Variable::Array(a) => !a.is_empty(),
+        Variable::Object(o) => !o.is_empty(),
+        Variable::Number(_) | Variable::Expref(_) => true,
+    }
 }
 
 struct MemberReader<'s> {
     members: &'s [Member],
-    results: &'s mut [Option<Value>],
+    slots: &'s mut [(bool, Value)],
 }
 
 impl<'de> Visitor<'de> for MemberReader<'_> {
@@ -240,14 +300,19 @@ impl<'de> Visitor<'de> for MemberReader<'_> {
             };
             let value: Variable = map.next_value()?;
             if let Some(((last, last_path), others)) = member.paths.split_last() {
-                for (expression, path) in others {
-                    self.results[*expression] = Some(extracted_value(descend(value.clone(), path)));
+                for (slot, path) in others {
+                    self.slots[*slot] = found(descend(value.clone(), path));
                 }
-                self.results[*last] = Some(extracted_value(descend(value, last_path)));
+                self.slots[*last] = found(descend(value, last_path));
             }
         }
         Ok(())
     }
+}
+
+/// A value found by a path: its truthiness and its extracted form.
+fn found(v: Variable) -> (bool, Value) {
+    (truthy(&v), extracted_value(v))
 }
 
 /// Reads a member name as the member it names, if any path starts there.
@@ -882,6 +947,58 @@ mod tests {
             }
         }
         assert_eq!((valid, invalid), (28, 1));
+    }
+
+    /// `a || b` is JMESPath's or: the first truthy value (false, null, "", [] and {} are
+    /// falsy), else the last alternative's value. Read in the field-path pass, as the
+    /// `jmespath` crate reads it.
+    #[test]
+    fn or_of_field_paths_takes_the_first_truthy_value_in_both_evaluators() {
+        let cfg = config(&[
+            (
+                "level",
+                Some(r#"level || levelname || "log.level" || log.level"#),
+            ),
+            ("msg", Some("msg || message")),
+            ("ts", Some(r#"ts || "@timestamp" || time"#)),
+            ("nothing", Some("a || b")),
+        ]);
+        let mut fast = JsonStage::new(&cfg).unwrap();
+        let mut slow = JsonStage::build(&cfg, false).unwrap();
+        assert!(is_field_paths(&fast));
+        for line in [
+            r#"{"levelname":"WARNING","message":"m","@timestamp":"t1"}"#,
+            r#"{"log.level":"info","msg":"","message":"x","ts":0}"#,
+            r#"{"log":{"level":"debug"},"level":null,"msg":false,"time":1.5}"#,
+            r#"{"level":"","levelname":[],"log":{"level":{}},"a":0,"b":""}"#,
+            r#"{"level":"error","levelname":"WARNING"}"#,
+            "null",
+        ] {
+            let (fv, fm) = run(&mut fast, line);
+            let (sv, sm) = run(&mut slow, line);
+            assert_eq!(fv, sv, "{line}");
+            assert_eq!(sorted(&fm), sorted(&sm), "{line}");
+        }
+        let m = extracted(
+            &mut fast,
+            r#"{"levelname":"WARNING","message":"m","@timestamp":"t1"}"#,
+        );
+        assert_eq!(m["level"], "WARNING");
+        assert_eq!(m["msg"], "m");
+        assert_eq!(m["ts"], "t1");
+        assert_eq!(m["nothing"], Value::Null);
+        let m = extracted(
+            &mut fast,
+            r#"{"log":{"level":"debug"},"msg":false,"message":"x"}"#,
+        );
+        assert_eq!(m["level"], "debug");
+        assert_eq!(m["msg"], "x");
+        let m = extracted(
+            &mut fast,
+            r#"{"level":"","levelname":[],"log":{"level":{}},"b":""}"#,
+        );
+        assert_eq!(m["level"], "{}", "the last alternative, falsy too");
+        assert_eq!(m["nothing"], "");
     }
 
     #[test]
