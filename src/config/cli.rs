@@ -20,6 +20,8 @@ pub struct Cli {
     pub check_syntax: bool,
     pub print_config_stderr: bool,
     pub inspect: bool,
+    /// `-dry-run.extracted` (tailward): also print structured metadata and extracted values.
+    pub dry_run_extracted: bool,
     pub version: bool,
     /// Config-setting flags (without dashes) with their values, in the order given.
     pub config_flags: Vec<(String, String)>,
@@ -57,6 +59,7 @@ pub struct TestCli {
 const BOOL_FLAGS: &[&str] = &[
     "config.expand-env",
     "dry-run",
+    "dry-run.extracted",
     "check-syntax",
     "print-config-stderr",
     "inspect",
@@ -236,6 +239,7 @@ fn from_matches(m: &ArgMatches) -> Cli {
             .unwrap_or_default(),
         expand_env: flag(m, "config.expand-env"),
         dry_run: flag(m, "dry-run"),
+        dry_run_extracted: flag(m, "dry-run.extracted"),
         check_syntax: flag(m, "check-syntax"),
         print_config_stderr: flag(m, "print-config-stderr"),
         inspect: flag(m, "inspect"),

@@ -349,7 +349,7 @@ fn keyed_path(prefix: &str, key: &str) -> String {
 
 /// An extracted value as Go's `%v` prints it: strings bare, numbers and booleans in their
 /// usual form, null as `<nil>`; objects and arrays as compact JSON.
-fn display_value(v: &Value) -> String {
+pub fn display_value(v: &Value) -> String {
     match value_as_string(v) {
         Some(s) => s.into_owned(),
         None if v.is_null() => "<nil>".to_string(),
