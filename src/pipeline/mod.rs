@@ -146,6 +146,13 @@ pub trait Stage: Send {
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
+
+    /// `-inspect`: a stage made of other stages (a preset) that reports each of them itself,
+    /// to an inspector it makes with [`Inspector::nested`], returns true; the pipeline then
+    /// reports nothing for the stage as a whole. Called once, when the inspector is attached.
+    fn inspect_inside(&mut self, _inspector: &Inspector) -> bool {
+        false
+    }
 }
 
 /// What stages may use while they are built.
@@ -469,6 +476,12 @@ impl Pipeline {
     /// Reports every stage's changes to every entry to `inspector` (`-inspect`).
     pub fn with_inspector(mut self, mut inspector: Inspector) -> Self {
         inspector.set_stage_names(self.stage_names.clone());
+        let inside = self
+            .stages
+            .iter_mut()
+            .map(|stage| stage.inspect_inside(&inspector))
+            .collect();
+        inspector.set_reported_inside(inside);
         self.inspector = Some(inspector);
         self
     }
