@@ -13,6 +13,7 @@ pub mod http_request;
 pub mod inspect;
 pub mod label_sources;
 pub mod liveness;
+pub mod load_warnings;
 pub mod logql;
 pub mod nested;
 pub mod presets;
@@ -206,6 +207,10 @@ pub fn build_stages(
             PipelineError { key_path, message }
         })?;
         stages.push(stage);
+    }
+    for (i, message) in load_warnings::warnings(configs) {
+        let stage = format!("{key_prefix}[{i}].{}", configs[i].name());
+        tracing::warn!(%stage, "{message}");
     }
     Ok(stages)
 }
