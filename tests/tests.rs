@@ -27,6 +27,7 @@ mod loki_receiver_is_strict;
 mod metrics_and_ready_endpoints;
 mod metrics_stage_exposes_series;
 mod new_file_start_options;
+mod nginx_forms_from_nginx_source;
 mod nginx_presets_agree_with_ground_truth;
 mod nginx_presets_with_real_nginx;
 mod positions_resume_after_restart;
