@@ -1107,4 +1107,27 @@ mod tests {
         assert_eq!(m["whole"], "5");
         assert_eq!(m["equal"], true);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Hostile, nearly-JSON lines: neither evaluator panics, and both agree on every
+        /// line, `||` alternatives included.
+        #[test]
+        fn both_evaluators_agree_on_hostile_lines(
+            line in r#"(\{|\}|\[|\]|"a"|"msg"|"message"|"log"|"level"|:|,|null|true|false|0|1\.5|"x"|""| |\\|"\\u00e9"|\{\}|\[\]){0,30}"#,
+        ) {
+            let cfg = config(&[
+                ("m", Some("msg || message")),
+                ("l", Some(r#"level || "log.level" || log.level"#)),
+                ("a", None),
+            ]);
+            let mut fast = JsonStage::new(&cfg).unwrap();
+            let mut slow = JsonStage::build(&cfg, false).unwrap();
+            let (fv, fm) = run(&mut fast, &line);
+            let (sv, sm) = run(&mut slow, &line);
+            proptest::prop_assert_eq!(fv, sv, "{}", line);
+            proptest::prop_assert_eq!(sorted(&fm), sorted(&sm), "{}", line);
+        }
+    }
 }
