@@ -29,6 +29,7 @@ mod metrics_stage_exposes_series;
 mod new_file_start_options;
 mod nginx_forms_from_nginx_source;
 mod nginx_presets_agree_with_ground_truth;
+mod nginx_presets_on_hostile_requests;
 mod nginx_presets_with_real_nginx;
 mod positions_resume_after_restart;
 mod presets_score_on_shared_data;
