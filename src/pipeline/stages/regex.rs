@@ -193,6 +193,28 @@ mod tests {
         assert!(!e.extracted.contains_key("b"));
     }
 
+    /// The expression of Promtail's regex_test.go (`testRegexYamlSingleStageWithoutSource`)
+    /// on a request without path and protocol: Go's `FindStringSubmatch` gives "" for the
+    /// optional `path` and `protocol` groups, which regex.go stores.
+    #[test]
+    fn promtail_s_test_expression_sets_its_optional_groups_to_empty() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r#"^(?P<ip>\S+) (?P<identd>\S+) (?P<user>\S+) \[(?P<timestamp>[\w:/]+\s[+\-]\d{4})\] "(?P<action>\S+)\s?(?P<path>\S+)?\s?(?P<protocol>\S+)?" (?P<status>\d{3}|-) (?P<size>\d+|-)\s?"?(?P<referer>[^"]*)"?\s?"?(?P<useragent>[^"]*)?"?$"#.into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry(
+            r#"11.11.11.11 - frank [25/Jan/2000:14:00:01 -0500] "GET" 400 0"#,
+            &[],
+        );
+        s.process(&mut e);
+        assert_eq!(e.extracted["action"], "GET");
+        assert_eq!(e.extracted["path"], "");
+        assert_eq!(e.extracted["protocol"], "");
+        assert_eq!(e.extracted["status"], "400");
+        assert_eq!(e.extracted["useragent"], "");
+    }
+
     #[test]
     fn invalid_expression_is_a_config_error() {
         let err = RegexStage::new(&RegexConfig {
