@@ -99,6 +99,7 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         dry_run: cli.dry_run,
         inspect: cli.inspect,
+        dry_run_extracted: cli.dry_run_extracted,
         notifier: tailward::agent::systemd::Notifier::from_env(),
         reload_from: Some(tailward::agent::reload::Source {
             config_file: cli.config_file.clone(),

@@ -130,3 +130,40 @@ fn structured_metadata_is_not_printed_and_label_moves_off_stream() {
         "2024-05-01T00:00:00+0000{job=\"test\"}\t{\"ts\":\"2024-05-01T00:00:00Z\"}\n"
     );
 }
+
+/// `-dry-run.extracted` adds, after each entry's unchanged Promtail line, its structured
+/// metadata (in attach order) and its extracted map (sorted, labels included), each on a
+/// line of its own starting with a tab.
+#[test]
+fn dry_run_extracted_adds_structured_metadata_and_the_extracted_map() {
+    let stages = r#"      - json: {expressions: {ts: ts, level: level, cid: cid, n: n, obj: obj}}
+      - structured_metadata: {correlation_id: cid, trace_id: ""}
+      - timestamp: {source: ts, format: RFC3339}
+"#;
+    let input = "{\"ts\":\"2024-05-01T00:00:00Z\",\"level\":\"warn\",\"cid\":\"a\\\"b\",\"n\":3,\"obj\":{\"k\":[1]}}\n";
+    let plain = dry_run("{job: test, trace_id: t1}", stages, input, "UTC");
+    let out = stdin_dry_run(
+        "{job: test, trace_id: t1}",
+        stages,
+        input,
+        "UTC",
+        &["-dry-run.extracted"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "{plain}\tstructured_metadata: {{correlation_id=\"a\\\"b\", trace_id=\"t1\"}}\n\
+             \textracted: {{cid=\"a\\\"b\", job=\"test\", level=\"warn\", n=\"3\", obj=\"{{\\\"k\\\":[1]}}\", trace_id=\"t1\", ts=\"2024-05-01T00:00:00Z\"}}\n"
+        )
+    );
+    assert!(
+        plain.starts_with("2024-05-01T00:00:00+0000{job=\"test\"}\t"),
+        "{plain}"
+    );
+}

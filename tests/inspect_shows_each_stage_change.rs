@@ -74,3 +74,36 @@ fn a_stage_that_changes_nothing_reports_none() {
         "{stderr}"
     );
 }
+
+#[test]
+fn each_stage_inside_a_preset_is_reported_under_the_preset_s_name() {
+    let stages = "      - preset: nginx_error\n      - static_labels: {after: \"yes\"}\n";
+    let input = "2026/11/28 01:02:03 [error] 1#0: *5 x failed, client: 192.0.2.5, server: s, request: \"GET /a HTTP/1.1\"\n\
+                 2026/11/28 01:02:04 [warn] 1#0: second\n";
+    let out = stdin_dry_run("{job: test}", stages, input, "UTC", &["-inspect"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // The first record is held by the preset's multiline stage until the second starts,
+    // released, then parsed by the preset's later stages, each reported on its own.
+    for expected in [
+        "[inspect: preset nginx_error / multiline stage]: held\n",
+        "[inspect: preset nginx_error / multiline stage]: released\n\tline: 2026/11/28 01:02:03 [error]",
+        "[inspect: preset nginx_error / nginx_error stage]: \n",
+        "{stages.Entry}.Extracted[\"client\"]:\n\t+: 192.0.2.5\n",
+        "[inspect: preset nginx_error / labels stage]: \n{stages.Entry}.Entry.Labels[\"level\"]:\n\t+: error\n",
+        "[inspect: preset nginx_error / timestamp stage]: \n",
+        "[inspect: static_labels stage]: \n{stages.Entry}.Entry.Labels[\"after\"]:\n\t+: yes\n",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("[inspect: preset stage]"), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}

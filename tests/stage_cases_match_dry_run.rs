@@ -1,6 +1,7 @@
 //! Every stage's documented behaviour, as tables of cases in `tests/stage_cases/<stage>.yaml`,
 //! run through the real binary with `-stdin -dry-run` so the output format is checked too.
-//! A case is a `pipeline_stages` list, input lines and the exact expected output.
+//! A case is a `pipeline_stages` list, input lines and the exact expected output, and
+//! optionally `args`, more flags for the run (such as `-dry-run.extracted`).
 
 use crate::support::stdin_dry_run::stdin_dry_run;
 use serde::Deserialize;
@@ -12,6 +13,8 @@ struct Case {
     stages: String,
     input: String,
     output: String,
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 fn run_case(case: &Case) -> Result<(), String> {
@@ -20,7 +23,8 @@ fn run_case(case: &Case) -> Result<(), String> {
         .lines()
         .map(|l| format!("      {l}\n"))
         .collect();
-    let out = stdin_dry_run("{job: test}", &stages, &case.input, "UTC", &[]);
+    let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+    let out = stdin_dry_run("{job: test}", &stages, &case.input, "UTC", &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(

@@ -768,6 +768,11 @@ action(type="omfwd" target="127.0.0.1" port="{listen}" protocol="tcp"
         let _ = write!(tls, "{} {m}", m.len()).and_then(|()| tls.flush());
         conn.send_close_notify();
         let _ = conn.write_tls(&mut sock);
+        // Read until the server closes: a socket closed with the server's handshake messages
+        // unread is reset, and a reset can discard the frame before the server reads it.
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut sink = [0u8; 4096];
+        while matches!(std::io::Read::read(&mut sock, &mut sink), Ok(n) if n > 0) {}
     };
     send_tls(false, "without a client certificate");
     send_tls(true, "with a client certificate");

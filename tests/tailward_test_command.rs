@@ -35,6 +35,7 @@ cases:
         line: boom
         timestamp: 2024-01-01T00:00:00Z
         structured_metadata: {correlation_id: abc}
+        extracted: {level: ERROR, msg: boom, job: app, nothing: ~}
   - name: extra input labels join the static ones
     labels: {env: prod}
     lines: ['{"level":"INFO","msg":"a"}', '{"level":"WARN","msg":"b"}']
@@ -50,6 +51,7 @@ cases:
     expect:
       - labels: {job: app, level: ERROR}
         line: boom
+        extracted: {level: ERROR, correlation_id: "<nil>"}
   - name: still passes
     lines: ['{"level":"INFO","msg":"a"}']
     expect:
@@ -94,7 +96,7 @@ fn failing_file_exits_one_with_a_diff_naming_the_field() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(
-            "FAIL level is expected upper case\n    entry 1 labels:\n      expected: {job=\"app\", level=\"ERROR\"}\n      got:      {job=\"app\", level=\"error\"}\n"
+            "FAIL level is expected upper case\n    entry 1 labels:\n      expected: {job=\"app\", level=\"ERROR\"}\n      got:      {job=\"app\", level=\"error\"}\n    entry 1 extracted[\"level\"]:\n      expected: \"ERROR\"\n      got:      \"error\"\n"
         ),
         "{stdout}"
     );

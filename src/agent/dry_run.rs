@@ -5,6 +5,23 @@
 //! Promtail writes through a `text/tabwriter` (tab width 8, padding 0, tab padding) flushed
 //! after each line, so a cell whose width is a multiple of 8 runes is followed by no tab at
 //! all. We reproduce that byte for byte, since users diff this output.
+//!
+//! With `-dry-run.extracted` (a tailward flag), each entry's line is followed by two more,
+//! each starting with a tab (shown as `→` here):
+//!
+//! ```text
+//! 2024-01-15T10:30:45.12+0100→{job="app"}→{"level":"info","cid":"abc"}
+//! →structured_metadata: {correlation_id="abc"}
+//! →extracted: {cid="abc", filename="/var/log/app.log", job="app", level="info"}
+//! ```
+//!
+//! `structured_metadata` lists the entry's pairs in the order stages attached them,
+//! `extracted` the extracted map as the last stage left it (labels it was seeded with
+//! included), sorted by key; both `{}` when empty. Values are quoted as Go quotes label
+//! values; a key that is not a valid label name (a JSON key such as `@timestamp`) is quoted
+//! too. Values print as Go's `%v` prints them: numbers in their shortest form, booleans
+//! `true`/`false`, null `<nil>`, objects and arrays as compact JSON. The first line stays
+//! Promtail's, byte for byte.
 //! It must not know about files or Loki.
 
 use std::io::Write;
@@ -14,7 +31,9 @@ use tokio::task::JoinHandle;
 use crate::client::queue::{self, QueueSender};
 use crate::model::ack::AckSender;
 use crate::model::entry::{Entry, Outgoing};
+use crate::model::labels::{is_valid_label_name, quote_go_into};
 use crate::pipeline::go::time::format_dry_run;
+use crate::pipeline::take_extracted;
 
 /// Output goes to a terminal or a pipe; a few MiB in flight is plenty.
 const DRY_RUN_QUEUE_BYTES: u64 = 4 * 1024 * 1024;
@@ -36,8 +55,9 @@ impl DryRunHandle {
 }
 
 /// `acks` settles what was printed: positions are not saved in a dry run, but each file's
-/// finalizer must not keep every line it issued.
-pub fn spawn(acks: AckSender) -> DryRunHandle {
+/// finalizer must not keep every line it issued. `show_extracted` (`-dry-run.extracted`)
+/// prints each entry's structured metadata and extracted values after it.
+pub fn spawn(acks: AckSender, show_extracted: bool) -> DryRunHandle {
     let (tx, mut rx) = queue::bounded(DRY_RUN_QUEUE_BYTES, None);
     let task = tokio::spawn(async move {
         let mut line = String::new();
@@ -45,9 +65,13 @@ pub fn spawn(acks: AckSender) -> DryRunHandle {
             let mut out = std::io::stdout().lock();
             let tokens: Vec<_> = batch.iter().filter_map(Outgoing::ack).collect();
             for item in batch {
-                if let Outgoing::Entry { entry, .. } = item {
+                if let Outgoing::Entry { mut entry, .. } = item {
                     line.clear();
+                    let extracted = take_extracted(&mut entry.structured_metadata);
                     render(&entry, &mut line);
+                    if show_extracted {
+                        render_extras(&entry.structured_metadata, &extracted, &mut line);
+                    }
                     if let Err(e) = out.write_all(line.as_bytes()) {
                         tracing::error!(error = %e, "writing dry-run output failed");
                         return;
@@ -71,6 +95,36 @@ pub fn render(entry: &Entry, out: &mut String) {
     raw.push_str(&entry.line);
     tabwriter_line(&raw, out);
     out.push('\n');
+}
+
+/// Appends the `-dry-run.extracted` lines of an entry (see the module docs).
+pub fn render_extras(
+    structured_metadata: &[(String, String)],
+    extracted: &[(String, String)],
+    out: &mut String,
+) {
+    out.push_str("\tstructured_metadata: ");
+    render_pairs(structured_metadata, out);
+    out.push_str("\n\textracted: ");
+    render_pairs(extracted, out);
+    out.push('\n');
+}
+
+fn render_pairs(pairs: &[(String, String)], out: &mut String) {
+    out.push('{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if is_valid_label_name(k) {
+            out.push_str(k);
+        } else {
+            quote_go_into(k, out);
+        }
+        out.push('=');
+        quote_go_into(v, out);
+    }
+    out.push('}');
 }
 
 /// One line through Go's tabwriter(minwidth 0, tabwidth 8, padding 0, padchar '\t'): every
@@ -106,6 +160,23 @@ mod tests {
             out,
             "2024-01-15T10:30:45.12+0100\t{job=\"app\", level=\"info\"}\thello\n"
         );
+    }
+
+    #[test]
+    fn extras_list_metadata_in_order_and_quote_keys_that_are_not_label_names() {
+        let mut out = String::new();
+        render_extras(
+            &[("trace".into(), "b".into()), ("cid".into(), "a\"1".into())],
+            &[("@timestamp".into(), "t".into()), ("n".into(), "3".into())],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "\tstructured_metadata: {trace=\"b\", cid=\"a\\\"1\"}\n\textracted: {\"@timestamp\"=\"t\", n=\"3\"}\n"
+        );
+        let mut out = String::new();
+        render_extras(&[], &[], &mut out);
+        assert_eq!(out, "\tstructured_metadata: {}\n\textracted: {}\n");
     }
 
     #[test]

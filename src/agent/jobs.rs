@@ -35,6 +35,8 @@ pub struct JobContext {
     /// One inotify watcher and one open-file bound for every job, kept across reloads.
     pub file_access: FileAccess,
     pub inspect: bool,
+    /// `-dry-run.extracted`: pipelines hand their extracted values to the dry-run printer.
+    pub dry_run_extracted: bool,
 }
 
 /// One running job.
@@ -65,6 +67,11 @@ pub fn start(
     } = built;
     let pipeline = if ctx.inspect {
         pipeline.with_inspector(crate::pipeline::inspect::Inspector::stderr())
+    } else {
+        pipeline
+    };
+    let pipeline = if ctx.dry_run_extracted {
+        pipeline.with_extracted_shown()
     } else {
         pipeline
     };

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Report each stage's changes to every entry on stderr (`-inspect`).
     pub inspect: bool,
+    /// With `dry_run`: print each entry's structured metadata and extracted values
+    /// (`-dry-run.extracted`).
+    pub dry_run_extracted: bool,
     /// sd_notify to systemd (readiness, status, watchdog); disabled by default.
     pub notifier: Notifier,
     /// Where the config came from: when set, SIGHUP (and `/reload`) re-read it.
@@ -74,6 +77,11 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    if opts.dry_run_extracted && !opts.dry_run {
+        return Err(AgentError(
+            "-dry-run.extracted prints what -dry-run prints, and more: add -dry-run".into(),
+        ));
+    }
     let metrics = Arc::new(Metrics::new());
     let liveness = Liveness::new(opts.notifier.watchdog_interval());
     let stdin_mode = config.target_config.stdin;
@@ -172,6 +180,7 @@ pub async fn run(
             &metrics,
         ),
         inspect: opts.inspect,
+        dry_run_extracted: opts.dry_run_extracted,
     };
     let mut running_jobs = jobs::Jobs::default();
     if stdin_mode {
@@ -184,6 +193,11 @@ pub async fn run(
             Some(job) => job.pipeline,
             None => Pipeline::build("", &[], &BuildContext::new("stdin", metrics.clone()))
                 .map_err(|e| AgentError(e.to_string()))?,
+        };
+        let pipeline = if opts.dry_run_extracted {
+            pipeline.with_extracted_shown()
+        } else {
+            pipeline
         };
         let (input, task) =
             task::spawn(pipeline, job_ctx.fanout.clone(), liveness.register("stdin"));
@@ -468,7 +482,10 @@ fn start_sinks(
 ) -> Result<(Sinks, Fanout, ack::AckReceiver), AgentError> {
     let (ack_factory, ack_rx) = ack::channel();
     let sinks = if opts.dry_run {
-        Sinks::DryRun(dry_run::spawn(ack_factory.for_client(0)))
+        Sinks::DryRun(dry_run::spawn(
+            ack_factory.for_client(0),
+            opts.dry_run_extracted,
+        ))
     } else {
         let mut handles = Vec::new();
         for (i, c) in config.clients.iter().enumerate() {

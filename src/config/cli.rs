@@ -21,6 +21,8 @@ pub struct Cli {
     pub print_config_stderr: bool,
     pub log_config_reverse_order: bool,
     pub inspect: bool,
+    /// `-dry-run.extracted` (tailward): also print structured metadata and extracted values.
+    pub dry_run_extracted: bool,
     pub version: bool,
     /// Config-setting flags (without dashes) with their values, in the order given.
     pub config_flags: Vec<(String, String)>,
@@ -140,6 +142,12 @@ pub const FLAGS: &[Flag] = &[
         Bool,
         "false",
         "Start but print entries instead of sending them to Loki (positions are not written)",
+    ),
+    used(
+        "dry-run.extracted",
+        Bool,
+        "false",
+        "tailward: with -dry-run, also print each entry's extracted fields",
     ),
     used(
         "check-syntax",
@@ -1036,6 +1044,7 @@ fn from_matches(m: &ArgMatches) -> Cli {
             .unwrap_or_default(),
         expand_env: flag_set(m, "config.expand-env"),
         dry_run: flag_set(m, "dry-run"),
+        dry_run_extracted: flag_set(m, "dry-run.extracted"),
         check_syntax: flag_set(m, "check-syntax"),
         print_config_stderr: flag_set(m, "print-config-stderr"),
         log_config_reverse_order: flag_set(m, "log-config-reverse-order"),
@@ -1192,6 +1201,7 @@ mod tests {
                 "config.file",
                 "config.expand-env",
                 "dry-run",
+                "dry-run.extracted",
                 "check-syntax",
                 "print-config-stderr",
                 "log-config-reverse-order",

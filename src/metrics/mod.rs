@@ -146,6 +146,9 @@ pub struct PipelineMetrics {
     pub dropped_lines_by_label: IntCounterVec,
     /// Lines a parsing stage (`nginx_access`, ...) could not parse and passed on unchanged.
     pub unparsed_lines: IntCounterVec,
+    /// Lines a parsing stage could read more than one way (text a remote user controls
+    /// imitating the format); only what every reading agrees on was extracted.
+    pub ambiguous_lines: IntCounterVec,
     /// Ids the `correlation_id` stage found but refused, by reason.
     pub invalid_correlation_ids: IntCounterVec,
     /// Updates of a `metrics` stage metric refused because the metric had reached its
@@ -389,6 +392,12 @@ impl Metrics {
                 &registry,
                 "tailward_unparsed_lines_total",
                 "Lines a parsing stage could not parse; they were passed on unchanged.",
+                &["job", "stage"],
+            ),
+            ambiguous_lines: counter_vec(
+                &registry,
+                "tailward_ambiguous_lines_total",
+                "Lines a parsing stage could read more than one way; only what every reading agrees on was extracted, and the entry is marked ambiguous.",
                 &["job", "stage"],
             ),
             invalid_correlation_ids: counter_vec(

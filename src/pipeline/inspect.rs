@@ -27,7 +27,10 @@
 //! every stage is reported here. A stage that drops the entry says `dropped (reason "…")`,
 //! one that holds it (multiline, cri partial lines) says `held`, and an entry it hands out
 //! later is announced as `released` with its line before the next stage reports on it.
-//! Stages nested in a `match` are reported together under the `match` stage. Timestamps
+//! Each stage inside a `preset` is reported on its own, named after the preset
+//! (`[inspect: preset nginx_access / nginx_access stage]:`, presets in presets nesting the
+//! names further), and the preset itself is not reported; stages nested in a `match` are
+//! reported together under the `match` stage. Timestamps
 //! are printed as the dry-run prints them (`2024-01-02T03:04:05.123+0000`), not in Go's
 //! `time.Time` default form.
 //!
@@ -36,6 +39,7 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
@@ -46,10 +50,15 @@ use crate::model::labels::{LabelSet, quote_go_into};
 
 /// Writes each stage's changes to an entry as the pipeline runs.
 pub struct Inspector {
-    out: Box<dyn Write + Send>,
+    /// Shared with the inspectors of nested stages ([`Inspector::nested`]).
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
     palette: Palette,
+    /// What the names are prefixed with: the presets this inspector's stages are inside.
+    prefix: String,
     /// Names of the pipeline's stages, by index, as written in the config.
-    stage_names: Vec<&'static str>,
+    stage_names: Vec<String>,
+    /// Stages that report their inner stages themselves: nothing is reported for them.
+    reported_inside: Vec<bool>,
     /// One report, rendered before it is written in one piece (so reports of concurrent
     /// pipelines do not interleave mid-report).
     text: String,
@@ -126,17 +135,45 @@ impl Inspector {
 
     pub fn new(out: Box<dyn Write + Send>, palette: Palette) -> Self {
         Self {
-            out,
+            out: Arc::new(Mutex::new(out)),
             palette,
+            prefix: String::new(),
             stage_names: Vec::new(),
+            reported_inside: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    /// An inspector for the stages inside stage `index` (a preset), writing where this one
+    /// writes, their names prefixed with `what` (`preset nginx_access`) after this one's
+    /// prefix.
+    pub fn nested(&self, what: &str) -> Self {
+        let mut prefix = self.prefix.clone();
+        prefix.push_str(what);
+        prefix.push_str(" / ");
+        Self {
+            out: self.out.clone(),
+            palette: self.palette,
+            prefix,
+            stage_names: Vec::new(),
+            reported_inside: Vec::new(),
             text: String::new(),
         }
     }
 
     /// Names the stages reports refer to by index (the pipeline sets them when it takes the
     /// inspector).
-    pub fn set_stage_names(&mut self, names: Vec<&'static str>) {
-        self.stage_names = names;
+    pub fn set_stage_names<S: Into<String>>(&mut self, names: Vec<S>) {
+        self.stage_names = names.into_iter().map(Into::into).collect();
+    }
+
+    /// Marks the stages (by index) that report their inner stages themselves.
+    pub fn set_reported_inside(&mut self, inside: Vec<bool>) {
+        self.reported_inside = inside;
+    }
+
+    fn inside(&self, index: usize) -> bool {
+        self.reported_inside.get(index).copied().unwrap_or(false)
     }
 
     /// Reports what stage `index` did to an entry that was `before` and is now `after`.
@@ -147,6 +184,9 @@ impl Inspector {
         verdict: &Verdict,
         after: &PipelineEntry,
     ) {
+        if self.inside(index) {
+            return;
+        }
         self.text.clear();
         self.header(index);
         match verdict {
@@ -169,6 +209,9 @@ impl Inspector {
 
     /// Announces an entry that holding stage `index` hands out.
     pub fn report_release(&mut self, index: usize, released: &PipelineEntry) {
+        if self.inside(index) {
+            return;
+        }
         self.text.clear();
         self.header(index);
         self.text.push_str("released\n\tline: ");
@@ -178,16 +221,23 @@ impl Inspector {
 
     fn header(&mut self, index: usize) {
         self.text.push_str("[inspect: ");
-        let name = self.stage_names.get(index).copied().unwrap_or("unnamed");
-        self.palette.paint(Paint::Bold, name, &mut self.text);
+        let name = self
+            .stage_names
+            .get(index)
+            .map_or("unnamed", String::as_str);
+        let mut full = String::with_capacity(self.prefix.len() + name.len());
+        full.push_str(&self.prefix);
+        full.push_str(name);
+        self.palette.paint(Paint::Bold, &full, &mut self.text);
         self.text.push_str(" stage]: ");
     }
 
     fn flush(&mut self) {
         self.text.push('\n');
         // Inspection is a debugging aid: a closed stderr must not stop the pipeline.
-        let _ = self.out.write_all(self.text.as_bytes());
-        let _ = self.out.flush();
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = out.write_all(self.text.as_bytes());
+        let _ = out.flush();
     }
 }
 
@@ -349,7 +399,7 @@ fn keyed_path(prefix: &str, key: &str) -> String {
 
 /// An extracted value as Go's `%v` prints it: strings bare, numbers and booleans in their
 /// usual form, null as `<nil>`; objects and arrays as compact JSON.
-fn display_value(v: &Value) -> String {
+pub fn display_value(v: &Value) -> String {
     match value_as_string(v) {
         Some(s) => s.into_owned(),
         None if v.is_null() => "<nil>".to_string(),

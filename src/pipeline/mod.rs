@@ -9,9 +9,11 @@
 
 pub mod extracted;
 pub mod go;
+pub mod http_request;
 pub mod inspect;
 pub mod label_sources;
 pub mod liveness;
+pub mod load_warnings;
 pub mod logql;
 pub mod nested;
 pub mod presets;
@@ -145,6 +147,13 @@ pub trait Stage: Send {
     fn next_deadline(&self) -> Option<Instant> {
         None
     }
+
+    /// `-inspect`: a stage made of other stages (a preset) that reports each of them itself,
+    /// to an inspector it makes with [`Inspector::nested`], returns true; the pipeline then
+    /// reports nothing for the stage as a whole. Called once, when the inspector is attached.
+    fn inspect_inside(&mut self, _inspector: &Inspector) -> bool {
+        false
+    }
 }
 
 /// What stages may use while they are built.
@@ -198,6 +207,10 @@ pub fn build_stages(
             PipelineError { key_path, message }
         })?;
         stages.push(stage);
+    }
+    for (i, message) in load_warnings::warnings(configs) {
+        let stage = format!("{key_prefix}[{i}].{}", configs[i].name());
+        tracing::warn!(%stage, "{message}");
     }
     Ok(stages)
 }
@@ -384,9 +397,40 @@ pub fn next_deadline(stages: &[Box<dyn Stage>]) -> Option<Instant> {
     stages.iter().filter_map(|s| s.next_deadline()).min()
 }
 
+/// Names under which a pipeline that shows its extracted values
+/// ([`Pipeline::with_extracted_shown`]) hands them on, as structured metadata pairs
+/// `("\0" + key, value)`: a name no stage can give (they are label names), taken back out by
+/// the dry-run printer and `tailward test` ([`take_extracted`]) before anything else sees
+/// the entry. Only those two turn it on; the agent refuses it without `-dry-run`, so such
+/// pairs never reach a client.
+pub const EXTRACTED_PREFIX: char = '\0';
+
+/// Moves the extracted values a pipeline showed out of `structured_metadata`, sorted by
+/// key; the real structured metadata stays, in its order.
+pub fn take_extracted(structured_metadata: &mut Vec<(String, String)>) -> Vec<(String, String)> {
+    if !structured_metadata
+        .iter()
+        .any(|(k, _)| k.starts_with(EXTRACTED_PREFIX))
+    {
+        return Vec::new();
+    }
+    let mut extracted = Vec::new();
+    structured_metadata.retain(|(k, v)| match k.strip_prefix(EXTRACTED_PREFIX) {
+        Some(key) => {
+            extracted.push((key.to_string(), v.clone()));
+            false
+        }
+        None => true,
+    });
+    extracted.sort();
+    extracted
+}
+
 /// A job's stages, ready to run.
 pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
+    /// Hand each finished entry's extracted values on ([`EXTRACTED_PREFIX`]).
+    show_extracted: bool,
     /// Each stage's name as written in the config, for `-inspect` reports.
     stage_names: Vec<&'static str>,
     /// Present only with `-inspect`.
@@ -422,6 +466,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             stages,
+            show_extracted: false,
             panics: StagePanics::new(&ctx.job, stage_names.clone(), &ctx.metrics),
             stage_names,
             inspector: None,
@@ -436,7 +481,20 @@ impl Pipeline {
     /// Reports every stage's changes to every entry to `inspector` (`-inspect`).
     pub fn with_inspector(mut self, mut inspector: Inspector) -> Self {
         inspector.set_stage_names(self.stage_names.clone());
+        let inside = self
+            .stages
+            .iter_mut()
+            .map(|stage| stage.inspect_inside(&inspector))
+            .collect();
+        inspector.set_reported_inside(inside);
         self.inspector = Some(inspector);
+        self
+    }
+
+    /// Hands each finished entry's extracted values on with its structured metadata
+    /// ([`EXTRACTED_PREFIX`]), for `-dry-run.extracted` and `tailward test`.
+    pub fn with_extracted_shown(mut self) -> Self {
+        self.show_extracted = true;
         self
     }
 
@@ -464,7 +522,7 @@ impl Pipeline {
     /// Runs every line of `batch`, appending what continues to `out`. Dropped lines still
     /// hand their acknowledgement on, so positions can move past them.
     pub async fn run_batch(&mut self, batch: &LineBatch, out: &mut Vec<Outgoing>) {
-        if self.stages.is_empty() && self.inspector.is_none() {
+        if self.stages.is_empty() && self.inspector.is_none() && !self.show_extracted {
             // Nothing reads or writes the extracted map: lines become entries directly.
             out.reserve(batch.len());
             for (line, ack) in batch.iter() {
@@ -525,7 +583,20 @@ impl Pipeline {
         for ack in self.consumed.drain(..) {
             out.push(Outgoing::Consumed { ack });
         }
-        for done in self.done.drain(..) {
+        for mut done in self.done.drain(..) {
+            if self.show_extracted {
+                let shown: Vec<(String, String)> = done
+                    .extracted
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut name = String::with_capacity(k.len() + 1);
+                        name.push(EXTRACTED_PREFIX);
+                        name.push_str(k);
+                        (name, inspect::display_value(v))
+                    })
+                    .collect();
+                done.structured_metadata.extend(shown);
+            }
             let ack = done.ack;
             out.push(Outgoing::Entry {
                 entry: done.into_entry(),

@@ -26,6 +26,10 @@
 //! cannot move a position past the held line. Entries dropped inside `release` hand their
 //! acknowledgement on through `take_consumed`.
 //!
+//! With `-inspect`, a list given an inspector ([`NestedStages::inspect_with`], as `preset`
+//! does) reports each inner stage's changes, holds, drops and releases to it, nested lists
+//! inside it included.
+//!
 //! Owns running the inner list and its work in flight. It must not decide which entries
 //! enter (a `match` tests its selector before handing an entry in) and knows no stage.
 
@@ -35,6 +39,7 @@ use std::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::model::ack::AckToken;
+use crate::pipeline::inspect::{Inspector, Snapshot};
 use crate::pipeline::stages::{StageConfig, StageError};
 use crate::pipeline::{
     BuildContext, Extracted, PipelineEntry, PipelineError, Stage, Verdict, build_stages,
@@ -44,6 +49,10 @@ use crate::pipeline::{
 /// A list of stages run as one stage, and what it has in flight.
 pub struct NestedStages {
     stages: Vec<Box<dyn Stage>>,
+    /// Each stage's name as its config writes it, for `-inspect`.
+    names: Vec<&'static str>,
+    /// Present only with `-inspect`, once [`NestedStages::inspect_with`] is called.
+    inspector: Option<Inspector>,
     /// The nested stage that answered `Wait` to the entry the pipeline will ask about again.
     resume_at: Option<usize>,
     /// Entries of `release` waiting for a nested stage, in order.
@@ -65,6 +74,8 @@ impl NestedStages {
     pub fn new(stages: Vec<Box<dyn Stage>>, ctx: &BuildContext) -> Self {
         Self {
             stages,
+            names: Vec::new(),
+            inspector: None,
             resume_at: None,
             waiting: VecDeque::new(),
             consumed: Vec::new(),
@@ -78,7 +89,41 @@ impl NestedStages {
         configs: &[StageConfig],
         ctx: &BuildContext,
     ) -> Result<Self, PipelineError> {
-        Ok(Self::new(build_stages(key_prefix, configs, ctx)?, ctx))
+        let mut nested = Self::new(build_stages(key_prefix, configs, ctx)?, ctx);
+        nested.names = configs.iter().map(StageConfig::name).collect();
+        Ok(nested)
+    }
+
+    /// Reports each inner stage to `inspector` from now on (`-inspect`).
+    pub fn inspect_with(&mut self, mut inspector: Inspector) {
+        inspector.set_stage_names(self.names.clone());
+        let inside = self
+            .stages
+            .iter_mut()
+            .map(|stage| stage.inspect_inside(&inspector))
+            .collect();
+        inspector.set_reported_inside(inside);
+        self.inspector = Some(inspector);
+    }
+
+    /// Runs inner stage `i`, reporting it when inspected (a `Wait` is reported once the
+    /// stage has decided).
+    fn run_one(&mut self, i: usize, entry: &mut PipelineEntry) -> Verdict {
+        let Some(inspector) = self.inspector.as_mut() else {
+            return self.stages[i].process(entry);
+        };
+        let before = Snapshot::of(entry);
+        let verdict = self.stages[i].process(entry);
+        if !matches!(verdict, Verdict::Wait(_)) {
+            inspector.report(i, &before, &verdict, entry);
+        }
+        verdict
+    }
+
+    fn report_release(&mut self, holder: usize, entry: &PipelineEntry) {
+        if let Some(inspector) = self.inspector.as_mut() {
+            inspector.report_release(holder, entry);
+        }
     }
 
     /// Builds a stage list this crate writes as a config would (`docker`'s stages, `cri`'s
@@ -99,7 +144,7 @@ impl NestedStages {
     fn process_from(&mut self, entry: &mut PipelineEntry, start: usize) -> Verdict {
         let mut i = start;
         while i < self.stages.len() {
-            match self.stages[i].process(entry) {
+            match self.run_one(i, entry) {
                 Verdict::Keep => i += 1,
                 Verdict::Drop { reason } => return Verdict::Drop { reason },
                 Verdict::Wait(d) => {
@@ -119,6 +164,7 @@ impl NestedStages {
             self.stages[k].release(now, flush_all, &mut released);
             self.stages[k].take_consumed(&mut self.consumed);
             for entry in released {
+                self.report_release(k, &entry);
                 self.continue_released(entry, k + 1, now, flush_all, out);
             }
         }
@@ -187,7 +233,7 @@ impl NestedStages {
     ) -> Option<Waiting> {
         let mut i = start;
         while i < self.stages.len() {
-            match self.stages[i].process(&mut entry) {
+            match self.run_one(i, &mut entry) {
                 Verdict::Keep => i += 1,
                 Verdict::Drop { reason } => {
                     self.metrics
@@ -212,6 +258,7 @@ impl NestedStages {
                     self.stages[i].release(now, false, &mut released);
                     self.stages[i].take_consumed(&mut self.consumed);
                     for r in released {
+                        self.report_release(i, &r);
                         self.continue_released(r, i + 1, now, flush_all, out);
                     }
                     return None;

@@ -15,11 +15,15 @@
 //!         line: '...'
 //!         timestamp: 2024-01-01T00:00:00Z
 //!         structured_metadata: {correlation_id: abc}
+//!         extracted: {level: ERROR, user: ~}
 //!         tenant: team-a
 //! ```
 //!
 //! Every field of an expected entry is optional and compared only when given; `expect: []`
-//! says every line is dropped. A file named `<name>.tests.yaml` (or `.tests.yml`) beside a
+//! says every line is dropped. `structured_metadata` is the entry's whole set; `extracted`
+//! names only the keys it checks, in the extracted map as the last stage left it: a value
+//! is compared with the value's text (`3`, `true`, objects and arrays as compact JSON, null
+//! as `<nil>`), and `~` (null) says the key must be absent. A file named `<name>.tests.yaml` (or `.tests.yml`) beside a
 //! config `<name>.yaml` (or `.yml`) tests that config without saying so, and is what
 //! `-check-syntax` runs.
 //!
@@ -69,6 +73,8 @@ pub struct Expected {
     pub line: Option<String>,
     pub timestamp: Option<DateTime<FixedOffset>>,
     pub structured_metadata: Option<BTreeMap<String, String>>,
+    /// Extracted keys to check: a value, or `None` for "must be absent".
+    pub extracted: Option<BTreeMap<String, Option<String>>>,
     pub tenant: Option<String>,
 }
 
@@ -122,6 +128,8 @@ struct RawExpected {
     timestamp: Option<String>,
     #[serde(default)]
     structured_metadata: Option<BTreeMap<String, ScalarString>>,
+    #[serde(default)]
+    extracted: Option<BTreeMap<String, Option<ScalarString>>>,
     #[serde(default)]
     tenant: Option<ScalarString>,
 }
@@ -232,6 +240,9 @@ pub fn parse(text: &str, path: &Path) -> Result<CaseFile, CaseFileError> {
                 structured_metadata: re
                     .structured_metadata
                     .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect()),
+                extracted: re
+                    .extracted
+                    .map(|m| m.into_iter().map(|(k, v)| (k, v.map(|v| v.0))).collect()),
                 tenant: re.tenant.map(|s| s.0),
             });
         }
@@ -332,6 +343,7 @@ cases:
         line: 'x'
         timestamp: 2024-01-01T00:00:00Z
         structured_metadata: {correlation_id: abc}
+        extracted: {level: ERROR, n: 3, gone: ~}
         tenant: team-a
       - {}
 "#,
@@ -365,6 +377,14 @@ cases:
         assert_eq!(
             e.structured_metadata,
             Some(BTreeMap::from([("correlation_id".into(), "abc".into())]))
+        );
+        assert_eq!(
+            e.extracted,
+            Some(BTreeMap::from([
+                ("gone".into(), None),
+                ("level".into(), Some("ERROR".into())),
+                ("n".into(), Some("3".into())),
+            ]))
         );
         assert_eq!(e.tenant.as_deref(), Some("team-a"));
         assert_eq!(case.expect[1], Expected::default());

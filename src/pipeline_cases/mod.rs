@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::model::entry::{Entry, Outgoing};
 use crate::model::labels::{LabelSet, TENANT_LABEL, quote_go_into};
 use crate::pipeline::inspect::Inspector;
-use crate::pipeline::{BuildContext, Pipeline, PipelineEntry};
+use crate::pipeline::{BuildContext, Pipeline, PipelineEntry, take_extracted};
 use case_file::{Case, CaseFile, Expected};
 
 /// What a run found.
@@ -249,7 +249,8 @@ async fn run_case(
         &job.pipeline_stages,
         &ctx,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_extracted_shown();
     if inspect {
         pipeline = pipeline.with_inspector(Inspector::stderr());
     }
@@ -275,11 +276,16 @@ async fn run_case(
 }
 
 /// What differs between the expected entries and those produced, one indented block per
-/// difference; empty when the case passes.
+/// difference; empty when the case passes. The entries may carry their extracted values
+/// as a pipeline with [`Pipeline::with_extracted_shown`] hands them on.
 pub fn compare(expected: &[Expected], got: &[Entry]) -> Vec<String> {
     let mut problems = Vec::new();
     for (n, (want, entry)) in expected.iter().zip(got).enumerate() {
         let n = n + 1;
+        let mut structured_metadata = entry.structured_metadata.clone();
+        let extracted: BTreeMap<String, String> = take_extracted(&mut structured_metadata)
+            .into_iter()
+            .collect();
         let mut field = |name: &str, want: String, got: String| {
             problems.push(format!(
                 "    entry {n} {name}:\n      expected: {want}\n      got:      {got}"
@@ -303,10 +309,23 @@ pub fn compare(expected: &[Expected], got: &[Entry]) -> Vec<String> {
             field("timestamp", rfc3339(ts), rfc3339(&entry.timestamp));
         }
         if let Some(sm) = &want.structured_metadata {
-            let got_sm: BTreeMap<String, String> =
-                entry.structured_metadata.iter().cloned().collect();
+            let got_sm: BTreeMap<String, String> = structured_metadata.iter().cloned().collect();
             if *sm != got_sm {
                 field("structured_metadata", pairs(sm), pairs(&got_sm));
+            }
+        }
+        if let Some(want_extracted) = &want.extracted {
+            for (key, want_value) in want_extracted {
+                let got_value = extracted.get(key);
+                if want_value.as_ref() != got_value {
+                    let show =
+                        |v: Option<&String>| v.map_or_else(|| "absent".to_string(), |v| quoted(v));
+                    field(
+                        &format!("extracted[{}]", quoted(key)),
+                        show(want_value.as_ref()),
+                        show(got_value),
+                    );
+                }
             }
         }
         if let Some(tenant) = &want.tenant {
@@ -396,6 +415,7 @@ mod tests {
             line: Some("a\tb".into()),
             timestamp: Some(DateTime::parse_from_rfc3339("2024-01-01T00:00:01Z").unwrap()),
             structured_metadata: Some(BTreeMap::from([("trace_id".into(), "xyz".into())])),
+            extracted: None,
             tenant: Some("t1".into()),
         };
         let got = entry(&[("job", "app"), ("level", "error")], "a b");
@@ -510,6 +530,30 @@ cases:
             "{out}"
         );
         assert!(!summary.success());
+    }
+
+    #[test]
+    fn extracted_fields_are_checked_by_key_and_absent_ones_by_null() {
+        let (summary, out) = run(r#"
+cases:
+  - name: extracted values
+    lines: ['{"level":"ERROR","correlation_id":"abc"}']
+    expect:
+      - extracted: {level: ERROR, cid: abc, ts: <nil>, job: app, nope: ~}
+        structured_metadata: {correlation_id: abc}
+  - name: a wrong extracted value
+    lines: ['{"level":"WARN"}']
+    expect:
+      - extracted: {level: ERROR, cid: "<nil>", job: ~}
+"#);
+        assert_eq!(summary.passed, 1, "{out}");
+        assert_eq!(summary.failed, 1, "{out}");
+        assert!(
+            out.contains(
+                "FAIL a wrong extracted value\n    entry 1 extracted[\"job\"]:\n      expected: absent\n      got:      \"app\"\n    entry 1 extracted[\"level\"]:\n      expected: \"ERROR\"\n      got:      \"WARN\"\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

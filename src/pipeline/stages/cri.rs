@@ -15,12 +15,19 @@
 //! included) goes out as it is and the new line is held alone. With
 //! `max_partial_line_size_truncate`, held and joined lines are cut to
 //! `max_partial_line_size` bytes. A line the regex does not match passes through unchanged.
-//! Partial lines have no timeout, as in Promtail. It must not parse the content.
+//! Partial lines have no timeout, as in Promtail. A partial line never completed before the
+//! input ends (end of `-stdin`, shutdown, a reload that stops the job) is dropped, as
+//! Promtail drops it (extensions.go `cri.Run`: a held `P` line only goes out with the next
+//! `F` line of its stream or when the buffer overflows, and nothing is sent once the input
+//! channel closes). Each such entry is counted in
+//! `logentry_dropped_lines_total{reason="cri_partial_unfinished"}`, and its acknowledgement
+//! is not handed on: positions stay before it, so a restarted agent reads the partial lines
+//! again and joins them with the rest their container writes (Promtail, whose positions
+//! follow reading, loses them). It must not parse the content.
 //!
 //! Deviations from Promtail: `max_partial_line_size: 0` turns truncation off (Promtail would
 //! cut every joined line to nothing); truncation never splits a UTF-8 character (the cut
-//! moves back to the character's start); held partial lines go out at shutdown and at the
-//! end of input (Promtail loses them); entries flushed together go out oldest first
+//! moves back to the character's start); entries flushed together go out oldest first
 //! (Promtail's order is random).
 
 use std::collections::HashMap;
@@ -72,7 +79,12 @@ pub struct CriStage {
     /// Entries flushed while a line was processed, until `release` runs.
     ready: Vec<PipelineEntry>,
     next_hold_number: u64,
+    /// Partial lines dropped at the end of input.
+    unfinished: prometheus::IntCounter,
 }
+
+/// The drop reason of partial lines never completed.
+const UNFINISHED_REASON: &str = "cri_partial_unfinished";
 
 struct HeldPartial {
     entry: PipelineEntry,
@@ -104,6 +116,11 @@ impl CriStage {
             partials: HashMap::new(),
             ready: Vec::new(),
             next_hold_number: 0,
+            unfinished: ctx
+                .metrics
+                .pipeline
+                .dropped_lines
+                .with_label_values(&[UNFINISHED_REASON]),
         })
     }
 
@@ -187,8 +204,11 @@ impl Stage for CriStage {
     }
 
     fn release(&mut self, _now: Instant, flush_all: bool, out: &mut Vec<PipelineEntry>) {
-        if flush_all {
-            self.flush_partials();
+        if flush_all && !self.partials.is_empty() {
+            // The input ended: what is still partial never gets its end. Dropped without
+            // its acknowledgement, so positions stay before it (see the module docs).
+            self.unfinished.inc_by(self.partials.len() as u64);
+            self.partials.clear();
         }
         out.append(&mut self.ready);
     }
@@ -349,11 +369,12 @@ mod tests {
             e.ack = Some(AckToken::line(SourceId(3), offset));
             assert_eq!(s.process(&mut e), Verdict::Hold);
         }
-        let mut out = Vec::new();
-        s.release(Instant::now(), true, &mut out);
-        assert_eq!(lines(&out), ["ab"]);
-        assert_eq!(out[0].timestamp.to_rfc3339(), "2019-05-07T18:57:51+00:00");
-        assert_eq!(out[0].ack.map(|a| (a.from, a.offset)), Some((10, 20)));
+        let mut f = entry("2019-05-07T18:57:52Z stdout F c", &[]);
+        f.ack = Some(AckToken::line(SourceId(3), 30));
+        assert_eq!(s.process(&mut f), Verdict::Keep);
+        assert_eq!(f.line, "abc");
+        assert_eq!(f.timestamp.to_rfc3339(), "2019-05-07T18:57:52+00:00");
+        assert_eq!(f.ack.map(|a| (a.from, a.offset)), Some((10, 30)));
     }
 
     #[test]
@@ -458,21 +479,51 @@ mod tests {
         }
     }
 
+    /// Promtail's cri stage (extensions.go `cri.Run`) only sends a held partial line with
+    /// the next full line of its stream or on overflow; once its input closes nothing more is
+    /// sent, so a partial line never completed is lost. Here it is dropped, counted, and its
+    /// acknowledgement kept back so positions do not pass it.
     #[test]
-    fn flush_all_releases_held_partial_lines_oldest_first() {
-        let mut s = stage(0, 0, false);
-        run(
+    fn partial_lines_never_completed_are_dropped_at_the_end_of_input() {
+        let metrics = Arc::new(Metrics::new());
+        let mut s = CriStage::new(
+            &CriConfig::default(),
+            &BuildContext::new("cri", metrics.clone()),
+        )
+        .unwrap();
+        let out = run(
             &mut s,
             &[
+                (FOO_BAR, "2019-05-07T18:57:49Z stdout F done"),
                 (FOO_BAR2, "2019-05-07T18:57:50Z stdout P second stream"),
                 (FOO_BAR, "2019-05-07T18:57:50Z stdout P first"),
             ],
         );
+        assert_eq!(lines(&out), ["done"]);
         let mut out = Vec::new();
         s.release(Instant::now(), false, &mut out);
         assert!(out.is_empty());
         s.release(Instant::now(), true, &mut out);
-        assert_eq!(lines(&out), ["second stream", "first"]);
+        assert!(out.is_empty(), "{:?}", lines(&out));
+        let mut consumed = Vec::new();
+        s.take_consumed(&mut consumed);
+        assert!(consumed.is_empty());
+        assert!(
+            metrics
+                .render()
+                .contains(r#"logentry_dropped_lines_total{reason="cri_partial_unfinished"} 2"#),
+            "{}",
+            metrics.render()
+        );
+        // The stage goes on: a new stream's partial line is joined as before.
+        let out = run(
+            &mut s,
+            &[
+                (FOO_BAR, "2019-05-07T18:57:51Z stdout P a"),
+                (FOO_BAR, "2019-05-07T18:57:52Z stdout F b"),
+            ],
+        );
+        assert_eq!(lines(&out), ["ab"]);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! `json`: JMESPath expressions over a JSON line (or the extracted `source`) into the extracted map.
 //!
-//! Owns Promtail's json stage semantics: the input must be a JSON object, numbers are float64,
+//! Owns Promtail's json stage semantics: the input must be a JSON object (or the literal
+//! `null`, which Go decodes into an empty map: it is searched as `{}`, so field paths give
+//! null, and the line is kept even with `drop_malformed`), numbers are float64,
 //! strings, numbers, booleans and null are stored as values and objects and arrays as their
 //! compact JSON text, marshalled the way Go does (sorted keys, `<` `>` `&` U+2028 U+2029
 //! escaped, Go's float formatting). When every expression is a plain field path (`level`,
-//! `a.b`, `"key.with.dots"`), one streaming pass reads only the top-level members those paths
+//! `a.b`, `"key.with.dots"`) or a `||` of them (`msg || message`: the first truthy one, as
+//! JMESPath defines it), one streaming pass reads only the top-level members those paths
 //! start at and skips the rest unbuilt; otherwise the whole object becomes a `jmespath`
 //! document. Both give the same results on well-formed input.
 //! It must not touch labels, the line or the timestamp, and it does not log per line.
@@ -12,10 +15,10 @@
 //! Parsing is serde_json's strict RFC 8259 grammar, not Promtail's json-iterator. Inputs where
 //! the two differ:
 //! - malformed here, accepted by Promtail: a raw control character inside a string after an
-//!   escape (`"\n<TAB>"`), anything after a NUL byte following the object, a top-level `null`
-//!   (Promtail reads it as an empty object), a lone UTF-16 surrogate escape in a value that is
-//!   read (Promtail substitutes U+FFFD), nesting deeper than 127 objects and arrays in what is
-//!   read (serde_json's recursion limit; json-iterator allows 10000);
+//!   escape (`"\n<TAB>"`), anything after a NUL byte following the object, a lone UTF-16
+//!   surrogate escape in a value that is read (Promtail substitutes U+FFFD), nesting deeper
+//!   than 127 objects and arrays in what is read (serde_json's recursion limit;
+//!   json-iterator allows 10000);
 //! - accepted here, malformed in Promtail: on the field-path pass, a member no expression reads
 //!   is only checked for syntax, so a number beyond float64's range or a lone surrogate in it
 //!   passes, and its nesting is not limited (serde_json skips it without recursion);
@@ -60,16 +63,26 @@ pub struct JsonStage {
 }
 
 enum Evaluator {
-    /// Every expression is a plain field path.
-    FieldPaths(Vec<Member>),
+    /// Every expression is a plain field path or a `||` of them.
+    FieldPaths(FieldPaths),
     /// Compiled expressions, in config order.
     Jmespath(Vec<Expression<'static>>),
+}
+
+/// The field paths of every expression, each a list of `||` alternatives.
+struct FieldPaths {
+    members: Vec<Member>,
+    /// Each expression's alternatives: its first slot and how many.
+    expressions: Vec<(usize, usize)>,
+    /// One per alternative of every expression, reused from line to line: whether the
+    /// value found is truthy (JMESPath's `||` takes the first truthy one) and the value.
+    slots: Vec<(bool, Value)>,
 }
 
 /// A top-level member that field paths start at.
 struct Member {
     name: String,
-    /// Each expression reading it: the expression's index and the field names below the member.
+    /// Each alternative reading it: its slot and the field names below the member.
     paths: Vec<(usize, Vec<String>)>,
 }
 
@@ -111,15 +124,15 @@ impl JsonStage {
             })?);
             keys.push(InternedKey::new(key));
         }
-        let paths: Option<Vec<Vec<String>>> = compiled
+        let paths: Option<Vec<Vec<Vec<String>>>> = compiled
             .iter()
             .map(|e| {
-                let mut path = Vec::new();
-                field_path(e.as_ast(), &mut path).then_some(path)
+                let mut alternatives = Vec::new();
+                field_path_alternatives(e.as_ast(), &mut alternatives).then_some(alternatives)
             })
             .collect();
         let evaluator = match paths {
-            Some(paths) if field_paths => Evaluator::FieldPaths(members(paths)),
+            Some(paths) if field_paths => Evaluator::FieldPaths(FieldPaths::new(paths)),
             _ => Evaluator::Jmespath(compiled),
         };
         Ok(Self {
@@ -143,9 +156,12 @@ impl Stage for JsonStage {
                     None => return Verdict::Keep,
                 },
             };
-            match &self.evaluator {
-                Evaluator::FieldPaths(members) => read_members(members, &input, &mut self.results),
-                Evaluator::Jmespath(expressions) => search(expressions, &input, &mut self.results),
+            // Promtail unmarshals into a Go map, and the JSON literal `null` decodes into an
+            // empty (nil) one without error (json.go `processEntry`): searched as `{}`.
+            let input: &str = if is_json_null(&input) { "{}" } else { &input };
+            match &mut self.evaluator {
+                Evaluator::FieldPaths(paths) => paths.read(input, &mut self.results),
+                Evaluator::Jmespath(expressions) => search(expressions, input, &mut self.results),
             }
         };
         if parsed.is_err() {
@@ -167,6 +183,12 @@ impl Stage for JsonStage {
     }
 }
 
+/// Whether `text` is the JSON literal `null` with optional JSON whitespace around it. Only
+/// short inputs are looked at, so an ordinary line costs one length test.
+fn is_json_null(text: &str) -> bool {
+    text.len() < 64 && text.trim_matches([' ', '\t', '\n', '\r']) == "null"
+}
+
 /// The field names of `ast` if it is a plain field path such as `a."b.c".d`.
 fn field_path(ast: &Ast, out: &mut Vec<String>) -> bool {
     match ast {
@@ -179,38 +201,87 @@ fn field_path(ast: &Ast, out: &mut Vec<String>) -> bool {
     }
 }
 
-/// Groups field paths (in expression order) by their first name.
-fn members(paths: Vec<Vec<String>>) -> Vec<Member> {
-    let mut members: Vec<Member> = Vec::new();
-    for (expression, mut path) in paths.into_iter().enumerate() {
-        let name = path.remove(0);
-        match members.iter_mut().find(|m| m.name == name) {
-            Some(member) => member.paths.push((expression, path)),
-            None => members.push(Member {
-                name,
-                paths: vec![(expression, path)],
-            }),
+/// `ast` as `||` alternatives of plain field paths (`a.b || "c" || d`), in order.
+fn field_path_alternatives(ast: &Ast, out: &mut Vec<Vec<String>>) -> bool {
+    match ast {
+        Ast::Or { lhs, rhs, .. } => {
+            field_path_alternatives(lhs, out) && field_path_alternatives(rhs, out)
+        }
+        other => {
+            let mut path = Vec::new();
+            let ok = field_path(other, &mut path);
+            out.push(path);
+            ok
         }
     }
-    members
 }
 
-/// Answers field paths in one pass over `text`, building only the members they start at.
-fn read_members(
-    members: &[Member],
-    text: &str,
-    results: &mut [Option<Value>],
-) -> serde_json::Result<()> {
-    // A path that is not there gives null, which Promtail stores.
-    results.fill(Some(Value::Null));
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.deserialize_map(MemberReader { members, results })?;
-    de.end()
+impl FieldPaths {
+    /// Groups every alternative's path (in expression order) by its first name.
+    fn new(expressions: Vec<Vec<Vec<String>>>) -> Self {
+        let mut members: Vec<Member> = Vec::new();
+        let mut spans = Vec::with_capacity(expressions.len());
+        let mut slot = 0;
+        for alternatives in expressions {
+            spans.push((slot, alternatives.len()));
+            for mut path in alternatives {
+                let name = path.remove(0);
+                match members.iter_mut().find(|m| m.name == name) {
+                    Some(member) => member.paths.push((slot, path)),
+                    None => members.push(Member {
+                        name,
+                        paths: vec![(slot, path)],
+                    }),
+                }
+                slot += 1;
+            }
+        }
+        Self {
+            members,
+            expressions: spans,
+            slots: vec![(false, Value::Null); slot],
+        }
+    }
+
+    /// Answers every expression in one pass over `text`, building only the members its
+    /// paths start at.
+    fn read(&mut self, text: &str, results: &mut [Option<Value>]) -> serde_json::Result<()> {
+        // A path that is not there gives null, which Promtail stores.
+        self.slots.fill((false, Value::Null));
+        let mut de = serde_json::Deserializer::from_str(text);
+        de.deserialize_map(MemberReader {
+            members: &self.members,
+            slots: &mut self.slots,
+        })?;
+        de.end()?;
+        for (result, &(first, count)) in results.iter_mut().zip(&self.expressions) {
+            let alternatives = &mut self.slots[first..first + count];
+            // `a || b`: a when truthy, else b (falsy or not).
+            let chosen = alternatives
+                .iter()
+                .position(|(truthy, _)| *truthy)
+                .unwrap_or(count - 1);
+            *result = Some(std::mem::take(&mut alternatives[chosen].1));
+        }
+        Ok(())
+    }
+}
+
+/// JMESPath's truthiness: false, null, "", [] and {} are false.
+fn truthy(v: &Variable) -> bool {
+    match v {
+        Variable::Null => false,
+        Variable::Bool(b) => *b,
+        Variable::String(s) => !s.is_empty(),
+        Variable::Array(a) => !a.is_empty(),
+        Variable::Object(o) => !o.is_empty(),
+        Variable::Number(_) | Variable::Expref(_) => true,
+    }
 }
 
 struct MemberReader<'s> {
     members: &'s [Member],
-    results: &'s mut [Option<Value>],
+    slots: &'s mut [(bool, Value)],
 }
 
 impl<'de> Visitor<'de> for MemberReader<'_> {
@@ -229,14 +300,19 @@ impl<'de> Visitor<'de> for MemberReader<'_> {
             };
             let value: Variable = map.next_value()?;
             if let Some(((last, last_path), others)) = member.paths.split_last() {
-                for (expression, path) in others {
-                    self.results[*expression] = Some(extracted_value(descend(value.clone(), path)));
+                for (slot, path) in others {
+                    self.slots[*slot] = found(descend(value.clone(), path));
                 }
-                self.results[*last] = Some(extracted_value(descend(value, last_path)));
+                self.slots[*last] = found(descend(value, last_path));
             }
         }
         Ok(())
     }
+}
+
+/// A value found by a path: its truthiness and its extracted form.
+fn found(v: Variable) -> (bool, Value) {
+    (truthy(&v), extracted_value(v))
 }
 
 /// Reads a member name as the member it names, if any path starts there.
@@ -625,6 +701,36 @@ mod tests {
         assert_eq!(e.extracted.len(), 1);
     }
 
+    /// Promtail's json.go unmarshals the line into a `map[string]interface{}`; Go decodes the
+    /// literal `null` into a nil map without error, so `drop_malformed` keeps the line and
+    /// every expression is searched over an empty map (a field path gives nil).
+    #[test]
+    fn the_json_literal_null_is_an_empty_object_kept_by_drop_malformed() {
+        for expressions in [&[("a", None)][..], &[("n", Some("length(@)"))][..]] {
+            let mut cfg = config(expressions);
+            cfg.drop_malformed = true;
+            for mut s in [
+                JsonStage::new(&cfg).unwrap(),
+                JsonStage::build(&cfg, false).unwrap(),
+            ] {
+                for line in ["null", " null\n", "\tnull "] {
+                    let (verdict, m) = run(&mut s, line);
+                    assert_eq!(verdict, Verdict::Keep, "{line:?}");
+                    let (key, want) = match expressions[0].1 {
+                        None => ("a", Value::Null),
+                        Some(_) => ("n", Value::from(0)),
+                    };
+                    assert_eq!(m.get(key), Some(&want), "{line:?}");
+                }
+                // Other literals stay malformed, as Go refuses them for a map.
+                for line in ["nul", "null null", "true", "[null]"] {
+                    let (verdict, _) = run(&mut s, line);
+                    assert_ne!(verdict, Verdict::Keep, "{line:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn malformed_input_is_kept_unchanged_or_dropped() {
         let bad = [
@@ -676,8 +782,6 @@ mod tests {
                 "{\"a\":\"\\n\tx\"}",
                 // Anything after a NUL byte.
                 "{\"a\":1}\0junk",
-                // Promtail reads `null` as an empty object.
-                " null ",
                 // Promtail substitutes U+FFFD for a lone surrogate.
                 r#"{"a":"\ud800x"}"#,
                 r#"{"a":"\ud800\u0041"}"#,
@@ -845,6 +949,58 @@ mod tests {
         assert_eq!((valid, invalid), (28, 1));
     }
 
+    /// `a || b` is JMESPath's or: the first truthy value (false, null, "", [] and {} are
+    /// falsy), else the last alternative's value. Read in the field-path pass, as the
+    /// `jmespath` crate reads it.
+    #[test]
+    fn or_of_field_paths_takes_the_first_truthy_value_in_both_evaluators() {
+        let cfg = config(&[
+            (
+                "level",
+                Some(r#"level || levelname || "log.level" || log.level"#),
+            ),
+            ("msg", Some("msg || message")),
+            ("ts", Some(r#"ts || "@timestamp" || time"#)),
+            ("nothing", Some("a || b")),
+        ]);
+        let mut fast = JsonStage::new(&cfg).unwrap();
+        let mut slow = JsonStage::build(&cfg, false).unwrap();
+        assert!(is_field_paths(&fast));
+        for line in [
+            r#"{"levelname":"WARNING","message":"m","@timestamp":"t1"}"#,
+            r#"{"log.level":"info","msg":"","message":"x","ts":0}"#,
+            r#"{"log":{"level":"debug"},"level":null,"msg":false,"time":1.5}"#,
+            r#"{"level":"","levelname":[],"log":{"level":{}},"a":0,"b":""}"#,
+            r#"{"level":"error","levelname":"WARNING"}"#,
+            "null",
+        ] {
+            let (fv, fm) = run(&mut fast, line);
+            let (sv, sm) = run(&mut slow, line);
+            assert_eq!(fv, sv, "{line}");
+            assert_eq!(sorted(&fm), sorted(&sm), "{line}");
+        }
+        let m = extracted(
+            &mut fast,
+            r#"{"levelname":"WARNING","message":"m","@timestamp":"t1"}"#,
+        );
+        assert_eq!(m["level"], "WARNING");
+        assert_eq!(m["msg"], "m");
+        assert_eq!(m["ts"], "t1");
+        assert_eq!(m["nothing"], Value::Null);
+        let m = extracted(
+            &mut fast,
+            r#"{"log":{"level":"debug"},"msg":false,"message":"x"}"#,
+        );
+        assert_eq!(m["level"], "debug");
+        assert_eq!(m["msg"], "x");
+        let m = extracted(
+            &mut fast,
+            r#"{"level":"","levelname":[],"log":{"level":{}},"b":""}"#,
+        );
+        assert_eq!(m["level"], "{}", "the last alternative, falsy too");
+        assert_eq!(m["nothing"], "");
+    }
+
     #[test]
     fn field_paths_and_jmespath_give_identical_results() {
         let mut lines: Vec<String> = sample_lines()
@@ -950,5 +1106,28 @@ mod tests {
         // go-jmespath marshals the float64 it decoded.
         assert_eq!(m["whole"], "5");
         assert_eq!(m["equal"], true);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Hostile, nearly-JSON lines: neither evaluator panics, and both agree on every
+        /// line, `||` alternatives included.
+        #[test]
+        fn both_evaluators_agree_on_hostile_lines(
+            line in r#"(\{|\}|\[|\]|"a"|"msg"|"message"|"log"|"level"|:|,|null|true|false|0|1\.5|"x"|""| |\\|"\\u00e9"|\{\}|\[\]){0,30}"#,
+        ) {
+            let cfg = config(&[
+                ("m", Some("msg || message")),
+                ("l", Some(r#"level || "log.level" || log.level"#)),
+                ("a", None),
+            ]);
+            let mut fast = JsonStage::new(&cfg).unwrap();
+            let mut slow = JsonStage::build(&cfg, false).unwrap();
+            let (fv, fm) = run(&mut fast, &line);
+            let (sv, sm) = run(&mut slow, &line);
+            proptest::prop_assert_eq!(fv, sv, "{}", line);
+            proptest::prop_assert_eq!(sorted(&fm), sorted(&sm), "{}", line);
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! `labels`: copies extracted values into stream labels.
 //!
 //! `labels: {name: source}`; an empty source means the label's own name. Values that have no
-//! string form (null, objects, arrays) are skipped, as in Promtail.
+//! string form (null, objects, arrays) are skipped, as in Promtail, and so are values that
+//! were not valid UTF-8 in the source (see [`label_sources::is_valid_label_value`]); the
+//! other labels are still set. An empty string is a value like any other.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,6 +59,7 @@ impl LabelsStage {
                 .extracted
                 .get(source)
                 .and_then(value_as_string)
+                .filter(|v| label_sources::is_valid_label_value(v))
                 .map(|v| v.into_owned());
             if let Some(value) = &value {
                 labels.insert_shared_name(name, value);
@@ -205,6 +208,31 @@ mod tests {
         assert_eq!(pair(&mut t, "ab", "c"), r#"{a="ab", b="c", job="app"}"#);
         assert_eq!(pair(&mut t, "a", "bc"), r#"{a="a", b="bc", job="app"}"#);
         assert_eq!(pair(&mut t, "ab", "c"), r#"{a="ab", b="c", job="app"}"#);
+    }
+
+    /// Promtail's labels.go skips a value failing `model.LabelValue.IsValid` (not UTF-8) and
+    /// sets the others; bytes that were not UTF-8 reach the stages as U+FFFD.
+    #[test]
+    fn a_value_that_was_not_utf8_is_skipped_and_the_others_are_set() {
+        let mut s = stage(&[("user", None), ("level", None), ("empty", None)]);
+        let source = String::from_utf8_lossy(b"b\xffob").into_owned();
+        let mut e = entry("x", &[("job", "app")]);
+        e.extracted.insert("user".into(), json!(source));
+        e.extracted.insert("level".into(), json!("info"));
+        e.extracted.insert("empty".into(), json!(""));
+        s.process(&mut e);
+        assert_eq!(
+            e.labels.to_string(),
+            r#"{empty="", job="app", level="info"}"#
+        );
+        // The same values again, through the cache, give the same set.
+        let mut again = entry("x", &[("job", "app")]);
+        again.labels = LabelSet::from_pairs([("job", "app")]);
+        again.extracted.insert("user".into(), json!(source));
+        again.extracted.insert("level".into(), json!("info"));
+        again.extracted.insert("empty".into(), json!(""));
+        s.process(&mut again);
+        assert_eq!(again.labels, e.labels);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod r#match;
 pub mod metrics;
 pub mod multiline;
 pub mod nginx_access;
+pub mod nginx_error;
 pub mod output;
 pub mod pack;
 pub mod preset;
@@ -83,6 +84,8 @@ pub enum StageConfig {
     CorrelationId(correlation_id::CorrelationIdConfig),
     /// tailward: nginx access lines of any `log_format`.
     NginxAccess(nginx_access::NginxAccessConfig),
+    /// tailward: nginx error log records.
+    NginxError(nginx_error::NginxErrorConfig),
     /// tailward: syslog headers (RFC3164, RFC5424, ISO8601).
     Syslog(syslog::SyslogConfig),
     /// tailward: normalised events of auth logs (sshd, sudo, su, PAM, ...).
@@ -137,6 +140,7 @@ impl StageConfig {
             StageConfig::GeoIp(_) => "geoip",
             StageConfig::Preset(_) => "preset",
             StageConfig::NginxAccess(_) => "nginx_access",
+            StageConfig::NginxError(_) => "nginx_error",
             StageConfig::CorrelationId(_) => "correlation_id",
             StageConfig::Syslog(_) => "syslog",
             StageConfig::AuthEvent(_) => "auth_event",
@@ -178,6 +182,7 @@ impl StageConfig {
                 Box::new(correlation_id::CorrelationIdStage::new(c, ctx)?)
             }
             StageConfig::NginxAccess(c) => Box::new(nginx_access::NginxAccessStage::new(c, ctx)?),
+            StageConfig::NginxError(c) => Box::new(nginx_error::NginxErrorStage::new(c, ctx)?),
             StageConfig::Syslog(c) => Box::new(syslog::SyslogStage::new(c)?),
             StageConfig::AuthEvent(c) => Box::new(auth_event::AuthEventStage::new(c, ctx)?),
         })

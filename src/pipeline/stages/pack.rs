@@ -4,8 +4,10 @@
 //! The line becomes `{"k1":"v1",...,"_entry":"<line>"}`: packed keys sorted, `_entry` last,
 //! strings escaped as json-iterator escapes them (HTML-safe). Names that were packed are
 //! removed from the labels. With `ingest_timestamp` (default true) the timestamp becomes the
-//! time of packing. Names whose value has no string form (objects, null) are left out. An
-//! empty name is refused at load (Promtail accepts it and never packs it).
+//! time of packing; when an earlier stage of the list set the timestamp from the line, a
+//! warning says so at load time (see [`crate::pipeline::load_warnings`]). Names whose value
+//! has no string form (objects, null) are left out. An empty name is refused at load
+//! (Promtail accepts it and never packs it).
 
 use serde::{Deserialize, Serialize};
 

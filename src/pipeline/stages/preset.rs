@@ -13,7 +13,9 @@
 //! The preset's stages are expanded and built once at load time; an error inside them is
 //! located as `preset.stages[i].<stage>.<key>` and names the preset. At run time the stages
 //! behave exactly as the same list nested in a `match` that selects every entry (holding,
-//! waiting and acknowledgements included): both run as [`NestedStages`]. `tailward preset show NAME` prints the YAML.
+//! waiting and acknowledgements included): both run as [`NestedStages`]. With `-inspect`
+//! each of its stages is reported on its own (`[inspect: preset NAME / STAGE stage]:`).
+//! `tailward preset show NAME` prints the YAML.
 //! This stage must not know what any preset does.
 
 use std::collections::BTreeMap;
@@ -24,6 +26,7 @@ use serde_json::Value;
 
 use super::StageError;
 use crate::model::ack::AckToken;
+use crate::pipeline::inspect::Inspector;
 use crate::pipeline::nested::NestedStages;
 use crate::pipeline::{BuildContext, PipelineEntry, Stage, Verdict, presets};
 
@@ -70,6 +73,7 @@ impl<'de> Deserialize<'de> for PresetConfig {
 }
 
 pub struct PresetStage {
+    name: String,
     body: NestedStages,
 }
 
@@ -80,7 +84,10 @@ impl PresetStage {
         let body = NestedStages::build("stages", &configs, ctx).map_err(|e| {
             StageError::new(e.key_path, format!("in preset {}: {}", cfg.name, e.message))
         })?;
-        Ok(Self { body })
+        Ok(Self {
+            name: cfg.name.clone(),
+            body,
+        })
     }
 }
 
@@ -99,6 +106,13 @@ impl Stage for PresetStage {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.body.next_deadline()
+    }
+
+    /// `-inspect` reports each of the preset's stages, named `preset NAME / stage`.
+    fn inspect_inside(&mut self, inspector: &Inspector) -> bool {
+        self.body
+            .inspect_with(inspector.nested(&format!("preset {}", self.name)));
+        true
     }
 }
 

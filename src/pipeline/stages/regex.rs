@@ -1,4 +1,10 @@
 //! `regex`: named capture groups of an RE2-style expression go into the extracted map.
+//!
+//! As in Promtail (regex.go: `extracted[name] = match[i]` for every named group of
+//! `FindStringSubmatch`), a named group that did not take part in the match (an optional
+//! group) is set to the empty string, so a later `labels` stage sets an empty value and a
+//! template prints nothing, and an earlier value of that key is replaced. A line the
+//! expression does not match changes nothing.
 
 mod trailing_group;
 
@@ -87,9 +93,11 @@ impl Stage for RegexStage {
         // inserted after.
         self.found.clear();
         for (i, name) in &self.names {
-            if let Some((s, e)) = self.matcher.get(*i) {
-                self.found.push((*name, input[s..e].to_string()));
-            }
+            let value = match self.matcher.get(*i) {
+                Some((s, e)) => input[s..e].to_string(),
+                None => String::new(),
+            };
+            self.found.push((*name, value));
         }
         entry.extracted.reserve(self.found.len());
         for (name, value) in self.found.drain(..) {
@@ -151,7 +159,7 @@ mod tests {
         assert_eq!(e.extracted["msg"], "Accepted é");
         let mut e = entry("web-1 CRON: x", &[]);
         s.process(&mut e);
-        assert!(!e.extracted.contains_key("pid"));
+        assert_eq!(e.extracted["pid"], "");
         assert_eq!(e.extracted["msg"], "x");
         // `.` stops at a newline and `$` needs the end: no match, nothing extracted.
         let mut e = entry("web-1 CRON: x\ny", &[]);
@@ -161,6 +169,50 @@ mod tests {
         let mut e = entry("web-1 sshé: x", &[]);
         s.process(&mut e);
         assert!(!e.extracted.contains_key("program"));
+    }
+
+    /// Promtail's regex.go sets every named group of `FindStringSubmatch`, and Go gives ""
+    /// for a group that did not participate: the key is set to "" (replacing an earlier
+    /// value), not left out. A line that does not match sets nothing.
+    #[test]
+    fn a_group_that_did_not_take_part_is_set_to_the_empty_string() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"^(?P<a>\w+)(?: (?P<b>\d+))?(?:x(?P<c>y))?$".into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry("word", &[]);
+        e.extracted.insert("b".into(), Value::from("earlier"));
+        s.process(&mut e);
+        assert_eq!(e.extracted["a"], "word");
+        assert_eq!(e.extracted["b"], "");
+        assert_eq!(e.extracted["c"], "");
+        let mut e = entry("no match here!", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("a"));
+        assert!(!e.extracted.contains_key("b"));
+    }
+
+    /// The expression of Promtail's regex_test.go (`testRegexYamlSingleStageWithoutSource`)
+    /// on a request without path and protocol: Go's `FindStringSubmatch` gives "" for the
+    /// optional `path` and `protocol` groups, which regex.go stores.
+    #[test]
+    fn promtail_s_test_expression_sets_its_optional_groups_to_empty() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r#"^(?P<ip>\S+) (?P<identd>\S+) (?P<user>\S+) \[(?P<timestamp>[\w:/]+\s[+\-]\d{4})\] "(?P<action>\S+)\s?(?P<path>\S+)?\s?(?P<protocol>\S+)?" (?P<status>\d{3}|-) (?P<size>\d+|-)\s?"?(?P<referer>[^"]*)"?\s?"?(?P<useragent>[^"]*)?"?$"#.into(),
+            source: None,
+        })
+        .unwrap();
+        let mut e = entry(
+            r#"11.11.11.11 - frank [25/Jan/2000:14:00:01 -0500] "GET" 400 0"#,
+            &[],
+        );
+        s.process(&mut e);
+        assert_eq!(e.extracted["action"], "GET");
+        assert_eq!(e.extracted["path"], "");
+        assert_eq!(e.extracted["protocol"], "");
+        assert_eq!(e.extracted["status"], "400");
+        assert_eq!(e.extracted["useragent"], "");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Like `labels`, but the pair rides as non-indexed metadata. A key missing from the extracted
 //! map is taken from the stream labels, and that label is then removed from the stream, as in
 //! Promtail: the way to move a high-cardinality label such as a correlation ID off the index.
+//! As in Promtail (which shares `processLabelsConfigs` with `labels`), a value that was not
+//! valid UTF-8 in the source is skipped (see [`label_sources::is_valid_label_value`]).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,7 @@ impl Stage for StructuredMetadataStage {
                 .extracted
                 .get(source)
                 .and_then(value_as_string)
+                .filter(|v| label_sources::is_valid_label_value(v))
                 .map(|v| v.into_owned());
             let from_label = entry.labels.get(source).map(str::to_string);
             match (extracted, from_label) {
