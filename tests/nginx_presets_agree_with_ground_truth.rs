@@ -10,17 +10,10 @@
 //! a regression both show up here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use tailward::metrics::Metrics;
-use tailward::model::labels::LabelSet;
-use tailward::pipeline::stages::StageConfig;
-use tailward::pipeline::{
-    BuildContext, PipelineEntry, build_stages, release_stages, run_stages, value_as_string,
-};
+use tailward::pipeline::{PipelineEntry, value_as_string};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nginx");
 
@@ -83,39 +76,7 @@ fn instant(s: &str) -> Option<String> {
 
 /// Runs `lines` through `stages` (YAML list), flushing held entries at the end.
 fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
-    // Through JSON values, as the config loader reads stages.
-    let value: Value = tailward::config::yaml::from_str(stages_yaml).unwrap();
-    let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let ctx = BuildContext::new("truth", metrics.clone());
-    let mut stages = build_stages("pipeline_stages", &configs, &ctx).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let read_time = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").unwrap();
-    let mut done = Vec::new();
-    let mut consumed = Vec::new();
-    runtime.block_on(async {
-        for line in lines {
-            let entry = PipelineEntry::new(
-                LabelSet::from_pairs([("job", "truth")]),
-                line.to_string(),
-                read_time,
-            );
-            run_stages(&mut stages, 0, entry, &metrics, &mut done, &mut consumed).await;
-        }
-        release_stages(
-            &mut stages,
-            Instant::now(),
-            true,
-            &metrics,
-            &mut done,
-            &mut consumed,
-        )
-        .await;
-    });
-    done
+    crate::support::stage_runner::run_lines(stages_yaml, "truth", "2000-01-01T00:00:00Z", lines).0
 }
 
 /// What we extracted, in the comparison's vocabulary.

@@ -18,17 +18,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use tailward::metrics::Metrics;
-use tailward::model::labels::LabelSet;
-use tailward::pipeline::stages::StageConfig;
-use tailward::pipeline::{
-    BuildContext, PipelineEntry, build_stages, release_stages, run_stages, value_as_string,
-};
+use tailward::pipeline::{PipelineEntry, value_as_string};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
 
@@ -70,38 +63,7 @@ fn instant(s: &str) -> Option<String> {
 }
 
 fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
-    let value: Value = tailward::config::yaml::from_str(stages_yaml).unwrap();
-    let configs: Vec<StageConfig> = serde_json::from_value(value).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let ctx = BuildContext::new("score", metrics.clone());
-    let mut stages = build_stages("pipeline_stages", &configs, &ctx).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let read_time = DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z").unwrap();
-    let mut done = Vec::new();
-    let mut consumed = Vec::new();
-    runtime.block_on(async {
-        for line in lines {
-            let entry = PipelineEntry::new(
-                LabelSet::from_pairs([("job", "score")]),
-                line.to_string(),
-                read_time,
-            );
-            run_stages(&mut stages, 0, entry, &metrics, &mut done, &mut consumed).await;
-        }
-        release_stages(
-            &mut stages,
-            Instant::now(),
-            true,
-            &metrics,
-            &mut done,
-            &mut consumed,
-        )
-        .await;
-    });
-    done
+    crate::support::stage_runner::run_lines(stages_yaml, "score", "2000-01-01T00:00:00Z", lines).0
 }
 
 fn ours(e: &PipelineEntry, parsed_key: &str) -> Fields {
