@@ -9,11 +9,11 @@
 //! [`KNOWN_DISAGREEMENTS`] with its reason, and every listed one must still occur, so a fix or
 //! a regression both show up here.
 
-use std::collections::BTreeMap;
+use crate::support::nginx_fields::*;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
-use tailward::pipeline::{PipelineEntry, value_as_string};
+use tailward::pipeline::PipelineEntry;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nginx");
 
@@ -48,30 +48,8 @@ const MIN_AGREEMENT: f64 = 0.97;
 /// Share of lines of the format-only sets the given format must parse.
 const MIN_PARSED: f64 = 0.99;
 
-type Fields = BTreeMap<String, String>;
-
 fn read(name: &str) -> String {
     std::fs::read_to_string(format!("{DATA}/{name}")).unwrap()
-}
-
-/// "-" and "" are "not set"; numbers keep their text (compared as numbers later).
-fn norm(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::Null => return None,
-        Value::Number(n) => n.to_string(),
-        other => value_as_string(other)?.into_owned(),
-    };
-    (!s.is_empty() && s != "-").then_some(s)
-}
-
-fn instant(s: &str) -> Option<String> {
-    let t = DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z"))
-        .ok()?;
-    Some(
-        t.with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-    )
 }
 
 /// Runs `lines` through `stages` (YAML list), flushing held entries at the end.
@@ -104,16 +82,6 @@ fn ours(e: &PipelineEntry, parsed_key: &str) -> Fields {
         f.insert("url".into(), url);
     }
     f
-}
-
-fn same(expected: &str, got: &str) -> bool {
-    if expected == got {
-        return true;
-    }
-    match (expected.parse::<f64>(), got.parse::<f64>()) {
-        (Ok(a), Ok(b)) => (a - b).abs() < 1e-9,
-        _ => false,
-    }
 }
 
 #[derive(Default)]
@@ -149,28 +117,6 @@ impl Tally {
     }
 }
 
-fn fields(pairs: &[(&str, Option<String>)]) -> Fields {
-    pairs
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
-        .collect()
-}
-
-fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&Value::Null)
-}
-
-fn access_preset(log_format: &str) -> String {
-    format!(
-        "- preset:\n    name: nginx_access\n    parameters:\n      log_format: {}\n",
-        serde_json::to_string(log_format).unwrap()
-    )
-}
-
-fn error_preset(location: &str) -> String {
-    format!("- preset:\n    name: nginx_error\n    parameters:\n      location: {location}\n")
-}
-
 fn beats_access(t: &mut Tally) {
     let log = read("beats__nginx-access-test.log");
     let lines: Vec<&str> = log.lines().collect();
@@ -196,19 +142,6 @@ fn beats_access(t: &mut Tally) {
         t.compare("beats-access", i, &want, &ours(e, "status"));
     }
 }
-
-/// ingress-nginx's `upstreaminfo` format, which Vector's cases use.
-const INGRESS_UPSTREAMINFO: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"#;
-
-/// Vector's field names to ours.
-const VRL_ACCESS_KEYS: &[(&str, &str)] = &[
-    ("client", "remote_addr"),
-    ("user", "remote_user"),
-    ("size", "body_bytes_sent"),
-    ("body_bytes_size", "body_bytes_sent"),
-    ("referer", "http_referer"),
-    ("agent", "http_user_agent"),
-];
 
 fn vrl_access(t: &mut Tally) {
     for (i, case) in read("vrl__parse_nginx_log_cases.jsonl").lines().enumerate() {
@@ -297,13 +230,6 @@ fn beats_error(t: &mut Tally) {
         t.compare("beats-error", i, &want, &ours(e, "level"));
     }
 }
-
-const VRL_ERROR_KEYS: &[(&str, &str)] = &[
-    ("severity", "level"),
-    ("cid", "connection_id"),
-    ("referer", "referrer"),
-    ("timestamp", "time"),
-];
 
 fn vrl_error(t: &mut Tally) {
     for (i, case) in read("vrl__parse_nginx_log_error_cases.jsonl")

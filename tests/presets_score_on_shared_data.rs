@@ -17,16 +17,14 @@
 //! instants. Samples whose expected output says a line must be refused count as an agreed
 //! field when the preset refuses it.
 
-use std::collections::BTreeMap;
+use crate::support::nginx_fields::*;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
-use tailward::pipeline::{PipelineEntry, value_as_string};
+use tailward::pipeline::PipelineEntry;
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
-
-type Fields = BTreeMap<String, String>;
 
 fn shared() -> Option<PathBuf> {
     let dir = PathBuf::from(SHARED);
@@ -42,25 +40,6 @@ fn shared() -> Option<PathBuf> {
 fn read(dir: &Path, name: &str) -> String {
     let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn norm(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::Null => return None,
-        Value::Number(n) => n.to_string(),
-        other => value_as_string(other)?.into_owned(),
-    };
-    (!s.is_empty() && s != "-").then_some(s)
-}
-
-fn instant(s: &str) -> Option<String> {
-    let t = DateTime::parse_from_rfc3339(s)
-        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z"))
-        .ok()?;
-    Some(
-        t.with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-    )
 }
 
 fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
@@ -91,14 +70,6 @@ fn ours(e: &PipelineEntry, parsed_key: &str) -> Fields {
         f.insert("url".into(), url);
     }
     f
-}
-
-fn same(expected: &str, got: &str) -> bool {
-    expected == got
-        || matches!(
-            (expected.parse::<f64>(), got.parse::<f64>()),
-            (Ok(a), Ok(b)) if (a - b).abs() < 1e-9
-        )
 }
 
 /// One family's figures.
@@ -170,43 +141,9 @@ impl Score {
     }
 }
 
-fn fields(pairs: &[(&str, Option<String>)]) -> Fields {
-    pairs
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
-        .collect()
-}
-
-fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&Value::Null)
-}
-
-fn access_preset(log_format: &str) -> String {
-    format!(
-        "- preset:\n    name: nginx_access\n    parameters:\n      log_format: {}\n",
-        serde_json::to_string(log_format).unwrap()
-    )
-}
-
-fn error_preset(location: &str) -> String {
-    format!("- preset:\n    name: nginx_error\n    parameters:\n      location: {location}\n")
-}
-
 fn lines_of(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
-
-/// ingress-nginx's `upstreaminfo`, the format Vector's cases name.
-const INGRESS_UPSTREAMINFO: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"#;
-
-const VRL_ACCESS_KEYS: &[(&str, &str)] = &[
-    ("client", "remote_addr"),
-    ("user", "remote_user"),
-    ("size", "body_bytes_sent"),
-    ("body_bytes_size", "body_bytes_sent"),
-    ("referer", "http_referer"),
-    ("agent", "http_user_agent"),
-];
 
 fn nginx_access(dir: &Path) -> Score {
     let mut s = Score::default();
@@ -340,13 +277,6 @@ fn nginx_access(dir: &Path) -> Score {
     s.accept("nginx-agent-v3__test-access.log", &got, "status");
     s
 }
-
-const VRL_ERROR_KEYS: &[(&str, &str)] = &[
-    ("severity", "level"),
-    ("cid", "connection_id"),
-    ("referer", "referrer"),
-    ("timestamp", "time"),
-];
 
 fn nginx_error(dir: &Path) -> Score {
     let mut s = Score::default();

@@ -6,6 +6,7 @@ pub mod agent_process;
 pub mod container;
 pub mod deb;
 pub mod mmdb_writer;
+pub mod nginx_fields;
 pub mod numbered_lines;
 pub mod receiver;
 pub mod stage_runner;
