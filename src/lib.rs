@@ -9,12 +9,15 @@
 //! [`model`] is the vocabulary they share, [`metrics`] the agent's own Prometheus series,
 //! [`config`] what the user asked for (YAML and flags). [`agent`] wires the parts together
 //! and runs beside them: jobs, reload, the HTTP server, systemd, dry-run and logging.
+//! [`http_listener`] is the HTTP listener (limits, timeouts, TLS) that the agent's pages and
+//! the push sources (`loki_push_api`, `heroku_drain`) both serve through.
 //! [`pipeline_cases`] runs pipeline test cases (`tailward test`) beside the agent, not inside it.
 
 pub mod agent;
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod http_listener;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

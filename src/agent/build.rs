@@ -63,6 +63,27 @@ fn build_job(
     {
         return Err(ConfigError::new(file, at("syslog.tls_config"), e));
     }
+    // A push source's certificate files are read now too, and its refused keys refused.
+    let push_servers = [
+        (
+            "loki_push_api",
+            job.loki_push_api.as_ref().map(|p| &p.server),
+        ),
+        ("heroku_drain", job.heroku_drain.as_ref().map(|h| &h.server)),
+    ];
+    for (key, server) in push_servers {
+        let Some(server) = server else { continue };
+        if server.proxy_protocol_enabled {
+            return Err(ConfigError::new(
+                file,
+                at(&format!("{key}.server.proxy_protocol_enabled")),
+                "the PROXY protocol is not supported by tailward",
+            ));
+        }
+        if let Err(e) = crate::http_listener::tls::acceptor(&server.as_listener_config()) {
+            return Err(ConfigError::new(file, at(&format!("{key}.server")), e));
+        }
+    }
     let relabelers = job
         .relabel_configs
         .iter()

@@ -1,5 +1,5 @@
 //! The running jobs: one per scrape config, each a pipeline task fed by that job's
-//! discovery and tailers (or its journal reader, or its syslog listener), with its own stop
+//! discovery and tailers (or its journal reader, syslog listener or push listener), with its own stop
 //! signal so that a reload can keep, stop or start each job on its own.
 //!
 //! Owns starting a job from its config and stopping it with a full drain (tailers finish
@@ -105,6 +105,43 @@ pub fn start(
             relabelers,
             ctx.metrics.syslog.clone(),
         )?;
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    // Then, in Promtail's order, the push API and (last) Heroku drains.
+    let push = match (&job.loki_push_api, &job.heroku_drain) {
+        _ if !job.static_configs.is_empty() => None,
+        (Some(push), _) => Some(crate::sources::push::PushSource::bind_loki(
+            job,
+            push,
+            relabelers.clone(),
+            ctx.metrics.push.clone(),
+            &ctx.positions.view(),
+        )?),
+        (None, Some(heroku)) => Some(crate::sources::push::PushSource::bind_heroku(
+            job,
+            heroku,
+            relabelers.clone(),
+            ctx.metrics.push.clone(),
+            &ctx.positions.view(),
+        )?),
+        (None, None) => None,
+    };
+    if let Some(source) = push {
+        ctx.targets_view
+            .set_targets(&job.job_name, vec![source.target_view()], Vec::new());
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),

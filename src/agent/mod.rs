@@ -140,10 +140,12 @@ pub async fn run(
             health_check_target: config.server.health_check_target,
             // A journal or syslog job has no files to count but reads as soon as it starts.
             always_ready: stdin_mode
-                || config
-                    .scrape_configs
-                    .iter()
-                    .any(|j| j.journal.is_some() || j.syslog.is_some()),
+                || config.scrape_configs.iter().any(|j| {
+                    j.journal.is_some()
+                        || j.syslog.is_some()
+                        || j.loki_push_api.is_some()
+                        || j.heroku_drain.is_some()
+                }),
             config: config_rx,
             targets: targets_view.clone(),
             positions: Some(positions.clone()),

@@ -13,7 +13,8 @@
 
 mod batch;
 mod encode;
-pub mod logproto;
+/// The wire schema lives in the model, so the push API source reads it without knowing the client.
+pub use crate::model::logproto;
 mod push;
 pub mod queue;
 mod recent;

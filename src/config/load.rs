@@ -348,13 +348,11 @@ fn check_stage_list(stages: &[yaml::Node], key_path: &str, name: &str) -> Result
 /// `scrapeconfig.Config` and the service discoveries inlined into it).
 pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "gcplog",
-    "loki_push_api",
     "windows_events",
     "kafka",
     "azure_event_hubs",
     "gelf",
     "cloudflare",
-    "heroku_drain",
     "docker_sd_configs",
     "dns_sd_configs",
     "file_sd_configs",
@@ -669,6 +667,24 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 }
             }
         }
+        let push_labels = [
+            (
+                "loki_push_api",
+                sc.loki_push_api.as_ref().map(|p| &p.labels),
+            ),
+            ("heroku_drain", sc.heroku_drain.as_ref().map(|h| &h.labels)),
+        ];
+        for (key, labels) in push_labels {
+            for k in labels.into_iter().flat_map(|l| l.keys()) {
+                if !is_valid_label_name(k) {
+                    return Err(ConfigError::new(
+                        name,
+                        at(&format!("{key}.labels.{k}")),
+                        "invalid label name: expected [a-zA-Z_][a-zA-Z0-9_]*",
+                    ));
+                }
+            }
+        }
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
@@ -677,6 +693,8 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             && sc.static_configs.is_empty()
             && sc.journal.is_none()
             && sc.syslog.is_none()
+            && sc.loki_push_api.is_none()
+            && sc.heroku_drain.is_none()
         {
             return Err(ConfigError::new(
                 name,

@@ -8,6 +8,7 @@
 pub mod cli;
 mod expand_env;
 pub mod load;
+mod push;
 mod redact;
 /// The YAML reader lives with the other Go semantics (stages read their configs with it too).
 pub use crate::pipeline::go::yaml;
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::units::{ByteSize, GoDuration};
 pub use expand_env::expand_env;
 pub use load::{ConfigError, Overrides, load, load_str};
+pub use push::{
+    DEFAULT_MAX_REQUEST_SIZE, HerokuDrainTargetConfig, LokiPushTargetConfig, PushServerConfig,
+};
 pub use redact::redacted_yaml;
 
 use crate::pipeline::stages::StageConfig;
@@ -591,6 +595,12 @@ pub struct ScrapeConfig {
     /// Listens for syslog messages (Promtail's `syslog:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SyslogTargetConfig>,
+    /// Receives Loki pushes over HTTP (Promtail's `loki_push_api:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loki_push_api: Option<LokiPushTargetConfig>,
+    /// Receives Heroku log drains over HTTP (Promtail's `heroku_drain:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heroku_drain: Option<HerokuDrainTargetConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
 }
 

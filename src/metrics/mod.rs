@@ -8,6 +8,9 @@
 //! out in the format the scraper asks for.
 
 pub mod exposition;
+mod push;
+
+pub use push::PushMetrics;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -21,6 +24,7 @@ pub struct Metrics {
     pub pipeline: PipelineMetrics,
     pub journal: JournalMetrics,
     pub syslog: SyslogMetrics,
+    pub push: PushMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -454,8 +458,10 @@ impl Metrics {
                 tracing::warn!(error = %e, "process metrics unavailable");
             }
         }
+        let syslog = SyslogMetrics::new(&registry);
         Metrics {
-            syslog: SyslogMetrics::new(&registry),
+            push: PushMetrics::new(&registry, syslog.dropped.clone()),
+            syslog,
             registry,
             client,
             files,

@@ -50,6 +50,16 @@ pub struct LineBatch {
     pub text: String,
     pub lines: Vec<LineSpan>,
     pub read_time: DateTime<FixedOffset>,
+    /// Empty, or one per line: for sources whose lines arrive with their own timestamp and
+    /// structured metadata (the push API). Lines without take `read_time` and no metadata.
+    pub stamps: Vec<LineStamp>,
+}
+
+/// A line's own timestamp and Loki structured metadata, as a push source received them.
+#[derive(Clone, Debug)]
+pub struct LineStamp {
+    pub timestamp: DateTime<FixedOffset>,
+    pub structured_metadata: Vec<(String, String)>,
 }
 
 /// One line inside a [`LineBatch`]: its byte range in `text` and where it ends in the source.
@@ -67,6 +77,7 @@ impl LineBatch {
             text: String::new(),
             lines: Vec::new(),
             read_time,
+            stamps: Vec::new(),
         }
     }
 
@@ -82,6 +93,7 @@ impl LineBatch {
             text: String::with_capacity(text_bytes),
             lines: Vec::new(),
             read_time,
+            stamps: Vec::new(),
         }
     }
 
@@ -94,6 +106,22 @@ impl LineBatch {
             end: self.text.len() as u32,
             ack,
         });
+    }
+
+    /// Appends a line with its own timestamp and structured metadata. A batch holds either
+    /// only stamped lines or none.
+    pub fn push_stamped(&mut self, line: &str, ack: Option<AckToken>, stamp: LineStamp) {
+        debug_assert_eq!(self.stamps.len(), self.lines.len(), "every line stamped");
+        self.push(line, ack);
+        self.stamps.push(stamp);
+    }
+
+    /// Line `i`'s timestamp and structured metadata: its stamp's, or the batch's read time.
+    pub fn stamp(&self, i: usize) -> (DateTime<FixedOffset>, &[(String, String)]) {
+        match self.stamps.get(i) {
+            Some(s) => (s.timestamp, &s.structured_metadata),
+            None => (self.read_time, &[]),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<AckToken>)> {

@@ -525,13 +525,14 @@ impl Pipeline {
         if self.stages.is_empty() && self.inspector.is_none() && !self.show_extracted {
             // Nothing reads or writes the extracted map: lines become entries directly.
             out.reserve(batch.len());
-            for (line, ack) in batch.iter() {
+            for (i, (line, ack)) in batch.iter().enumerate() {
+                let (timestamp, metadata) = batch.stamp(i);
                 out.push(Outgoing::Entry {
                     entry: Entry {
                         labels: (*batch.labels).clone(),
-                        timestamp: batch.read_time,
+                        timestamp,
                         line: line.to_string(),
-                        structured_metadata: Vec::new(),
+                        structured_metadata: metadata.to_vec(),
                     },
                     ack,
                 });
@@ -547,13 +548,15 @@ impl Pipeline {
             }
         };
         out.reserve(batch.len());
-        for (line, ack) in batch.iter() {
+        for (i, (line, ack)) in batch.iter().enumerate() {
+            let (timestamp, metadata) = batch.stamp(i);
             let mut entry = PipelineEntry::with_seed(
                 (*batch.labels).clone(),
                 seed.clone(),
                 line.to_string(),
-                batch.read_time,
+                timestamp,
             );
+            entry.structured_metadata = metadata.to_vec();
             entry.ack = ack;
             self.run_entry(entry).await;
             // Per line, so a dropped line's acknowledgement keeps its place among the entries.

@@ -1,5 +1,6 @@
 //! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]), syslog
-//! senders ([`syslog`]) and standard input ([`stdin`]).
+//! senders ([`syslog`]), HTTP pushes from Loki clients and Heroku drains ([`push`]) and
+//! standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
 //! line stamped with an [`AckToken`](crate::model::ack::AckToken), into its job's pipeline
@@ -15,6 +16,7 @@
 
 pub mod files;
 pub mod journal;
+pub mod push;
 pub mod relabel;
 pub mod stdin;
 pub mod syslog;

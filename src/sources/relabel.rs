@@ -8,6 +8,8 @@ use regex::Regex;
 use crate::config::{RelabelAction, RelabelConfig};
 use crate::model::labels::is_valid_label_name;
 
+/// Cheap to clone (the regex is shared): a job hands its rules to whichever source it starts.
+#[derive(Clone)]
 pub struct Relabeler {
     source_labels: Vec<String>,
     separator: String,

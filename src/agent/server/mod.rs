@@ -12,8 +12,8 @@
 //! [`TargetsView`], [`Positions`] and the current config. It must not change anything in the
 //! agent: `/reload` only asks, through [`reload::Requests`].
 
-pub mod listener;
-pub mod tls;
+pub use crate::http_listener as listener;
+pub use crate::http_listener::tls;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -43,7 +43,7 @@ mod view;
 use file_format::{parse, render, write_atomically};
 pub use key::{key_of, readable, readable_key};
 use state::State;
-pub use view::{CursorPosition, FilePosition, PositionsView};
+pub use view::{CursorPosition, FilePosition, PositionsView, ReceiptPosition};
 
 /// The store, as the agent holds it: the ack task and the saver update and persist it; jobs
 /// get a [`PositionsView`] of it for their sources. A clone is one reference count: every

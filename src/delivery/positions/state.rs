@@ -53,6 +53,9 @@ pub(super) struct Source {
     /// For a journal: the cursor of each entry handed on, by its sequence number (the
     /// "offset" of its ack). The saved value is the cursor of the last settled entry.
     pub(super) cursors: Option<BTreeMap<u64, String>>,
+    /// For a push source: how far its entries are settled by every client, told to the
+    /// requests waiting to answer. Such a source has no path in the saved map.
+    pub(super) receipts: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Source {
@@ -101,6 +104,9 @@ impl State {
             };
             src.finalizer.settle(ack.client, t.from, t.offset);
             let settled = src.settled();
+            if let Some(receipts) = &src.receipts {
+                receipts.send_if_modified(|seen| std::mem::replace(seen, settled) != settled);
+            }
             let finished = src.finished();
             let value = match src.cursors.as_mut() {
                 None => Some(settled.to_string()),
@@ -175,6 +181,7 @@ impl State {
                 last_offset: None,
                 identity,
                 cursors,
+                receipts: None,
             },
         );
         self.current.insert(path.to_string(), id);
@@ -356,6 +363,31 @@ impl Positions {
     pub(super) fn register_cursor(&self, key: &str) -> SourceId {
         self.state()
             .add_source(key, 0, None, Some(BTreeMap::new()), None)
+    }
+
+    /// Registers a push source under `name` (never saved): its acks carry sequence numbers
+    /// from 1, and the receiver returned follows how far they are settled by every client.
+    pub(super) fn register_receipts(
+        &self,
+        name: &str,
+    ) -> (SourceId, tokio::sync::watch::Receiver<u64>) {
+        let mut st = self.state();
+        st.next_id += 1;
+        let id = SourceId(st.next_id);
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let clients = st.clients;
+        st.sources.insert(
+            id,
+            Source {
+                path: name.to_string(),
+                finalizer: Finalizer::new(0, clients),
+                last_offset: None,
+                identity: None,
+                cursors: None,
+                receipts: Some(tx),
+            },
+        );
+        (id, rx)
     }
 
     /// Entry `seq` of journal source `id` has this cursor.

@@ -115,6 +115,50 @@ impl PositionsView {
     }
 }
 
+impl PositionsView {
+    /// Opens a push source (`loki_push_api`, `heroku_drain`) known as `name` (nothing is
+    /// saved for it): its entries are numbered from 1, that number is their acknowledgement
+    /// offset, and [`ReceiptPosition::settled`] follows how far every client has settled
+    /// them, so a request is answered once its entries are safe.
+    #[must_use = "a source is closed through its handle"]
+    pub fn open_receipts(&self, name: &str) -> ReceiptPosition {
+        let (id, settled) = self.store.register_receipts(name);
+        ReceiptPosition {
+            source: Registration::new(self.store.clone(), id),
+            settled,
+        }
+    }
+}
+
+/// One push source, as delivery knows it.
+pub struct ReceiptPosition {
+    source: Registration,
+    settled: tokio::sync::watch::Receiver<u64>,
+}
+
+impl ReceiptPosition {
+    pub fn id(&self) -> SourceId {
+        self.source.id
+    }
+
+    /// As [`FilePosition::issue`]: every line of `batch` is waited for from now on.
+    pub fn issue(&self, batch: &LineBatch) {
+        self.source.issue(batch);
+    }
+
+    /// Follows the highest entry number below which every entry is settled by every
+    /// client. Closed when delivery forgets the source (the clients were replaced by a
+    /// reload): what was waiting can no longer be told.
+    pub fn settled(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.settled.clone()
+    }
+
+    /// The source stopped after handing on entries up to `last_seq`.
+    pub fn close(self, last_seq: u64) {
+        self.source.close(last_seq);
+    }
+}
+
 /// One file being read, as delivery knows it. Its [`id`](Self::id) goes into every line's
 /// acknowledgement token.
 pub struct FilePosition {
@@ -268,6 +312,40 @@ mod tests {
         assert_eq!(view.saved("/l/app.log"), Some((12, Some(ID))));
         assert_eq!(view.handed_on(|i| *i == ID), None, "forgotten once settled");
         assert!(store.settled("/l/app.log"));
+    }
+
+    #[tokio::test]
+    async fn a_push_source_learns_its_entries_are_settled_only_once_every_client_settled_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Positions::open(&dir.path().join("p.yaml"), false, 2, true).unwrap();
+        let receipts = store.view().open_receipts("push");
+        let id = receipts.id();
+        let settled = receipts.settled();
+        receipts.issue(&batch(id, &[1, 2, 3]));
+        let (factory, rx) = ack::channel();
+        factory.for_client(0).settle(vec![AckToken {
+            source: id,
+            from: 1,
+            offset: 3,
+        }]);
+        factory.for_client(1).settle(vec![AckToken::line(id, 1)]);
+        drop(factory);
+        store.clone().run_acks(rx).await;
+        assert_eq!(*settled.borrow(), 1, "client 1 has settled only entry 1");
+        let (factory, rx) = ack::channel();
+        factory.for_client(1).settle(vec![AckToken {
+            source: id,
+            from: 2,
+            offset: 3,
+        }]);
+        drop(factory);
+        store.clone().run_acks(rx).await;
+        assert_eq!(*settled.borrow(), 3);
+        assert!(
+            store.snapshot().is_empty(),
+            "nothing is saved for a push source"
+        );
+        receipts.close(3);
     }
 
     #[tokio::test]

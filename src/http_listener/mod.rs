@@ -14,7 +14,10 @@
 //!   fresh `/ready` or scrape is answered while idle connections hold every place.
 //!
 //! Owns the accept loop and the per-connection I/O. It must not know the routes: it serves
-//! whatever [`Router`] it is given.
+//! whatever [`Router`] it is given (the agent's pages, a push source's routes); [`tls`] owns
+//! the certificate. It sits outside `agent/` so sources can listen through it too.
+
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -103,6 +106,23 @@ impl Listener {
         })
     }
 
+    /// [`Self::bind`] for a caller outside async code (a source bound as its job starts):
+    /// the address is resolved by the system resolver, blocking. Must run inside the runtime.
+    pub fn bind_now(server: &ServerConfig, tls: Option<TlsAcceptor>) -> Result<Listener, String> {
+        let network = server.http_listen_network.as_str();
+        let host = listen_host(network, &server.http_listen_address)?;
+        let port = server.http_listen_port;
+        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?
+            .collect();
+        let tcp = listen_on(network, host, port, addrs)?;
+        Ok(Listener {
+            tcp,
+            tls,
+            limits: Limits::of(server),
+        })
+    }
+
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.tcp.local_addr().ok()
     }
@@ -150,8 +170,8 @@ impl Listener {
     }
 }
 
-async fn bind_tcp(network: &str, address: &str, port: u16) -> Result<TcpListener, String> {
-    let host = match (network, address) {
+fn listen_host<'a>(network: &str, address: &'a str) -> Result<&'a str, String> {
+    Ok(match (network, address) {
         ("tcp" | "tcp4" | "", "") => "0.0.0.0",
         ("tcp6", "") => "::",
         ("tcp" | "tcp4" | "tcp6" | "", a) => a,
@@ -160,10 +180,26 @@ async fn bind_tcp(network: &str, address: &str, port: u16) -> Result<TcpListener
                 "server.http_listen_network: expected tcp, tcp4 or tcp6, got {other:?}"
             ));
         }
-    };
+    })
+}
+
+async fn bind_tcp(network: &str, address: &str, port: u16) -> Result<TcpListener, String> {
+    let host = listen_host(network, address)?;
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))?
+        .collect();
+    listen_on(network, host, port, addrs)
+}
+
+fn listen_on(
+    network: &str,
+    host: &str,
+    port: u16,
+    addrs: Vec<SocketAddr>,
+) -> Result<TcpListener, String> {
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
         .filter(|a| match network {
             "tcp4" => a.is_ipv4(),
             "tcp6" => a.is_ipv6(),
