@@ -8,6 +8,7 @@ pub mod deb;
 pub mod mmdb_writer;
 pub mod nginx_fields;
 pub mod numbered_lines;
+pub mod push_client;
 pub mod receiver;
 pub mod stage_runner;
 pub mod stdin_dry_run;
