@@ -9,6 +9,16 @@ use crate::support::agent_process::AgentProcess;
 use crate::support::push_client::{free_port, post, protobuf_push, receiving_config};
 use crate::support::receiver::Receiver;
 
+/// What is sent (name, headers, body), and what must come back (status, words, reason counted).
+type Case<'a> = (
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    Vec<u8>,
+    u16,
+    &'a str,
+    &'a str,
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_bad_body_is_answered_as_loki_would_counted_and_the_agent_keeps_serving() {
     let receiver = Receiver::start().await;
@@ -31,7 +41,7 @@ async fn each_bad_body_is_answered_as_loki_would_counted_and_the_agent_keeps_ser
         r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["1","{}"]]}}]}}"#,
         "y".repeat(100_000)
     );
-    let cases: Vec<(&str, &[(&str, &str)], Vec<u8>, u16, &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "oversized",
             &json,
