@@ -19,6 +19,7 @@ mod dry_run_matches_promtail_format;
 mod encoded_files_arrive_as_utf8;
 mod file_changes_wake_the_tailer;
 mod geoip_stage_sets_labels;
+mod heroku_drain_receives_logplex_bodies;
 mod host_agent_under_real_systemd;
 mod hostile_templates_cannot_stop_a_job;
 mod http_server_enforces_limits_and_tls;
