@@ -17,12 +17,16 @@
 //! `json+wal` is `json` through the client's disk buffer (`wal: {enabled: true}`, fsync
 //! periodic, the default).
 //!
+//! `push` is the `raw` lines pushed to a `loki_push_api` job by loopback senders instead of
+//! read from a file (see `push_sender`); `kLines/CPU-s` compares it with `raw` per entry.
+//!
 //! Run: `cargo bench --bench throughput -- [KIND|all] [MiB]` (default: all, 64).
 //! It measures the real binary as a user runs it: same config path, default batch settings,
 //! acknowledgement-based positions on. Completion is read from the agent's own
 //! `promtail_sent_entries_total`, so the sink does no decoding work of its own.
 
 mod agent_process;
+mod push_sender;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -35,9 +39,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
-const KINDS: &[&str] = &["raw", "json", "json+wal", "nginx", "auth"];
+const KINDS: &[&str] = &["raw", "json", "json+wal", "nginx", "auth", "push"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,8 +82,16 @@ fn main() {
         cpus()
     );
     println!(
-        "{:<8} {:>9} {:>7} {:>7} {:>10} {:>8} {:>9} {:>8}",
-        "kind", "lines", "MiB", "wall s", "MiB/CPU-s", "MiB/s", "shipping", "RSS MiB"
+        "{:<8} {:>9} {:>7} {:>7} {:>10} {:>8} {:>9} {:>8} {:>13}",
+        "kind",
+        "lines",
+        "MiB",
+        "wall s",
+        "MiB/CPU-s",
+        "MiB/s",
+        "shipping",
+        "RSS MiB",
+        "kLines/CPU-s"
     );
     println!(
         "(wall s and MiB/s: start to the last entry, including the final batchwait; shipping: \
@@ -89,32 +101,38 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (data, wal) = match kind.strip_suffix("+wal") {
             Some(data) => (data, true),
+            None if kind == "push" => ("raw", false),
             None => (kind, false),
         };
         let log = dir.path().join(format!("{data}.log"));
         let (lines, bytes) = generate(data, &log, mib * 1024 * 1024);
         pushes.lock().expect("pushes").clear();
-        let run = ship(dir.path(), &log, data, wal, sink_addr, lines, &pushes);
+        let run = if kind == "push" {
+            push_sender::ship(dir.path(), &log, sink_addr, lines, &pushes)
+        } else {
+            ship(dir.path(), &log, data, wal, sink_addr, lines, &pushes)
+        };
         let mib_f = bytes as f64 / (1024.0 * 1024.0);
         let (shipped_at, shipped_share) = run.shipping;
         println!(
-            "{kind:<8} {lines:>9} {mib_f:>7.1} {:>7.2} {:>10.1} {:>8.1} {:>9.1} {:>8.1}",
+            "{kind:<8} {lines:>9} {mib_f:>7.1} {:>7.2} {:>10.1} {:>8.1} {:>9.1} {:>8.1} {:>13.1}",
             run.wall.as_secs_f64(),
             mib_f / run.cpu_seconds,
             mib_f / run.wall.as_secs_f64(),
             mib_f * shipped_share / shipped_at.as_secs_f64(),
-            run.peak_rss_kib as f64 / 1024.0
+            run.peak_rss_kib as f64 / 1024.0,
+            lines as f64 / run.cpu_seconds / 1000.0
         );
     }
 }
 
-struct Run {
+pub(crate) struct Run {
     /// From start until the last entry was accepted (including the final batchwait).
-    wall: Duration,
+    pub(crate) wall: Duration,
     /// When the last full batch was accepted, and the share of the lines sent by then.
-    shipping: (Duration, f64),
-    cpu_seconds: f64,
-    peak_rss_kib: u64,
+    pub(crate) shipping: (Duration, f64),
+    pub(crate) cpu_seconds: f64,
+    pub(crate) peak_rss_kib: u64,
 }
 
 /// Promtail's benchmark pipeline for `kind`, as `pipeline_stages` YAML lines.
@@ -148,7 +166,7 @@ fn stages(kind: &str) -> &'static str {
     }
 }
 
-type Pushes = Arc<Mutex<Vec<(Instant, usize)>>>;
+pub(crate) type Pushes = Arc<Mutex<Vec<(Instant, usize)>>>;
 
 fn ship(
     dir: &Path,
@@ -405,7 +423,7 @@ fn auth_line(line: &mut String, i: usize, rng: &mut XorShift) {
     };
 }
 
-fn sent_entries(port: u16) -> f64 {
+pub(crate) fn sent_entries(port: u16) -> f64 {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return 0.0;
     };
