@@ -396,7 +396,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__), journal and syslog; {SOURCES_README}"
+                         static_configs (files, with __path__), journal, syslog, loki_push_api and heroku_drain; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
