@@ -190,3 +190,29 @@ async fn a_full_queue_answers_429_with_retry_after_and_a_resending_sender_loses_
     assert_eq!(got.len(), n, "every entry arrived (at least once)");
     let _ = agent.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_disk_buffer_no_push_is_acknowledged_while_loki_is_down() {
+    let receiver = Receiver::start().await;
+    receiver.set_down(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = receiving_config(dir.path(), &receiver.url(), "", &push_job(port));
+    let agent = AgentProcess::start(&config, &[]);
+    listening(&agent);
+    let body = batch(0, 10, 10);
+    let proto = [("Content-Type", "application/x-protobuf")];
+    let a = post(port, "/loki/api/v1/push", &proto, &body);
+    assert_eq!(
+        a.status, 429,
+        "entries only in memory are not acknowledged: {a:?}"
+    );
+    assert_eq!(a.header("retry-after"), Some("1"));
+    receiver.set_down(false).await;
+    let a = post(port, "/loki/api/v1/push", &proto, &body);
+    assert_eq!(a.status, 204, "{a:?}");
+    let entries = receiver.wait_for_entries(10, Duration::from_secs(30)).await;
+    let got: BTreeSet<(usize, usize)> = entries.iter().map(|e| numbered(&e.line)).collect();
+    assert_eq!(got.len(), 10);
+    let _ = agent.terminate();
+}
