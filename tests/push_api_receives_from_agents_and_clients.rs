@@ -205,6 +205,11 @@ async fn a_client_written_from_lokis_json_format_gets_its_tenant_metadata_and_ti
     );
     let (status, body) = crate::support::agent_process::http_get(port, "/ready");
     assert_eq!((status, body.as_str()), (200, "ready"));
+    let (_, discovery) = agent.get("/service-discovery");
+    assert!(
+        discovery.contains(&format!("127.0.0.1:{port}")) && discovery.contains("pushserver"),
+        "the job's target shows its address and labels: {discovery}"
+    );
     assert_eq!(
         agent.metric("tailward_push_requests_total{source=\"loki_push_api\",status=\"204\"}"),
         4.0

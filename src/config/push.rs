@@ -187,6 +187,12 @@ mod tests {
         assert_eq!(push.server.http_server_idle_timeout.0.as_secs(), 5);
         assert_eq!(push.server.graceful_shutdown_timeout.0.as_secs(), 30);
         assert!(push.use_incoming_timestamp);
+        // Promtail's documented heroku_drain example.
+        let heroku = "scrape_configs:\n- job_name: heroku_drain\n  heroku_drain:\n    server:\n      http_listen_address: 0.0.0.0\n      http_listen_port: 8080\n    labels:\n      job: heroku_drain_docs\n    use_incoming_timestamp: true\n  relabel_configs:\n    - source_labels: ['__heroku_drain_host']\n      target_label: 'host'\n";
+        let config = load_str(heroku, "c.yaml", &Overrides::default()).unwrap();
+        let drain = config.scrape_configs[0].heroku_drain.as_ref().unwrap();
+        assert_eq!(drain.server.http_listen_port, 8080);
+        assert_eq!(drain.labels["job"], "heroku_drain_docs");
         let bad = yaml.replace("grpc_listen_port: 0", "health_check_target: false");
         let e = load_str(&bad, "c.yaml", &Overrides::default()).unwrap_err();
         assert!(e.to_string().contains("health_check_target"), "{e}");
