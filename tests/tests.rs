@@ -44,6 +44,7 @@ mod positions_resume_after_restart;
 mod presets_score_on_shared_data;
 mod promtail_pages;
 mod push_api_acknowledges_only_what_is_safe;
+mod push_api_over_tls_with_client_certificates;
 mod push_api_rebinds_on_reload_and_drains_at_shutdown;
 mod push_api_receives_from_agents_and_clients;
 mod push_api_refuses_bad_bodies_as_loki_does;
