@@ -613,7 +613,6 @@ impl Handler {
         }
         let now = crate::model::clock::now();
         let mut batches: Vec<LineBatch> = Vec::new();
-        let mut shipped = 0u64;
         for m in messages {
             let mut labels = meta.clone();
             for (name, value) in [
@@ -644,10 +643,8 @@ impl Handler {
                     batches.push(b);
                 }
             }
-            shipped += 1;
         }
         let delivered = self.hand_on(batches, room).await;
-        s.metrics.heroku_entries.inc_by(shipped);
         if let Some(e) = error {
             s.metrics.heroku_parsing_errors.inc();
             return Err(Refusal::new(StatusCode::BAD_REQUEST, "bad_body", e));
@@ -669,11 +666,14 @@ impl Handler {
         let last = self.intake.hand_on(batches).await;
         drop(room);
         let last = last?;
-        self.settings
-            .metrics
+        let metrics = &self.settings.metrics;
+        metrics
             .entries
             .with_label_values(&[self.settings.kind.key()])
             .inc_by(entries as u64);
+        if self.settings.kind == Kind::Heroku {
+            metrics.heroku_entries.inc_by(entries as u64);
+        }
         self.intake.settled(last).await
     }
 }
