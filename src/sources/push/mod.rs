@@ -873,6 +873,69 @@ mod tests {
         );
     }
 
+    fn batch(lines: usize) -> LineBatch {
+        let mut b = LineBatch::new(
+            Arc::new(LabelSet::from_pairs([("job", "t")])),
+            crate::model::clock::now(),
+        );
+        for i in 0..lines {
+            b.push(&format!("line {i}"), None);
+        }
+        b
+    }
+
+    // Paused clock: the waits run in virtual time, exactly.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_pipeline_holds_a_request_back_and_only_settled_entries_are_acknowledged() {
+        let store = crate::delivery::positions::Positions::in_memory("");
+        let receipts = store.view().open_receipts("loki_push_api:t");
+        let (tx, mut rx) = mpsc::channel(1);
+        let intake = Intake {
+            out: Mutex::new(Some(tx)),
+            settled: receipts.settled(),
+            order: tokio::sync::Mutex::new(Order {
+                last: 0,
+                receipts: Some(receipts),
+            }),
+            budget: Arc::new(Semaphore::new(1024)),
+        };
+        assert_eq!(intake.hand_on(vec![batch(2)]).await.unwrap(), 2);
+        // The pipeline holds one batch and has not taken it: the next request waits its
+        // bound, then is held back, numbering nothing.
+        let started = tokio::time::Instant::now();
+        let held = intake.hand_on(vec![batch(1)]).await.unwrap_err();
+        assert_eq!(started.elapsed(), ACCEPT_WAIT);
+        assert_eq!(
+            (held.status.as_u16(), held.reason, held.retry_after),
+            (429, "back_pressure", true)
+        );
+        let taken = rx.recv().await.unwrap();
+        let tokens: Vec<AckToken> = taken.lines.iter().filter_map(|l| l.ack).collect();
+        assert_eq!(tokens.iter().map(|t| t.offset).collect::<Vec<_>>(), [1, 2]);
+        // Not settled yet: no answer but a 429 once the settle wait is over.
+        let pending = intake.settled(2).await.unwrap_err();
+        assert_eq!(
+            (pending.status.as_u16(), pending.reason),
+            (429, "not_settled")
+        );
+        let (factory, acks) = crate::model::ack::channel();
+        factory.for_client(0).settle(tokens);
+        drop(factory);
+        store.clone().run_acks(acks).await;
+        intake
+            .settled(2)
+            .await
+            .expect("settled entries are acknowledged");
+        assert_eq!(
+            intake.hand_on(vec![batch(1)]).await.unwrap(),
+            3,
+            "numbering goes on"
+        );
+        intake.close().await;
+        let closed = intake.hand_on(vec![batch(1)]).await.unwrap_err();
+        assert_eq!(closed.status.as_u16(), 503);
+    }
+
     #[test]
     fn query_values_of_one_name_are_joined_with_commas_as_go_reads_them() {
         let p = query_params(Some("env=prod&env=eu&app%20name=a%2Fb&flag"));
