@@ -9,8 +9,10 @@
 //!
 //! Sources reach it one way only: a [`PositionsView`](positions::PositionsView) to look up
 //! where to start, and one handle per opened source
-//! ([`FilePosition`](positions::FilePosition), [`CursorPosition`](positions::CursorPosition))
-//! to issue batches, report renames and close. The agent holds the store itself
+//! ([`FilePosition`](positions::FilePosition), [`CursorPosition`](positions::CursorPosition),
+//! or for a push source, which saves nothing, [`ReceiptPosition`](positions::ReceiptPosition):
+//! how far its entries are settled, so a request is answered once they are) to issue
+//! batches, report renames and close. The agent holds the store itself
 //! ([`Positions`](positions::Positions)); the finalizer and the store's state are private.
 
 pub mod file_identity;

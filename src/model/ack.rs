@@ -2,7 +2,8 @@
 //!
 //! A tailer stamps each line with an [`AckToken`] (its source and the byte offset just past
 //! the line). A client sends the tokens of a batch back once the batch is settled (accepted by
-//! Loki, or dropped on purpose and counted). The positions store is the only receiver.
+//! Loki, or dropped on purpose and counted). The positions store is the only receiver; a push
+//! source learns there when its entries are settled, to answer its sender.
 //! Nothing else may travel upstream; this module must not learn about files or HTTP.
 
 use tokio::sync::mpsc;

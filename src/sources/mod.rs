@@ -9,8 +9,10 @@
 //! delivered only from there: when it reopens, it starts where delivery says. That is one
 //! handle per source: a job's sources share a
 //! [`PositionsView`](crate::delivery::positions::PositionsView) to look up where to start,
-//! and each source they open gets its own [`FilePosition`](crate::delivery::positions::FilePosition)
-//! or [`CursorPosition`](crate::delivery::positions::CursorPosition). Labels come
+//! and each source they open gets its own [`FilePosition`](crate::delivery::positions::FilePosition),
+//! [`CursorPosition`](crate::delivery::positions::CursorPosition) or (a push source, which
+//! answers its senders once their entries are settled)
+//! [`ReceiptPosition`](crate::delivery::positions::ReceiptPosition). Labels come
 //! from the scrape config through [`relabel`]. [`targets_view`] is what the HTTP pages show
 //! of the targets. A source must not know stages or Loki.
 

@@ -20,8 +20,9 @@
 //!   report ([`Positions::snapshot`], [`Positions::oldest_outstanding`]), switch clients on a
 //!   reload ([`Positions::reset_clients`]), and hand each job its [`PositionsView`];
 //! - [`PositionsView`], the sources': look up where a file or cursor was delivered to, and
-//!   open a source, getting the one handle ([`FilePosition`], [`CursorPosition`]) through
-//!   which it issues batches, reports renames and closes.
+//!   open a source, getting the one handle ([`FilePosition`], [`CursorPosition`], or
+//!   [`ReceiptPosition`] for a push source, which is never saved) through which it issues
+//!   batches, reports renames and closes.
 //!
 //! The state behind both (`state`) and the file format (`file_format`) are private to this
 //! module. It must not read log files or know about HTTP.
