@@ -2,7 +2,8 @@
 //! prost derive so no protoc runs at build time.
 //!
 //! Owns the wire schema only. The client writes this format directly from its batches (see
-//! `encode`), so these types serve decoding: tests and test receivers read pushes with them.
+//! `client::encode`), so these types serve decoding: the push API source (`sources::push`),
+//! tests and test receivers read pushes with them.
 //! Field numbers must stay exactly as in push.proto; beside them only the encoded sizes that
 //! batching needs before anything is encoded ([`label_pair_len`]).
 
