@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::agent_process::AgentProcess;
-use crate::support::push_client::{free_port, post, receiving_config};
+use crate::support::push_client::{post, push_port, receiving_config};
 use crate::support::receiver::Receiver;
 
 /// Heroku's documented drain body: two frames, each with its newline inside its length.
@@ -28,7 +28,7 @@ const LOGPLEX_HEADERS: &[(&str, &str)] = &[
 async fn herokus_documented_drain_bodies_arrive_with_meta_labels_and_frame_timestamps() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let job = format!(
         r#"    heroku_drain:
       server:
@@ -49,9 +49,7 @@ async fn herokus_documented_drain_bodies_arrive_with_meta_labels_and_frame_times
         &receiving_config(dir.path(), &receiver.url(), "", &job),
         &[],
     );
-    assert!(agent.wait_until(Duration::from_secs(20), |a| {
-        a.stderr_text().contains("push source listening")
-    }));
+    let port = push_port(&agent, 1);
     let a = post(
         port,
         "/heroku/api/v1/drain?env=prod&env=eu",

@@ -10,23 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::agent_process::AgentProcess;
-use crate::support::push_client::{TestEntry, free_port, post, protobuf_push, receiving_config};
+use crate::support::push_client::{TestEntry, post, protobuf_push, push_port, receiving_config};
 use crate::support::receiver::Receiver;
 
 fn push_job(port: u16) -> String {
     format!(
         "    loki_push_api:\n      server:\n        http_listen_address: 127.0.0.1\n        http_listen_port: {port}\n      use_incoming_timestamp: true\n"
     )
-}
-
-fn listening(agent: &AgentProcess) {
-    assert!(
-        agent.wait_until(Duration::from_secs(20), |a| a
-            .stderr_text()
-            .contains("push source listening")),
-        "{}",
-        agent.stderr_text()
-    );
 }
 
 /// Batch `b` of `per` numbered entries, `pad` bytes of padding each.
@@ -69,14 +59,14 @@ async fn entries_acknowledged_with_204_survive_kill_9_with_the_disk_buffer_on() 
     let receiver = Receiver::start().await;
     receiver.set_down(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let wal = format!(
         "    wal:\n      enabled: true\n      dir: {}\n",
         dir.path().join("wal").display()
     );
     let config = receiving_config(dir.path(), &receiver.url(), &wal, &push_job(port));
     let agent = AgentProcess::start(&config, &[]);
-    listening(&agent);
+    let port = push_port(&agent, 1);
     let (batches, per) = (20, 50);
     for b in 0..batches {
         let a = post(
@@ -115,7 +105,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_a_resending_sender_loses_
     let receiver = Receiver::start().await;
     receiver.set_down(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let config = receiving_config(
         dir.path(),
         &receiver.url(),
@@ -123,7 +113,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_a_resending_sender_loses_
         &push_job(port),
     );
     let agent = AgentProcess::start(&config, &[]);
-    listening(&agent);
+    let port = push_port(&agent, 1);
     let (senders, batches, per) = (6, 12, 200);
     let refused = Arc::new(AtomicUsize::new(0));
     let without_retry_after = Arc::new(AtomicUsize::new(0));
@@ -196,10 +186,10 @@ async fn without_a_disk_buffer_no_push_is_acknowledged_while_loki_is_down() {
     let receiver = Receiver::start().await;
     receiver.set_down(true).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let config = receiving_config(dir.path(), &receiver.url(), "", &push_job(port));
     let agent = AgentProcess::start(&config, &[]);
-    listening(&agent);
+    let port = push_port(&agent, 1);
     let body = batch(0, 10, 10);
     let proto = [("Content-Type", "application/x-protobuf")];
     let a = post(port, "/loki/api/v1/push", &proto, &body);

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::support::agent_process::{AgentProcess, write_config};
-use crate::support::push_client::{free_port, post, protobuf_push, receiving_config};
+use crate::support::push_client::{post, protobuf_push, push_port, receiving_config};
 use crate::support::receiver::Receiver;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made here, as files.
@@ -46,7 +46,7 @@ async fn a_sender_with_a_client_certificate_pushes_over_tls_and_plain_http_is_re
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let [ca, server_cert, server_key, client_cert, client_key] = pki(dir.path());
-    let port = free_port();
+    let port = 0;
     let job = format!(
         "    loki_push_api:\n      server:\n        http_listen_address: 127.0.0.1\n        http_listen_port: {port}\n        http_tls_config:\n          cert_file: {}\n          key_file: {}\n          client_auth_type: RequireAndVerifyClientCert\n          client_ca_file: {}\n",
         server_cert.display(),
@@ -57,9 +57,7 @@ async fn a_sender_with_a_client_certificate_pushes_over_tls_and_plain_http_is_re
         &receiving_config(dir.path(), &receiver.url(), "", &job),
         &[],
     );
-    assert!(first.wait_until(Duration::from_secs(20), |a| {
-        a.stderr_text().contains("push source listening")
-    }));
+    let port = push_port(&first, 1);
     let plain = post(
         port,
         "/loki/api/v1/push",

@@ -1,5 +1,5 @@
-//! A SIGHUP that moves a `loki_push_api` job to another port re-binds it there (the old port
-//! closes) and loses none of the entries acknowledged before; at shutdown the listener stops
+//! A SIGHUP that moves a `loki_push_api` job's listener (here to another address) re-binds
+//! it there (the old one closes) and loses none of the entries acknowledged before; at shutdown the listener stops
 //! taking connections, the request in hand is still answered 204 once its entries are
 //! delivered, and the agent exits.
 
@@ -7,17 +7,19 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::support::agent_process::AgentProcess;
-use crate::support::push_client::{free_port, post, protobuf_push, receiving_config};
+use crate::support::push_client::{post_at, protobuf_push, push_port, receiving_config};
 use crate::support::receiver::{Receiver, Reply};
 
-fn push_job(port: u16) -> String {
+/// A push job on a random port of `host`.
+fn push_job(host: &str) -> String {
     format!(
-        "    loki_push_api:\n      server:\n        http_listen_address: 127.0.0.1\n        http_listen_port: {port}\n"
+        "    loki_push_api:\n      server:\n        http_listen_address: {host}\n        http_listen_port: 0\n"
     )
 }
 
-fn push(port: u16, line: &str) -> u16 {
-    post(
+fn push(host: &str, port: u16, line: &str) -> u16 {
+    post_at(
+        host,
         port,
         "/loki/api/v1/push",
         &[("Content-Type", "application/x-protobuf")],
@@ -29,31 +31,27 @@ fn push(port: u16, line: &str) -> u16 {
     .status
 }
 
-fn accepts(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
+fn accepts(host: &str, port: u16) -> bool {
+    TcpStream::connect((host, port)).is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sighup_moves_the_listener_to_its_new_port_and_loses_nothing() {
+async fn sighup_moves_the_listener_to_its_new_address_and_loses_nothing() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (free_port(), free_port());
-    let config = receiving_config(dir.path(), &receiver.url(), "", &push_job(old));
+    let config = receiving_config(dir.path(), &receiver.url(), "", &push_job("127.0.0.1"));
     let agent = AgentProcess::start(&config, &[]);
-    assert!(agent.wait_until(Duration::from_secs(20), |_| accepts(old)));
-    assert_eq!(push(old, "before the reload"), 204);
-    receiving_config(dir.path(), &receiver.url(), "", &push_job(new));
+    let old = push_port(&agent, 1);
+    assert_eq!(push("127.0.0.1", old, "before the reload"), 204);
+    // Another address: the job changes, so its listener is bound again there.
+    receiving_config(dir.path(), &receiver.url(), "", &push_job("127.0.0.2"));
     agent.signal(libc::SIGHUP);
+    let new = push_port(&agent, 2);
     assert!(
-        agent.wait_until(Duration::from_secs(20), |_| accepts(new)),
-        "{}",
-        agent.stderr_text()
+        agent.wait_until(Duration::from_secs(10), |_| !accepts("127.0.0.1", old)),
+        "the old listener still takes connections"
     );
-    assert!(
-        agent.wait_until(Duration::from_secs(10), |_| !accepts(old)),
-        "the old port still listens"
-    );
-    assert_eq!(push(new, "after the reload"), 204);
+    assert_eq!(push("127.0.0.2", new, "after the reload"), 204);
     let entries = receiver.wait_for_entries(2, Duration::from_secs(20)).await;
     let mut lines: Vec<&str> = entries.iter().map(|e| e.line.as_str()).collect();
     lines.sort();
@@ -68,11 +66,10 @@ async fn shutdown_answers_the_request_in_hand_once_delivered_then_exits() {
     // Loki takes its time with the first push: the request is still waiting at SIGTERM.
     receiver.script(vec![Reply::Delay(Duration::from_millis(1500))]);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = receiving_config(dir.path(), &receiver.url(), "", &push_job(port));
+    let config = receiving_config(dir.path(), &receiver.url(), "", &push_job("127.0.0.1"));
     let mut agent = AgentProcess::start(&config, &[]);
-    assert!(agent.wait_until(Duration::from_secs(20), |_| accepts(port)));
-    let in_hand = std::thread::spawn(move || push(port, "in hand at shutdown"));
+    let port = push_port(&agent, 1);
+    let in_hand = std::thread::spawn(move || push("127.0.0.1", port, "in hand at shutdown"));
     assert!(agent.wait_until(Duration::from_secs(10), |a| {
         a.metric("tailward_push_entries_total") >= 1.0
     }));
@@ -80,7 +77,7 @@ async fn shutdown_answers_the_request_in_hand_once_delivered_then_exits() {
     std::thread::sleep(Duration::from_millis(400));
     agent.signal_term();
     assert!(
-        agent.wait_until(Duration::from_secs(10), |_| !accepts(port)),
+        agent.wait_until(Duration::from_secs(10), |_| !accepts("127.0.0.1", port)),
         "the listener still takes connections after SIGTERM"
     );
     assert_eq!(

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::support::agent_process::{AgentProcess, write_config};
-use crate::support::push_client::{free_port, gzip, post, protobuf_push, receiving_config};
+use crate::support::push_client::{gzip, post, protobuf_push, push_port, receiving_config};
 use crate::support::receiver::Receiver;
 
 fn push_job(port: u16) -> String {
@@ -18,23 +18,16 @@ fn push_job(port: u16) -> String {
     )
 }
 
-fn listening(agent: &AgentProcess) {
-    let bound = agent.wait_until(Duration::from_secs(20), |a| {
-        a.stderr_text().contains("push source listening")
-    });
-    assert!(bound, "{}", agent.stderr_text());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_tailward_pushes_protobuf_and_json_and_every_line_arrives_once_each() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let first = AgentProcess::start(
         &receiving_config(dir.path(), &receiver.url(), "", &push_job(port)),
         &[],
     );
-    listening(&first);
+    let port = push_port(&first, 1);
 
     let sender_dir = tempfile::tempdir().unwrap();
     let log = sender_dir.path().join("app.log");
@@ -126,12 +119,12 @@ scrape_configs:
 async fn a_client_written_from_lokis_json_format_gets_its_tenant_metadata_and_timestamps_through() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = 0;
     let agent = AgentProcess::start(
         &receiving_config(dir.path(), &receiver.url(), "", &push_job(port)),
         &[],
     );
-    listening(&agent);
+    let port = push_port(&agent, 1);
     // Loki's documented JSON push body, with structured metadata as the third value.
     let json = br#"{"streams": [{"stream": {"job": "fizz", "enc": "handmade"}, "values": [["1700000000000000001", "fizzbuzz", {"trace_id": "t1"}], ["1700000000000000002", "buzz"]]}]}"#;
     let json_type = ("Content-Type", "application/json");

@@ -3,21 +3,37 @@
 //! client that sends a body with the headers a test gives and reads the whole answer.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prost::Message;
 use tailward::client::logproto;
 
-use super::agent_process::write_config;
+use super::agent_process::{AgentProcess, write_config};
 
-/// A port nothing listens on right now (the agent binds it next).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// The port of the agent's `n`th push listener (from 1), as its log line `push source
+/// listening ... address=HOST:PORT` says, waiting for it. Jobs listen on port 0, so no other
+/// process can take their port between a test choosing it and the agent binding it.
+pub fn push_port(agent: &AgentProcess, n: usize) -> u16 {
+    let mut found = None;
+    let logged = agent.wait_until(Duration::from_secs(20), |a| {
+        found = a
+            .stderr_text()
+            .lines()
+            .filter(|l| l.contains("push source listening"))
+            .filter_map(|l| l.split("address=").nth(1)?.split_whitespace().next())
+            .filter_map(|a| a.trim_matches('"').parse::<std::net::SocketAddr>().ok())
+            .nth(n - 1)
+            .map(|a| a.port());
+        found.is_some()
+    });
+    assert!(
+        logged,
+        "push listener {n} not logged:\n{}",
+        agent.stderr_text()
+    );
+    found.unwrap_or_default()
 }
 
 /// The config of an agent whose job `job_yaml` (indented as a scrape config's keys, at 4
@@ -63,7 +79,12 @@ impl Answer {
 
 /// POSTs `body` to `127.0.0.1:port` `path` with `headers`, `Connection: close`.
 pub fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the push source");
+    post_at("127.0.0.1", port, path, headers, body)
+}
+
+/// [`post`] to `host:port`.
+pub fn post_at(host: &str, port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut s = TcpStream::connect((host, port)).expect("connect to the push source");
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",

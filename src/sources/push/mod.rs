@@ -232,10 +232,13 @@ impl PushSource {
             prefix,
             receipts: positions.open_receipts(&format!("{key}:{}", job.job_name)),
         };
+        let address = source
+            .local_addr()
+            .map_or_else(String::new, |a| a.to_string());
         tracing::info!(
             job = %source.settings.job,
             source = key,
-            address = ?source.local_addr(),
+            address = %address,
             "push source listening"
         );
         Ok(source)
