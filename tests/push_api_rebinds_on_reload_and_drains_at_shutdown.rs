@@ -1,7 +1,7 @@
 //! A SIGHUP that moves a `loki_push_api` job's listener (here to another address) re-binds
-//! it there (the old one closes) and loses none of the entries acknowledged before; at shutdown the listener stops
-//! taking connections, the request in hand is still answered 204 once its entries are
-//! delivered, and the agent exits.
+//! it there (the old one closes) and loses none of the entries acknowledged before; at
+//! shutdown the listener stops taking connections, the request in hand is still answered 204
+//! once its entries are delivered, and the agent exits.
 
 use std::net::TcpStream;
 use std::time::Duration;
