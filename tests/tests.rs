@@ -14,6 +14,7 @@ mod compressed_files_are_read_once;
 mod deb_package_contents;
 mod delivery_retries_and_drops;
 mod delivery_survives_kills_and_outages;
+mod dependencies_are_maintained_and_single;
 mod disk_buffer_survives_outages_and_faults;
 mod dry_run_matches_promtail_format;
 mod encoded_files_arrive_as_utf8;
