@@ -56,6 +56,9 @@ fn main() -> ExitCode {
             eprintln!("error: invalid config: {e}");
             return ExitCode::from(1);
         }
+        for (key_path, message) in agent::build::stage_warnings(&config) {
+            eprintln!("warning: {}: {key_path}: {message}", path.display());
+        }
         println!(
             "Valid config file! No syntax issues found in {}",
             path.display()

@@ -191,6 +191,44 @@ fn valid_config_passes_check_syntax() {
 }
 
 #[test]
+fn check_syntax_prints_the_pack_timestamp_warning_and_passes() {
+    let (code, stderr, stdout) = run(
+        &format!(
+            "{HEAD}scrape_configs:\n  - job_name: a\n    static_configs: [{{labels: {{__path__: /tmp/none.log}}}}]\n\
+             \x20   pipeline_stages:\n\
+             \x20     - regex: {{expression: '^(?P<ts>\\S+) (?P<level>\\w+)'}}\n\
+             \x20     - timestamp: {{source: ts, format: RFC3339}}\n\
+             \x20     - match:\n\
+             \x20         selector: '{{job=\"a\"}}'\n\
+             \x20         stages:\n\
+             \x20           - timestamp: {{source: ts, format: RFC3339}}\n\
+             \x20           - pack: {{labels: [level]}}\n\
+             \x20     - pack: {{labels: [level]}}\n\
+             \x20     - pack: {{labels: [level], ingest_timestamp: false}}\n"
+        ),
+        &["-check-syntax"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Valid config file!"), "{stdout}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: FILE: scrape_configs[0].pipeline_stages[3].pack: pack replaces the timestamp \
+             stage 2 (match) set with the time of packing (ingest_timestamp defaults to true); \
+             set ingest_timestamp: false to keep it",
+            "warning: FILE: scrape_configs[0].pipeline_stages[2].match.stages[1].pack: pack \
+             replaces the timestamp stage 0 (timestamp) set with the time of packing \
+             (ingest_timestamp defaults to true); set ingest_timestamp: false to keep it",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
 fn first_existing_file_of_a_comma_list_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");

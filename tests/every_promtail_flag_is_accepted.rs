@@ -4,12 +4,10 @@
 //! `RegisterFlags` of its config blocks) and its vendored dskit (`server.Config`,
 //! `log.Level`), with each flag's default there, independently of tailward's own table.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, BIN, write_config};
+use crate::support::agent_process::{AgentProcess, BIN, write_config};
 
 /// (flag, Promtail's default as its `-help` prints it).
 const PROMTAIL_FLAGS: &[(&str, &str)] = &[

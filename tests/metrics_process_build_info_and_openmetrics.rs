@@ -3,14 +3,12 @@
 //! target series; a scraper asking for OpenMetrics (as Prometheus does) gets OpenMetrics 1.0,
 //! anyone else the classic text format that promtool accepts.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, metric_value, write_config};
+use crate::support::agent_process::{AgentProcess, metric_value, write_config};
 
 /// Prometheus' scrape `Accept` header (2.x and 3.x).
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";

@@ -11,7 +11,6 @@
 
 use crate::support::nginx_fields::*;
 
-use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use tailward::pipeline::PipelineEntry;
 
@@ -57,33 +56,6 @@ fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
     crate::support::stage_runner::run_lines(stages_yaml, "truth", "2000-01-01T00:00:00Z", lines).0
 }
 
-/// What we extracted, in the comparison's vocabulary.
-fn ours(e: &PipelineEntry, parsed_key: &str) -> Fields {
-    let mut f: Fields = e
-        .extracted
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), norm(v)?)))
-        .collect();
-    let parsed = e.extracted.get(parsed_key).is_some();
-    f.insert("parsed".into(), parsed.to_string());
-    if parsed {
-        f.insert(
-            "time".into(),
-            e.timestamp
-                .with_timezone(&Utc)
-                .to_rfc3339_opts(SecondsFormat::Secs, true),
-        );
-    }
-    if let Some(path) = f.get("path").cloned() {
-        let url = match f.get("query") {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        f.insert("url".into(), url);
-    }
-    f
-}
-
 #[derive(Default)]
 struct Tally {
     compared: usize,
@@ -117,181 +89,93 @@ impl Tally {
     }
 }
 
-fn beats_access(t: &mut Tally) {
-    let log = read("beats__nginx-access-test.log");
+/// Runs a fixture's log through `stages` and compares each entry with its expected record.
+fn compare_log(t: &mut Tally, source: &str, stages: &str, log: &str, want: &[Fields], key: &str) {
     let lines: Vec<&str> = log.lines().collect();
-    let expected: Vec<Value> =
-        serde_json::from_str(&read("beats__nginx-access-test.log-expected.json")).unwrap();
-    let got = run(&access_preset("combined"), &lines);
-    assert_eq!(got.len(), expected.len());
-    for (i, (e, x)) in got.iter().zip(&expected).enumerate() {
-        let version = norm(get(x, "http.version")).map(|v| format!("HTTP/{v}"));
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("client_ip", norm(get(x, "source.address"))),
-            ("remote_user", norm(get(x, "user.name"))),
-            ("method", norm(get(x, "http.request.method"))),
-            ("url", norm(get(x, "url.original"))),
-            ("protocol", version),
-            ("status", norm(get(x, "http.response.status_code"))),
-            ("body_bytes_sent", norm(get(x, "http.response.body.bytes"))),
-            ("http_referer", norm(get(x, "http.request.referrer"))),
-            ("http_user_agent", norm(get(x, "user_agent.original"))),
-            ("time", norm(get(x, "@timestamp")).and_then(|s| instant(&s))),
-        ]);
-        t.compare("beats-access", i, &want, &ours(e, "status"));
+    let got = run(stages, &lines);
+    assert_eq!(got.len(), want.len(), "{source}: entries");
+    for (i, (e, want)) in got.iter().zip(want).enumerate() {
+        t.compare(source, i, want, &ours(e, key));
     }
+}
+
+/// Vector's cases, each run on its own with the format it names.
+fn compare_vector_cases(t: &mut Tally, source: &str, cases: &str, access: bool) {
+    for (i, line) in cases.lines().enumerate() {
+        let (case, stages, key) = if access {
+            let case = vector_case(line, VRL_ACCESS_KEYS);
+            let stages = access_preset(&case.format);
+            (case, stages, "status")
+        } else {
+            (
+                vector_case(line, VRL_ERROR_KEYS),
+                error_preset("UTC"),
+                "level",
+            )
+        };
+        let got = run(&stages, &[case.input.as_str()]);
+        t.compare(source, i, &case.want, &ours(&got[0], key));
+    }
+}
+
+fn beats_access(t: &mut Tally) {
+    let want = beats_access_expected(&read("beats__nginx-access-test.log-expected.json"));
+    let log = read("beats__nginx-access-test.log");
+    compare_log(
+        t,
+        "beats-access",
+        &access_preset("combined"),
+        &log,
+        &want,
+        "status",
+    );
 }
 
 fn vrl_access(t: &mut Tally) {
-    for (i, case) in read("vrl__parse_nginx_log_cases.jsonl").lines().enumerate() {
-        let case: Value = serde_json::from_str(case).unwrap();
-        let format = match case["format"].as_str().unwrap() {
-            "ingress_upstreaminfo" => INGRESS_UPSTREAMINFO,
-            other => other,
-        };
-        let input = case["input"].as_str().unwrap();
-        let got = run(&access_preset(format), &[input]);
-        let got = ours(&got[0], "status");
-        let mut want = Fields::new();
-        match case.get("expected") {
-            Some(Value::Object(map)) => {
-                want.insert("parsed".into(), "true".into());
-                for (k, v) in map {
-                    let key = VRL_ACCESS_KEYS
-                        .iter()
-                        .find(|(theirs, _)| theirs == k)
-                        .map_or(k.as_str(), |(_, o)| o);
-                    let value = if key == "timestamp" {
-                        norm(v).and_then(|s| instant(&s))
-                    } else {
-                        norm(v)
-                    };
-                    let key = if key == "timestamp" { "time" } else { key };
-                    if let Some(value) = value {
-                        want.insert(key.to_string(), value);
-                    }
-                }
-            }
-            _ => {
-                want.insert("parsed".into(), "false".into());
-            }
-        }
-        t.compare("vrl-access", i, &want, &got);
-    }
+    compare_vector_cases(
+        t,
+        "vrl-access",
+        &read("vrl__parse_nginx_log_cases.jsonl"),
+        true,
+    );
 }
 
 fn ops_access(t: &mut Tally) {
+    let want = ops_access_expected(&read("ops-agent__nginx-access.output_fluentbit.yaml"));
     let log = read("ops-agent__nginx-access.input.log");
-    let lines: Vec<&str> = log.lines().collect();
-    let out: Value =
-        tailward::config::yaml::from_str(&read("ops-agent__nginx-access.output_fluentbit.yaml"))
-            .unwrap();
-    let entries = out[0]["entries"].as_array().unwrap();
-    let got = run(&access_preset("combined"), &lines);
-    assert_eq!(got.len(), entries.len());
-    for (i, (e, x)) in got.iter().zip(entries).enumerate() {
-        let h = get(x, "httpRequest");
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("client_ip", norm(get(h, "remoteIp"))),
-            ("method", norm(get(h, "requestMethod"))),
-            ("url", norm(get(h, "requestUrl"))),
-            ("protocol", norm(get(h, "protocol"))),
-            ("status", norm(get(h, "status"))),
-            ("body_bytes_sent", norm(get(h, "responseSize"))),
-            ("http_referer", norm(get(h, "referer"))),
-            ("http_user_agent", norm(get(h, "userAgent"))),
-            ("remote_user", norm(get(get(x, "jsonPayload"), "user"))),
-            ("time", norm(get(x, "timestamp")).and_then(|s| instant(&s))),
-        ]);
-        t.compare("ops-access", i, &want, &ours(e, "status"));
-    }
+    compare_log(
+        t,
+        "ops-access",
+        &access_preset("combined"),
+        &log,
+        &want,
+        "status",
+    );
 }
 
 fn beats_error(t: &mut Tally) {
-    let log = read("beats__nginx-error.log");
-    let lines: Vec<&str> = log.lines().collect();
-    let expected: Vec<Value> =
-        serde_json::from_str(&read("beats__nginx-error.log-expected.json")).unwrap();
+    let want = beats_error_expected(&read("beats__nginx-error.log-expected.json"));
     // The expected output was produced with the pipeline's time zone at -02:00.
-    let got = run(&error_preset("Etc/GMT+2"), &lines);
-    assert_eq!(got.len(), expected.len());
-    for (i, (e, x)) in got.iter().zip(&expected).enumerate() {
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("level", norm(get(x, "log.level"))),
-            ("pid", norm(get(x, "process.pid"))),
-            ("tid", norm(get(x, "process.thread.id"))),
-            ("connection_id", norm(get(x, "nginx.error.connection_id"))),
-            ("message_prefix", norm(get(x, "message"))),
-            ("time", norm(get(x, "@timestamp")).and_then(|s| instant(&s))),
-        ]);
-        t.compare("beats-error", i, &want, &ours(e, "level"));
-    }
+    let log = read("beats__nginx-error.log");
+    compare_log(
+        t,
+        "beats-error",
+        &error_preset("Etc/GMT+2"),
+        &log,
+        &want,
+        "level",
+    );
 }
 
 fn vrl_error(t: &mut Tally) {
-    for (i, case) in read("vrl__parse_nginx_log_error_cases.jsonl")
-        .lines()
-        .enumerate()
-    {
-        let case: Value = serde_json::from_str(case).unwrap();
-        let got = run(&error_preset("UTC"), &[case["input"].as_str().unwrap()]);
-        let got = ours(&got[0], "level");
-        let mut want = Fields::new();
-        want.insert("parsed".into(), "true".into());
-        for (k, v) in case["expected"].as_object().unwrap() {
-            let key = VRL_ERROR_KEYS
-                .iter()
-                .find(|(theirs, _)| theirs == k)
-                .map_or(k.as_str(), |(_, o)| o);
-            let value = if key == "time" {
-                norm(v).and_then(|s| instant(&s))
-            } else {
-                norm(v)
-            };
-            if let Some(value) = value {
-                want.insert(key.to_string(), value);
-            }
-        }
-        t.compare("vrl-error", i, &want, &got);
-    }
+    let cases = read("vrl__parse_nginx_log_error_cases.jsonl");
+    compare_vector_cases(t, "vrl-error", &cases, false);
 }
 
 fn ops_error(t: &mut Tally) {
+    let want = ops_error_expected(&read("ops-agent__nginx-error.output_fluentbit.yaml"));
     let log = read("ops-agent__nginx-error.input.log");
-    let lines: Vec<&str> = log.lines().collect();
-    let out: Value =
-        tailward::config::yaml::from_str(&read("ops-agent__nginx-error.output_fluentbit.yaml"))
-            .unwrap();
-    // Its blank input lines are entries of their own there; here they end the record before.
-    let entries: Vec<&Value> = out[0]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| norm(get(get(e, "jsonPayload"), "message")).is_some())
-        .collect();
-    let got = run(&error_preset("UTC"), &lines);
-    assert_eq!(got.len(), entries.len());
-    for (i, (e, x)) in got.iter().zip(entries).enumerate() {
-        let p = get(x, "jsonPayload");
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("level", norm(get(p, "level"))),
-            ("pid", norm(get(p, "pid"))),
-            ("tid", norm(get(p, "tid"))),
-            ("connection_id", norm(get(p, "connection"))),
-            ("message", norm(get(p, "message"))),
-            ("client", norm(get(p, "client"))),
-            ("server", norm(get(p, "server"))),
-            ("request", norm(get(p, "request"))),
-            ("upstream", norm(get(p, "upstream"))),
-            ("host", norm(get(p, "host"))),
-            ("time", norm(get(x, "timestamp")).and_then(|s| instant(&s))),
-        ]);
-        t.compare("ops-error", i, &want, &ours(e, "level"));
-    }
+    compare_log(t, "ops-error", &error_preset("UTC"), &log, &want, "level");
 }
 
 /// nginx-agent's logs with their formats: the share of lines parsed.
@@ -310,7 +194,7 @@ fn format_only_sets() -> Vec<(String, usize, usize)> {
         .collect();
     sets.push((
         "nginx-agent-v3__test-access.log".into(),
-        r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for" "$bytes_sent" "$request_length" "$request_time" "$gzip_ratio" "$server_protocol" "$upstream_connect_time""$upstream_header_time" "$upstream_response_length" "$upstream_response_time""#.into(),
+        NGINX_AGENT_V3_FORMAT.into(),
     ));
     sets.iter()
         .map(|(file, format)| {

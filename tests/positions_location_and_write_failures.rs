@@ -8,13 +8,11 @@
 //! The sandboxes are made for real with `unshare --mount` (root, as scripts/test runs):
 //! a bind mount of a `systemd-private-*` directory over /tmp, and a read-only bind mount.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
+use crate::support::agent_process::{AgentProcess, write_config};
 
 /// A directory outside /tmp, which the private-/tmp test replaces.
 fn workdir() -> tempfile::TempDir {

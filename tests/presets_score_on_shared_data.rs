@@ -46,32 +46,6 @@ fn run(stages_yaml: &str, lines: &[&str]) -> Vec<PipelineEntry> {
     crate::support::stage_runner::run_lines(stages_yaml, "score", "2000-01-01T00:00:00Z", lines).0
 }
 
-fn ours(e: &PipelineEntry, parsed_key: &str) -> Fields {
-    let mut f: Fields = e
-        .extracted
-        .iter()
-        .filter_map(|(k, v)| Some((k.to_string(), norm(v)?)))
-        .collect();
-    let parsed = e.extracted.get(parsed_key).and_then(norm).is_some();
-    f.insert("parsed".into(), parsed.to_string());
-    if parsed {
-        f.insert(
-            "time".into(),
-            e.timestamp
-                .with_timezone(&Utc)
-                .to_rfc3339_opts(SecondsFormat::Secs, true),
-        );
-    }
-    if let Some(path) = f.get("path").cloned() {
-        let url = match f.get("query") {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
-        };
-        f.insert("url".into(), url);
-    }
-    f
-}
-
 /// One family's figures.
 #[derive(Default)]
 struct Score {
@@ -145,108 +119,85 @@ fn lines_of(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
 
+impl Score {
+    /// Runs a sample's log through `stages`, counts what is accepted and compares each entry
+    /// with its expected record.
+    fn log(
+        &mut self,
+        source: &str,
+        file: &str,
+        stages: &str,
+        log: &str,
+        want: &[Fields],
+        key: &str,
+    ) {
+        let got = run(stages, &lines_of(log));
+        self.accept(file, &got, key);
+        for (i, (e, want)) in got.iter().zip(want).enumerate() {
+            self.compare(source, i, want, &ours(e, key));
+        }
+    }
+
+    /// Vector's cases, each run on its own with the format it names.
+    fn vector_cases(&mut self, source: &str, file: &str, cases: &str, access: bool) {
+        let mut entries = Vec::new();
+        let key = if access { "status" } else { "level" };
+        for (i, line) in cases.lines().enumerate() {
+            let (case, stages) = if access {
+                let case = vector_case(line, VRL_ACCESS_KEYS);
+                let stages = access_preset(&case.format);
+                (case, stages)
+            } else {
+                (vector_case(line, VRL_ERROR_KEYS), error_preset("UTC"))
+            };
+            let got = run(&stages, &[case.input.as_str()]);
+            self.compare(source, i, &case.want, &ours(&got[0], key));
+            entries.extend(got);
+        }
+        self.accept(file, &entries, key);
+    }
+}
+
 fn nginx_access(dir: &Path) -> Score {
     let mut s = Score::default();
     let at = |name: &str| format!("nginx-access/{name}");
+    let combined = access_preset("combined");
     // Filebeat's expected output.
-    let log = read(dir, &at("beats__nginx-access-test.log"));
-    let expected: Vec<Value> = serde_json::from_str(&read(
+    let want = beats_access_expected(&read(
         dir,
         &at("beats__nginx-access-test.log-expected.json"),
-    ))
-    .unwrap_or_default();
-    let got = run(&access_preset("combined"), &lines_of(&log));
-    s.accept("beats__nginx-access-test.log", &got, "status");
-    for (i, (e, x)) in got.iter().zip(&expected).enumerate() {
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("client_ip", norm(get(x, "source.address"))),
-            ("remote_user", norm(get(x, "user.name"))),
-            ("method", norm(get(x, "http.request.method"))),
-            ("url", norm(get(x, "url.original"))),
-            (
-                "protocol",
-                norm(get(x, "http.version")).map(|v| format!("HTTP/{v}")),
-            ),
-            ("status", norm(get(x, "http.response.status_code"))),
-            ("body_bytes_sent", norm(get(x, "http.response.body.bytes"))),
-            ("http_referer", norm(get(x, "http.request.referrer"))),
-            ("http_user_agent", norm(get(x, "user_agent.original"))),
-            ("time", norm(get(x, "@timestamp")).and_then(|t| instant(&t))),
-        ]);
-        s.compare("beats-access", i, &want, &ours(e, "status"));
-    }
+    ));
+    let log = read(dir, &at("beats__nginx-access-test.log"));
+    s.log(
+        "beats-access",
+        "beats__nginx-access-test.log",
+        &combined,
+        &log,
+        &want,
+        "status",
+    );
     // Vector's cases, each with its format.
-    let mut vrl_entries = Vec::new();
-    for (i, case) in read(dir, &at("vrl__parse_nginx_log_cases.jsonl"))
-        .lines()
-        .enumerate()
-    {
-        let Ok(case) = serde_json::from_str::<Value>(case) else {
-            continue;
-        };
-        let format = match case["format"].as_str().unwrap_or("combined") {
-            "ingress_upstreaminfo" => INGRESS_UPSTREAMINFO,
-            other => other,
-        };
-        let input = case["input"].as_str().unwrap_or_default();
-        let got = run(&access_preset(format), &[input]);
-        let theirs = ours(&got[0], "status");
-        vrl_entries.extend(got);
-        let mut want = Fields::new();
-        match case.get("expected") {
-            Some(Value::Object(map)) => {
-                want.insert("parsed".into(), "true".into());
-                for (k, v) in map {
-                    let key = VRL_ACCESS_KEYS
-                        .iter()
-                        .find(|(t, _)| t == k)
-                        .map_or(k.as_str(), |(_, o)| o);
-                    let (key, value) = if key == "timestamp" {
-                        ("time", norm(v).and_then(|t| instant(&t)))
-                    } else {
-                        (key, norm(v))
-                    };
-                    if let Some(value) = value {
-                        want.insert(key.to_string(), value);
-                    }
-                }
-            }
-            _ => {
-                want.insert("parsed".into(), "false".into());
-            }
-        }
-        s.compare("vrl-access", i, &want, &theirs);
-    }
-    s.accept("vrl__parse_nginx_log_cases.jsonl", &vrl_entries, "status");
+    let cases = read(dir, &at("vrl__parse_nginx_log_cases.jsonl"));
+    s.vector_cases(
+        "vrl-access",
+        "vrl__parse_nginx_log_cases.jsonl",
+        &cases,
+        true,
+    );
     // Google Ops Agent's expected output.
-    let log = read(dir, &at("ops-agent__nginx-access.input.log"));
-    let out: Value = tailward::config::yaml::from_str(&read(
+    let want = ops_access_expected(&read(
         dir,
         &at("ops-agent__nginx-access.output_fluentbit.yaml"),
-    ))
-    .unwrap_or(Value::Null);
-    let got = run(&access_preset("combined"), &lines_of(&log));
-    s.accept("ops-agent__nginx-access.input.log", &got, "status");
-    let none = Vec::new();
-    let entries = out[0]["entries"].as_array().unwrap_or(&none);
-    for (i, (e, x)) in got.iter().zip(entries).enumerate() {
-        let h = get(x, "httpRequest");
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("client_ip", norm(get(h, "remoteIp"))),
-            ("method", norm(get(h, "requestMethod"))),
-            ("url", norm(get(h, "requestUrl"))),
-            ("protocol", norm(get(h, "protocol"))),
-            ("status", norm(get(h, "status"))),
-            ("body_bytes_sent", norm(get(h, "responseSize"))),
-            ("http_referer", norm(get(h, "referer"))),
-            ("http_user_agent", norm(get(h, "userAgent"))),
-            ("remote_user", norm(get(get(x, "jsonPayload"), "user"))),
-            ("time", norm(get(x, "timestamp")).and_then(|t| instant(&t))),
-        ]);
-        s.compare("ops-access", i, &want, &ours(e, "status"));
-    }
+    ));
+    let log = read(dir, &at("ops-agent__nginx-access.input.log"));
+    s.log(
+        "ops-access",
+        "ops-agent__nginx-access.input.log",
+        &combined,
+        &log,
+        &want,
+        "status",
+    );
     // Samples without expected output: only what is accepted.
     for (file, format) in [
         ("elastic-examples__apache_logs.log", "combined"),
@@ -271,9 +222,8 @@ fn nginx_access(dir: &Path) -> Score {
         let got = run(&access_preset(format), &lines_of(&text));
         s.accept(file, &got, "status");
     }
-    let v3 = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for" "$bytes_sent" "$request_length" "$request_time" "$gzip_ratio" "$server_protocol" "$upstream_connect_time""$upstream_header_time" "$upstream_response_length" "$upstream_response_time""#;
     let text = read(dir, &at("nginx-agent-v3__test-access.log"));
-    let got = run(&access_preset(v3), &lines_of(&text));
+    let got = run(&access_preset(NGINX_AGENT_V3_FORMAT), &lines_of(&text));
     s.accept("nginx-agent-v3__test-access.log", &got, "status");
     s
 }
@@ -281,105 +231,41 @@ fn nginx_access(dir: &Path) -> Score {
 fn nginx_error(dir: &Path) -> Score {
     let mut s = Score::default();
     let at = |name: &str| format!("nginx-error/{name}");
+    let want = beats_error_expected(&read(dir, &at("beats__nginx-error.log-expected.json")));
     let log = read(dir, &at("beats__nginx-error.log"));
-    let expected: Vec<Value> =
-        serde_json::from_str(&read(dir, &at("beats__nginx-error.log-expected.json")))
-            .unwrap_or_default();
     // Filebeat's expected output was made with the pipeline's zone at -02:00.
-    let got = run(&error_preset("Etc/GMT+2"), &lines_of(&log));
-    s.accept("beats__nginx-error.log", &got, "level");
-    for (i, (e, x)) in got.iter().zip(&expected).enumerate() {
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("level", norm(get(x, "log.level"))),
-            ("pid", norm(get(x, "process.pid"))),
-            ("tid", norm(get(x, "process.thread.id"))),
-            ("connection_id", norm(get(x, "nginx.error.connection_id"))),
-            ("message_prefix", norm(get(x, "message"))),
-            ("time", norm(get(x, "@timestamp")).and_then(|t| instant(&t))),
-        ]);
-        s.compare("beats-error", i, &want, &ours(e, "level"));
-    }
-    let mut vrl_entries = Vec::new();
-    for (i, case) in read(dir, &at("vrl__parse_nginx_log_error_cases.jsonl"))
-        .lines()
-        .enumerate()
-    {
-        let Ok(case) = serde_json::from_str::<Value>(case) else {
-            continue;
-        };
-        let got = run(
-            &error_preset("UTC"),
-            &[case["input"].as_str().unwrap_or_default()],
-        );
-        let theirs = ours(&got[0], "level");
-        vrl_entries.extend(got);
-        let mut want = Fields::new();
-        match case.get("expected") {
-            Some(Value::Object(map)) => {
-                want.insert("parsed".into(), "true".into());
-                for (k, v) in map {
-                    let key = VRL_ERROR_KEYS
-                        .iter()
-                        .find(|(t, _)| t == k)
-                        .map_or(k.as_str(), |(_, o)| o);
-                    let value = if key == "time" {
-                        norm(v).and_then(|t| instant(&t))
-                    } else {
-                        norm(v)
-                    };
-                    if let Some(value) = value {
-                        want.insert(key.to_string(), value);
-                    }
-                }
-            }
-            _ => {
-                want.insert("parsed".into(), "false".into());
-            }
-        }
-        s.compare("vrl-error", i, &want, &theirs);
-    }
-    s.accept(
-        "vrl__parse_nginx_log_error_cases.jsonl",
-        &vrl_entries,
+    let gmt2 = error_preset("Etc/GMT+2");
+    s.log(
+        "beats-error",
+        "beats__nginx-error.log",
+        &gmt2,
+        &log,
+        &want,
         "level",
     );
-    let log = read(dir, &at("ops-agent__nginx-error.input.log"));
-    let out: Value = tailward::config::yaml::from_str(&read(
+    let cases = read(dir, &at("vrl__parse_nginx_log_error_cases.jsonl"));
+    s.vector_cases(
+        "vrl-error",
+        "vrl__parse_nginx_log_error_cases.jsonl",
+        &cases,
+        false,
+    );
+    let utc = error_preset("UTC");
+    let want = ops_error_expected(&read(
         dir,
         &at("ops-agent__nginx-error.output_fluentbit.yaml"),
-    ))
-    .unwrap_or(Value::Null);
-    let got = run(&error_preset("UTC"), &lines_of(&log));
-    s.accept("ops-agent__nginx-error.input.log", &got, "level");
-    let none = Vec::new();
-    // Its blank input lines are entries of their own there; here they end the record before.
-    let entries: Vec<&Value> = out[0]["entries"]
-        .as_array()
-        .unwrap_or(&none)
-        .iter()
-        .filter(|e| norm(get(get(e, "jsonPayload"), "message")).is_some())
-        .collect();
-    for (i, (e, x)) in got.iter().zip(entries).enumerate() {
-        let p = get(x, "jsonPayload");
-        let want = fields(&[
-            ("parsed", Some("true".into())),
-            ("level", norm(get(p, "level"))),
-            ("pid", norm(get(p, "pid"))),
-            ("tid", norm(get(p, "tid"))),
-            ("connection_id", norm(get(p, "connection"))),
-            ("message", norm(get(p, "message"))),
-            ("client", norm(get(p, "client"))),
-            ("server", norm(get(p, "server"))),
-            ("request", norm(get(p, "request"))),
-            ("upstream", norm(get(p, "upstream"))),
-            ("host", norm(get(p, "host"))),
-            ("time", norm(get(x, "timestamp")).and_then(|t| instant(&t))),
-        ]);
-        s.compare("ops-error", i, &want, &ours(e, "level"));
-    }
+    ));
+    let log = read(dir, &at("ops-agent__nginx-error.input.log"));
+    s.log(
+        "ops-error",
+        "ops-agent__nginx-error.input.log",
+        &utc,
+        &log,
+        &want,
+        "level",
+    );
     let text = read(dir, &at("nginx-agent-v2__error_log_test_lines.log"));
-    let got = run(&error_preset("UTC"), &lines_of(&text));
+    let got = run(&utc, &lines_of(&text));
     s.accept("nginx-agent-v2__error_log_test_lines.log", &got, "level");
     s
 }

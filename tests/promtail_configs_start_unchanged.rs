@@ -5,13 +5,11 @@
 //! `-dry-run` (nothing is pushed anywhere, positions are not written) and their HTTP port
 //! moved to an ephemeral one by flag, as an ExecStart line would.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, BIN};
+use crate::support::agent_process::{AgentProcess, BIN};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/promtail_configs");
 

@@ -3,11 +3,9 @@
 //! other targets run. That is also what a config written as split `- targets:` /
 //! `- labels:` list items means: the first item is a target without labels.
 
-mod support;
-
 use std::time::Duration;
 
-use support::agent_process::{AgentProcess, write_config};
+use crate::support::agent_process::{AgentProcess, write_config};
 
 #[test]
 fn targets_without_path_are_counted_and_the_others_tail() {
@@ -40,7 +38,7 @@ scrape_configs:
             log = log.display(),
         ),
     );
-    let check = std::process::Command::new(support::agent_process::BIN)
+    let check = std::process::Command::new(crate::support::agent_process::BIN)
         .arg(format!("-config.file={}", config.display()))
         .arg("-check-syntax")
         .output()

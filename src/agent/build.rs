@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, ScrapeConfig};
 use crate::metrics::Metrics;
-use crate::pipeline::{BuildContext, Pipeline};
+use crate::pipeline::stages::StageConfig;
+use crate::pipeline::{BuildContext, Pipeline, load_warnings};
 use crate::sources::files::discovery::compile_glob;
 use crate::sources::relabel::Relabeler;
 
@@ -33,6 +34,29 @@ pub fn build_jobs(
         .enumerate()
         .map(|(i, job)| build_job(file, i, job, metrics))
         .collect()
+}
+
+/// The load-time warnings of every job's stage lists, nested `match` lists included (see
+/// [`crate::pipeline::load_warnings`]), as `(key path, message)`. A run logs them as it
+/// builds each list; `-check-syntax` prints these, as it runs before logging is set up.
+pub fn stage_warnings(config: &Config) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (j, job) in config.scrape_configs.iter().enumerate() {
+        let prefix = format!("scrape_configs[{j}].pipeline_stages");
+        collect_stage_warnings(&prefix, &job.pipeline_stages, &mut out);
+    }
+    out
+}
+
+fn collect_stage_warnings(prefix: &str, configs: &[StageConfig], out: &mut Vec<(String, String)>) {
+    for (i, message) in load_warnings::warnings(configs) {
+        out.push((format!("{prefix}[{i}].{}", configs[i].name()), message));
+    }
+    for (i, cfg) in configs.iter().enumerate() {
+        if let StageConfig::Match(m) = cfg {
+            collect_stage_warnings(&format!("{prefix}[{i}].match.stages"), &m.stages, out);
+        }
+    }
 }
 
 /// Builds job `index`; see [`build_jobs`].

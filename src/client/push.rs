@@ -116,7 +116,7 @@ impl Pusher {
         let auth = Auth::load(cfg)?;
         let headers = fixed_headers(cfg, &encoder, &auth)?;
         let mut builder = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .tls_backend_preconfigured(tls)
             .http1_only()
             .default_headers(headers)
             .redirect(if cfg.follow_redirects {

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::expand_env::{Unset, expand_env_tracked};
+use figment::Figment;
+use figment::providers::Serialized;
+
 use super::{ClientConfig, Config, yaml};
 use crate::model::labels::is_valid_label_name;
 
@@ -238,7 +241,7 @@ pub fn load_str(text: &str, name: &str, overrides: &Overrides) -> Result<Config,
         err
     })?;
     let result = config_from_tree(&mut tree, name).and_then(|mut config| {
-        apply_overrides(&mut config, overrides, name)?;
+        apply_overrides(&mut config, overrides)?;
         validate(&config, name)?;
         Ok(config)
     });
@@ -408,16 +411,15 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
     Ok(())
 }
 
-/// Applies command-line flags on top of the parsed file. A flag value is read as the same
-/// plain YAML scalar would be, with the same rules for its field's type, so
-/// `-client.batch-wait=2s` and `batchwait: 2s`, or `-client.tenant-id=42` and
-/// `tenant_id: 42`, mean the same thing.
-fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(), ConfigError> {
-    let flag_error =
-        |e: yaml::Error| ConfigError::new("command line", e.key_path(), e.message.clone());
-    let mut flag_client: Option<yaml::Node> = None;
+/// Applies command-line flags on top of the parsed file: figment layers the file's config
+/// (already typed by go-yaml's rules) and each flag's value (typed as Go's `flag` package
+/// types it: `-client.tenant-id=42` is text, `-server.http-listen-port=0x1F90` the number
+/// 8080), the flags winning as in Promtail, and extracts the effective config. A flag value
+/// that does not fit its key is an error naming the key.
+fn apply_overrides(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
+    let mut file_and_flags = Figment::from(Serialized::defaults(&*config));
+    let mut flag_client: Option<Figment> = None;
     let mut flag_labels: Vec<(String, String)> = Vec::new();
-    let mut tree: Option<yaml::Node> = None;
     for (flag, raw) in &o.flags {
         let Some((_, key)) = CONFIG_FLAGS.iter().find(|(f, _)| f == flag) else {
             return Err(ConfigError::new(
@@ -439,24 +441,19 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
             }
             continue;
         }
-        let scalar = yaml::Node::plain(raw);
+        let value = flag_value(flag, raw)?;
         if let Some(sub) = key.strip_prefix("client.") {
-            let client = flag_client.get_or_insert_with(yaml::Node::empty_map);
-            client.set_path(sub, scalar);
+            let client = flag_client
+                .take()
+                .unwrap_or_else(|| Figment::from(Serialized::defaults(ClientConfig::default())));
+            flag_client = Some(client.merge(Serialized::default(sub, value)));
             continue;
         }
-        if tree.is_none() {
-            let current = yaml::to_tree(&*config)
-                .map_err(|e| ConfigError::new(name, "", format!("internal: {e}")))?;
-            tree = Some(yaml::Node::from_tree(&current));
-        }
-        if let Some(t) = tree.as_mut() {
-            t.set_path(key, scalar);
-        }
+        file_and_flags = file_and_flags.merge(Serialized::default(key, value));
     }
-    if let Some(t) = &tree {
-        *config = yaml::from_node(t).map_err(flag_error)?;
-    }
+    *config = file_and_flags
+        .extract()
+        .map_err(|e| layering_error(e, ""))?;
     // The deprecated singular `client` block and `-client.url` each add one client; other
     // `-client.*` flags configure that flag client.
     if let Some(c) = config.client.take()
@@ -465,8 +462,7 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
         config.clients.push(c);
     }
     if let Some(c) = flag_client {
-        let c: ClientConfig =
-            yaml::from_node(&c).map_err(|e| flag_error(e.within_key("client")))?;
+        let c: ClientConfig = c.extract().map_err(|e| layering_error(e, "client"))?;
         if !c.url.is_empty() {
             config.clients.push(c);
         } else if let Some(t) = o.flags.iter().find(|(f, _)| f == "client.tenant-id") {
@@ -487,6 +483,57 @@ fn apply_overrides(config: &mut Config, o: &Overrides, name: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A flag's value as Go's `flag` package reads it for the flag's type (the command line
+/// has already checked it parses).
+fn flag_value(flag: &str, raw: &str) -> Result<figment::value::Value, ConfigError> {
+    use super::cli::Kind;
+    use figment::value::Value;
+    let kind = super::cli::FLAGS
+        .iter()
+        .find(|f| f.name == flag)
+        .map_or(Kind::Text, |f| f.kind);
+    let bad = |what: &str| {
+        ConfigError::new(
+            &format!("-{flag}"),
+            "",
+            format!("expected {what}, got {raw:?}"),
+        )
+    };
+    Ok(match kind {
+        Kind::Int => Value::from(raw.trim().parse::<i64>().map_err(|_| bad("an integer"))?),
+        Kind::Float => Value::from(raw.trim().parse::<f64>().map_err(|_| bad("a number"))?),
+        Kind::Bool => Value::from(go_bool(raw).ok_or_else(|| bad("true or false"))?),
+        Kind::Text | Kind::Duration | Kind::Bytes => Value::from(raw.to_string()),
+    })
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A value figment could not fit: its key path (under `within`) and what was expected, in
+/// plain words. The file's layer is the typed config itself, so only a flag's value can
+/// misfit.
+fn layering_error(e: figment::Error, within: &str) -> ConfigError {
+    use figment::error::Kind;
+    let key: Vec<&str> = std::iter::once(within)
+        .chain(e.path.iter().map(String::as_str))
+        .filter(|k| !k.is_empty())
+        .collect();
+    let message = match &e.kind {
+        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
+            format!("expected {}, got {actual}", yaml::plain_type_name(expected))
+        }
+        other => other.to_string(),
+    };
+    ConfigError::new("command line", key.join("."), message)
 }
 
 /// Periods below this busy-loop for no gain (a sync of `1ns` costs several percent of a core
@@ -831,6 +878,49 @@ scrape_configs:
         assert_eq!(config.clients[0].tenant_id, "42");
         assert_eq!(config.server.http_listen_port, 9080);
         assert!(config.server.enable_runtime_reload);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_leave_the_rest_of_it_alone() {
+        let file = "server:\n  http_listen_port: 9080\n  log_level: debug\n\
+                    positions:\n  filename: /var/lib/tailward/positions.yaml\n\
+                    clients:\n  - url: http://loki:3100/loki/api/v1/push\n    tenant_id: 7\n";
+        let overrides = Overrides {
+            flags: vec![
+                ("server.http-listen-port".into(), "3101".into()),
+                ("positions.sync-period".into(), "30s".into()),
+                ("limit.readline-rate".into(), "250.5".into()),
+                ("positions.ignore-invalid-yaml".into(), "T".into()),
+            ],
+            ..Overrides::default()
+        };
+        let config = load_str(file, "FILE", &overrides).unwrap();
+        assert_eq!(config.server.http_listen_port, 3101);
+        assert_eq!(config.server.log_level, super::super::LogLevel::Debug);
+        assert_eq!(
+            config.positions.filename,
+            std::path::PathBuf::from("/var/lib/tailward/positions.yaml")
+        );
+        assert_eq!(config.positions.sync_period.0, Duration::from_secs(30));
+        assert!(config.positions.ignore_invalid_yaml);
+        assert_eq!(config.limits_config.readline_rate, 250.5);
+        assert_eq!(config.clients.len(), 1);
+        assert_eq!(config.clients[0].tenant_id, "7");
+    }
+
+    #[test]
+    fn a_flag_value_that_does_not_fit_its_key_names_the_key() {
+        let overrides = Overrides {
+            flags: vec![("server.http-listen-port".into(), "70000".into())],
+            ..Overrides::default()
+        };
+        let err = load_str("", "FILE", &overrides).unwrap_err();
+        assert_eq!(err.file, "command line");
+        assert_eq!(err.key_path, "server.http_listen_port");
+        assert_eq!(
+            err.message,
+            "expected a whole number from 0 to 65535, got signed int `70000`"
+        );
     }
 
     #[test]

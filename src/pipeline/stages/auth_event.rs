@@ -997,8 +997,19 @@ fn user_from_remote(r: &str) -> Option<(&str, Remote<'_>)> {
 }
 
 /// auth-pam.c: `PAM: %s for %s%.100s from %.100s` (pam_strerror, `illegal user ` when the
-/// user is not valid, the user, the canonical host).
+/// user is not valid, the user, the canonical host), which some builds end in ` via ADDRESS`
+/// (fail2ban's sshd filter reads that form). The host after `from` is the peer, as fail2ban
+/// takes it; `via` is kept as written and never taken for the source. Host and `via` hold no
+/// space, so reading from the right leaves one reading.
 fn pam_error(r: &str, cut: bool) -> Option<Found<'_>> {
+    let (r, via) = match r.rsplit_once(" via ") {
+        Some((head, via))
+            if is_host(via) && head.rsplit_once(" from ").is_some_and(|(_, h)| is_host(h)) =>
+        {
+            (head, Some(via))
+        }
+        _ => (r, None),
+    };
     let (head, host) = r.rsplit_once(" from ")?;
     if !is_host(host) {
         return None;
@@ -1019,6 +1030,9 @@ fn pam_error(r: &str, cut: bool) -> Option<Found<'_>> {
         f.set("invalid_user", "true");
     }
     f.remote(host);
+    if let Some(via) = via {
+        f.set("via", via);
+    }
     Some(settle(f, 1, cut))
 }
 

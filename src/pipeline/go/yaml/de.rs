@@ -75,17 +75,25 @@ impl de::Error for Error {
 
 /// serde's type names in a config user's words.
 fn plain_expected(exp: &dyn Expected) -> String {
-    let text = exp.to_string();
-    match text.as_str() {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)".into(),
+    plain_type_name(&exp.to_string())
+}
+
+/// A type name as serde or figment prints it (`u16`, `a boolean`, `struct X`), in a config
+/// user's words.
+pub fn plain_type_name(text: &str) -> String {
+    match text {
+        "u8" => "a whole number from 0 to 255".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" => "a whole number from 0 to 4294967295".into(),
+        "u64" | "u128" | "usize" => "a whole number (0 or more)".into(),
         "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
         "f32" | "f64" => "a number".into(),
-        "a boolean" => "true or false".into(),
+        "a boolean" | "bool" => "true or false".into(),
         "a sequence" => "a list".into(),
         "unit" => "an empty value".into(),
         t if t.starts_with("struct ") || t.starts_with("a map") => "a map of keys".into(),
         t if t.starts_with("enum ") => "one of the documented values".into(),
-        _ => text,
+        _ => text.to_string(),
     }
 }
 

@@ -20,7 +20,7 @@ use std::fmt;
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use serde::de::DeserializeOwned;
 
-pub use de::from_node;
+pub use de::{from_node, plain_type_name};
 pub use ser::{Tree, to_string, to_tree};
 
 /// What one node counts for when aliases copy it, besides its scalar text: about what it
