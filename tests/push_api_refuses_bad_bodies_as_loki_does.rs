@@ -138,9 +138,15 @@ async fn each_bad_body_is_answered_as_loki_would_counted_and_the_agent_keeps_ser
                 .join("\n")
         );
     }
+    // A chunked body has no length to check first: it is cut off at the limit as it arrives.
+    let chunked = chunked_post(port, &"z".repeat(100_000));
+    assert!(
+        chunked.starts_with("HTTP/1.1 413") && chunked.contains("message size too large than max"),
+        "{chunked}"
+    );
     assert_eq!(
         agent.metric("tailward_push_rejected_total"),
-        (cases.len() + 1) as f64,
+        (cases.len() + 2) as f64,
         "each refusal counted once"
     );
     let (status, _) = crate::support::agent_process::http_get(port, "/loki/api/v1/push");
@@ -160,4 +166,23 @@ async fn each_bad_body_is_answered_as_loki_would_counted_and_the_agent_keeps_ser
     crate::support::watch_for_stragglers(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1, "bad pushes shipped nothing");
     let _ = agent.terminate();
+}
+
+/// POSTs `body` as JSON with `Transfer-Encoding: chunked`, in 8 KiB chunks; the raw answer.
+fn chunked_post(port: u16, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let _ = s.write_all(
+        b"POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for chunk in body.as_bytes().chunks(8192) {
+        let _ = write!(s, "{:x}\r\n", chunk.len());
+        let _ = s.write_all(chunk);
+        let _ = s.write_all(b"\r\n");
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
 }
