@@ -308,7 +308,13 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, json).unwrap();
         let gz = gz.finish().unwrap();
+        // Go's compress/flate: raw DEFLATE, no zlib header.
+        let mut deflated =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut deflated, json).unwrap();
+        let deflated = deflated.finish().unwrap();
         for (h, body) in [
+            (headers("application/json", "deflate"), deflated),
             (headers("application/x-protobuf", ""), protobuf()),
             (headers("application/x-protobuf", "snappy"), protobuf()),
             (
