@@ -120,6 +120,30 @@ pub fn start(
             targets: 0,
         });
     }
+    // Promtail routes docker_sd_configs after static configs, journal and syslog.
+    if !job.docker_sd_configs.is_empty() && job.static_configs.is_empty() {
+        let source = crate::sources::docker::DockerSource::new(
+            job,
+            relabelers,
+            ctx.metrics.docker.clone(),
+            ctx.targets_view.clone(),
+            config.limits_config.max_line_size.0 as usize,
+        )?;
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
     let (targets, dropped) = discovery::discover(job, &relabelers, &ctx.metrics)?;
     // Validated at load; an error here means the config did not come through it.
     let encoding = job

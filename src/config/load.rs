@@ -355,7 +355,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "gelf",
     "cloudflare",
     "heroku_drain",
-    "docker_sd_configs",
     "dns_sd_configs",
     "file_sd_configs",
     "consul_sd_configs",
@@ -398,7 +397,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__), journal and syslog; {SOURCES_README}"
+                         static_configs (files, with __path__), journal, syslog and docker_sd_configs; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -669,6 +668,15 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 }
             }
         }
+        for (d, docker) in sc.docker_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = docker.check() {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("docker_sd_configs[{d}].{key}")),
+                    expected,
+                ));
+            }
+        }
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
@@ -677,6 +685,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             && sc.static_configs.is_empty()
             && sc.journal.is_none()
             && sc.syslog.is_none()
+            && sc.docker_sd_configs.is_empty()
         {
             return Err(ConfigError::new(
                 name,

@@ -7,7 +7,10 @@
 //! `process_*` series and `promtail_build_info`, as Promtail's does; [`exposition`] writes it
 //! out in the format the scraper asks for.
 
+mod docker;
 pub mod exposition;
+
+pub use docker::DockerMetrics;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -21,6 +24,7 @@ pub struct Metrics {
     pub pipeline: PipelineMetrics,
     pub journal: JournalMetrics,
     pub syslog: SyslogMetrics,
+    pub docker: DockerMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -454,8 +458,10 @@ impl Metrics {
                 tracing::warn!(error = %e, "process metrics unavailable");
             }
         }
+        let syslog = SyslogMetrics::new(&registry);
         Metrics {
-            syslog: SyslogMetrics::new(&registry),
+            docker: DockerMetrics::new(&registry, syslog.dropped.clone()),
+            syslog,
             registry,
             client,
             files,

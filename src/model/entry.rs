@@ -50,6 +50,9 @@ pub struct LineBatch {
     pub text: String,
     pub lines: Vec<LineSpan>,
     pub read_time: DateTime<FixedOffset>,
+    /// Each line's own timestamp, for sources whose lines carry one (Docker's log stream);
+    /// empty when every line takes `read_time`.
+    pub timestamps: Vec<DateTime<FixedOffset>>,
 }
 
 /// One line inside a [`LineBatch`]: its byte range in `text` and where it ends in the source.
@@ -67,6 +70,7 @@ impl LineBatch {
             text: String::new(),
             lines: Vec::new(),
             read_time,
+            timestamps: Vec::new(),
         }
     }
 
@@ -82,6 +86,7 @@ impl LineBatch {
             text: String::with_capacity(text_bytes),
             lines: Vec::new(),
             read_time,
+            timestamps: Vec::new(),
         }
     }
 
@@ -94,6 +99,22 @@ impl LineBatch {
             end: self.text.len() as u32,
             ack,
         });
+    }
+
+    /// Appends a line with its own timestamp. A batch either gives every line its own or
+    /// none: lines pushed with [`Self::push`] before would take the wrong one.
+    pub fn push_at(&mut self, line: &str, ack: Option<AckToken>, timestamp: DateTime<FixedOffset>) {
+        debug_assert_eq!(self.timestamps.len(), self.lines.len());
+        self.push(line, ack);
+        self.timestamps.push(timestamp);
+    }
+
+    /// Line `index`'s timestamp: its own, or the batch's read time.
+    pub fn timestamp_of(&self, index: usize) -> DateTime<FixedOffset> {
+        self.timestamps
+            .get(index)
+            .copied()
+            .unwrap_or(self.read_time)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<AckToken>)> {

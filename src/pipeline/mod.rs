@@ -525,11 +525,11 @@ impl Pipeline {
         if self.stages.is_empty() && self.inspector.is_none() && !self.show_extracted {
             // Nothing reads or writes the extracted map: lines become entries directly.
             out.reserve(batch.len());
-            for (line, ack) in batch.iter() {
+            for (i, (line, ack)) in batch.iter().enumerate() {
                 out.push(Outgoing::Entry {
                     entry: Entry {
                         labels: (*batch.labels).clone(),
-                        timestamp: batch.read_time,
+                        timestamp: batch.timestamp_of(i),
                         line: line.to_string(),
                         structured_metadata: Vec::new(),
                     },
@@ -547,12 +547,12 @@ impl Pipeline {
             }
         };
         out.reserve(batch.len());
-        for (line, ack) in batch.iter() {
+        for (i, (line, ack)) in batch.iter().enumerate() {
             let mut entry = PipelineEntry::with_seed(
                 (*batch.labels).clone(),
                 seed.clone(),
                 line.to_string(),
-                batch.read_time,
+                batch.timestamp_of(i),
             );
             entry.ack = ack;
             self.run_entry(entry).await;
