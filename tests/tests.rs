@@ -15,6 +15,8 @@ mod deb_package_contents;
 mod delivery_retries_and_drops;
 mod delivery_survives_kills_and_outages;
 mod disk_buffer_survives_outages_and_faults;
+mod docker_containers_are_read_once;
+mod docker_daemon_faults_are_retried;
 mod dry_run_matches_promtail_format;
 mod encoded_files_arrive_as_utf8;
 mod file_changes_wake_the_tailer;

@@ -238,11 +238,15 @@ impl DockerApi {
         self.stream(&path).await
     }
 
-    /// Container start and destroy events from now on.
-    pub async fn events(&self) -> Result<Incoming, ApiError> {
+    /// Container start and destroy events from `since` (Unix seconds; the daemon replays
+    /// the recent ones it keeps) on.
+    pub async fn events(&self, since: i64) -> Result<Incoming, ApiError> {
         let filters = r#"{"type":["container"],"event":["start","destroy"]}"#;
-        self.stream(&format!("/events?filters={}", query_escape(filters)))
-            .await
+        self.stream(&format!(
+            "/events?since={since}&filters={}",
+            query_escape(filters)
+        ))
+        .await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {

@@ -210,7 +210,7 @@ impl DockerSource {
 enum Health {
     Unknown,
     Up,
-    Down(String),
+    Down(&'static str),
 }
 
 impl Health {
@@ -228,11 +228,12 @@ impl Health {
             ApiError::Protocol(_) => "protocol",
         };
         metrics.daemon_errors.with_label_values(&[reason]).inc();
-        let text = e.to_string();
-        if *self != Health::Down(text.clone()) {
-            tracing::warn!(job, daemon = %api.describe(), error = %text, "docker discovery failed; retrying with backoff (other jobs keep running)");
+        // One line per change of state: a daemon restarting fails the stream, then every
+        // connection, and is said once.
+        if *self != Health::Down(reason) {
+            tracing::warn!(job, daemon = %api.describe(), error = %e, "docker discovery failed; retrying with backoff (other jobs keep running)");
         }
-        *self = Health::Down(text);
+        *self = Health::Down(reason);
     }
 }
 
@@ -258,7 +259,12 @@ async fn discover(
     };
     let mut health = Health::Unknown;
     let mut retry = RETRY_MIN;
+    // Events are asked for from just before the last stream ended (or the first list), so
+    // a container that started and ended in between (while the daemon restarted, or
+    // between a list and the next subscription) is still seen.
+    let mut events_since: Option<i64> = None;
     loop {
+        let list_started = unix_now();
         let listed = async {
             let nets = api.networks().await?;
             let containers = api.containers(&config.filters_json(&[]), true).await?;
@@ -296,8 +302,9 @@ async fn discover(
             }
         };
         let deadline = tokio::time::Instant::now() + refresh_every;
+        let since = events_since.unwrap_or(list_started) - EVENTS_OVERLAP_SECS;
         let events = tokio::select! {
-            e = api.events() => e,
+            e = api.events(since) => e,
             _ = stop.wait_for(|s| *s) => return,
         };
         let mut events = match events {
@@ -315,7 +322,10 @@ async fn discover(
         loop {
             let chunk = tokio::select! {
                 c = api::next_chunk(&mut events) => c,
-                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    events_since = Some(unix_now());
+                    break;
+                }
                 _ = stop.wait_for(|s| *s) => return,
             };
             let bytes = match chunk {
@@ -326,6 +336,7 @@ async fn discover(
                         Some(Err(e)) => ApiError::Unreachable(format!("event stream broke: {e}")),
                         _ => ApiError::Unreachable("event stream ended".into()),
                     };
+                    events_since = Some(unix_now());
                     health.down(&job, &api, &e, &metrics);
                     if wait(&mut stop, retry).await {
                         return;
@@ -368,6 +379,16 @@ async fn discover(
             }
         }
     }
+}
+
+/// Events asked for start this long before the last one known seen: the daemon's clock
+/// and ours are the same host's, but whole seconds.
+const EVENTS_OVERLAP_SECS: i64 = 2;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn running_ids(containers: &[api::ContainerSummary]) -> Vec<String> {

@@ -2,12 +2,12 @@
 //! followed while it runs, read to its end when it stops, resumed when it starts again (same
 //! ID), ended when it is removed.
 //!
-//! Owns the container's position: the timestamp of its last line, saved under Promtail's
-//! key `cursor-<container ID>` once that line is delivered (through its
-//! [`CursorPosition`]). Docker's `since` includes lines at the given time, so lines up to
-//! the saved one are skipped by their exact timestamp: after a restart nothing is sent twice.
-//! A value Promtail saved (whole seconds) resends that second, as Promtail itself would. It
-//! must not discover containers nor know stages or Loki.
+//! Owns the container's position: the timestamp of each stream's last line ([`Cursor`]),
+//! saved under Promtail's key `cursor-<container ID>` once that line is delivered (through
+//! its [`CursorPosition`]). Docker's `since` includes lines at the given time, so lines up to
+//! the saved ones are skipped by their exact timestamp: after a restart nothing is sent
+//! twice. A value Promtail saved (whole seconds) resends that second, as Promtail itself
+//! would. It must not discover containers nor know stages or Loki.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,48 +39,110 @@ const BATCH_LINES: usize = 1024;
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Where a container's log was delivered to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cursor {
-    /// Nothing yet: the whole log is read, as Promtail does (`since=0`).
+/// Where one stream of a container's log was delivered to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mark {
+    /// Nothing yet.
     Start,
     /// Promtail's whole seconds: lines of that second may have been sent or not, so they are
     /// all sent.
     Second(i64),
-    /// The exact timestamp of the last line delivered: lines at or before it are skipped.
+    /// The exact timestamp of the stream's last line delivered: lines at or before it are
+    /// skipped.
     Exact(i64, u32),
 }
 
-impl Cursor {
-    pub fn parse(saved: &str) -> Option<Cursor> {
-        let saved = saved.trim();
-        match saved.split_once('.') {
-            None => saved.parse().ok().map(Cursor::Second),
+impl Mark {
+    fn parse(text: &str) -> Option<Mark> {
+        match text.split_once('.') {
+            None => text.parse().ok().map(Mark::Second),
             Some((secs, nanos)) if nanos.len() == 9 => {
-                Some(Cursor::Exact(secs.parse().ok()?, nanos.parse().ok()?))
+                Some(Mark::Exact(secs.parse().ok()?, nanos.parse().ok()?))
             }
             Some(_) => None,
         }
     }
 
-    fn of(ts: &DateTime<FixedOffset>) -> Cursor {
-        Cursor::Exact(ts.timestamp(), ts.timestamp_subsec_nanos())
-    }
-
-    /// The saved form: `<seconds>.<nanoseconds>`, which Docker's `since` also reads.
-    pub fn text(self) -> String {
+    fn text(self) -> String {
         match self {
-            Cursor::Start => "0".into(),
-            Cursor::Second(s) => s.to_string(),
-            Cursor::Exact(s, n) => format!("{s}.{n:09}"),
+            Mark::Start => "0".into(),
+            Mark::Second(s) => s.to_string(),
+            Mark::Exact(s, n) => format!("{s}.{n:09}"),
         }
     }
 
-    /// Whether a line at `ts` comes after this cursor (is not delivered yet).
     fn admits(self, ts: &DateTime<FixedOffset>) -> bool {
         match self {
-            Cursor::Start | Cursor::Second(_) => true,
-            Cursor::Exact(s, n) => (ts.timestamp(), ts.timestamp_subsec_nanos()) > (s, n),
+            Mark::Start | Mark::Second(_) => true,
+            Mark::Exact(s, n) => (ts.timestamp(), ts.timestamp_subsec_nanos()) > (s, n),
+        }
+    }
+}
+
+/// Where a container's log was delivered to, per stream. Docker stamps each stream's lines
+/// in order, but its stdout and stderr copiers interleave in the log a little out of
+/// timestamp order, so one timestamp cannot say which lines of the other stream are done.
+/// Saved as `<stdout>,<stderr>` (each `<seconds>.<nanoseconds>`, Docker's `since` form), or
+/// one value when they are equal (Promtail's whole seconds read as that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub stdout: Mark,
+    pub stderr: Mark,
+}
+
+impl Cursor {
+    /// Nothing read: the whole log is read, as Promtail does (`since=0`).
+    pub const START: Cursor = Cursor {
+        stdout: Mark::Start,
+        stderr: Mark::Start,
+    };
+
+    pub fn parse(saved: &str) -> Option<Cursor> {
+        let saved = saved.trim();
+        match saved.split_once(',') {
+            None => {
+                let m = Mark::parse(saved)?;
+                Some(Cursor {
+                    stdout: m,
+                    stderr: m,
+                })
+            }
+            Some((out, err)) => Some(Cursor {
+                stdout: Mark::parse(out)?,
+                stderr: Mark::parse(err)?,
+            }),
+        }
+    }
+
+    pub fn text(self) -> String {
+        if self.stdout == self.stderr {
+            self.stdout.text()
+        } else {
+            format!("{},{}", self.stdout.text(), self.stderr.text())
+        }
+    }
+
+    /// Docker's `since`: the earlier stream's mark. A stream with no line yet does not hold
+    /// it back (a TTY container has no stderr).
+    fn since(self) -> String {
+        match (self.stdout, self.stderr) {
+            (Mark::Start, m) | (m, Mark::Start) => m.text(),
+            (a, b) => a.min(b).text(),
+        }
+    }
+
+    fn admits(self, stream: Stream, ts: &DateTime<FixedOffset>) -> bool {
+        match stream {
+            Stream::Stdout => self.stdout.admits(ts),
+            Stream::Stderr => self.stderr.admits(ts),
+        }
+    }
+
+    fn advance(&mut self, stream: Stream, ts: &DateTime<FixedOffset>) {
+        let mark = Mark::Exact(ts.timestamp(), ts.timestamp_subsec_nanos());
+        match stream {
+            Stream::Stdout => self.stdout = mark,
+            Stream::Stderr => self.stderr = mark,
         }
     }
 }
@@ -156,11 +218,11 @@ impl ContainerReader {
     ) -> Self {
         let (position, saved) = positions.open_cursor(&cursor_key(&spec.id));
         let cursor = match saved.as_deref().map(|s| (s, Cursor::parse(s))) {
-            None => Cursor::Start,
+            None => Cursor::START,
             Some((_, Some(c))) => c,
             Some((text, None)) => {
                 tracing::warn!(job = %settings.job, container = %spec.id, saved = %text, "saved docker position not understood; reading the container's log from the start");
-                Cursor::Start
+                Cursor::START
             }
         };
         let label =
@@ -233,7 +295,7 @@ impl ContainerReader {
             {
                 return Ended::Stopped;
             }
-            let body = match api.logs(&self.spec.id, &self.cursor.text()).await {
+            let body = match api.logs(&self.spec.id, &self.cursor.since()).await {
                 Ok(b) => b,
                 Err(e) if e.is_not_found() => return Ended::Removed,
                 Err(e) => return Ended::Failed(e),
@@ -266,7 +328,13 @@ impl ContainerReader {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<bool, ApiError> {
         let mut demuxer = Demuxer::new(tty, self.settings.max_line);
-        let mut pending = Pending::default();
+        let mut pending = Pending {
+            floor: self.cursor,
+            order: None,
+            full: Vec::new(),
+            stdout: None,
+            stderr: None,
+        };
         loop {
             let chunk = tokio::select! {
                 c = api::next_chunk(&mut body) => c,
@@ -307,12 +375,15 @@ impl ContainerReader {
 
     /// Takes one line into the batch of its stream.
     fn take(&mut self, line: Line<'_>, pending: &mut Pending) {
-        if !self.cursor.admits(&line.timestamp) {
+        // Only what the answer repeats from before `since` is skipped: within one answer a
+        // line may come after a line of the other stream stamped later.
+        if !pending.floor.admits(line.stream, &line.timestamp) {
             return;
         }
-        self.cursor = Cursor::of(&line.timestamp);
+        self.cursor.advance(line.stream, &line.timestamp);
         self.seq += 1;
         self.position.note_cursor(self.seq, &self.cursor.text());
+        let token = AckToken::line(self.position.id(), self.seq);
         let labels = match line.stream {
             Stream::Stdout => &self.stdout,
             Stream::Stderr => &self.stderr,
@@ -332,11 +403,11 @@ impl ContainerReader {
         };
         let batch =
             batch.get_or_insert_with(|| LineBatch::new(labels.clone(), crate::model::clock::now()));
-        batch.push_at(
-            line.text,
-            Some(AckToken::line(self.position.id(), self.seq)),
-            line.timestamp,
-        );
+        batch.push_at(line.text, Some(token), line.timestamp);
+        pending
+            .order
+            .get_or_insert_with(|| LineBatch::new(labels.clone(), line.timestamp))
+            .push("", Some(token));
         if batch.len() >= BATCH_LINES {
             pending.full.extend(pending.stdout.take());
             pending.full.extend(pending.stderr.take());
@@ -346,6 +417,11 @@ impl ContainerReader {
     /// Hands on what was taken, in order, waiting while the pipeline is full: this stream is
     /// not read further until it is taken (back-pressure).
     async fn hand_on(&mut self, pending: &mut Pending) {
+        // Delivery tracks a source's lines in the order they are issued, and the streams'
+        // batches interleave: every line is issued, in order, before any batch is sent.
+        if let Some(order) = pending.order.take() {
+            self.position.issue(&order);
+        }
         let batches: Vec<LineBatch> = pending
             .full
             .drain(..)
@@ -353,7 +429,6 @@ impl ContainerReader {
             .chain(pending.stderr.take())
             .collect();
         for batch in batches {
-            self.position.issue(&batch);
             let n = batch.len() as u64;
             if self.out.send(batch).await.is_err() {
                 return;
@@ -364,8 +439,11 @@ impl ContainerReader {
 }
 
 /// Lines taken from the answer and not yet handed on.
-#[derive(Default)]
 struct Pending {
+    /// The cursor this answer started from.
+    floor: Cursor,
+    /// The acknowledgement tokens of every line taken, across both streams, in order.
+    order: Option<LineBatch>,
     full: Vec<LineBatch>,
     stdout: Option<LineBatch>,
     stderr: Option<LineBatch>,
@@ -377,25 +455,45 @@ mod tests {
     use crate::config::RelabelConfig;
 
     #[test]
-    fn cursors_read_promtails_seconds_and_keep_nanoseconds() {
-        assert_eq!(
-            Cursor::parse("1700000000"),
-            Some(Cursor::Second(1_700_000_000))
-        );
-        assert_eq!(
-            Cursor::parse("1700000000.000000042"),
-            Some(Cursor::Exact(1_700_000_000, 42))
-        );
-        assert_eq!(Cursor::parse("yesterday"), None);
-        assert_eq!(Cursor::Exact(5, 7).text(), "5.000000007");
+    fn cursors_read_promtails_seconds_and_keep_nanoseconds_per_stream() {
+        let promtail = Cursor::parse("1700000000").unwrap();
+        assert_eq!(promtail.stdout, Mark::Second(1_700_000_000));
+        assert_eq!(promtail.stderr, Mark::Second(1_700_000_000));
+        assert_eq!(promtail.since(), "1700000000");
+        assert!(Cursor::parse("yesterday").is_none());
         let ts = DateTime::parse_from_rfc3339("2026-12-07T23:07:41.480305764Z").unwrap();
-        let at = Cursor::of(&ts);
-        assert!(!at.admits(&ts), "the saved line itself is not sent again");
         let later = DateTime::parse_from_rfc3339("2026-12-07T23:07:41.480305765Z").unwrap();
-        assert!(at.admits(&later));
         assert!(
-            Cursor::Second(ts.timestamp()).admits(&ts),
+            promtail.admits(Stream::Stdout, &ts),
             "Promtail's second is sent again"
+        );
+        let mut c = Cursor::START;
+        assert_eq!(c.since(), "0");
+        c.advance(Stream::Stderr, &later);
+        assert_eq!(
+            c.since(),
+            "1796684861.480305765",
+            "no stdout yet: stderr's mark"
+        );
+        c.advance(Stream::Stdout, &ts);
+        assert_eq!(c.text(), "1796684861.480305764,1796684861.480305765");
+        assert_eq!(
+            c.since(),
+            "1796684861.480305764",
+            "the earlier stream's mark"
+        );
+        assert_eq!(Cursor::parse(&c.text()), Some(c));
+        assert!(
+            !c.admits(Stream::Stdout, &ts),
+            "the saved line itself is not sent again"
+        );
+        assert!(c.admits(Stream::Stdout, &later));
+        assert!(!c.admits(Stream::Stderr, &later));
+        c.advance(Stream::Stdout, &later);
+        assert_eq!(
+            c.text(),
+            "1796684861.480305765",
+            "one value when both are equal"
         );
     }
 
