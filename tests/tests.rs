@@ -17,6 +17,7 @@ mod delivery_survives_kills_and_outages;
 mod disk_buffer_survives_outages_and_faults;
 mod docker_containers_are_read_once;
 mod docker_daemon_faults_are_retried;
+mod docker_example_runs_as_shipped;
 mod dry_run_matches_promtail_format;
 mod encoded_files_arrive_as_utf8;
 mod file_changes_wake_the_tailer;

@@ -298,4 +298,51 @@ mod tests {
             r#"{"id":["abc"],"label":["a=b","c"],"name":["web"]}"#
         );
     }
+
+    fn load(yaml: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::load_str(yaml, "FILE", &crate::config::Overrides::default())
+    }
+
+    #[test]
+    fn promtails_docker_config_loads_with_its_defaults() {
+        let config = load(
+            "clients: [{url: 'http://l/loki/api/v1/push'}]\n\
+             scrape_configs:\n\
+             - job_name: d\n  docker_sd_configs:\n  - host: unix:///var/run/docker.sock\n    \
+             filters: [{name: label, values: [logging=promtail]}]\n",
+        )
+        .unwrap();
+        let d = &config.scrape_configs[0].docker_sd_configs[0];
+        assert_eq!(d.port, 80);
+        assert_eq!(d.host_networking_host, "localhost");
+        assert_eq!(d.refresh_interval.0, std::time::Duration::from_secs(60));
+        assert!(d.match_first_network);
+        assert_eq!(d.filters[0].values, ["logging=promtail"]);
+    }
+
+    #[test]
+    fn a_bad_docker_config_names_its_key_path() {
+        let err = load(
+            "clients: [{url: 'http://l/loki/api/v1/push'}]\n\
+             scrape_configs:\n- job_name: d\n  docker_sd_configs:\n  - refresh_interval: 5s\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("scrape_configs[0].docker_sd_configs[0].host"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("host missing"), "{err}");
+        let err = load(
+            "clients: [{url: 'http://l/loki/api/v1/push'}]\n\
+             scrape_configs:\n- job_name: d\n  docker_sd_configs:\n  - host: unix:///s\n    \
+             bearer_token: t\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("docker_sd_configs[0].bearer_token"),
+            "{err}"
+        );
+    }
 }
