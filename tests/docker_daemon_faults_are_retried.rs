@@ -1,5 +1,6 @@
-//! The docker source when the daemon is not there, restarts, or answers too slowly for its
-//! containers' output: failures are logged once per change of state, counted, retried with
+//! The docker source when the daemon is not there, restarts, refuses the agent (socket
+//! permissions, a TLS daemon without a client certificate), or when Loki is slower than a
+//! container's output: failures are logged once per change of state, counted, retried with
 //! backoff, and the agent's other jobs keep running; a container writing faster than Loki
 //! accepts is held back (memory stays bounded) while a quiet container's lines keep flowing.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use crate::support::agent_process::{AgentProcess, write_config};
 use crate::support::dockerd::Dockerd;
 use crate::support::receiver::{Receiver, Reply};
+use crate::support::unprivileged_agent::{UnprivilegedAgent, hand_over_dir};
 use crate::support::wait_until;
 
 fn config(dir: &Path, url: &str, host: &str, file_glob: &str) -> String {
@@ -206,4 +208,173 @@ async fn docker_noisy_container_is_held_back_and_a_quiet_one_keeps_flowing() {
     );
     docker.docker(&["rm", "-f", &noisy]);
     let _ = agent.kill_hard();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_socket_not_permitted_is_logged_once_and_read_once_permitted() {
+    use std::os::unix::fs::PermissionsExt;
+    let docker = Dockerd::start();
+    let socket_dir = docker.socket().parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // As dockerd makes it: root's, 0660, for the docker group the agent is not in.
+    std::fs::set_permissions(docker.socket(), std::fs::Permissions::from_mode(0o660)).unwrap();
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    hand_over_dir(dir.path());
+    let log_file = dir.path().join("app.log");
+    std::fs::write(&log_file, "file line 1\n").unwrap();
+    std::fs::set_permissions(&log_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &config(
+            dir.path(),
+            &receiver.url(),
+            &docker.host(),
+            &log_file.display().to_string(),
+        ),
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let agent = UnprivilegedAgent::start(&cfg);
+
+    receiver.wait_for_entries(1, Duration::from_secs(20)).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            agent.metric("tailward_docker_daemon_errors_total{reason=\"unreachable\"}") >= 3.0
+        }),
+        "retries counted:\n{}",
+        agent.stderr_text()
+    );
+    let log = agent.stderr_text();
+    assert_eq!(
+        occurrences(&log, "docker discovery failed"),
+        1,
+        "said once:\n{log}"
+    );
+    assert!(
+        log.contains("Permission denied"),
+        "the reason is given:\n{log}"
+    );
+
+    // Permitted: read without a restart.
+    std::fs::set_permissions(docker.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let id = docker.run(
+        &["--name", "late"],
+        "for i in $(seq 1 10); do echo late $i; done",
+    );
+    docker.wait_exit(&id);
+    assert!(
+        wait_until(Duration::from_secs(30), || lines_of(&receiver, "late")
+            .len()
+            == 10),
+        "{}",
+        agent.stderr_text()
+    );
+    let (_, log) = agent.terminate_within(Duration::from_secs(10));
+    assert_eq!(occurrences(&log, "docker daemon reachable"), 1, "{log}");
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, written to `dir`.
+fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let pair = |name: &str, san: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![san.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+    };
+    pair("server", "localhost");
+    pair("client", "client.test");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_tls_daemon_is_read_with_a_client_certificate_and_refuses_without() {
+    let pki = tempfile::tempdir().unwrap();
+    write_pki(pki.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = |f: &str| pki.path().join(f).display().to_string();
+    let daemon_dir = tempfile::Builder::new()
+        .prefix("tw-dockerd")
+        .tempdir()
+        .unwrap();
+    let socket = daemon_dir.path().join("docker.sock");
+    let docker = Dockerd::start_with(
+        daemon_dir,
+        socket,
+        vec![
+            format!("--host=tcp://127.0.0.1:{port}"),
+            "--tlsverify".into(),
+            format!("--tlscacert={}", p("ca.pem")),
+            format!("--tlscert={}", p("server.pem")),
+            format!("--tlskey={}", p("server-key.pem")),
+        ],
+    );
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let job = |name: &str, tls: &str| {
+        format!(
+            "  - job_name: {name}\n    docker_sd_configs:\n      - host: tcp://localhost:{port}\n        \
+             refresh_interval: 1s\n        tls_config:\n{tls}    relabel_configs:\n      \
+             - source_labels: ['__meta_docker_container_name']\n        target_label: container\n      \
+             - target_label: job\n        replacement: {name}\n"
+        )
+    };
+    let with_cert = format!(
+        "          ca_file: {}\n          cert_file: {}\n          key_file: {}\n",
+        p("ca.pem"),
+        p("client.pem"),
+        p("client-key.pem")
+    );
+    let without_cert = format!("          ca_file: {}\n", p("ca.pem"));
+    let text = format!(
+        "server:\n  http_listen_address: 127.0.0.1\n  http_listen_port: 0\npositions:\n  filename: {}\n\
+         clients:\n  - url: {}\n    batchwait: 100ms\nscrape_configs:\n{}{}",
+        dir.path().join("positions.yaml").display(),
+        receiver.url(),
+        job("certified", &with_cert),
+        job("anonymous", &without_cert),
+    );
+    let cfg = write_config(dir.path(), &text);
+    let agent = AgentProcess::start(&cfg, &[]);
+    let id = docker.run(
+        &["--name", "tls"],
+        "for i in $(seq 1 10); do echo tls $i; done",
+    );
+    docker.wait_exit(&id);
+    assert!(
+        wait_until(Duration::from_secs(30), || receiver.received().len() >= 10),
+        "{}",
+        agent.stderr_text()
+    );
+    crate::support::watch_for_stragglers(Duration::from_millis(1500)).await;
+    let received = receiver.received();
+    assert_eq!(
+        received.len(),
+        10,
+        "only the job with a client certificate reads"
+    );
+    assert!(
+        received
+            .iter()
+            .all(|e| e.labels.get("job").map(String::as_str) == Some("certified"))
+    );
+    let log = agent.stderr_text();
+    assert!(
+        log.contains("job=anonymous") && log.contains("docker discovery failed"),
+        "the daemon refuses the job without a certificate:\n{log}"
+    );
+    let (status, log) = agent.terminate();
+    assert!(status.success(), "{log}");
 }

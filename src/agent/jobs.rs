@@ -217,7 +217,19 @@ impl Jobs {
             stopping
                 .iter()
                 .filter_map(|(name, _)| view.get(name))
-                .flat_map(|v| v.files.keys().map(|p| p.display().to_string()))
+                .flat_map(|v| {
+                    // A docker job's containers are tracked under cursor-<container ID>.
+                    let containers = v.targets.iter().filter_map(|t| {
+                        t.discovered
+                            .get(crate::sources::docker::discovery::CONTAINER_ID)
+                            .map(|id| crate::sources::docker::reader::cursor_key(id))
+                    });
+                    v.files
+                        .keys()
+                        .map(|p| p.display().to_string())
+                        .chain(containers)
+                        .collect::<Vec<_>>()
+                })
                 .chain(
                     stopping
                         .iter()

@@ -32,6 +32,8 @@ pub struct Dockerd {
     socket: PathBuf,
     child: Option<Child>,
     driver: &'static str,
+    /// More daemon flags (a TLS listener).
+    extra: Vec<String>,
 }
 
 impl Dockerd {
@@ -48,11 +50,17 @@ impl Dockerd {
     /// As [`Self::start`] with the socket at `socket` (a test pointing the agent at a daemon
     /// that is not there yet starts it here later).
     pub fn start_at(dir: tempfile::TempDir, socket: PathBuf) -> Dockerd {
+        Self::start_with(dir, socket, Vec::new())
+    }
+
+    /// As [`Self::start_at`] with more daemon flags (`-H tcp://...`, `--tlsverify`, ...).
+    pub fn start_with(dir: tempfile::TempDir, socket: PathBuf, extra: Vec<String>) -> Dockerd {
         let mut d = Dockerd {
             dir,
             socket,
             child: None,
             driver: "overlay2",
+            extra,
         };
         if let Err(log) = d.launch() {
             eprintln!("dockerd with overlay2 did not start; trying vfs:\n{log}");
@@ -96,6 +104,7 @@ impl Dockerd {
             .arg(format!("--storage-driver={}", self.driver))
             .arg("--shutdown-timeout=1")
             .arg("--log-level=warn")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

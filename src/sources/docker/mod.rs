@@ -19,7 +19,7 @@ pub mod discovery;
 pub mod frames;
 pub mod reader;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,36 +135,35 @@ impl DockerSource {
                         }
                     }
                     Some(Found::Targets { api, targets, running, started }) => {
-                        let mut seen = std::collections::HashSet::new();
+                        let listed: HashSet<String> =
+                            targets.iter().map(|t| t.container_id.clone()).collect();
                         for t in targets {
-                            // The first target of a container gives its labels.
-                            if !seen.insert(t.container_id.clone()) {
-                                continue;
-                            }
-                            if let Some(k) = known.get(&t.container_id) {
-                                k.wake.notify_one();
-                                continue;
-                            }
                             let runs = running.contains(&t.container_id);
-                            let saved = positions.saved_cursor(&cursor_key(&t.container_id)).is_some();
+                            if let Some(k) = known.get(&t.container_id) {
+                                // Restarted under the same ID: read on from its position.
+                                if runs || started {
+                                    k.wake.notify_one();
+                                }
+                                continue;
+                            }
+                            let saved = positions
+                                .saved_cursor(&cursor_key(&t.container_id))
+                                .is_some();
                             if !(runs || started || saved) {
                                 continue;
                             }
-                            let wake = Arc::new(Notify::new());
-                            let spec = ContainerSpec {
-                                id: t.container_id.clone(),
-                                discovered: t.labels.clone(),
-                                api: api.clone(),
-                            };
-                            let reader = ContainerReader::open(spec, self.settings.clone(), &positions, out.clone());
-                            let id = t.container_id.clone();
-                            let (w, s) = (wake.clone(), stop.clone());
-                            readers.spawn(async move {
-                                reader.run(w, s).await;
-                                id
-                            });
+                            // The first target of a container gives its labels.
+                            let reader = self.spawn_reader(&t, &api, &positions, &out, &stop, &mut readers);
                             tracing::debug!(job = %job, container = %t.container_id, "reading a container's log");
-                            known.insert(t.container_id, Known { wake, discovered: t.labels });
+                            known.insert(t.container_id, Known { wake: reader, discovered: t.labels });
+                        }
+                        if !started {
+                            // Not listed any more: removed (its reader finds out and ends).
+                            for (id, k) in &known {
+                                if !listed.contains(id) {
+                                    k.wake.notify_one();
+                                }
+                            }
                         }
                         self.publish(&job, &known);
                     }
@@ -179,6 +178,32 @@ impl DockerSource {
         }
         while discoveries.join_next().await.is_some() {}
         while readers.join_next().await.is_some() {}
+    }
+
+    /// Starts the reader of `target`'s container; the handle that wakes it.
+    fn spawn_reader(
+        &self,
+        target: &DiscoveredTarget,
+        api: &DockerApi,
+        positions: &PositionsView,
+        out: &mpsc::Sender<LineBatch>,
+        stop: &watch::Receiver<bool>,
+        readers: &mut JoinSet<String>,
+    ) -> Arc<Notify> {
+        let wake = Arc::new(Notify::new());
+        let spec = ContainerSpec {
+            id: target.container_id.clone(),
+            discovered: target.labels.clone(),
+            api: api.clone(),
+        };
+        let reader = ContainerReader::open(spec, self.settings.clone(), positions, out.clone());
+        let id = target.container_id.clone();
+        let (w, s) = (wake.clone(), stop.clone());
+        readers.spawn(async move {
+            reader.run(w, s).await;
+            id
+        });
+        wake
     }
 
     /// The job's containers on `/service-discovery` and `/targets`.
@@ -293,6 +318,8 @@ async fn discover(
                 networks
             }
             Err(e) => {
+                // Containers started from now until the daemon answers are asked for then.
+                events_since.get_or_insert(list_started);
                 health.down(&job, &api, &e, &metrics);
                 if wait(&mut stop, retry).await {
                     return;
@@ -310,11 +337,12 @@ async fn discover(
         let mut events = match events {
             Ok(body) => body,
             Err(e) => {
+                events_since.get_or_insert(list_started);
                 health.down(&job, &api, &e, &metrics);
                 if wait(&mut stop, retry).await {
                     return;
                 }
-                retry = (retry * 2).min(RETRY_MAX);
+                retry = (retry * 2).min(RETRY_MAX).min(refresh_every.max(RETRY_MIN));
                 continue;
             }
         };

@@ -35,6 +35,9 @@ pub fn cursor_key(container_id: &str) -> String {
 /// holds more, and a batch this size keeps the pipeline busy without holding much.
 const BATCH_LINES: usize = 1024;
 
+/// Bytes of the answer already received that are taken before handing on.
+const HAND_ON_BYTES: usize = 256 << 10;
+
 /// Waits between attempts while the daemon cannot be reached.
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -193,6 +196,8 @@ pub struct ContainerReader {
     position: CursorPosition,
     cursor: Cursor,
     seq: u64,
+    /// The last line whose cursor delivery was told.
+    noted: u64,
     stdout: Option<Arc<LabelSet>>,
     stderr: Option<Arc<LabelSet>>,
     /// `State.StartedAt` when the log was last read to its end with the container stopped:
@@ -236,6 +241,7 @@ impl ContainerReader {
             position,
             cursor,
             seq: 0,
+            noted: 0,
             drained_start: None,
         }
     }
@@ -335,41 +341,56 @@ impl ContainerReader {
             stdout: None,
             stderr: None,
         };
+        let metrics = self.settings.metrics.clone();
+        let mut count = |p: Problem| match p {
+            Problem::BadTimestamp => metrics.parsing_errors.inc(),
+            Problem::Truncated => metrics.truncated.inc(),
+        };
         loop {
-            let chunk = tokio::select! {
+            let mut chunk = tokio::select! {
                 c = api::next_chunk(&mut body) => c,
                 _ = stop.wait_for(|s| *s) => {
                     return Ok(true);
                 }
             };
-            match chunk {
-                None => {
-                    demuxer.finish(&mut |line| self.take(line, &mut pending));
-                    self.hand_on(&mut pending).await;
-                    return Ok(false);
-                }
-                Some(Err(e)) => {
-                    // What was complete before the break is delivered; the rest is read
-                    // again from the cursor.
-                    self.hand_on(&mut pending).await;
-                    return Err(ApiError::Unreachable(format!("log stream broke: {e}")));
-                }
-                Some(Ok(bytes)) => {
-                    let metrics = self.settings.metrics.clone();
-                    let result = demuxer.feed(
-                        &bytes,
-                        &mut |line| self.take(line, &mut pending),
-                        &mut |p| match p {
-                            Problem::BadTimestamp => metrics.parsing_errors.inc(),
-                            Problem::Truncated => metrics.truncated.inc(),
-                        },
-                    );
-                    self.hand_on(&mut pending).await;
-                    if let Err(e) = result {
-                        return Err(ApiError::Protocol(e));
+            let mut taken = 0usize;
+            // What the daemon already sent goes on in one hand-over (Docker writes a frame
+            // at a time): up to a batch, so a backlog is not handed on line by line.
+            loop {
+                match chunk {
+                    None => {
+                        demuxer.finish(&mut |line| self.take(line, &mut pending));
+                        self.hand_on(&mut pending).await;
+                        return Ok(false);
+                    }
+                    Some(Err(e)) => {
+                        // What was complete before the break is delivered; the rest is read
+                        // again from the cursor.
+                        self.hand_on(&mut pending).await;
+                        return Err(ApiError::Unreachable(format!("log stream broke: {e}")));
+                    }
+                    Some(Ok(bytes)) => {
+                        taken += bytes.len();
+                        let result = demuxer.feed(
+                            &bytes,
+                            &mut |line| self.take(line, &mut pending),
+                            &mut count,
+                        );
+                        if let Err(e) = result {
+                            self.hand_on(&mut pending).await;
+                            return Err(ApiError::Protocol(e));
+                        }
                     }
                 }
+                if taken >= HAND_ON_BYTES {
+                    break;
+                }
+                match tokio::time::timeout(Duration::ZERO, api::next_chunk(&mut body)).await {
+                    Ok(next) => chunk = next,
+                    Err(_) => break,
+                }
             }
+            self.hand_on(&mut pending).await;
         }
     }
 
@@ -382,7 +403,6 @@ impl ContainerReader {
         }
         self.cursor.advance(line.stream, &line.timestamp);
         self.seq += 1;
-        self.position.note_cursor(self.seq, &self.cursor.text());
         let token = AckToken::line(self.position.id(), self.seq);
         let labels = match line.stream {
             Stream::Stdout => &self.stdout,
@@ -417,6 +437,12 @@ impl ContainerReader {
     /// Hands on what was taken, in order, waiting while the pipeline is full: this stream is
     /// not read further until it is taken (back-pressure).
     async fn hand_on(&mut self, pending: &mut Pending) {
+        // The cursor after the last line taken: saved once it and every line before it are
+        // settled (a crash then resends at most what was handed on since).
+        if self.seq > self.noted {
+            self.position.note_cursor(self.seq, &self.cursor.text());
+            self.noted = self.seq;
+        }
         // Delivery tracks a source's lines in the order they are issued, and the streams'
         // batches interleave: every line is issued, in order, before any batch is sent.
         if let Some(order) = pending.order.take() {
