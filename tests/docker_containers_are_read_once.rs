@@ -209,6 +209,11 @@ async fn docker_lines_arrive_once_with_labels_stream_and_docker_timestamps() {
         ts.timestamp_nanos_opt().unwrap() as i128
     );
 
+    assert_eq!(
+        agent.get("/ready").0,
+        200,
+        "a docker job is ready, as Promtail's is"
+    );
     // Discovery shows the containers with their meta labels.
     let (_, page) = agent.get("/service-discovery");
     assert!(page.contains(&plain), "container id on the page:\n{page}");
