@@ -108,6 +108,16 @@ fn build_job(
             return Err(ConfigError::new(file, at(&format!("{key}.server")), e));
         }
     }
+    // The docker daemon's TLS files are read now, so -check-syntax finds them.
+    for (d, docker) in job.docker_sd_configs.iter().enumerate() {
+        if let Err(e) = crate::sources::docker::api::DockerApi::new(docker) {
+            return Err(ConfigError::new(
+                file,
+                at(&format!("docker_sd_configs[{d}]")),
+                e,
+            ));
+        }
+    }
     let relabelers = job
         .relabel_configs
         .iter()

@@ -120,7 +120,8 @@ pub fn start(
             targets: 0,
         });
     }
-    // Then, in Promtail's order, the push API and (last) Heroku drains.
+    // Then, in Promtail's order (its targets manager's switch): the push API, Docker, and
+    // last Heroku drains.
     let push = match (&job.loki_push_api, &job.heroku_drain) {
         _ if !job.static_configs.is_empty() => None,
         (Some(push), _) => Some(crate::sources::push::PushSource::bind_loki(
@@ -130,14 +131,16 @@ pub fn start(
             ctx.metrics.push.clone(),
             &ctx.positions.view(),
         )?),
-        (None, Some(heroku)) => Some(crate::sources::push::PushSource::bind_heroku(
-            job,
-            heroku,
-            relabelers.clone(),
-            ctx.metrics.push.clone(),
-            &ctx.positions.view(),
-        )?),
-        (None, None) => None,
+        (None, Some(heroku)) if job.docker_sd_configs.is_empty() => {
+            Some(crate::sources::push::PushSource::bind_heroku(
+                job,
+                heroku,
+                relabelers.clone(),
+                ctx.metrics.push.clone(),
+                &ctx.positions.view(),
+            )?)
+        }
+        _ => None,
     };
     if let Some(source) = push {
         ctx.targets_view
@@ -149,6 +152,29 @@ pub fn start(
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(source.run(input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    if !job.docker_sd_configs.is_empty() && job.static_configs.is_empty() {
+        let source = crate::sources::docker::DockerSource::new(
+            job,
+            relabelers,
+            ctx.metrics.docker.clone(),
+            ctx.targets_view.clone(),
+            config.limits_config.max_line_size.0 as usize,
+        )?;
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
         return Ok(RunningJob {
             config: job.clone(),
             stop: stop_tx,
@@ -230,7 +256,19 @@ impl Jobs {
             stopping
                 .iter()
                 .filter_map(|(name, _)| view.get(name))
-                .flat_map(|v| v.files.keys().map(|p| p.display().to_string()))
+                .flat_map(|v| {
+                    // A docker job's containers are tracked under cursor-<container ID>.
+                    let containers = v.targets.iter().filter_map(|t| {
+                        t.discovered
+                            .get(crate::sources::docker::discovery::CONTAINER_ID)
+                            .map(|id| crate::sources::docker::reader::cursor_key(id))
+                    });
+                    v.files
+                        .keys()
+                        .map(|p| p.display().to_string())
+                        .chain(containers)
+                        .collect::<Vec<_>>()
+                })
                 .chain(
                     stopping
                         .iter()

@@ -138,13 +138,15 @@ pub async fn run(
         let state = server::AppState {
             metrics: metrics.clone(),
             health_check_target: config.server.health_check_target,
-            // A journal or syslog job has no files to count but reads as soon as it starts.
+            // A journal, syslog or docker job has no files to count but reads as soon as it
+            // starts (Promtail's docker target group is always ready).
             always_ready: stdin_mode
                 || config.scrape_configs.iter().any(|j| {
                     j.journal.is_some()
                         || j.syslog.is_some()
                         || j.loki_push_api.is_some()
                         || j.heroku_drain.is_some()
+                        || !j.docker_sd_configs.is_empty()
                 }),
             config: config_rx,
             targets: targets_view.clone(),

@@ -19,7 +19,8 @@ mod push;
 pub mod queue;
 mod recent;
 mod rejections;
-mod tls;
+/// The rustls client configuration from `tls_config`; the docker source's TLS daemon uses it too.
+pub(crate) mod tls;
 pub mod wal;
 
 #[cfg(test)]

@@ -356,7 +356,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "azure_event_hubs",
     "gelf",
     "cloudflare",
-    "docker_sd_configs",
     "dns_sd_configs",
     "file_sd_configs",
     "consul_sd_configs",
@@ -399,7 +398,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__), journal, syslog, loki_push_api and heroku_drain; {SOURCES_README}"
+                         static_configs (files, with __path__), journal, syslog, loki_push_api, docker_sd_configs and heroku_drain; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -732,6 +731,15 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 }
             }
         }
+        for (d, docker) in sc.docker_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = docker.check() {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("docker_sd_configs[{d}].{key}")),
+                    expected,
+                ));
+            }
+        }
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
@@ -742,6 +750,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             && sc.syslog.is_none()
             && sc.loki_push_api.is_none()
             && sc.heroku_drain.is_none()
+            && sc.docker_sd_configs.is_empty()
         {
             return Err(ConfigError::new(
                 name,

@@ -6,6 +6,7 @@
 //! Stage configs live beside their stages (`pipeline::stages`), not here.
 
 pub mod cli;
+mod docker;
 mod expand_env;
 pub mod load;
 mod push;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::units::{ByteSize, GoDuration};
+pub use docker::{DockerEndpoint, DockerFilter, DockerSdConfig};
 pub use expand_env::expand_env;
 pub use load::{ConfigError, Overrides, load, load_str};
 pub use push::{
@@ -601,6 +603,10 @@ pub struct ScrapeConfig {
     /// Receives Heroku log drains over HTTP (Promtail's `heroku_drain:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heroku_drain: Option<HerokuDrainTargetConfig>,
+    /// Reads running containers' logs through the Docker Engine API (Promtail's
+    /// `docker_sd_configs`; see [`crate::sources::docker`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub docker_sd_configs: Vec<DockerSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
 }
 

@@ -7,10 +7,13 @@
 //! `process_*` series and `promtail_build_info`, as Promtail's does; [`exposition`] writes it
 //! out in the format the scraper asks for.
 
+mod docker;
 pub mod exposition;
 mod push;
 
 pub use push::PushMetrics;
+
+pub use docker::DockerMetrics;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -25,6 +28,7 @@ pub struct Metrics {
     pub journal: JournalMetrics,
     pub syslog: SyslogMetrics,
     pub push: PushMetrics,
+    pub docker: DockerMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -461,6 +465,7 @@ impl Metrics {
         let syslog = SyslogMetrics::new(&registry);
         Metrics {
             push: PushMetrics::new(&registry, syslog.dropped.clone()),
+            docker: DockerMetrics::new(&registry, syslog.dropped.clone()),
             syslog,
             registry,
             client,

@@ -1,6 +1,6 @@
 //! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]), syslog
-//! senders ([`syslog`]), HTTP pushes from Loki clients and Heroku drains ([`push`]) and
-//! standard input ([`stdin`]).
+//! senders ([`syslog`]), HTTP pushes from Loki clients and Heroku drains ([`push`]), Docker
+//! containers ([`docker`]) and standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
 //! line stamped with an [`AckToken`](crate::model::ack::AckToken), into its job's pipeline
@@ -16,6 +16,7 @@
 //! from the scrape config through [`relabel`]. [`targets_view`] is what the HTTP pages show
 //! of the targets. A source must not know stages or Loki.
 
+pub mod docker;
 pub mod files;
 pub mod journal;
 pub mod push;

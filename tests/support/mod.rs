@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 pub mod agent_process;
 pub mod container;
 pub mod deb;
+pub mod dockerd;
 pub mod mmdb_writer;
 pub mod nginx_fields;
 pub mod numbered_lines;

@@ -102,6 +102,12 @@ impl PositionsView {
         Some((position, handed_on))
     }
 
+    /// The cursor saved under `key`, without opening a reader: whether a source that
+    /// stopped while the agent was down has a position to resume from.
+    pub fn saved_cursor(&self, key: &str) -> Option<String> {
+        self.store.saved_value(key)
+    }
+
     /// Opens a journal reader saving its cursor under `key` (`cursor-<job>`), with the
     /// cursor saved there: the reader resumes after it.
     #[must_use = "a source is closed through its handle"]
