@@ -94,16 +94,38 @@ pub fn start(
         });
     }
     // As Promtail routes a job: static_configs first, then journal, then syslog.
-    if let Some(syslog) = job
-        .syslog
-        .as_ref()
-        .filter(|_| job.static_configs.is_empty())
-    {
+    if let Some(syslog) = job.syslog.as_ref().filter(|_| !job.tails_files()) {
         let source = crate::sources::syslog::SyslogSource::bind(
             job,
             syslog,
             relabelers,
             ctx.metrics.syslog.clone(),
+        )?;
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    if let Some(gelf) = job
+        .gelf
+        .as_ref()
+        .filter(|_| !job.tails_files() && job.syslog.is_none())
+    {
+        let source = crate::sources::gelf::GelfSource::bind(
+            job,
+            gelf,
+            relabelers,
+            ctx.metrics.gelf.clone(),
         )?;
         let (input, pipeline_task) = task::spawn(
             pipeline,

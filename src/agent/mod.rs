@@ -143,7 +143,7 @@ pub async fn run(
                 || config
                     .scrape_configs
                     .iter()
-                    .any(|j| j.journal.is_some() || j.syslog.is_some()),
+                    .any(|j| j.journal.is_some() || j.syslog.is_some() || j.gelf.is_some()),
             config: config_rx,
             targets: targets_view.clone(),
             positions: Some(positions.clone()),

@@ -352,7 +352,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "windows_events",
     "kafka",
     "azure_event_hubs",
-    "gelf",
     "cloudflare",
     "heroku_drain",
     "docker_sd_configs",
@@ -398,7 +397,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__), journal and syslog; {SOURCES_README}"
+                         static_configs and file_sd_configs (files, with __path__), journal, syslog and gelf; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -672,11 +671,22 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
+        for (f, sd) in sc.file_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = super::file_sd::check(sd) {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("file_sd_configs[{f}].{key}")),
+                    expected,
+                ));
+            }
+        }
         // Only stdin mode may run a job that names no files.
         if (!config.target_config.stdin || i > 0)
             && sc.static_configs.is_empty()
+            && sc.file_sd_configs.is_empty()
             && sc.journal.is_none()
             && sc.syslog.is_none()
+            && sc.gelf.is_none()
         {
             return Err(ConfigError::new(
                 name,

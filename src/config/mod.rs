@@ -7,6 +7,8 @@
 
 pub mod cli;
 mod expand_env;
+pub mod file_sd;
+pub mod gelf;
 pub mod load;
 mod redact;
 /// The YAML reader lives with the other Go semantics (stages read their configs with it too).
@@ -18,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model::units::{ByteSize, GoDuration};
 pub use expand_env::expand_env;
+pub use file_sd::FileSdConfig;
+pub use gelf::GelfTargetConfig;
 pub use load::{ConfigError, Overrides, load, load_str};
 pub use redact::redacted_yaml;
 
@@ -591,6 +595,12 @@ pub struct ScrapeConfig {
     /// Listens for syslog messages (Promtail's `syslog:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SyslogTargetConfig>,
+    /// Listens for GELF messages over UDP (Promtail's `gelf:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gelf: Option<GelfTargetConfig>,
+    /// Targets read from files (Prometheus' `file_sd_configs`), tailed as static ones are.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
 }
 

@@ -8,6 +8,7 @@
 //! out in the format the scraper asks for.
 
 pub mod exposition;
+pub mod network_sources;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -21,6 +22,8 @@ pub struct Metrics {
     pub pipeline: PipelineMetrics,
     pub journal: JournalMetrics,
     pub syslog: SyslogMetrics,
+    pub gelf: network_sources::GelfMetrics,
+    pub file_sd: network_sources::FileSdMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -454,8 +457,11 @@ impl Metrics {
                 tracing::warn!(error = %e, "process metrics unavailable");
             }
         }
+        let syslog = SyslogMetrics::new(&registry);
         Metrics {
-            syslog: SyslogMetrics::new(&registry),
+            gelf: network_sources::GelfMetrics::new(&registry, syslog.dropped.clone()),
+            file_sd: network_sources::FileSdMetrics::new(&registry),
+            syslog,
             registry,
             client,
             files,

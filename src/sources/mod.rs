@@ -1,5 +1,6 @@
-//! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]), syslog
-//! senders ([`syslog`]) and standard input ([`stdin`]).
+//! Where lines come from: log files ([`files`], their targets also from
+//! [`file_sd`]), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
+//! senders ([`gelf`]) and standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
 //! line stamped with an [`AckToken`](crate::model::ack::AckToken), into its job's pipeline
@@ -14,6 +15,7 @@
 //! of the targets. A source must not know stages or Loki.
 
 pub mod files;
+pub mod gelf;
 pub mod journal;
 pub mod relabel;
 pub mod stdin;

@@ -186,7 +186,7 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Promtail's 1 MiB UDP receive buffer, so bursts wait in the kernel, not on the wire.
-fn receive_buffer(socket: &std::net::UdpSocket, bytes: libc::c_int) {
+pub(crate) fn receive_buffer(socket: &std::net::UdpSocket, bytes: libc::c_int) {
     use std::os::fd::AsRawFd;
     // SAFETY: setsockopt on a descriptor the socket owns, with a pointer to a live c_int
     // and its size; the kernel only reads it.
