@@ -18,6 +18,7 @@ mod disk_buffer_survives_outages_and_faults;
 mod dry_run_matches_promtail_format;
 mod encoded_files_arrive_as_utf8;
 mod file_changes_wake_the_tailer;
+mod file_sd_targets_follow_their_files;
 mod gelf_source_receives_chunked_and_compressed_messages;
 mod geoip_stage_sets_labels;
 mod host_agent_under_real_systemd;

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::liveness::Liveness;
 use crate::pipeline::task::{self, EntryOutput};
 use crate::sources::files::discovery;
+use crate::sources::files::file_sd::FileSd;
 use crate::sources::files::tailer::{Decompression, FileAccess, TailOptions, TailerSet};
 use crate::sources::targets_view::TargetsView;
 
@@ -142,7 +143,21 @@ pub fn start(
             targets: 0,
         });
     }
-    let (targets, dropped) = discovery::discover(job, &relabelers, &ctx.metrics)?;
+    // file_sd_configs: the targets change as their files do, sent on by `file_sd`.
+    let mut file_sd = None;
+    let (targets, dropped) = if job.file_sd_configs.is_empty() {
+        discovery::discover(job, &relabelers, &ctx.metrics)?
+    } else {
+        let mut sd = FileSd::new(
+            job,
+            relabelers,
+            ctx.metrics.clone(),
+            ctx.targets_view.clone(),
+        );
+        let found = sd.discover()?;
+        file_sd = Some(sd);
+        found
+    };
     // Validated at load; an error here means the config did not come through it.
     let encoding = job
         .file_encoding()
@@ -175,7 +190,25 @@ pub fn start(
         job: job.job_name.clone(),
     };
     let source = tokio::spawn(async move {
-        let tailers = discovery::run(targets, sync, tailers, stop_rx, report).await;
+        let tailers = match file_sd {
+            None => discovery::run(targets, sync, tailers, stop_rx, report).await,
+            Some(sd) => {
+                let (updates, updated) = watch::channel(Arc::new(Vec::new()));
+                let sd = tokio::spawn(sd.run(updates, stop_rx.clone()));
+                let targets = Arc::new(targets);
+                let tailers = discovery::run_with_updates(
+                    targets,
+                    Some(updated),
+                    sync,
+                    tailers,
+                    stop_rx,
+                    report,
+                )
+                .await;
+                let _ = sd.await;
+                tailers
+            }
+        };
         tailers.join().await;
     });
     Ok(RunningJob {

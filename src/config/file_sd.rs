@@ -71,6 +71,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_sd_job_loads_and_bad_files_are_refused_with_their_key_path() {
+        use crate::config::{Overrides, load_str};
+        let config = load_str(
+            "scrape_configs:\n  - job_name: sd\n    file_sd_configs:\n      - files: [/etc/t/*.json]\n",
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        let sd = &config.scrape_configs[0].file_sd_configs[0];
+        assert_eq!(sd.refresh_interval.0, std::time::Duration::from_secs(300));
+        assert!(config.scrape_configs[0].tails_files());
+        for (yaml, path) in [
+            (
+                "files: [/etc/*/t.json]",
+                "scrape_configs[0].file_sd_configs[0].files[0]",
+            ),
+            ("files: []", "scrape_configs[0].file_sd_configs[0].files"),
+        ] {
+            let err = load_str(
+                &format!(
+                    "scrape_configs:\n  - job_name: sd\n    file_sd_configs:\n      - {yaml}\n"
+                ),
+                "FILE",
+                &Overrides::default(),
+            )
+            .unwrap_err();
+            assert_eq!(err.key_path, path, "{err}");
+        }
+    }
+
+    #[test]
     fn file_patterns_follow_prometheus_rule() {
         for ok in [
             "/etc/t/*.json",

@@ -356,7 +356,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "heroku_drain",
     "docker_sd_configs",
     "dns_sd_configs",
-    "file_sd_configs",
     "consul_sd_configs",
     "consulagent_sd_configs",
     "digitalocean_sd_configs",

@@ -1,5 +1,5 @@
 //! Where lines come from: log files ([`files`], their targets also from
-//! [`file_sd`]), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
+//! `file_sd_configs`), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
 //! senders ([`gelf`]) and standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
