@@ -102,6 +102,8 @@ pub fn start(
             relabelers,
             ctx.metrics.syslog.clone(),
         )?;
+        ctx.targets_view
+            .set_source_targets(&job.job_name, vec![source.target_view()]);
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),
@@ -128,6 +130,8 @@ pub fn start(
             relabelers,
             ctx.metrics.gelf.clone(),
         )?;
+        ctx.targets_view
+            .set_source_targets(&job.job_name, vec![source.target_view()]);
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),

@@ -112,6 +112,18 @@ impl GelfSource {
         self.socket.local_addr().ok()
     }
 
+    /// What `/targets` and `/service-discovery` show of this listener.
+    pub fn target_view(&self) -> crate::sources::targets_view::SourceTargetView {
+        let address = self
+            .local_addr()
+            .map_or_else(|| "?".to_string(), |a| a.to_string());
+        crate::sources::targets_view::SourceTargetView::listener(
+            "gelf",
+            format!("udp {address}"),
+            &self.settings.labels,
+        )
+    }
+
     /// Receives until `stop`: then reads what the socket already holds, ships what was
     /// received and returns.
     pub async fn run(self, out: mpsc::Sender<LineBatch>, mut stop: watch::Receiver<bool>) {
