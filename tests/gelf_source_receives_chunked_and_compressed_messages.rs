@@ -306,3 +306,67 @@ async fn reload_moves_the_listener_and_shutdown_ships_what_was_received() {
     );
     assert_eq!(names.len(), n + 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_beyond_a_full_queue_are_dropped_and_counted_the_rest_arrive() {
+    let receiver = Receiver::start().await;
+    receiver.set_down(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let yaml = format!(
+        r#"server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: 0
+positions:
+  filename: {positions}
+clients:
+  - url: {url}
+    batchwait: 100ms
+    batchsize: 64KiB
+    backoff_config: {{min_period: 100ms, max_period: 200ms, max_retries: 0}}
+    queue: {{max_bytes: 64KiB}}
+scrape_configs:
+  - job_name: gelf
+    gelf:
+      listen_address: 127.0.0.1:{port}
+      labels: {{job: gelf}}
+"#,
+        positions = dir.path().join("positions.yaml").display(),
+        url = receiver.url(),
+    );
+    let agent = AgentProcess::start(&write_config(dir.path(), &yaml), &[]);
+    listening(&agent);
+    let client = GelfClient::new(port);
+    let n = 8000usize;
+    for i in 0..n {
+        client.send(docker_message(&format!("c{i}"), &"z".repeat(100), 6).as_bytes());
+        if i % 100 == 0 {
+            // Paced, so the kernel's buffer does not overflow before the agent reads: the
+            // drops counted are the agent's own.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let dropped = "tailward_source_dropped_total{reason=\"queue_full\",source=\"gelf\"}";
+    let dropping = agent.wait_until(Duration::from_secs(20), |a| a.metric(dropped) > 0.0);
+    assert!(dropping, "{}", agent.stderr_text());
+    receiver.set_down(false).await;
+    // Every message is shipped once, or dropped and counted.
+    let accounted = eventually(Duration::from_secs(60), || {
+        receiver.received().len() + agent.metric(dropped) as usize == n
+    })
+    .await;
+    let delivered = receiver.received();
+    assert!(
+        accounted,
+        "delivered {} + dropped {} != sent {n}",
+        delivered.len(),
+        agent.metric(dropped)
+    );
+    let mut names: Vec<&str> = delivered.iter().map(|e| e.line.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), delivered.len(), "duplicates shipped");
+    assert_eq!(agent.metric("promtail_gelf_target_entries_total"), n as f64);
+    let (status, stderr) = agent.terminate();
+    assert!(status.success(), "{stderr}");
+}
