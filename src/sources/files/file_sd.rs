@@ -242,6 +242,8 @@ impl FileSd {
             }
         };
         let mut watched = BTreeSet::new();
+        // Once the directories are watched, one read catches what changed since `discover`.
+        let mut first = true;
         loop {
             if let Some(w) = watcher.as_mut() {
                 for dir in self.dirs() {
@@ -251,17 +253,22 @@ impl FileSd {
                     }
                 }
             }
-            tokio::select! {
-                r = stop.changed() => {
-                    if r.is_err() || *stop.borrow() {
-                        break;
+            if *stop.borrow() {
+                break;
+            }
+            if !std::mem::take(&mut first) {
+                tokio::select! {
+                    r = stop.changed() => {
+                        if r.is_err() || *stop.borrow() {
+                            break;
+                        }
                     }
-                }
-                _ = tokio::time::sleep(refresh) => {}
-                Some(()) = events.recv() => {
-                    // A writer's burst of events is one re-read.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    while events.try_recv().is_ok() {}
+                    _ = tokio::time::sleep(refresh) => {}
+                    Some(()) = events.recv() => {
+                        // A writer's burst of events is one re-read.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        while events.try_recv().is_ok() {}
+                    }
                 }
             }
             if !self.refresh() {
