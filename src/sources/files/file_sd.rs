@@ -225,11 +225,31 @@ impl FileSd {
             .filter(|d| !d.is_zero())
             .min()
             .unwrap_or(Duration::from_secs(300));
+        // Only events on the target files count: other files in their directories (a
+        // log written there, say) do not cause re-reads.
+        let targets_files: Vec<globset::GlobMatcher> = self
+            .job
+            .file_sd_configs
+            .iter()
+            .flat_map(|sd| sd.files.iter())
+            .filter_map(|f| {
+                globset::GlobBuilder::new(f)
+                    .literal_separator(true)
+                    .build()
+                    .ok()
+                    .map(|g| g.compile_matcher())
+            })
+            .collect();
         let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
         let mut watcher = match notify::recommended_watcher(
             move |res: notify::Result<notify::Event>| {
                 if let Ok(ev) = res
                     && changes_content(&ev.kind)
+                    && (ev.paths.is_empty()
+                        || ev
+                            .paths
+                            .iter()
+                            .any(|p| targets_files.iter().any(|m| m.is_match(p))))
                 {
                     let _ = event_tx.send(());
                 }

@@ -5,6 +5,7 @@
 //!
 //! Owns the payload's format; it must not know sockets, chunks or labels.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -87,8 +88,8 @@ fn take_string(value: Value, into: &mut String) -> bool {
     }
 }
 
-fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let bounded = |reader: &mut dyn Read, what: &str| -> Result<Vec<u8>, DecodeError> {
+fn decompress(payload: &[u8], limit: usize) -> Result<Cow<'_, [u8]>, DecodeError> {
+    let bounded = |reader: &mut dyn Read, what: &str| -> Result<Cow<'_, [u8]>, DecodeError> {
         let mut out = Vec::new();
         reader
             .take(limit as u64 + 1)
@@ -97,7 +98,7 @@ fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
         if out.len() > limit {
             return Err(DecodeError::TooLong);
         }
-        Ok(out)
+        Ok(Cow::Owned(out))
     };
     match payload {
         [0x1f, 0x8b, ..] => bounded(&mut flate2::read::MultiGzDecoder::new(payload), "gzip"),
@@ -105,7 +106,7 @@ fn decompress(payload: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
             bounded(&mut flate2::read::ZlibDecoder::new(payload), "zlib")
         }
         _ if payload.len() > limit => Err(DecodeError::TooLong),
-        _ => Ok(payload.to_vec()),
+        _ => Ok(Cow::Borrowed(payload)),
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod chunks;
 pub mod message;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -210,7 +211,7 @@ impl Receiver {
                 .feed(peer, datagram, Instant::now(), &mut expired);
             self.count_expired(expired);
             match fed {
-                Fed::Complete(payload) => payload,
+                Fed::Complete(payload) => Cow::Owned(payload),
                 Fed::Pending => return,
                 Fed::Malformed(why) => {
                     self.malformed(peer, why);
@@ -223,7 +224,7 @@ impl Receiver {
                 }
             }
         } else {
-            datagram.to_vec()
+            Cow::Borrowed(datagram)
         };
         match message::decode(&payload, MESSAGE_MAX) {
             Ok(m) => {
