@@ -480,6 +480,15 @@ scrape_configs:
         .expect("start tailward");
     let pid = child.id();
     let http = agent_process::listening_port(child.stderr.take().expect("stderr"));
+    // The job's listener is bound once /targets shows it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !page(http, "/targets").contains("(1 targets)") {
+        assert!(
+            Instant::now() < deadline,
+            "the {kind} listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let sender = match kind {
         "syslog" => send_syslog(port, &messages),
         _ => send_gelf(port, http, &messages),
@@ -569,18 +578,24 @@ fn send_gelf(port: u16, http: u16, lines: &[&str]) -> f64 {
     metric(http, "tailward_source_dropped_total")
 }
 
-/// The sum of a series' samples on the agent's /metrics.
-fn metric(port: u16, name: &str) -> f64 {
+/// A page of the agent's HTTP server (empty when it cannot be fetched).
+fn page(port: u16, path: &str) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
+        return String::new();
     };
     let _ = write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     );
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    body.lines()
+    body
+}
+
+/// The sum of a series' samples on the agent's /metrics.
+fn metric(port: u16, name: &str) -> f64 {
+    page(port, "/metrics")
+        .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter(|l| l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
