@@ -43,8 +43,13 @@ const MESSAGE_MAX: usize = 8 << 20;
 const MAX_SETS: usize = 4096;
 const MAX_SET_BYTES: usize = 32 << 20;
 
-/// Entries received while the pipeline is busy, before messages are dropped.
-const QUEUE_ENTRIES: usize = 1024;
+/// Batches received while the pipeline is busy, before messages are dropped; each holds at
+/// most [`BURST`] messages, so at most 4,096 messages wait.
+const QUEUE_BATCHES: usize = 128;
+
+/// Datagrams already waiting in the socket read after one wake-up, at most: consecutive
+/// messages with the same labels (and arrival time) then travel as one batch.
+const BURST: usize = 32;
 
 /// How often expired chunk sets are swept (they are also noticed when a late chunk comes).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -129,7 +134,7 @@ impl GelfSource {
     /// received and returns.
     pub async fn run(self, out: mpsc::Sender<LineBatch>, mut stop: watch::Receiver<bool>) {
         let GelfSource { settings, socket } = self;
-        let (queue, mut queued) = mpsc::channel::<LineBatch>(QUEUE_ENTRIES);
+        let (queue, mut queued) = mpsc::channel::<LineBatch>(QUEUE_BATCHES);
         let forward = tokio::spawn(async move {
             while let Some(batch) = queued.recv().await {
                 if out.send(batch).await.is_err() {
@@ -142,6 +147,7 @@ impl GelfSource {
             assembler: Assembler::new(MAX_SETS, MAX_SET_BYTES),
             queue,
             line: String::new(),
+            pending: None,
         };
         let mut buf = vec![0u8; DATAGRAM_MAX];
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -154,7 +160,18 @@ impl GelfSource {
                     receiver.count_expired(expired);
                 }
                 r = socket.recv_from(&mut buf) => match r {
-                    Ok((n, peer)) => receiver.datagram(&buf[..n], peer),
+                    Ok((n, peer)) => {
+                        let now = crate::model::clock::now();
+                        receiver.datagram(&buf[..n], peer, now);
+                        // Tokio's readiness is still set: what else waits is read now.
+                        for _ in 1..BURST {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, peer)) => receiver.datagram(&buf[..n], peer, now),
+                                Err(_) => break,
+                            }
+                        }
+                        receiver.flush();
+                    }
                     Err(e) => {
                         tracing::debug!(job = %receiver.settings.job, error = %e, "gelf receive failed");
                     }
@@ -166,11 +183,17 @@ impl GelfSource {
         if let Ok(socket) = socket.into_std() {
             for _ in 0..DRAIN_MAX {
                 match socket.recv_from(&mut buf) {
-                    Ok((n, peer)) => receiver.datagram(&buf[..n], peer),
+                    Ok((n, peer)) => {
+                        receiver.datagram(&buf[..n], peer, crate::model::clock::now());
+                        if receiver.pending.as_ref().is_some_and(|b| b.len() >= BURST) {
+                            receiver.flush();
+                        }
+                    }
                     Err(_) => break,
                 }
             }
         }
+        receiver.flush();
         drop(receiver);
         let _ = forward.await;
     }
@@ -200,10 +223,12 @@ struct Receiver {
     queue: mpsc::Sender<LineBatch>,
     /// Reused for each message's line.
     line: String,
+    /// Messages of this wake-up not yet queued.
+    pending: Option<LineBatch>,
 }
 
 impl Receiver {
-    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr) {
+    fn datagram(&mut self, datagram: &[u8], peer: SocketAddr, now: DateTime<FixedOffset>) {
         let payload = if Assembler::is_chunk(datagram) {
             let mut expired = 0;
             let fed = self
@@ -229,7 +254,7 @@ impl Receiver {
         match message::decode(&payload, MESSAGE_MAX) {
             Ok(m) => {
                 self.settings.metrics.entries.inc();
-                self.ship(&m);
+                self.ship(&m, now);
             }
             Err(DecodeError::TooLong) => {
                 self.settings.metrics.parsing_errors.inc();
@@ -265,17 +290,40 @@ impl Receiver {
             .inc();
     }
 
-    fn ship(&mut self, m: &Message) {
-        let Some((labels, timestamp)) = self.settings.entry_labels(m) else {
+    /// Adds the message to the pending batch (a new one when its labels or time differ).
+    fn ship(&mut self, m: &Message, now: DateTime<FixedOffset>) {
+        let Some((labels, timestamp)) = self.settings.entry_labels(m, now) else {
             return;
         };
         self.line.clear();
         m.write_line(&mut self.line);
-        let mut batch = LineBatch::with_capacity(Arc::new(labels), timestamp, self.line.len());
-        batch.push(&self.line, None);
+        let same = self
+            .pending
+            .as_ref()
+            .is_some_and(|b| *b.labels == labels && b.read_time == timestamp);
+        if !same {
+            self.flush();
+            self.pending = Some(LineBatch::new(Arc::new(labels), timestamp));
+        }
+        if let Some(batch) = self.pending.as_mut() {
+            batch.push(&self.line, None);
+        }
+    }
+
+    /// Queues the pending batch for the pipeline, or drops and counts it when the queue is
+    /// full.
+    fn flush(&mut self) {
+        let Some(batch) = self.pending.take() else {
+            return;
+        };
         match self.queue.try_send(batch) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.drop_counted("queue_full"),
+            Err(mpsc::error::TrySendError::Full(batch)) => self
+                .settings
+                .metrics
+                .dropped
+                .with_label_values(&["gelf", "queue_full"])
+                .inc_by(batch.len() as u64),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
@@ -283,7 +331,12 @@ impl Receiver {
 
 impl Settings {
     /// A message's labels after relabeling, and its timestamp; `None` when it is not shipped.
-    fn entry_labels(&self, m: &Message) -> Option<(LabelSet, DateTime<FixedOffset>)> {
+    /// `now` is the arrival time, used unless the message's own time is.
+    fn entry_labels(
+        &self,
+        m: &Message,
+        now: DateTime<FixedOffset>,
+    ) -> Option<(LabelSet, DateTime<FixedOffset>)> {
         let mut labels = self.labels.clone();
         let level = usize::try_from(m.level)
             .ok()
@@ -321,7 +374,7 @@ impl Settings {
             t if self.use_incoming_timestamp && t != 0.0 => incoming_time(t),
             _ => None,
         }
-        .unwrap_or_else(crate::model::clock::now);
+        .unwrap_or(now);
         Some((set, timestamp))
     }
 }
@@ -377,7 +430,7 @@ mod tests {
             1024,
         )
         .unwrap();
-        let (labels, ts) = s.entry_labels(&m).unwrap();
+        let (labels, ts) = s.entry_labels(&m, crate::model::clock::now()).unwrap();
         let got: Vec<(&str, &str)> = labels.iter().collect();
         assert_eq!(
             got,
@@ -398,7 +451,7 @@ mod tests {
         let s = settings(false, &[("__gelf_message_level", "level")]);
         let level = |json: &[u8]| {
             let m = message::decode(json, 1024).unwrap();
-            s.entry_labels(&m)
+            s.entry_labels(&m, crate::model::clock::now())
                 .unwrap()
                 .0
                 .get("level")
@@ -416,10 +469,14 @@ mod tests {
     fn arrival_time_without_use_incoming_timestamp_or_a_timestamp() {
         let before = crate::model::clock::now();
         let m = message::decode(br#"{"short_message":"x","timestamp":1.5}"#, 1024).unwrap();
-        let (_, ts) = settings(false, &[]).entry_labels(&m).unwrap();
+        let (_, ts) = settings(false, &[])
+            .entry_labels(&m, crate::model::clock::now())
+            .unwrap();
         assert!(ts >= before);
         let m = message::decode(br#"{"short_message":"x"}"#, 1024).unwrap();
-        let (_, ts) = settings(true, &[]).entry_labels(&m).unwrap();
+        let (_, ts) = settings(true, &[])
+            .entry_labels(&m, crate::model::clock::now())
+            .unwrap();
         assert!(ts >= before);
     }
 
