@@ -19,6 +19,11 @@
 //!
 //! `push` is the `raw` lines pushed to a `loki_push_api` job by loopback senders instead of
 //! read from a file (see `push_sender`); `kLines/CPU-s` compares it with `raw` per entry.
+//! `syslog` and `gelf` (network sources, no stages, beside `raw`, the same generated lines
+//! from a file): a loopback sender writes each line as an octet-counted RFC 5424 message
+//! over one TCP connection, or as an uncompressed GELF datagram (with at most
+//! [`GELF_WINDOW`] messages not yet received by the agent, since UDP has no back-pressure);
+//! they print entries per CPU-second beside the MiB figures.
 //!
 //! Run: `cargo bench --bench throughput -- [KIND|all] [MiB]` (default: all, 64).
 //! It measures the real binary as a user runs it: same config path, default batch settings,
@@ -41,7 +46,9 @@ use axum::routing::post;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 
-const KINDS: &[&str] = &["raw", "json", "json+wal", "nginx", "auth", "push"];
+const KINDS: &[&str] = &[
+    "raw", "json", "json+wal", "nginx", "auth", "push", "syslog", "gelf",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -104,6 +111,10 @@ fn main() {
             None if kind == "push" => ("raw", false),
             None => (kind, false),
         };
+        if NETWORK_KINDS.contains(&kind) {
+            network_kind(kind, dir.path(), mib, sink_addr);
+            continue;
+        }
         let log = dir.path().join(format!("{data}.log"));
         let (lines, bytes) = generate(data, &log, mib * 1024 * 1024);
         pushes.lock().expect("pushes").clear();
@@ -435,6 +446,177 @@ pub(crate) fn sent_entries(port: u16) -> f64 {
     let _ = s.read_to_string(&mut body);
     body.lines()
         .filter(|l| l.starts_with("promtail_sent_entries_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The network source kinds: the `raw` lines, received instead of tailed.
+const NETWORK_KINDS: &[&str] = &["syslog", "gelf"];
+
+/// GELF messages sent and not yet counted by the agent, at most: the sender waits for the
+/// agent rather than overrunning the socket's buffer (which would drop, uncounted).
+const GELF_WINDOW: usize = 1000;
+
+/// Runs one network kind and prints its row (the file kinds' columns, then entries/CPU-s).
+fn network_kind(kind: &str, dir: &Path, mib: usize, sink: SocketAddr) {
+    let log = dir.join("raw.log");
+    let (lines, bytes) = generate("raw", &log, mib * 1024 * 1024);
+    let text = std::fs::read_to_string(&log).expect("read generated lines");
+    let messages: Vec<&str> = text.lines().collect();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let source = match kind {
+        "syslog" => format!(
+            "syslog: {{listen_address: '127.0.0.1:{port}', listen_protocol: tcp, labels: {{job: syslog}}}}"
+        ),
+        _ => format!("gelf: {{listen_address: '127.0.0.1:{port}', labels: {{job: gelf}}}}"),
+    };
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
+positions: {{filename: {dir}/positions.yaml}}
+clients:
+  - url: http://{sink}/loki/api/v1/push
+scrape_configs:
+  - job_name: {kind}
+    {source}
+"#,
+            dir = dir.display(),
+        ),
+    )
+    .expect("write config");
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg(format!("-config.file={}", config.display()))
+        .env("TAILWARD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tailward");
+    let pid = child.id();
+    let http = agent_process::listening_port(child.stderr.take().expect("stderr"));
+    // The job's listener is bound once /targets shows it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !page(http, "/targets").contains("(1 targets)") {
+        assert!(
+            Instant::now() < deadline,
+            "the {kind} listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sender = match kind {
+        "syslog" => send_syslog(port, &messages),
+        _ => send_gelf(port, http, &messages),
+    };
+    let expected = lines as f64 - sender;
+    loop {
+        let sent = sent_entries(http);
+        if sent >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            panic!("only {sent} of {expected} entries sent after 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wall = started.elapsed();
+    let cpu = agent_process::cpu_seconds(pid);
+    let rss = agent_process::status_kib(pid, "VmHWM");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mib_f = bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "{kind:<8} {lines:>9} {mib_f:>7.1} {:>7.2} {:>10.1} {:>8.1} {:>9} {:>8.1}  {:.0} entries/CPU-s{}",
+        wall.as_secs_f64(),
+        mib_f / cpu,
+        mib_f / wall.as_secs_f64(),
+        "-",
+        rss as f64 / 1024.0,
+        expected / cpu,
+        if sender > 0.0 {
+            format!(", {sender} dropped")
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Writes every line as an octet-counted RFC 5424 message on one connection; none is lost.
+fn send_syslog(port: u16, lines: &[&str]) -> f64 {
+    let mut stream = std::io::BufWriter::with_capacity(
+        64 * 1024,
+        TcpStream::connect(("127.0.0.1", port)).expect("connect to the syslog listener"),
+    );
+    for line in lines {
+        let message = format!("<14>1 2026-11-27T10:00:00Z web-1 app 4121 - - {line}");
+        write!(stream, "{} {message}", message.len()).expect("send");
+    }
+    stream.flush().expect("flush");
+    0.0
+}
+
+/// Sends every line as a GELF datagram, keeping at most [`GELF_WINDOW`] unreceived; returns
+/// how many the agent dropped (counted in `tailward_source_dropped_total`).
+fn send_gelf(port: u16, http: u16, lines: &[&str]) -> f64 {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut escaped = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i % 500 == 0 {
+            while i.saturating_sub(metric(http, "promtail_gelf_target_entries_total") as usize)
+                >= GELF_WINDOW
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        escaped.clear();
+        for c in line.chars() {
+            match c {
+                '"' => escaped.push_str("\\\""),
+                '\\' => escaped.push_str("\\\\"),
+                _ => escaped.push(c),
+            }
+        }
+        let message = format!(
+            r#"{{"version":"1.1","host":"web-1","short_message":"{escaped}","level":6,"_app":"app"}}"#
+        );
+        socket
+            .send_to(message.as_bytes(), ("127.0.0.1", port))
+            .expect("send");
+    }
+    // Wait until every datagram is counted as received or dropped.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && (metric(http, "promtail_gelf_target_entries_total") as usize) < lines.len()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    metric(http, "tailward_source_dropped_total")
+}
+
+/// A page of the agent's HTTP server (empty when it cannot be fetched).
+fn page(port: u16, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+/// The sum of a series' samples on the agent's /metrics.
+fn metric(port: u16, name: &str) -> f64 {
+    page(port, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with([' ', '{']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -1,4 +1,5 @@
-//! The pages Promtail serves: `/targets` (per job: files, delivered position, size, lag),
+//! The pages Promtail serves: `/targets` (per job: files, delivered position, size, lag; or
+//! for a listener job its kind, address and labels),
 //! `/service-discovery` (targets before and after relabeling, dropped ones), and `/config`,
 //! which, like `-print-config-stderr`, shows the effective config with no secret in it.
 
@@ -254,5 +255,85 @@ scrape_configs:
     assert!(
         page.contains("__address__=&quot;gone&quot;") && page.contains("dropped (dropped)"),
         "dropped target: {page}"
+    );
+}
+
+/// Jobs that tail no files show their listeners (kind, address, labels, ready) on
+/// `/targets` and `/service-discovery`; file_sd targets show their `__meta_filepath`.
+#[test]
+fn listener_and_file_sd_jobs_show_on_targets_and_service_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sd.log");
+    std::fs::write(&log, "x\n").unwrap();
+    let targets_file = dir.path().join("targets.json");
+    std::fs::write(
+        &targets_file,
+        format!(
+            r#"[{{"targets": ["h1"], "labels": {{"__path__": "{}", "rack": "r7"}}}}]"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: 0
+positions:
+  filename: {positions}
+clients:
+  - url: http://127.0.0.1:9/loki/api/v1/push
+scrape_configs:
+  - job_name: syslog-in
+    syslog:
+      listen_address: 127.0.0.1:0
+      labels: {{job: syslog, tier: edge}}
+  - job_name: gelf-in
+    gelf:
+      listen_address: 127.0.0.1:0
+      labels: {{job: docker}}
+  - job_name: sd
+    file_sd_configs:
+      - files: [{targets}]
+"#,
+        positions = dir.path().join("positions.yaml").display(),
+        targets = targets_file.display(),
+    );
+    let agent = AgentProcess::start(&write_config(dir.path(), &yaml), &[]);
+    let shown = agent.wait_until(Duration::from_secs(20), |a| {
+        a.get("/targets").1.contains("sd.log")
+    });
+    let (status, page) = agent.get("/targets");
+    assert!(shown && status == 200, "{page}");
+    assert!(page.contains("syslog-in (1 targets)"), "{page}");
+    assert!(page.contains("<td>syslog</td><td>tcp 127.0.0.1:"), "{page}");
+    assert!(
+        page.contains("job=&quot;syslog&quot;, tier=&quot;edge&quot;"),
+        "{page}"
+    );
+    assert!(page.contains("gelf-in (1 targets)"), "{page}");
+    assert!(page.contains("<td>gelf</td><td>udp 127.0.0.1:"), "{page}");
+    assert!(page.contains("<td>true</td>"), "{page}");
+    assert!(page.contains("sd (1 files)"), "{page}");
+    // The random ports are real: the page shows where the listener is bound.
+    let port: u16 = page
+        .split("<td>tcp 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    assert_ne!(port, 0);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let (status, sd) = agent.get("/service-discovery");
+    assert_eq!(status, 200);
+    assert!(sd.contains("syslog-in (1 active / 1 total)"), "{sd}");
+    assert!(sd.contains("gelf-in (1 active / 1 total)"), "{sd}");
+    assert!(
+        sd.contains(&format!(
+            "__meta_filepath=&quot;{}&quot;",
+            targets_file.display()
+        )) && sd.contains("__address__=&quot;h1&quot;")
+            && sd.contains("rack=&quot;r7&quot;"),
+        "{sd}"
     );
 }

@@ -25,6 +25,8 @@ mod encoded_files_arrive_as_utf8;
 mod every_promtail_flag_is_accepted;
 mod every_test_file_is_in_the_test_binary;
 mod file_changes_wake_the_tailer;
+mod file_sd_targets_follow_their_files;
+mod gelf_source_receives_chunked_and_compressed_messages;
 mod geoip_stage_sets_labels;
 mod heroku_drain_receives_logplex_bodies;
 mod host_agent_under_real_systemd;

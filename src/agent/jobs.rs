@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::liveness::Liveness;
 use crate::pipeline::task::{self, EntryOutput};
 use crate::sources::files::discovery;
+use crate::sources::files::file_sd::FileSd;
 use crate::sources::files::tailer::{Decompression, FileAccess, TailOptions, TailerSet};
 use crate::sources::targets_view::TargetsView;
 
@@ -94,17 +95,15 @@ pub fn start(
         });
     }
     // As Promtail routes a job: static_configs first, then journal, then syslog.
-    if let Some(syslog) = job
-        .syslog
-        .as_ref()
-        .filter(|_| job.static_configs.is_empty())
-    {
+    if let Some(syslog) = job.syslog.as_ref().filter(|_| !job.tails_files()) {
         let source = crate::sources::syslog::SyslogSource::bind(
             job,
             syslog,
             relabelers,
             ctx.metrics.syslog.clone(),
         )?;
+        ctx.targets_view
+            .set_source_targets(&job.job_name, vec![source.target_view()]);
         let (input, pipeline_task) = task::spawn(
             pipeline,
             ctx.fanout.clone(),
@@ -120,29 +119,17 @@ pub fn start(
             targets: 0,
         });
     }
-    // Then, in Promtail's order (its targets manager's switch): the push API, Docker, and
-    // last Heroku drains.
-    let push = match (&job.loki_push_api, &job.heroku_drain) {
-        _ if !job.static_configs.is_empty() => None,
-        (Some(push), _) => Some(crate::sources::push::PushSource::bind_loki(
+    // Then, in Promtail's order (its targets manager's switch): the push API, GELF, Docker,
+    // and last Heroku drains.
+    let others_first = job.tails_files() || job.syslog.is_some();
+    if let Some(push) = job.loki_push_api.as_ref().filter(|_| !others_first) {
+        let source = crate::sources::push::PushSource::bind_loki(
             job,
             push,
             relabelers.clone(),
             ctx.metrics.push.clone(),
             &ctx.positions.view(),
-        )?),
-        (None, Some(heroku)) if job.docker_sd_configs.is_empty() => {
-            Some(crate::sources::push::PushSource::bind_heroku(
-                job,
-                heroku,
-                relabelers.clone(),
-                ctx.metrics.push.clone(),
-                &ctx.positions.view(),
-            )?)
-        }
-        _ => None,
-    };
-    if let Some(source) = push {
+        )?;
         ctx.targets_view
             .set_targets(&job.job_name, vec![source.target_view()], Vec::new());
         let (input, pipeline_task) = task::spawn(
@@ -160,7 +147,33 @@ pub fn start(
             targets: 0,
         });
     }
-    if !job.docker_sd_configs.is_empty() && job.static_configs.is_empty() {
+    let others_first = others_first || job.loki_push_api.is_some();
+    if let Some(gelf) = job.gelf.as_ref().filter(|_| !others_first) {
+        let source = crate::sources::gelf::GelfSource::bind(
+            job,
+            gelf,
+            relabelers,
+            ctx.metrics.gelf.clone(),
+        )?;
+        ctx.targets_view
+            .set_source_targets(&job.job_name, vec![source.target_view()]);
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    let others_first = others_first || job.gelf.is_some();
+    if !job.docker_sd_configs.is_empty() && !others_first {
         let source = crate::sources::docker::DockerSource::new(
             job,
             relabelers,
@@ -183,7 +196,47 @@ pub fn start(
             targets: 0,
         });
     }
-    let (targets, dropped) = discovery::discover(job, &relabelers, &ctx.metrics)?;
+    let others_first = others_first || !job.docker_sd_configs.is_empty();
+    if let Some(heroku) = job.heroku_drain.as_ref().filter(|_| !others_first) {
+        let source = crate::sources::push::PushSource::bind_heroku(
+            job,
+            heroku,
+            relabelers.clone(),
+            ctx.metrics.push.clone(),
+            &ctx.positions.view(),
+        )?;
+        ctx.targets_view
+            .set_targets(&job.job_name, vec![source.target_view()], Vec::new());
+        let (input, pipeline_task) = task::spawn(
+            pipeline,
+            ctx.fanout.clone(),
+            ctx.liveness.register(&job.job_name),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(source.run(input, stop_rx));
+        return Ok(RunningJob {
+            config: job.clone(),
+            stop: stop_tx,
+            source: task,
+            pipeline: pipeline_task,
+            targets: 0,
+        });
+    }
+    // file_sd_configs: the targets change as their files do, sent on by `file_sd`.
+    let mut file_sd = None;
+    let (targets, dropped) = if job.file_sd_configs.is_empty() {
+        discovery::discover(job, &relabelers, &ctx.metrics)?
+    } else {
+        let mut sd = FileSd::new(
+            job,
+            relabelers,
+            ctx.metrics.clone(),
+            ctx.targets_view.clone(),
+        );
+        let found = sd.discover()?;
+        file_sd = Some(sd);
+        found
+    };
     // Validated at load; an error here means the config did not come through it.
     let encoding = job
         .file_encoding()
@@ -216,7 +269,25 @@ pub fn start(
         job: job.job_name.clone(),
     };
     let source = tokio::spawn(async move {
-        let tailers = discovery::run(targets, sync, tailers, stop_rx, report).await;
+        let tailers = match file_sd {
+            None => discovery::run(targets, sync, tailers, stop_rx, report).await,
+            Some(sd) => {
+                let (updates, updated) = watch::channel(Arc::new(Vec::new()));
+                let sd = tokio::spawn(sd.run(updates, stop_rx.clone()));
+                let targets = Arc::new(targets);
+                let tailers = discovery::run_with_updates(
+                    targets,
+                    Some(updated),
+                    sync,
+                    tailers,
+                    stop_rx,
+                    report,
+                )
+                .await;
+                let _ = sd.await;
+                tailers
+            }
+        };
         tailers.join().await;
     });
     Ok(RunningJob {

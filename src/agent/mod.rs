@@ -144,6 +144,7 @@ pub async fn run(
                 || config.scrape_configs.iter().any(|j| {
                     j.journal.is_some()
                         || j.syslog.is_some()
+                        || j.gelf.is_some()
                         || j.loki_push_api.is_some()
                         || j.heroku_drain.is_some()
                         || !j.docker_sd_configs.is_empty()

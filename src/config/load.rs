@@ -354,10 +354,8 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "windows_events",
     "kafka",
     "azure_event_hubs",
-    "gelf",
     "cloudflare",
     "dns_sd_configs",
-    "file_sd_configs",
     "consul_sd_configs",
     "consulagent_sd_configs",
     "digitalocean_sd_configs",
@@ -398,7 +396,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs (files, with __path__), journal, syslog, loki_push_api, docker_sd_configs and heroku_drain; {SOURCES_README}"
+                         static_configs and file_sd_configs (files, with __path__), journal, syslog, loki_push_api, gelf, docker_sd_configs and heroku_drain; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -743,14 +741,25 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
+        for (f, sd) in sc.file_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = super::file_sd::check(sd) {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("file_sd_configs[{f}].{key}")),
+                    expected,
+                ));
+            }
+        }
         // Only stdin mode may run a job that names no files.
         if (!config.target_config.stdin || i > 0)
             && sc.static_configs.is_empty()
+            && sc.file_sd_configs.is_empty()
             && sc.journal.is_none()
             && sc.syslog.is_none()
             && sc.loki_push_api.is_none()
             && sc.heroku_drain.is_none()
             && sc.docker_sd_configs.is_empty()
+            && sc.gelf.is_none()
         {
             return Err(ConfigError::new(
                 name,

@@ -8,6 +8,8 @@
 pub mod cli;
 mod docker;
 mod expand_env;
+pub mod file_sd;
+pub mod gelf;
 pub mod load;
 mod push;
 mod redact;
@@ -21,6 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::model::units::{ByteSize, GoDuration};
 pub use docker::{DockerEndpoint, DockerFilter, DockerSdConfig};
 pub use expand_env::expand_env;
+pub use file_sd::FileSdConfig;
+pub use gelf::GelfTargetConfig;
 pub use load::{ConfigError, Overrides, load, load_str};
 pub use push::{
     DEFAULT_MAX_REQUEST_SIZE, HerokuDrainTargetConfig, LokiPushTargetConfig, PushServerConfig,
@@ -597,6 +601,12 @@ pub struct ScrapeConfig {
     /// Listens for syslog messages (Promtail's `syslog:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SyslogTargetConfig>,
+    /// Listens for GELF messages over UDP (Promtail's `gelf:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gelf: Option<GelfTargetConfig>,
+    /// Targets read from files (Prometheus' `file_sd_configs`), tailed as static ones are.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
     /// Receives Loki pushes over HTTP (Promtail's `loki_push_api:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loki_push_api: Option<LokiPushTargetConfig>,

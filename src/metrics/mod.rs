@@ -15,6 +15,8 @@ pub use push::PushMetrics;
 
 pub use docker::DockerMetrics;
 
+pub mod network_sources;
+
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -29,6 +31,8 @@ pub struct Metrics {
     pub syslog: SyslogMetrics,
     pub push: PushMetrics,
     pub docker: DockerMetrics,
+    pub gelf: network_sources::GelfMetrics,
+    pub file_sd: network_sources::FileSdMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -466,6 +470,8 @@ impl Metrics {
         Metrics {
             push: PushMetrics::new(&registry, syslog.dropped.clone()),
             docker: DockerMetrics::new(&registry, syslog.dropped.clone()),
+            gelf: network_sources::GelfMetrics::new(&registry, syslog.dropped.clone()),
+            file_sd: network_sources::FileSdMetrics::new(&registry),
             syslog,
             registry,
             client,

@@ -1,5 +1,6 @@
-//! Where lines come from: log files ([`files`]), the systemd journal ([`journal`]), syslog
-//! senders ([`syslog`]), HTTP pushes from Loki clients and Heroku drains ([`push`]), Docker
+//! Where lines come from: log files ([`files`], their targets also from
+//! `file_sd_configs`), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
+//! senders ([`gelf`]), HTTP pushes from Loki clients and Heroku drains ([`push`]), Docker
 //! containers ([`docker`]) and standard input ([`stdin`]).
 //!
 //! The source contract: a source sends [`LineBatch`](crate::model::entry::LineBatch)es, each
@@ -18,6 +19,7 @@
 
 pub mod docker;
 pub mod files;
+pub mod gelf;
 pub mod journal;
 pub mod push;
 pub mod relabel;

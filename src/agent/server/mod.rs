@@ -158,6 +158,12 @@ fn page(title: &str, body: &str) -> Html<String> {
 async fn targets_page(State(s): State<AppState>) -> Response {
     let mut body = String::new();
     for (job, view) in s.targets.snapshot() {
+        if !view.sources.is_empty() {
+            source_targets_table(&mut body, &job, &view.sources);
+            if view.files.is_empty() {
+                continue;
+            }
+        }
         let _ = write!(
             body,
             "<h2 id=\"job-{id}\">{job} ({n} files)</h2>\n<table>\n\
@@ -187,6 +193,33 @@ async fn targets_page(State(s): State<AppState>) -> Response {
     page("Targets", &body).into_response()
 }
 
+/// A job's listeners, containers or pods: what each is, its labels, whether it is ready.
+fn source_targets_table(
+    body: &mut String,
+    job: &str,
+    targets: &[crate::sources::targets_view::SourceTargetView],
+) {
+    let _ = write!(
+        body,
+        "<h2 id=\"job-{id}\">{job} ({n} targets)</h2>\n<table>\n\
+         <tr><th>Type</th><th>Target</th><th>Labels</th><th>Ready</th></tr>\n",
+        id = escape(job),
+        job = escape(job),
+        n = targets.len()
+    );
+    for t in targets {
+        let _ = writeln!(
+            body,
+            "<tr class=\"source\"><td>{kind}</td><td>{what}</td><td>{labels}</td><td>{ready}</td></tr>",
+            kind = t.kind,
+            what = escape(&t.description),
+            labels = escape(&t.labels.to_string()),
+            ready = t.ready,
+        );
+    }
+    body.push_str("</table>\n");
+}
+
 fn labels_text(labels: &std::collections::BTreeMap<String, String>) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in labels.iter().enumerate() {
@@ -208,9 +241,22 @@ async fn service_discovery_page(State(s): State<AppState>) -> Response {
             "<h2>{job} ({active} active / {total} total)</h2>\n<table>\n\
              <tr><th>Discovered labels</th><th>Target labels</th></tr>\n",
             job = escape(&job),
-            active = view.targets.len(),
-            total = view.targets.len() + view.dropped.len(),
+            active = view.targets.len() + view.sources.len(),
+            total = view.targets.len() + view.sources.len() + view.dropped.len(),
         );
+        for t in &view.sources {
+            let _ = writeln!(
+                body,
+                "<tr class=\"active\"><td>{}</td><td>{}</td></tr>",
+                escape(&format!(
+                    "{} {}: {}",
+                    t.kind,
+                    t.description,
+                    labels_text(&t.discovered)
+                )),
+                escape(&t.labels.to_string())
+            );
+        }
         for t in &view.targets {
             let _ = writeln!(
                 body,

@@ -170,61 +170,93 @@ pub fn discover(
         for host in hosts {
             let mut labels: BTreeMap<String, String> = sc.labels.clone();
             labels.insert("__address__".into(), host);
-            labels
-                .entry("job".into())
-                .or_insert_with(|| job.job_name.clone());
-            let discovered = labels.clone();
-            let mut record_drop = |reason: &'static str| {
-                metrics
-                    .files
-                    .targets_failed
-                    .with_label_values(&[reason])
-                    .inc();
-                dropped.push(DroppedView {
-                    discovered: discovered.clone(),
-                    reason,
-                });
+            let rules = Rules {
+                job: &job.job_name,
+                relabelers,
+                metrics,
+                hostname: &hostname,
             };
-            if !apply_relabel(relabelers, &mut labels) {
-                record_drop("dropped");
-                continue;
+            if let Some(t) = rules.target(labels, &mut dropped)? {
+                targets.push(t);
             }
-            if let Some(h) = labels.get("__host__")
-                && *h != hostname
-            {
-                record_drop("wrong_host");
-                continue;
-            }
-            let Some(pattern) = labels
-                .get("__path__")
-                .filter(|p| !p.is_empty())
-                .map(|p| absolute(p))
-            else {
-                tracing::info!(job = %job.job_name, labels = ?discovered, "no path for target (no __path__ label); skipping it");
-                record_drop("no_path");
-                continue;
-            };
-            let matcher = compile_glob(&pattern)?;
-            let exclude = match labels.get("__path_exclude__").filter(|p| !p.is_empty()) {
-                Some(p) => Some(compile_glob(&absolute(p))?),
-                None => None,
-            };
-            let public = LabelSet::from_pairs(
-                labels
-                    .iter()
-                    .filter(|(k, _)| !k.starts_with("__"))
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            targets.push(Target {
-                path_pattern: pattern,
-                matcher,
-                exclude,
-                labels: public,
-                discovered,
-            });
         }
     }
     Ok((targets, dropped))
+}
+
+/// What turns a discovered label set into a target: the job's relabeling and the checks
+/// Promtail makes after it (`__host__`, `__path__`). Shared by static configs and
+/// discovery mechanisms ([`super::file_sd`]).
+pub struct Rules<'a> {
+    pub job: &'a str,
+    pub relabelers: &'a [Relabeler],
+    pub metrics: &'a Metrics,
+    /// This host's name, for `__host__`.
+    pub hostname: &'a str,
+}
+
+impl Rules<'_> {
+    /// `labels` (with `__address__` and any `__meta_*`) relabeled into a target; `None`
+    /// (recorded in `dropped` and counted) when relabeling drops it, `__host__` names
+    /// another host or there is no `__path__`.
+    pub fn target(
+        &self,
+        mut labels: BTreeMap<String, String>,
+        dropped: &mut Vec<DroppedView>,
+    ) -> Result<Option<Target>, String> {
+        labels
+            .entry("job".into())
+            .or_insert_with(|| self.job.to_string());
+        let discovered = labels.clone();
+        let mut record_drop = |reason: &'static str| {
+            self.metrics
+                .files
+                .targets_failed
+                .with_label_values(&[reason])
+                .inc();
+            dropped.push(DroppedView {
+                discovered: discovered.clone(),
+                reason,
+            });
+        };
+        if !apply_relabel(self.relabelers, &mut labels) {
+            record_drop("dropped");
+            return Ok(None);
+        }
+        if let Some(h) = labels.get("__host__")
+            && h != self.hostname
+        {
+            record_drop("wrong_host");
+            return Ok(None);
+        }
+        let Some(pattern) = labels
+            .get("__path__")
+            .filter(|p| !p.is_empty())
+            .map(|p| absolute(p))
+        else {
+            tracing::info!(job = %self.job, labels = ?discovered, "no path for target (no __path__ label); skipping it");
+            record_drop("no_path");
+            return Ok(None);
+        };
+        let matcher = compile_glob(&pattern)?;
+        let exclude = match labels.get("__path_exclude__").filter(|p| !p.is_empty()) {
+            Some(p) => Some(compile_glob(&absolute(p))?),
+            None => None,
+        };
+        let public = LabelSet::from_pairs(
+            labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with("__"))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(Some(Target {
+            path_pattern: pattern,
+            matcher,
+            exclude,
+            labels: public,
+            discovered,
+        }))
+    }
 }
 
 /// Publishes a job's targets for `/targets` and `/service-discovery`.
@@ -268,6 +300,39 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// A file's labels: its target's plus `filename`.
+fn file_labels(target: &Target, path: &Path) -> LabelSet {
+    let mut labels = target.labels.clone();
+    // Exact for UTF-8 names; others escaped, so two names keep two labels.
+    labels.insert(
+        "filename".into(),
+        crate::delivery::positions::readable(path).into_owned(),
+    );
+    labels
+}
+
+/// New targets came: a tailed file whose labels are now different (or that no target
+/// matches, which the next round stops) forgets its labels; its tailer is stopped, to be
+/// started again with the new labels once it has finished.
+fn relabel_tailed(
+    targets: &[Target],
+    tailed: &mut BTreeMap<PathBuf, LabelSet>,
+    tailers: &mut TailerSet,
+    relabeled: &mut BTreeSet<PathBuf>,
+) {
+    tailed.retain(|path, labels| {
+        let Some(target) = targets.iter().find(|t| t.matches(path)) else {
+            return true;
+        };
+        let same = *labels == file_labels(target, path);
+        if !same {
+            tailers.stop(path);
+            relabeled.insert(path.clone());
+        }
+        same
+    });
+}
+
 /// The job whose files a discovery run reports to the `/targets` page.
 pub struct Report {
     pub view: TargetsView,
@@ -278,6 +343,21 @@ pub struct Report {
 /// caller can wait for them.
 pub async fn run(
     targets: Vec<Target>,
+    sync_period: Duration,
+    tailers: TailerSet,
+    stop: watch::Receiver<bool>,
+    report: Report,
+) -> TailerSet {
+    run_with_updates(Arc::new(targets), None, sync_period, tailers, stop, report).await
+}
+
+/// As [`run`], with targets that change while it runs (a discovery mechanism sends each new
+/// set through `updates`): files no target matches any more are stopped, new matches
+/// started, and a file whose labels changed is read on by a new tailer with its new labels
+/// (from where the old one stopped: nothing is read twice or skipped).
+pub async fn run_with_updates(
+    mut targets: Arc<Vec<Target>>,
+    mut updates: Option<watch::Receiver<Arc<Vec<Target>>>>,
     sync_period: Duration,
     mut tailers: TailerSet,
     mut stop: watch::Receiver<bool>,
@@ -308,10 +388,12 @@ pub async fn run(
     // page and a reload's settle ([`crate::agent::jobs`]) see them. Labels are built once per file,
     // not every round for files whose tailer keeps running.
     let mut tailed: BTreeMap<PathBuf, LabelSet> = BTreeMap::new();
+    // Files whose tailer was stopped for new labels: started again once it has finished.
+    let mut relabeled: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         let mut changed = false;
-        for target in &targets {
+        for target in targets.iter() {
             let (files, walked) = target.glob_and_dirs();
             if let Some(w) = watcher.as_mut() {
                 for dir in target.watch_dirs(&files, &walked) {
@@ -333,18 +415,13 @@ pub async fn run(
                 }
                 let labels = tailed.entry(f.clone()).or_insert_with(|| {
                     changed = true;
-                    let mut labels = target.labels.clone();
-                    // Exact for UTF-8 names; others escaped, so two names keep two labels.
-                    labels.insert(
-                        "filename".into(),
-                        crate::delivery::positions::readable(&f).into_owned(),
-                    );
-                    labels
+                    file_labels(target, &f)
                 });
                 if !tailers.is_running(&f) {
                     // Idempotent: a running tailer is kept, a finished one restarted, and a
                     // file still being read under an older name waits for a later round.
                     tailers.start(&f, Arc::new(labels.clone()));
+                    relabeled.remove(&f);
                 }
             }
         }
@@ -359,8 +436,33 @@ pub async fn run(
         if changed {
             report.view.set_files(&report.job, tailed.clone());
         }
+        // A relabeled file waits only for its old tailer to finish, not a whole period.
+        let next_round = if relabeled.is_empty() {
+            sync_period
+        } else {
+            sync_period.min(Duration::from_millis(50))
+        };
+        let next_targets = async {
+            match updates.as_mut() {
+                Some(u) => u.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(sync_period) => {}
+            _ = tokio::time::sleep(next_round) => {}
+            ok = next_targets => {
+                match ok {
+                    true => {
+                        let new = updates.as_mut().map(|u| u.borrow_and_update().clone());
+                        if let Some(new) = new {
+                            targets = new;
+                            relabel_tailed(&targets, &mut tailed, &mut tailers, &mut relabeled);
+                        }
+                    }
+                    // The discovery mechanism ended (its job is stopping): keep the last set.
+                    false => updates = None,
+                }
+            }
             Some(()) = event_rx.recv() => {
                 // Coalesce bursts of events into one re-glob.
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -162,6 +162,23 @@ impl SyslogSource {
         }
     }
 
+    /// What `/targets` and `/service-discovery` show of this listener.
+    pub fn target_view(&self) -> crate::sources::targets_view::SourceTargetView {
+        let protocol = match &self.listener {
+            Listener::Tcp(_, Some(_)) => "tcp+tls",
+            Listener::Tcp(_, None) => "tcp",
+            Listener::Udp(_) => "udp",
+        };
+        let address = self
+            .local_addr()
+            .map_or_else(|| "?".to_string(), |a| a.to_string());
+        crate::sources::targets_view::SourceTargetView::listener(
+            "syslog",
+            format!("{protocol} {address}"),
+            &self.settings.labels,
+        )
+    }
+
     /// Receives until `stop`: then stops accepting, ships what was already received and
     /// returns once every connection has.
     pub async fn run(self, out: mpsc::Sender<LineBatch>, stop: watch::Receiver<bool>) {
@@ -186,7 +203,7 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Promtail's 1 MiB UDP receive buffer, so bursts wait in the kernel, not on the wire.
-fn receive_buffer(socket: &std::net::UdpSocket, bytes: libc::c_int) {
+pub(crate) fn receive_buffer(socket: &std::net::UdpSocket, bytes: libc::c_int) {
     use std::os::fd::AsRawFd;
     // SAFETY: setsockopt on a descriptor the socket owns, with a pointer to a live c_int
     // and its size; the kernel only reads it.
