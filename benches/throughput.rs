@@ -96,6 +96,10 @@ fn main() {
         modes::files1000(&bin, sink_addr, number(30) as u64, stages("nginx"));
         return;
     }
+    if args.iter().any(|a| a == "sources") {
+        modes::sources(&bin, sink_addr, number(64), stages("nginx"));
+        return;
+    }
     if args.iter().any(|a| a == "reference") {
         modes::reference(&bin, sink_addr, number(16));
         return;

@@ -9,7 +9,9 @@
 //!   nginx access and error, auth.log); one run per job (the other jobs' files left empty)
 //!   and one with all five files at once.
 //!
-//! Both read the agent's progress off its /metrics and its CPU and memory off /proc.
+//! - `sources [MiB]`: the same real-derived nginx lines from a file and from `-stdin`.
+//!
+//! They read the agent's progress off its /metrics and its CPU and memory off /proc.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -266,4 +268,88 @@ pub fn reference(bin: &str, sink: SocketAddr, mib: usize) {
             agent.peak_rss_mib()
         );
     }
+}
+
+/// `sources [MiB]`: the same real-derived nginx lines through the nginx pipeline from a
+/// file and from `-stdin` (read to its end, then the agent exits), entries per CPU-second
+/// and peak RSS each. The stdin run's CPU and peak RSS come from wait4's rusage.
+pub fn sources(bin: &str, sink: SocketAddr, mib: usize, stages: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("nginx.log");
+    let corpus = match real_lines::load("nginx") {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let (lines, bytes) = corpus.generate(&log, mib * 1024 * 1024);
+    let config = |path: &str| {
+        let config = dir.path().join(format!("config-{}.yaml", path.len()));
+        std::fs::write(
+            &config,
+            format!(
+                r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
+positions: {{filename: {d}/positions.yaml}}
+clients:
+  - url: http://{sink}/loki/api/v1/push
+scrape_configs:
+  - job_name: nginx
+    static_configs:
+      - labels: {{job: nginx, __path__: {path}}}
+    pipeline_stages: {stages}
+"#,
+                d = dir.path().display(),
+            ),
+        )
+        .expect("write config");
+        config
+    };
+    println!(
+        "sources: {lines} real-derived nginx lines ({:.1} MiB), nginx pipeline",
+        bytes as f64 / 1048576.0
+    );
+    let print = |source: &str, cpu: f64, rss_mib: f64| {
+        println!(
+            "{source:<8} {:>10.0} entries/CPU-s {:>7.3} us/entry {:>7.1} MiB/CPU-s  peak RSS {rss_mib:.1} MiB",
+            lines as f64 / cpu,
+            cpu * 1e6 / lines as f64,
+            bytes as f64 / 1048576.0 / cpu
+        );
+    };
+    {
+        let agent = Agent::start(bin, &config(&log.display().to_string()));
+        agent.wait_for(Duration::from_secs(600), "every line sent", |a| {
+            a.metric("promtail_sent_entries_total") >= lines as f64
+        });
+        print("file", agent.cpu(), agent.peak_rss_mib());
+    }
+    let input = std::fs::File::open(&log).expect("open log");
+    // Reaped by the wait4 below, which also reports its CPU time and peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(bin)
+        .arg(format!(
+            "-config.file={}",
+            config("/nonexistent/stdin").display()
+        ))
+        .arg("-stdin")
+        .stdin(input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tailward -stdin");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child's pid.
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    if status != 0 {
+        println!("stdin run exited with status {status}");
+    }
+    print(
+        "stdin",
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        usage.ru_maxrss as f64 / 1024.0,
+    );
 }
