@@ -14,6 +14,8 @@
 //! time_local; 9.4), `auth` (syslog header regex + a second regex on the message + labels
 //! program, outcome; 8.9).
 //!
+//! `files1000` and `reference` are the whole-agent modes of throughput/modes.rs.
+//!
 //! `json+wal` is `json` through the client's disk buffer (`wal: {enabled: true}`, fsync
 //! periodic, the default).
 //!
@@ -26,12 +28,24 @@
 //! they print entries per CPU-second beside the MiB figures.
 //!
 //! Run: `cargo bench --bench throughput -- [KIND|all] [MiB]` (default: all, 64).
+//!
+//! Input: `real` (lines derived from the real samples in ../shared/data, see real_lines.rs)
+//! or `generated` (this file's generator); both by default, real first.
+//!
+//! Run: `cargo bench --bench throughput -- [KIND|all] [real|generated] [MiB]` (default: all,
+//! both, 64). `TAILWARD_BENCH_BIN` runs another build of the binary (a before/after pair in
+//! one run); `TAILWARD_BENCH_WRAP` runs it under a command such as
+//! `valgrind --tool=callgrind`, ended by SIGTERM so the tool writes its counts.
 //! It measures the real binary as a user runs it: same config path, default batch settings,
 //! acknowledgement-based positions on. Completion is read from the agent's own
 //! `promtail_sent_entries_total`, so the sink does no decoding work of its own.
 
 mod agent_process;
+#[path = "throughput/modes.rs"]
+mod modes;
 mod push_sender;
+#[path = "throughput/real_lines.rs"]
+mod real_lines;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +63,7 @@ pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tailward");
 const KINDS: &[&str] = &[
     "raw", "json", "json+wal", "nginx", "auth", "push", "syslog", "gelf",
 ];
+const INPUTS: &[&str] = &["real", "generated"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,6 +71,12 @@ fn main() {
     let kinds: Vec<&str> = match args.iter().find(|a| KINDS.contains(&a.as_str())) {
         Some(k) => vec![k.as_str()],
         None => KINDS.to_vec(),
+    };
+    let bin = std::env::var("TAILWARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let number = |default: usize| args.iter().find_map(|a| a.parse().ok()).unwrap_or(default);
+    let inputs: Vec<&str> = match args.iter().find(|a| INPUTS.contains(&a.as_str())) {
+        Some(i) => vec![i.as_str()],
+        None => INPUTS.to_vec(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -84,56 +105,100 @@ fn main() {
         let _ = axum::serve(listener, app).await;
     });
 
+    if args.iter().any(|a| a == "files1000") {
+        modes::files1000(&bin, sink_addr, number(30) as u64, stages("nginx"));
+        return;
+    }
+    if args.iter().any(|a| a == "sources") {
+        modes::sources(&bin, sink_addr, number(64), stages("nginx"));
+        return;
+    }
+    if args.iter().any(|a| a == "reference") {
+        modes::reference(&bin, sink_addr, number(16));
+        return;
+    }
     println!(
         "machine: {} CPUs; protobuf+snappy, batchsize 1 MiB, batchwait 1s, ack positions on",
         cpus()
     );
     println!(
-        "{:<8} {:>9} {:>7} {:>7} {:>10} {:>8} {:>9} {:>8} {:>13}",
+        "{:<9} {:<8} {:>8} {:>6} {:>6} {:>9} {:>10} {:>7} {:>6} {:>8} {:>7}",
+        "input",
         "kind",
         "lines",
         "MiB",
         "wall s",
         "MiB/CPU-s",
+        "lines/CPU-s",
+        "us/line",
         "MiB/s",
         "shipping",
-        "RSS MiB",
-        "kLines/CPU-s"
+        "RSS MiB"
     );
     println!(
         "(wall s and MiB/s: start to the last entry, including the final batchwait; shipping: \
          MiB/s up to the last full batch)"
     );
-    for kind in kinds {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (data, wal) = match kind.strip_suffix("+wal") {
-            Some(data) => (data, true),
-            None if kind == "push" => ("raw", false),
-            None => (kind, false),
-        };
-        if NETWORK_KINDS.contains(&kind) {
-            network_kind(kind, dir.path(), mib, sink_addr);
-            continue;
+    for input in inputs {
+        for &kind in &kinds {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let (data, wal) = match kind.strip_suffix("+wal") {
+                Some(data) => (data, true),
+                None if kind == "push" => ("raw", false),
+                None => (kind, false),
+            };
+            // The network sources' senders make their own lines (the generator's raw ones).
+            if NETWORK_KINDS.contains(&kind) {
+                if input == "generated" {
+                    network_kind(kind, dir.path(), mib, sink_addr);
+                }
+                continue;
+            }
+            let log = dir.path().join(format!("{data}.log"));
+            let (lines, bytes) = if input == "real" {
+                let corpus = match real_lines::load(static_kind(data)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        std::process::exit(2);
+                    }
+                };
+                let made = corpus.generate(&log, mib * 1024 * 1024);
+                if !wal {
+                    corpus.print_check(&log);
+                }
+                made
+            } else {
+                generate(data, &log, mib * 1024 * 1024)
+            };
+            pushes.lock().expect("pushes").clear();
+            let run = if kind == "push" {
+                push_sender::ship(dir.path(), &log, sink_addr, lines, &pushes)
+            } else {
+                ship(dir.path(), &log, data, wal, sink_addr, lines, &pushes)
+            };
+            let mib_f = bytes as f64 / (1024.0 * 1024.0);
+            let (shipped_at, shipped_share) = run.shipping;
+            println!(
+                "{input:<9} {kind:<8} {lines:>8} {mib_f:>6.1} {:>6.2} {:>9.1} {:>10.0} {:>7.3} {:>6.1} {:>8.1} {:>7.1}",
+                run.wall.as_secs_f64(),
+                mib_f / run.cpu_seconds,
+                lines as f64 / run.cpu_seconds,
+                run.cpu_seconds * 1e6 / lines as f64,
+                mib_f / run.wall.as_secs_f64(),
+                mib_f * shipped_share / shipped_at.as_secs_f64(),
+                run.peak_rss_kib as f64 / 1024.0
+            );
         }
-        let log = dir.path().join(format!("{data}.log"));
-        let (lines, bytes) = generate(data, &log, mib * 1024 * 1024);
-        pushes.lock().expect("pushes").clear();
-        let run = if kind == "push" {
-            push_sender::ship(dir.path(), &log, sink_addr, lines, &pushes)
-        } else {
-            ship(dir.path(), &log, data, wal, sink_addr, lines, &pushes)
-        };
-        let mib_f = bytes as f64 / (1024.0 * 1024.0);
-        let (shipped_at, shipped_share) = run.shipping;
-        println!(
-            "{kind:<8} {lines:>9} {mib_f:>7.1} {:>7.2} {:>10.1} {:>8.1} {:>9.1} {:>8.1} {:>13.1}",
-            run.wall.as_secs_f64(),
-            mib_f / run.cpu_seconds,
-            mib_f / run.wall.as_secs_f64(),
-            mib_f * shipped_share / shipped_at.as_secs_f64(),
-            run.peak_rss_kib as f64 / 1024.0,
-            lines as f64 / run.cpu_seconds / 1000.0
-        );
+    }
+}
+
+fn static_kind(kind: &str) -> &'static str {
+    match kind {
+        "json" => "json",
+        "nginx" => "nginx",
+        "auth" => "auth",
+        _ => "raw",
     }
 }
 
@@ -215,7 +280,12 @@ clients:
     .expect("write config");
 
     let started = Instant::now();
-    let mut child = Command::new(BIN)
+    let bin = std::env::var("TAILWARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let wrap = std::env::var("TAILWARD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(&bin);
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
         .arg(format!("-config.file={}", config.display()))
         .env("TAILWARD_LOG", "info")
         .stdout(Stdio::null())
@@ -258,7 +328,12 @@ clients:
         cpu_seconds: agent_process::cpu_seconds(pid),
         peak_rss_kib: agent_process::status_kib(pid, "VmHWM"),
     };
-    let _ = child.kill();
+    if wrap.is_empty() {
+        let _ = child.kill();
+    } else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
     let _ = child.wait();
     run
 }
@@ -435,6 +510,11 @@ fn auth_line(line: &mut String, i: usize, rng: &mut XorShift) {
 }
 
 pub(crate) fn sent_entries(port: u16) -> f64 {
+    metric_sum(port, "promtail_sent_entries_total")
+}
+
+/// The sum of every series of `metric` on the agent's /metrics.
+fn metric_sum(port: u16, metric: &str) -> f64 {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return 0.0;
     };
@@ -445,7 +525,10 @@ pub(crate) fn sent_entries(port: u16) -> f64 {
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.lines()
-        .filter(|l| l.starts_with("promtail_sent_entries_total{"))
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -20,6 +20,7 @@ pub mod presets;
 pub mod stage_panics;
 pub mod stages;
 pub mod task;
+pub mod used_keys;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -154,6 +155,12 @@ pub trait Stage: Send {
     fn inspect_inside(&mut self, _inspector: &Inspector) -> bool {
         false
     }
+
+    /// The extracted keys later stages may read (`None`: any key), from
+    /// [`used_keys::read_after`]: a stage that only writes extracted values may skip the
+    /// others. Called once after the pipeline is built, and again with `None` when the
+    /// extracted map is shown (`-inspect`, `-dry-run.extracted`, `tailward test`).
+    fn restrict_writes(&mut self, _read_later: Option<&std::collections::HashSet<String>>) {}
 }
 
 /// What stages may use while they are built.
@@ -453,7 +460,10 @@ impl Pipeline {
         configs: &[StageConfig],
         ctx: &BuildContext,
     ) -> Result<Self, PipelineError> {
-        let stages = build_stages(key_prefix, configs, ctx)?;
+        let mut stages = build_stages(key_prefix, configs, ctx)?;
+        for (stage, keys) in stages.iter_mut().zip(used_keys::read_after(configs)) {
+            stage.restrict_writes(keys.as_ref());
+        }
         let names = configs.iter().map(StageConfig::name).collect();
         Ok(Self::of_stages(stages, names, ctx))
     }
@@ -480,6 +490,7 @@ impl Pipeline {
 
     /// Reports every stage's changes to every entry to `inspector` (`-inspect`).
     pub fn with_inspector(mut self, mut inspector: Inspector) -> Self {
+        self.write_every_key();
         inspector.set_stage_names(self.stage_names.clone());
         let inside = self
             .stages
@@ -494,8 +505,16 @@ impl Pipeline {
     /// Hands each finished entry's extracted values on with its structured metadata
     /// ([`EXTRACTED_PREFIX`]), for `-dry-run.extracted` and `tailward test`.
     pub fn with_extracted_shown(mut self) -> Self {
+        self.write_every_key();
         self.show_extracted = true;
         self
+    }
+
+    /// Undoes [`Stage::restrict_writes`]: the extracted map is shown, so every key counts.
+    fn write_every_key(&mut self) {
+        for stage in &mut self.stages {
+            stage.restrict_writes(None);
+        }
     }
 
     /// Runs one entry through every stage; finished entries and the acknowledgements of
@@ -670,6 +689,46 @@ mod tests {
             )
         );
         assert_eq!(empty.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_extracted_map_shown_keeps_groups_no_later_stage_reads_and_labels_still_get_theirs()
+    {
+        let stages = serde_json::json!([
+            {"regex": {"expression": "^(?P<level>\\w+) (?P<rest>.*)$"}},
+            {"labels": {"level": ""}},
+        ]);
+        let labels = Arc::new(LabelSet::from_pairs([("job", "app")]));
+        let read_time = DateTime::parse_from_rfc3339("2026-11-28T05:00:00+01:00").unwrap();
+        let mut batch = LineBatch::new(labels, read_time);
+        batch.push("warn disk almost full", None);
+        let extracted_names = |out: &[Outgoing]| -> Vec<String> {
+            match &out[0] {
+                Outgoing::Entry { entry, .. } => {
+                    assert_eq!(entry.labels.to_string(), r#"{job="app", level="warn"}"#);
+                    let mut names: Vec<String> = entry
+                        .structured_metadata
+                        .iter()
+                        .filter_map(|(k, _)| k.strip_prefix(EXTRACTED_PREFIX).map(str::to_owned))
+                        .collect();
+                    names.sort();
+                    names
+                }
+                Outgoing::Consumed { .. } => panic!("entry dropped"),
+            }
+        };
+        let mut shipping = Vec::new();
+        pipeline(stages.clone())
+            .run_batch(&batch, &mut shipping)
+            .await;
+        // Shipping: the label from the group the labels stage reads.
+        extracted_names(&shipping);
+        let mut shown = Vec::new();
+        pipeline(stages)
+            .with_extracted_shown()
+            .run_batch(&batch, &mut shown)
+            .await;
+        assert_eq!(extracted_names(&shown), ["job", "level", "rest"]);
     }
 
     /// Panics on lines containing "boom", as a stage with a bug reached by hostile input.

@@ -71,6 +71,10 @@ async fn read_from(
 ) {
     let mut reader = tokio::io::BufReader::new(input);
     let mut line: Vec<u8> = Vec::new();
+    // Lines read from one buffer fill go to the pipeline as one batch (a batch per line made
+    // stdin half the speed of a file on the same lines, issue 21); sent once the buffer is
+    // used up, so no line waits for more input.
+    let mut pending: Option<LineBatch> = None;
     // The line in hand passed the cap: the rest of it, up to its newline, is not kept.
     let mut over = false;
     loop {
@@ -84,8 +88,9 @@ async fn read_from(
         if chunk.is_empty() {
             // End of input: an unfinished last line still counts, as Promtail reads it.
             if !line.is_empty() || over {
-                let _ = emit(&out, &labels, &cap, &mut line, over).await;
+                emit(&labels, &cap, &mut line, over, &mut pending);
             }
+            let _ = send(&out, &mut pending).await;
             return;
         }
         let (taken, complete) = match memchr::memchr(b'\n', chunk) {
@@ -104,36 +109,44 @@ async fn read_from(
         }
         reader.consume(taken);
         if complete {
-            if !emit(&out, &labels, &cap, &mut line, over).await {
-                return;
-            }
+            emit(&labels, &cap, &mut line, over, &mut pending);
             over = false;
+        }
+        if reader.buffer().is_empty() && !send(&out, &mut pending).await {
+            return;
         }
     }
 }
 
-/// Sends the line in hand (truncated or dropped when `over` the cap); false once the
-/// pipeline is gone.
-async fn emit(
-    out: &mpsc::Sender<LineBatch>,
+/// Sends the lines gathered so far; false once the pipeline is gone.
+async fn send(out: &mpsc::Sender<LineBatch>, pending: &mut Option<LineBatch>) -> bool {
+    match pending.take() {
+        Some(batch) => out.send(batch).await.is_ok(),
+        None => true,
+    }
+}
+
+/// Adds the line in hand (truncated or dropped when `over` the cap) to the pending batch.
+fn emit(
     labels: &Arc<LabelSet>,
     cap: &LineCap,
     line: &mut Vec<u8>,
     over: bool,
-) -> bool {
+    pending: &mut Option<LineBatch>,
+) {
     if over {
         let action = if cap.truncate { "truncated" } else { "dropped" };
         cap.long_lines.with_label_values(&[action]).inc();
         if !cap.truncate {
             line.clear();
-            return true;
+            return;
         }
     }
     while matches!(line.last(), Some(b'\r' | b'\n')) {
         line.pop();
     }
     if line.is_empty() {
-        return true;
+        return;
     }
     let text = match std::str::from_utf8(line) {
         Ok(t) => std::borrow::Cow::Borrowed(t),
@@ -143,10 +156,10 @@ async fn emit(
         }
         Err(_) => String::from_utf8_lossy(line),
     };
-    let mut batch = LineBatch::new(labels.clone(), crate::model::clock::now());
-    batch.push(&text, None);
+    pending
+        .get_or_insert_with(|| LineBatch::new(labels.clone(), crate::model::clock::now()))
+        .push(&text, None);
     line.clear();
-    out.send(batch).await.is_ok()
 }
 
 #[cfg(test)]
@@ -170,6 +183,24 @@ mod tests {
         let counted = long_lines.with_label_values(&["truncated"]).get()
             + long_lines.with_label_values(&["dropped"]).get();
         (got, counted)
+    }
+
+    #[tokio::test]
+    async fn lines_read_at_once_reach_the_pipeline_as_one_batch() {
+        let long_lines =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("l", "l"), &["action"]).unwrap();
+        let cap = LineCap {
+            max_bytes: 100,
+            truncate: true,
+            long_lines,
+        };
+        let (tx, mut rx) = mpsc::channel(1024);
+        read_from(&b"a\nb\nc\n"[..], tx, Arc::new(LabelSet::new()), cap).await;
+        let mut batches = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            batches.push(b.iter().map(|(l, _)| l.to_string()).collect::<Vec<_>>());
+        }
+        assert_eq!(batches, [vec!["a", "b", "c"]]);
     }
 
     #[tokio::test]

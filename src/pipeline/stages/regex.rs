@@ -31,6 +31,10 @@ pub struct RegexStage {
     matcher: Matcher,
     source: Option<String>,
     /// (group index, name) of the named groups, resolved once.
+    all_names: Vec<(usize, InternedKey)>,
+    /// The groups written: all of them, or those later stages read (see
+    /// [`Stage::restrict_writes`]). Empty: no later stage reads any, so the line is not
+    /// matched at all (the stage writes nothing else).
     names: Vec<(usize, InternedKey)>,
     /// The groups found in the current line, reused from line to line.
     found: Vec<(InternedKey, String)>,
@@ -71,13 +75,29 @@ impl RegexStage {
             matcher: Matcher::new(regex, &pattern),
             source: cfg.source.clone(),
             found: Vec::with_capacity(names.len()),
+            all_names: names.clone(),
             names,
         })
     }
 }
 
 impl Stage for RegexStage {
+    fn restrict_writes(&mut self, read_later: Option<&std::collections::HashSet<String>>) {
+        self.names = match read_later {
+            None => self.all_names.clone(),
+            Some(keys) => self
+                .all_names
+                .iter()
+                .filter(|(_, name)| keys.contains(name.as_str()))
+                .copied()
+                .collect(),
+        };
+    }
+
     fn process(&mut self, entry: &mut PipelineEntry) -> Verdict {
+        if self.names.is_empty() {
+            return Verdict::Keep;
+        }
         let input: Cow<'_, str> = match &self.source {
             None => Cow::Borrowed(&entry.line),
             Some(key) => match entry.extracted.get(key).and_then(value_as_string) {
@@ -123,6 +143,40 @@ mod tests {
         s.process(&mut e);
         assert_eq!(e.extracted["ip"], "1.2.3.4");
         assert_eq!(e.extracted["ts"], "10/Oct/2000:13:55:36 -0700");
+    }
+
+    #[test]
+    fn writes_only_the_groups_later_stages_read_until_told_every_key_counts() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"^(?P<ip>\S+) (?P<user>\S+) (?P<rest>.*)$".into(),
+            source: None,
+        })
+        .unwrap();
+        let read_later: std::collections::HashSet<String> = ["ip".to_string()].into();
+        s.restrict_writes(Some(&read_later));
+        let mut e = entry("1.2.3.4 bob GET /", &[]);
+        s.process(&mut e);
+        assert_eq!(e.extracted["ip"], "1.2.3.4");
+        assert!(!e.extracted.contains_key("user"));
+        assert!(!e.extracted.contains_key("rest"));
+        s.restrict_writes(None);
+        let mut e = entry("1.2.3.4 bob GET /", &[]);
+        s.process(&mut e);
+        assert_eq!(e.extracted["user"], "bob");
+        assert_eq!(e.extracted["rest"], "GET /");
+    }
+
+    #[test]
+    fn a_regex_none_of_whose_groups_is_read_later_leaves_the_entry_alone() {
+        let mut s = RegexStage::new(&RegexConfig {
+            expression: r"(?P<word>\w+)".into(),
+            source: None,
+        })
+        .unwrap();
+        s.restrict_writes(Some(&std::collections::HashSet::new()));
+        let mut e = entry("hello", &[]);
+        s.process(&mut e);
+        assert!(!e.extracted.contains_key("word"));
     }
 
     #[test]
