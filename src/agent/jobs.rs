@@ -97,7 +97,7 @@ pub fn start(
     if let Some(syslog) = job
         .syslog
         .as_ref()
-        .filter(|_| job.static_configs.is_empty())
+        .filter(|_| job.static_configs.is_empty() && job.kubernetes_sd_configs.is_empty())
     {
         let source = crate::sources::syslog::SyslogSource::bind(
             job,
@@ -152,8 +152,23 @@ pub fn start(
         view: ctx.targets_view.clone(),
         job: job.job_name.clone(),
     };
+    // Kubernetes discovery republishes the job's targets as pods come and go.
+    let targets = if job.kubernetes_sd_configs.is_empty() {
+        watch::channel(targets.into_iter().map(Arc::new).collect()).1
+    } else {
+        crate::sources::kubernetes::prepare(
+            job,
+            relabelers,
+            targets,
+            ctx.metrics.clone(),
+            ctx.targets_view.clone(),
+            crate::sources::kubernetes::watcher::Backoff::default(),
+        )
+        .map_err(|e| format!("scrape config {:?}: {e}", job.job_name))?
+        .spawn(stop_rx.clone())
+    };
     let source = tokio::spawn(async move {
-        let tailers = discovery::run(targets, sync, tailers, stop_rx, report).await;
+        let tailers = discovery::run_watched(targets, sync, tailers, stop_rx, report).await;
         tailers.join().await;
     });
     Ok(RunningJob {

@@ -18,7 +18,8 @@ mod push;
 pub mod queue;
 mod recent;
 mod rejections;
-mod tls;
+/// Also builds the Kubernetes discovery client's TLS (same `tls_config` semantics).
+pub(crate) mod tls;
 pub mod wal;
 
 #[cfg(test)]

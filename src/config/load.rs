@@ -365,7 +365,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "serverset_sd_configs",
     "nerve_sd_configs",
     "marathon_sd_configs",
-    "kubernetes_sd_configs",
     "gce_sd_configs",
     "ec2_sd_configs",
     "openstack_sd_configs",
@@ -669,6 +668,15 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 }
             }
         }
+        for (k, sd) in sc.kubernetes_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = sd.validate() {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("kubernetes_sd_configs[{k}].{key}")),
+                    expected,
+                ));
+            }
+        }
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
@@ -677,6 +685,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             && sc.static_configs.is_empty()
             && sc.journal.is_none()
             && sc.syslog.is_none()
+            && sc.kubernetes_sd_configs.is_empty()
         {
             return Err(ConfigError::new(
                 name,

@@ -7,6 +7,7 @@
 
 pub mod cli;
 mod expand_env;
+pub mod kubernetes;
 pub mod load;
 mod redact;
 /// The YAML reader lives with the other Go semantics (stages read their configs with it too).
@@ -591,6 +592,9 @@ pub struct ScrapeConfig {
     /// Listens for syslog messages (Promtail's `syslog:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<SyslogTargetConfig>,
+    /// Kubernetes service discovery (Prometheus' `kubernetes_sd_configs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kubernetes_sd_configs: Vec<kubernetes::KubernetesSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
 }
 

@@ -8,6 +8,7 @@
 //! out in the format the scraper asks for.
 
 pub mod exposition;
+pub mod kubernetes;
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
@@ -21,6 +22,7 @@ pub struct Metrics {
     pub pipeline: PipelineMetrics,
     pub journal: JournalMetrics,
     pub syslog: SyslogMetrics,
+    pub kubernetes: kubernetes::KubernetesMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -456,6 +458,7 @@ impl Metrics {
         }
         Metrics {
             syslog: SyslogMetrics::new(&registry),
+            kubernetes: kubernetes::KubernetesMetrics::new(&registry),
             registry,
             client,
             files,

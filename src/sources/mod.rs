@@ -15,6 +15,7 @@
 
 pub mod files;
 pub mod journal;
+pub mod kubernetes;
 pub mod relabel;
 pub mod stdin;
 pub mod syslog;

@@ -45,6 +45,37 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target of `pattern` (made absolute) minus `exclude`, for sources that discover
+    /// targets of their own (Kubernetes).
+    pub fn new(
+        pattern: &str,
+        exclude: Option<&str>,
+        labels: LabelSet,
+        discovered: BTreeMap<String, String>,
+    ) -> Result<Target, String> {
+        let path_pattern = absolute(pattern);
+        Ok(Target {
+            matcher: compile_glob(&path_pattern)?,
+            exclude: exclude.map(|e| compile_glob(&absolute(e))).transpose()?,
+            path_pattern,
+            labels,
+            discovered,
+        })
+    }
+
+    /// What makes two targets the same one, as Promtail keys them: the pattern, the labels
+    /// and the exclusion.
+    pub fn dedup_key(&self) -> String {
+        let mut key = self.path_pattern.clone();
+        key.push(':');
+        self.labels.render_into(&mut key);
+        if let Some(e) = &self.exclude {
+            key.push(':');
+            key.push_str(e.glob().glob());
+        }
+        key
+    }
+
     pub fn matches(&self, path: &Path) -> bool {
         self.matcher.is_match(path) && !self.exclude.as_ref().is_some_and(|e| e.is_match(path))
     }
@@ -72,9 +103,24 @@ impl Target {
             }
             return (found, dirs);
         }
+        // Without `**` each level of the walk can only enter directories whose name matches
+        // that segment of the pattern: `/var/log/pods/*<uid>/<container>/*.log` reads one
+        // pod's directory, not every pod's.
+        // A segment that is no glob of its own (an alternation across `/`) turns this off.
+        let segments: Vec<GlobMatcher> = if unbounded {
+            Vec::new()
+        } else {
+            Path::new(&self.path_pattern)
+                .components()
+                .skip(base.components().count())
+                .map(|c| compile_glob(&c.as_os_str().to_string_lossy()).ok())
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        };
         walk(
             &base,
             if unbounded { usize::MAX } else { depth },
+            &segments,
             &mut dirs,
             &mut |p| {
                 if self.matches(p) {
@@ -121,7 +167,15 @@ fn literal_base(pattern: &str) -> PathBuf {
     base
 }
 
-fn walk(dir: &Path, depth: usize, dirs: &mut Vec<PathBuf>, visit: &mut dyn FnMut(&Path)) {
+/// Visits the files under `dir` down to `depth` levels; with `segments` (one matcher per
+/// level) only directories whose name matches their level's segment are entered.
+fn walk(
+    dir: &Path,
+    depth: usize,
+    segments: &[GlobMatcher],
+    dirs: &mut Vec<PathBuf>,
+    visit: &mut dyn FnMut(&Path),
+) {
     if depth == 0 {
         return;
     }
@@ -135,7 +189,14 @@ fn walk(dir: &Path, depth: usize, dirs: &mut Vec<PathBuf>, visit: &mut dyn FnMut
         // could loop.
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
-            walk(&path, depth - 1, dirs, visit);
+            if let Some(seg) = segments.first()
+                && segments.len() > 1
+                && !seg.is_match(entry.file_name())
+            {
+                continue;
+            }
+            let rest = segments.get(1..).unwrap_or_default();
+            walk(&path, depth - 1, rest, dirs, visit);
         } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
             visit(&path);
         }
@@ -279,6 +340,20 @@ pub struct Report {
 pub async fn run(
     targets: Vec<Target>,
     sync_period: Duration,
+    tailers: TailerSet,
+    stop: watch::Receiver<bool>,
+    report: Report,
+) -> TailerSet {
+    // The sender is dropped at once: the targets never change.
+    let (_, fixed) = watch::channel(targets.into_iter().map(Arc::new).collect());
+    run_watched(fixed, sync_period, tailers, stop, report).await
+}
+
+/// As [`run`], for targets that come and go (Kubernetes discovery): each new list is
+/// globbed at once; files of targets that left it are drained and closed.
+pub async fn run_watched(
+    mut targets: watch::Receiver<Vec<Arc<Target>>>,
+    sync_period: Duration,
     mut tailers: TailerSet,
     mut stop: watch::Receiver<bool>,
     report: Report,
@@ -311,7 +386,8 @@ pub async fn run(
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         let mut changed = false;
-        for target in &targets {
+        let current = targets.borrow_and_update().clone();
+        for target in current.iter() {
             let (files, walked) = target.glob_and_dirs();
             if let Some(w) = watcher.as_mut() {
                 for dir in target.watch_dirs(&files, &walked) {
@@ -366,6 +442,7 @@ pub async fn run(
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 while event_rx.try_recv().is_ok() {}
             }
+            Ok(()) = targets.changed() => {}
             _ = stop.changed() => break,
         }
         if *stop.borrow() {
