@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 pub mod agent_process;
 pub mod container;
 pub mod deb;
+pub mod kube_apiserver;
+pub mod kubelet_logs;
 pub mod mmdb_writer;
 pub mod nginx_fields;
 pub mod numbered_lines;

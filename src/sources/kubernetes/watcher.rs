@@ -110,7 +110,11 @@ pub async fn run<T, M>(
                 _ = stop.wait_for(|s| *s) => return,
             };
             let mut stream = match started {
-                Ok(s) => s,
+                Ok(s) => {
+                    state.ok();
+                    delay = backoff.initial;
+                    s
+                }
                 Err(e @ ApiError::Gone(_)) => {
                     state.relisting(&e);
                     continue 'relist;
