@@ -80,6 +80,50 @@ fn chart_job(api: &str, token_file: &Path, root: &Path) -> String {
     )
 }
 
+const EXAMPLE_CONFIGMAP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/kubernetes/configmap.yaml"
+);
+
+/// The `config.yaml` of examples/kubernetes/configmap.yaml (a block scalar indented by 4).
+fn example_config() -> String {
+    let text = std::fs::read_to_string(EXAMPLE_CONFIGMAP).unwrap();
+    let body = text
+        .split_once("  config.yaml: |\n")
+        .expect("the ConfigMap has data.config.yaml")
+        .1;
+    body.lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The example's config pointed at the fakes: Loki, the API server (instead of the
+/// in-cluster service account), pod logs under `root`, positions and port of the test.
+fn example_config_for(dir: &Path, loki: &str, api: &str, token: &Path, root: &Path) -> String {
+    let cfg = example_config()
+        .replace(
+            "  http_listen_port: 3101",
+            "  http_listen_port: 0\n  http_listen_address: 127.0.0.1",
+        )
+        .replace("http://loki-gateway/loki/api/v1/push", loki)
+        .replace(
+            "/run/tailward/positions.yaml",
+            &dir.join("positions.yaml").display().to_string(),
+        )
+        .replace("/var/log/pods", &root.display().to_string())
+        .replace(
+            "      - role: pod\n",
+            &format!(
+                "      - role: pod\n        api_server: {api}\n        bearer_token_file: {}\n",
+                token.display()
+            ),
+        );
+    assert!(cfg.contains(api) && cfg.contains(loki), "{cfg}");
+    cfg
+}
+
 fn config(dir: &Path, loki: &str, jobs: &str) -> std::path::PathBuf {
     write_config(
         dir,
@@ -167,7 +211,11 @@ async fn pods_of_this_node_are_tailed_once_with_the_charts_labels_as_they_come_a
     db.write(&numbered("db0/db", 0, 20));
 
     let tok = token_file(dir.path(), "sa-token");
-    let cfg = config(dir.path(), &rx.url(), &chart_job(&api.url(), &tok, &root));
+    // The shipped example's config, as a DaemonSet pod would run it.
+    let cfg = write_config(
+        dir.path(),
+        &example_config_for(dir.path(), &rx.url(), &api.url(), &tok, &root),
+    );
     let agent = AgentProcess::start_with_env(&cfg, &[], &[("HOSTNAME", "node-a")]);
 
     let mut want = numbered("web1/app", 0, 50);
@@ -642,6 +690,36 @@ async fn kubeconfig_over_tls_serves_the_node_role_with_prometheus_labels() {
     assert_eq!(e.labels["kubelet"], "192.168.0.10:10250");
     assert!(api.requests().iter().all(|r| r.path == "/api/v1/nodes"));
     agent.terminate();
+}
+
+#[test]
+fn the_kubernetes_example_configmap_passes_check_syntax() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &example_config());
+    let out = std::process::Command::new(crate::support::agent_process::BIN)
+        .arg(format!("-config.file={}", cfg.display()))
+        .arg("-check-syntax")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A typo in the same config is refused, so the check above is not vacuous.
+    std::fs::write(&cfg, example_config().replace("role: pod", "role: pods")).unwrap();
+    let out = std::process::Command::new(crate::support::agent_process::BIN)
+        .arg(format!("-config.file={}", cfg.display()))
+        .arg("-check-syntax")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kubernetes_sd_configs[0].role"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The fake refuses what kube-apiserver refuses, so a client bug fails the tests above.
