@@ -633,6 +633,23 @@ mod tests {
     }
 
     #[test]
+    fn attach_metadata_node_adds_the_nodes_labels_to_pod_targets() {
+        let node: Node = obj(serde_json::json!({
+            "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "z1"},
+                "annotations": {"a/b": "c"}}
+        }));
+        let t = pod_targets(&web_pod(), Some(&node));
+        assert_eq!(get(&t[0], "node_name"), "node-a");
+        assert_eq!(get(&t[0], "node_label_topology_kubernetes_io_zone"), "z1");
+        assert_eq!(
+            get(&t[0], "node_labelpresent_topology_kubernetes_io_zone"),
+            "true"
+        );
+        assert_eq!(get(&t[0], "node_annotation_a_b"), "c");
+        assert!(!pod_targets(&web_pod(), None)[0].contains_key(&format!("{META}node_name")));
+    }
+
+    #[test]
     fn pod_without_ip_has_no_targets_and_ready_defaults_to_unknown() {
         let mut p = web_pod();
         p.status.as_mut().unwrap().pod_ip = None;
