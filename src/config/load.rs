@@ -835,11 +835,12 @@ scrape_configs:
             "{err}"
         );
         assert!(err.message.contains("README"), "{err}");
-        let err =
-            refusal("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod}]\n");
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    consul_sd_configs: [{server: 'c:8500'}]\n",
+        );
         assert!(
             err.message
-                .starts_with("the kubernetes_sd_configs service discovery"),
+                .starts_with("the consul_sd_configs service discovery"),
             "{err}"
         );
         let config = load_str(
@@ -848,6 +849,39 @@ scrape_configs:
             &Overrides::default(),
         );
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn kubernetes_sd_configs_load_and_prometheus_rules_are_refused_with_their_key_path() {
+        let config = load_str(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod, namespaces: {names: [a]}}]\n",
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.scrape_configs[0].kubernetes_sd_configs[0].role,
+            "pod"
+        );
+        assert!(config.scrape_configs[0].kubernetes_sd_configs[0].follow_redirects);
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pods}]\n",
+        );
+        assert_eq!(
+            err.key_path,
+            "scrape_configs[0].kubernetes_sd_configs[0].role"
+        );
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, label: 'a in b'}]\n",
+        );
+        assert_eq!(
+            err.key_path,
+            "scrape_configs[0].kubernetes_sd_configs[0].selectors[0].label"
+        );
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod, proxy_url: 'http://p'}]\n",
+        );
+        assert!(err.key_path.contains("kubernetes_sd_configs[0]"), "{err}");
     }
 
     #[test]

@@ -88,6 +88,13 @@ impl Target {
     /// Expands the glob now; also returns the directories read to do so, where a new file
     /// or directory can add a match.
     pub fn glob_and_dirs(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        self.glob_and_dirs_with(&mut DirListings::default())
+    }
+
+    /// As [`Target::glob_and_dirs`], reading each directory once per `listings`: the
+    /// targets of one round share their directories' listings (a thousand pod targets
+    /// all read `/var/log/pods`).
+    pub fn glob_and_dirs_with(&self, listings: &mut DirListings) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let base = literal_base(&self.path_pattern);
         let unbounded = self.path_pattern.contains("**");
         let depth = Path::new(&self.path_pattern)
@@ -121,6 +128,7 @@ impl Target {
             &base,
             if unbounded { usize::MAX } else { depth },
             &segments,
+            listings,
             &mut dirs,
             &mut |p| {
                 if self.matches(p) {
@@ -167,38 +175,72 @@ fn literal_base(pattern: &str) -> PathBuf {
     base
 }
 
+/// Directory listings read during one discovery round: name, and whether a directory or
+/// a file (a symlink to a file counts as a file; one to a directory is not followed, as it
+/// could loop).
+#[derive(Default)]
+pub struct DirListings {
+    dirs: std::collections::HashMap<PathBuf, Option<Listing>>,
+}
+
+/// A directory's entries: (name, is a directory).
+type Listing = Arc<[(std::ffi::OsString, bool)]>;
+
+impl DirListings {
+    fn list(&mut self, dir: &Path) -> Option<Listing> {
+        if let Some(l) = self.dirs.get(dir) {
+            return l.clone();
+        }
+        let listing = std::fs::read_dir(dir).ok().map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let ft = entry.file_type().ok()?;
+                    if ft.is_dir() {
+                        Some((entry.file_name(), true))
+                    } else if ft.is_file() || (ft.is_symlink() && entry.path().is_file()) {
+                        Some((entry.file_name(), false))
+                    } else {
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+                .into()
+        });
+        self.dirs.insert(dir.to_path_buf(), listing.clone());
+        listing
+    }
+}
+
 /// Visits the files under `dir` down to `depth` levels; with `segments` (one matcher per
 /// level) only directories whose name matches their level's segment are entered.
 fn walk(
     dir: &Path,
     depth: usize,
     segments: &[GlobMatcher],
+    listings: &mut DirListings,
     dirs: &mut Vec<PathBuf>,
     visit: &mut dyn FnMut(&Path),
 ) {
     if depth == 0 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(entries) = listings.list(dir) else {
         return;
     };
     dirs.push(dir.to_path_buf());
-    for entry in entries.flatten() {
-        let path = entry.path();
-        // Follow symlinks to files (Promtail resolves them) but not to directories, which
-        // could loop.
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
+    for (name, is_dir) in entries.iter() {
+        if *is_dir {
             if let Some(seg) = segments.first()
                 && segments.len() > 1
-                && !seg.is_match(entry.file_name())
+                && !seg.is_match(name)
             {
                 continue;
             }
             let rest = segments.get(1..).unwrap_or_default();
-            walk(&path, depth - 1, rest, dirs, visit);
-        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
-            visit(&path);
+            walk(&dir.join(name), depth - 1, rest, listings, dirs, visit);
+        } else {
+            visit(&dir.join(name));
         }
     }
 }
@@ -387,8 +429,9 @@ pub async fn run_watched(
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         let mut changed = false;
         let current = targets.borrow_and_update().clone();
+        let mut listings = DirListings::default();
         for target in current.iter() {
-            let (files, walked) = target.glob_and_dirs();
+            let (files, walked) = target.glob_and_dirs_with(&mut listings);
             if let Some(w) = watcher.as_mut() {
                 for dir in target.watch_dirs(&files, &walked) {
                     if !watched.contains(&dir) {
