@@ -311,14 +311,29 @@ async fn pods_of_this_node_are_tailed_once_with_the_charts_labels_as_they_come_a
     api_log.write(&numbered("api1/api", 30, 10));
     want.extend(numbered("api1/api", 30, 10));
     assert!(api.delete::<Pod>("shop", "api-7f9c6d5b4-xyz12"));
+    // A pod that is gone before discovery could see it running (a failed job's pod): its
+    // lines are still read.
+    let short = ContainerLog::new(&root, "shop", "job-x-1", "uid-job1", "task");
+    short.write(&numbered("job1/task", 0, 5));
+    api.apply(&pod(
+        "shop",
+        "job-x-1",
+        "uid-job1",
+        "node-a",
+        &[("app", "job")],
+        &["task"],
+    ));
+    assert!(api.delete::<Pod>("shop", "job-x-1"));
+    want.extend(numbered("job1/task", 0, 5));
     assert!(
         arrived(&rx, &want, Duration::from_secs(20)).await,
         "lines of a deleted pod or a modified one missing; stderr:\n{}",
         agent.stderr_text()
     );
     assert!(
-        agent.wait_until(Duration::from_secs(10), |a| {
-            !a.get("/targets").1.contains("api-7f9c6d5b4-xyz12")
+        agent.wait_until(Duration::from_secs(20), |a| {
+            let page = a.get("/targets").1;
+            !page.contains("api-7f9c6d5b4-xyz12") && !page.contains("job-x-1")
         }),
         "the deleted pod's target stayed: {}",
         agent.get("/targets").1

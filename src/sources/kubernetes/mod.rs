@@ -140,6 +140,11 @@ struct SdState {
     ingresses: Store<Ingress>,
     /// Targets by object key.
     groups: BTreeMap<String, Group>,
+    /// Targets of objects that went away, kept until the deadline (see [`LINGER`]).
+    lingering: BTreeMap<String, (tokio::time::Instant, Group)>,
+    /// Pods deleted since the last rebuild: one added and deleted within the same batch
+    /// had no targets yet, and lingers from these.
+    deleted_pods: BTreeMap<String, Pod>,
     /// Object keys whose targets must be rebuilt; `all` rebuilds every group.
     dirty: BTreeSet<String>,
     all: bool,
@@ -205,6 +210,11 @@ impl SdState {
         }
     }
 }
+
+/// How long the targets of a deleted pod (or any object) stay: a pod that lived for less
+/// than a discovery round, or was deleted right after writing, still has its files found
+/// and read to the end before its tailer stops. The kubelet keeps the files longer.
+const LINGER: Duration = Duration::from_secs(5);
 
 /// What building targets needs from the job.
 struct TargetBuilder {
@@ -417,16 +427,32 @@ impl KubernetesDiscovery {
         drop(tx);
         let mut active = 0usize;
         loop {
+            // The next lingering target to expire, if any, also wakes a republish.
+            let expiry = self
+                .states
+                .iter()
+                .flat_map(|st| st.lingering.values().map(|(d, _)| *d))
+                .min();
             let first = tokio::select! {
-                m = rx.recv() => m,
-                _ = stop.wait_for(|s| *s) => None,
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => break,
+                },
+                _ = stop.wait_for(|s| *s) => break,
+                _ = async {
+                    match expiry {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
             };
-            let Some(first) = first else { break };
-            self.absorb(first);
-            // A burst (a relist, many pods starting) becomes one republish.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            while let Ok(m) = rx.try_recv() {
-                self.absorb(m);
+            if let Some(first) = first {
+                self.absorb(first);
+                // A burst (a relist, many pods starting) becomes one republish.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while let Ok(m) = rx.try_recv() {
+                    self.absorb(m);
+                }
             }
             let published = self.rebuild();
             let n = published.len();
@@ -451,6 +477,12 @@ impl KubernetesDiscovery {
                 st.mark(touched, role_store);
             }};
         }
+        if let Msg::Pod(sd, _, Change::Delete(p)) = &m
+            && let Some(st) = self.states.get_mut(*sd)
+            && st.role == "pod"
+        {
+            st.deleted_pods.insert(key_of(&p.metadata), p.clone());
+        }
         match m {
             Msg::Pod(sd, scope, c) => on!(sd, pods, "pod", scope, c),
             Msg::Node(sd, scope, c) => on!(sd, nodes, "node", scope, c),
@@ -466,20 +498,42 @@ impl KubernetesDiscovery {
     /// Rebuilds the dirty groups; returns every target of the job, deduplicated as Promtail
     /// keys them (`__path__`, labels, `__path_exclude__`), and publishes them for `/targets`.
     fn rebuild(&mut self) -> Vec<Arc<Target>> {
+        let now = tokio::time::Instant::now();
         for st in &mut self.states {
             let keys: Vec<String> = if st.all {
-                st.groups.clear();
-                st.role_keys()
+                // Objects gone from a relist linger like deleted ones.
+                let current: BTreeSet<String> = st.role_keys().into_iter().collect();
+                let gone: Vec<String> = st
+                    .groups
+                    .keys()
+                    .filter(|k| !current.contains(*k))
+                    .cloned()
+                    .collect();
+                current.into_iter().chain(gone).collect()
             } else {
                 std::mem::take(&mut st.dirty).into_iter().collect()
             };
             st.all = false;
             st.dirty.clear();
+            st.lingering.retain(|_, (deadline, _)| *deadline > now);
             for key in keys {
                 let Some(sets) = st.labels_of(&key) else {
-                    st.groups.remove(&key);
+                    let last = st.groups.remove(&key).or_else(|| {
+                        let pod = st.deleted_pods.get(&key)?;
+                        let mut g = Group::default();
+                        for labels in roles::pod_targets(pod, None) {
+                            if let Ok(t) = self.builder.build(labels) {
+                                g.targets.push(Arc::new(t));
+                            }
+                        }
+                        Some(g)
+                    });
+                    if let Some(g) = last.filter(|g| !g.targets.is_empty()) {
+                        st.lingering.insert(key, (now + LINGER, g));
+                    }
                     continue;
                 };
+                st.lingering.remove(&key);
                 let mut group = Group::default();
                 for labels in sets {
                     match self.builder.build(labels) {
@@ -489,15 +543,17 @@ impl KubernetesDiscovery {
                 }
                 st.groups.insert(key, group);
             }
+            st.deleted_pods.clear();
         }
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         let mut dropped = Vec::new();
-        let all = self.fixed.iter().chain(
-            self.states
-                .iter()
-                .flat_map(|st| st.groups.values().flat_map(|g| g.targets.iter())),
-        );
+        let all = self.fixed.iter().chain(self.states.iter().flat_map(|st| {
+            st.groups
+                .values()
+                .chain(st.lingering.values().map(|(_, g)| g))
+                .flat_map(|g| g.targets.iter())
+        }));
         for t in all {
             if seen.insert(t.dedup_key()) {
                 out.push(t.clone());
