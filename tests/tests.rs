@@ -38,6 +38,7 @@ mod journal_source_reads_and_resumes;
 mod journald_logging_omits_timestamps;
 mod json_log_reaches_loki;
 mod kill_resends_only_what_was_unacknowledged;
+mod kubernetes_pods_are_discovered_and_tailed;
 mod lines_stay_whole_under_back_pressure;
 mod loki_receiver_is_strict;
 mod metrics_and_ready_endpoints;

@@ -229,7 +229,7 @@ pub fn start(
     } else {
         let mut sd = FileSd::new(
             job,
-            relabelers,
+            relabelers.clone(),
             ctx.metrics.clone(),
             ctx.targets_view.clone(),
         );
@@ -268,26 +268,35 @@ pub fn start(
         view: ctx.targets_view.clone(),
         job: job.job_name.clone(),
     };
+    // A discovery mechanism (file_sd_configs or Kubernetes) republishes the job's targets as
+    // they change; the file discovery below follows each new set.
+    let (initial, updates, discovery_task) = if let Some(sd) = file_sd {
+        let (tx, rx) = watch::channel(Vec::new());
+        let task = tokio::spawn(sd.run(tx, stop_rx.clone()));
+        let initial = targets.into_iter().map(Arc::new).collect();
+        (initial, Some(rx), Some(task))
+    } else if !job.kubernetes_sd_configs.is_empty() {
+        let rx = crate::sources::kubernetes::prepare(
+            job,
+            relabelers,
+            targets,
+            ctx.metrics.clone(),
+            ctx.targets_view.clone(),
+            crate::sources::kubernetes::watcher::Backoff::default(),
+        )
+        .map_err(|e| format!("scrape config {:?}: {e}", job.job_name))?
+        .spawn(stop_rx.clone());
+        let initial = rx.borrow().clone();
+        (initial, Some(rx), None)
+    } else {
+        (targets.into_iter().map(Arc::new).collect(), None, None)
+    };
     let source = tokio::spawn(async move {
-        let tailers = match file_sd {
-            None => discovery::run(targets, sync, tailers, stop_rx, report).await,
-            Some(sd) => {
-                let (updates, updated) = watch::channel(Arc::new(Vec::new()));
-                let sd = tokio::spawn(sd.run(updates, stop_rx.clone()));
-                let targets = Arc::new(targets);
-                let tailers = discovery::run_with_updates(
-                    targets,
-                    Some(updated),
-                    sync,
-                    tailers,
-                    stop_rx,
-                    report,
-                )
-                .await;
-                let _ = sd.await;
-                tailers
-            }
-        };
+        let tailers =
+            discovery::run_with_updates(initial, updates, sync, tailers, stop_rx, report).await;
+        if let Some(task) = discovery_task {
+            let _ = task.await;
+        }
         tailers.join().await;
     });
     Ok(RunningJob {

@@ -20,6 +20,7 @@ pub mod queue;
 mod recent;
 mod rejections;
 /// The rustls client configuration from `tls_config`; the docker source's TLS daemon uses it too.
+/// Also builds the Kubernetes discovery client's TLS (same `tls_config` semantics).
 pub(crate) mod tls;
 pub mod wal;
 

@@ -9,7 +9,9 @@ impl super::ScrapeConfig {
     /// Whether Promtail's routing sends this job to the file target manager: any
     /// `static_configs` or file-tailing discovery wins over `journal`, `syslog`, `gelf`, ...
     pub fn tails_files(&self) -> bool {
-        !self.static_configs.is_empty() || !self.file_sd_configs.is_empty()
+        !self.static_configs.is_empty()
+            || !self.file_sd_configs.is_empty()
+            || !self.kubernetes_sd_configs.is_empty()
     }
 }
 

@@ -363,7 +363,6 @@ pub const UNSUPPORTED_SOURCES: &[&str] = &[
     "serverset_sd_configs",
     "nerve_sd_configs",
     "marathon_sd_configs",
-    "kubernetes_sd_configs",
     "gce_sd_configs",
     "ec2_sd_configs",
     "openstack_sd_configs",
@@ -396,7 +395,7 @@ fn refuse_unsupported_sources(tree: &mut yaml::Node, name: &str) -> Result<(), C
                     format!("scrape_configs[{j}].{key}"),
                     format!(
                         "{what} is not supported by tailward; supported sources are \
-                         static_configs and file_sd_configs (files, with __path__), journal, syslog, loki_push_api, gelf, docker_sd_configs and heroku_drain; {SOURCES_README}"
+                         static_configs, file_sd_configs and kubernetes_sd_configs (files, with __path__), journal, syslog, loki_push_api, gelf, docker_sd_configs and heroku_drain; {SOURCES_README}"
                     ),
                 );
                 err.line = Some(value.line);
@@ -738,6 +737,25 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
                 ));
             }
         }
+        // Promtail merges a job's discovery mechanisms into one target set; tailward follows
+        // one per job, and says so rather than reading only one of them.
+        if !sc.kubernetes_sd_configs.is_empty() && !sc.file_sd_configs.is_empty() {
+            return Err(ConfigError::new(
+                name,
+                at("kubernetes_sd_configs"),
+                "a job with kubernetes_sd_configs cannot also have file_sd_configs in tailward: \
+                 put each in a job of its own",
+            ));
+        }
+        for (k, sd) in sc.kubernetes_sd_configs.iter().enumerate() {
+            if let Err((key, expected)) = sd.validate() {
+                return Err(ConfigError::new(
+                    name,
+                    at(&format!("kubernetes_sd_configs[{k}].{key}")),
+                    expected,
+                ));
+            }
+        }
         if let Some(Err(expected)) = sc.decompression.as_ref().map(|d| d.archive_format()) {
             return Err(ConfigError::new(name, at("decompression.format"), expected));
         }
@@ -760,6 +778,7 @@ fn validate(config: &Config, name: &str) -> Result<(), ConfigError> {
             && sc.heroku_drain.is_none()
             && sc.docker_sd_configs.is_empty()
             && sc.gelf.is_none()
+            && sc.kubernetes_sd_configs.is_empty()
         {
             return Err(ConfigError::new(
                 name,
@@ -952,11 +971,12 @@ scrape_configs:
             "{err}"
         );
         assert!(err.message.contains("README"), "{err}");
-        let err =
-            refusal("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod}]\n");
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    consul_sd_configs: [{server: 'c:8500'}]\n",
+        );
         assert!(
             err.message
-                .starts_with("the kubernetes_sd_configs service discovery"),
+                .starts_with("the consul_sd_configs service discovery"),
             "{err}"
         );
         let config = load_str(
@@ -965,6 +985,39 @@ scrape_configs:
             &Overrides::default(),
         );
         assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn kubernetes_sd_configs_load_and_prometheus_rules_are_refused_with_their_key_path() {
+        let config = load_str(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod, namespaces: {names: [a]}}]\n",
+            "FILE",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.scrape_configs[0].kubernetes_sd_configs[0].role,
+            "pod"
+        );
+        assert!(config.scrape_configs[0].kubernetes_sd_configs[0].follow_redirects);
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pods}]\n",
+        );
+        assert_eq!(
+            err.key_path,
+            "scrape_configs[0].kubernetes_sd_configs[0].role"
+        );
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs:\n      - role: pod\n        selectors: [{role: pod, label: 'a in b'}]\n",
+        );
+        assert_eq!(
+            err.key_path,
+            "scrape_configs[0].kubernetes_sd_configs[0].selectors[0].label"
+        );
+        let err = refusal(
+            "scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod, proxy_url: 'http://p'}]\n",
+        );
+        assert!(err.key_path.contains("kubernetes_sd_configs[0]"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod docker;
 mod expand_env;
 pub mod file_sd;
 pub mod gelf;
+pub mod kubernetes;
 pub mod load;
 mod push;
 mod redact;
@@ -617,6 +618,9 @@ pub struct ScrapeConfig {
     /// `docker_sd_configs`; see [`crate::sources::docker`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub docker_sd_configs: Vec<DockerSdConfig>,
+    /// Kubernetes service discovery (Prometheus' `kubernetes_sd_configs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kubernetes_sd_configs: Vec<kubernetes::KubernetesSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
 }
 

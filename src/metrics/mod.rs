@@ -15,6 +15,7 @@ pub use push::PushMetrics;
 
 pub use docker::DockerMetrics;
 
+pub mod kubernetes;
 pub mod network_sources;
 
 use prometheus::{
@@ -33,6 +34,7 @@ pub struct Metrics {
     pub docker: DockerMetrics,
     pub gelf: network_sources::GelfMetrics,
     pub file_sd: network_sources::FileSdMetrics,
+    pub kubernetes: kubernetes::KubernetesMetrics,
 }
 
 /// Promtail's syslog target series, and what tailward's syslog listeners refuse or drop.
@@ -473,6 +475,7 @@ impl Metrics {
             gelf: network_sources::GelfMetrics::new(&registry, syslog.dropped.clone()),
             file_sd: network_sources::FileSdMetrics::new(&registry),
             syslog,
+            kubernetes: kubernetes::KubernetesMetrics::new(&registry),
             registry,
             client,
             files,

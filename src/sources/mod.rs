@@ -1,5 +1,5 @@
 //! Where lines come from: log files ([`files`], their targets also from
-//! `file_sd_configs`), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
+//! `file_sd_configs` and [`kubernetes`] discovery), the systemd journal ([`journal`]), syslog senders ([`syslog`]), GELF
 //! senders ([`gelf`]), HTTP pushes from Loki clients and Heroku drains ([`push`]), Docker
 //! containers ([`docker`]) and standard input ([`stdin`]).
 //!
@@ -21,6 +21,7 @@ pub mod docker;
 pub mod files;
 pub mod gelf;
 pub mod journal;
+pub mod kubernetes;
 pub mod push;
 pub mod relabel;
 pub mod stdin;

@@ -6,6 +6,8 @@ pub mod agent_process;
 pub mod container;
 pub mod deb;
 pub mod dockerd;
+pub mod kube_apiserver;
+pub mod kubelet_logs;
 pub mod mmdb_writer;
 pub mod nginx_fields;
 pub mod numbered_lines;

@@ -45,6 +45,37 @@ pub struct Target {
 }
 
 impl Target {
+    /// A target of `pattern` (made absolute) minus `exclude`, for sources that discover
+    /// targets of their own (Kubernetes).
+    pub fn new(
+        pattern: &str,
+        exclude: Option<&str>,
+        labels: LabelSet,
+        discovered: BTreeMap<String, String>,
+    ) -> Result<Target, String> {
+        let path_pattern = absolute(pattern);
+        Ok(Target {
+            matcher: compile_glob(&path_pattern)?,
+            exclude: exclude.map(|e| compile_glob(&absolute(e))).transpose()?,
+            path_pattern,
+            labels,
+            discovered,
+        })
+    }
+
+    /// What makes two targets the same one, as Promtail keys them: the pattern, the labels
+    /// and the exclusion.
+    pub fn dedup_key(&self) -> String {
+        let mut key = self.path_pattern.clone();
+        key.push(':');
+        self.labels.render_into(&mut key);
+        if let Some(e) = &self.exclude {
+            key.push(':');
+            key.push_str(e.glob().glob());
+        }
+        key
+    }
+
     pub fn matches(&self, path: &Path) -> bool {
         self.matcher.is_match(path) && !self.exclude.as_ref().is_some_and(|e| e.is_match(path))
     }
@@ -57,6 +88,13 @@ impl Target {
     /// Expands the glob now; also returns the directories read to do so, where a new file
     /// or directory can add a match.
     pub fn glob_and_dirs(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        self.glob_and_dirs_with(&mut DirListings::default())
+    }
+
+    /// As [`Target::glob_and_dirs`], reading each directory once per `listings`: the
+    /// targets of one round share their directories' listings (a thousand pod targets
+    /// all read `/var/log/pods`).
+    pub fn glob_and_dirs_with(&self, listings: &mut DirListings) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let base = literal_base(&self.path_pattern);
         let unbounded = self.path_pattern.contains("**");
         let depth = Path::new(&self.path_pattern)
@@ -72,9 +110,25 @@ impl Target {
             }
             return (found, dirs);
         }
+        // Without `**` each level of the walk can only enter directories whose name matches
+        // that segment of the pattern: `/var/log/pods/*<uid>/<container>/*.log` reads one
+        // pod's directory, not every pod's.
+        // A segment that is no glob of its own (an alternation across `/`) turns this off.
+        let segments: Vec<GlobMatcher> = if unbounded {
+            Vec::new()
+        } else {
+            Path::new(&self.path_pattern)
+                .components()
+                .skip(base.components().count())
+                .map(|c| compile_glob(&c.as_os_str().to_string_lossy()).ok())
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        };
         walk(
             &base,
             if unbounded { usize::MAX } else { depth },
+            &segments,
+            listings,
             &mut dirs,
             &mut |p| {
                 if self.matches(p) {
@@ -121,23 +175,72 @@ fn literal_base(pattern: &str) -> PathBuf {
     base
 }
 
-fn walk(dir: &Path, depth: usize, dirs: &mut Vec<PathBuf>, visit: &mut dyn FnMut(&Path)) {
+/// Directory listings read during one discovery round: name, and whether a directory or
+/// a file (a symlink to a file counts as a file; one to a directory is not followed, as it
+/// could loop).
+#[derive(Default)]
+pub struct DirListings {
+    dirs: std::collections::HashMap<PathBuf, Option<Listing>>,
+}
+
+/// A directory's entries: (name, is a directory).
+type Listing = Arc<[(std::ffi::OsString, bool)]>;
+
+impl DirListings {
+    fn list(&mut self, dir: &Path) -> Option<Listing> {
+        if let Some(l) = self.dirs.get(dir) {
+            return l.clone();
+        }
+        let listing = std::fs::read_dir(dir).ok().map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let ft = entry.file_type().ok()?;
+                    if ft.is_dir() {
+                        Some((entry.file_name(), true))
+                    } else if ft.is_file() || (ft.is_symlink() && entry.path().is_file()) {
+                        Some((entry.file_name(), false))
+                    } else {
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+                .into()
+        });
+        self.dirs.insert(dir.to_path_buf(), listing.clone());
+        listing
+    }
+}
+
+/// Visits the files under `dir` down to `depth` levels; with `segments` (one matcher per
+/// level) only directories whose name matches their level's segment are entered.
+fn walk(
+    dir: &Path,
+    depth: usize,
+    segments: &[GlobMatcher],
+    listings: &mut DirListings,
+    dirs: &mut Vec<PathBuf>,
+    visit: &mut dyn FnMut(&Path),
+) {
     if depth == 0 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Some(entries) = listings.list(dir) else {
         return;
     };
     dirs.push(dir.to_path_buf());
-    for entry in entries.flatten() {
-        let path = entry.path();
-        // Follow symlinks to files (Promtail resolves them) but not to directories, which
-        // could loop.
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            walk(&path, depth - 1, dirs, visit);
-        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
-            visit(&path);
+    for (name, is_dir) in entries.iter() {
+        if *is_dir {
+            if let Some(seg) = segments.first()
+                && segments.len() > 1
+                && !seg.is_match(name)
+            {
+                continue;
+            }
+            let rest = segments.get(1..).unwrap_or_default();
+            walk(&dir.join(name), depth - 1, rest, listings, dirs, visit);
+        } else {
+            visit(&dir.join(name));
         }
     }
 }
@@ -315,7 +418,7 @@ fn file_labels(target: &Target, path: &Path) -> LabelSet {
 /// matches, which the next round stops) forgets its labels; its tailer is stopped, to be
 /// started again with the new labels once it has finished.
 fn relabel_tailed(
-    targets: &[Target],
+    targets: &[Arc<Target>],
     tailed: &mut BTreeMap<PathBuf, LabelSet>,
     tailers: &mut TailerSet,
     relabeled: &mut BTreeSet<PathBuf>,
@@ -348,16 +451,17 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     report: Report,
 ) -> TailerSet {
-    run_with_updates(Arc::new(targets), None, sync_period, tailers, stop, report).await
+    let targets = targets.into_iter().map(Arc::new).collect();
+    run_with_updates(targets, None, sync_period, tailers, stop, report).await
 }
 
-/// As [`run`], with targets that change while it runs (a discovery mechanism sends each new
-/// set through `updates`): files no target matches any more are stopped, new matches
+/// As [`run`], with targets that change while it runs (a discovery mechanism, `file_sd` or
+/// Kubernetes, sends each new set through `updates`): files no target matches any more are stopped, new matches
 /// started, and a file whose labels changed is read on by a new tailer with its new labels
 /// (from where the old one stopped: nothing is read twice or skipped).
 pub async fn run_with_updates(
-    mut targets: Arc<Vec<Target>>,
-    mut updates: Option<watch::Receiver<Arc<Vec<Target>>>>,
+    mut targets: Vec<Arc<Target>>,
+    mut updates: Option<watch::Receiver<Vec<Arc<Target>>>>,
     sync_period: Duration,
     mut tailers: TailerSet,
     mut stop: watch::Receiver<bool>,
@@ -393,8 +497,9 @@ pub async fn run_with_updates(
     loop {
         let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
         let mut changed = false;
+        let mut listings = DirListings::default();
         for target in targets.iter() {
-            let (files, walked) = target.glob_and_dirs();
+            let (files, walked) = target.glob_and_dirs_with(&mut listings);
             if let Some(w) = watcher.as_mut() {
                 for dir in target.watch_dirs(&files, &walked) {
                     if !watched.contains(&dir) {

@@ -213,7 +213,7 @@ impl FileSd {
     /// sending each changed target set to `updates`, until `stop`.
     pub async fn run(
         mut self,
-        updates: watch::Sender<Arc<Vec<Target>>>,
+        updates: watch::Sender<Vec<Arc<Target>>>,
         mut stop: watch::Receiver<bool>,
     ) {
         let initial = self.active;
@@ -300,7 +300,10 @@ impl FileSd {
                     let targets_active = &self.metrics.files.targets_active;
                     targets_active.add(targets.len() as f64 - self.active as f64);
                     self.active = targets.len();
-                    if updates.send(Arc::new(targets)).is_err() {
+                    if updates
+                        .send(targets.into_iter().map(Arc::new).collect())
+                        .is_err()
+                    {
                         break;
                     }
                 }
