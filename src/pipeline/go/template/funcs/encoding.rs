@@ -191,7 +191,7 @@ fn b64dec(s: &str) -> String {
         Err(e) => {
             let at = match e {
                 base64::DecodeError::InvalidByte(i, _)
-                | base64::DecodeError::InvalidLastSymbol { offset: i, .. } => i,
+                | base64::DecodeError::InvalidLastSymbol(i, _) => i,
                 base64::DecodeError::InvalidLength(len) => len / 4 * 4,
                 base64::DecodeError::InvalidPadding => cleaned.trim_end_matches('=').len(),
             };
