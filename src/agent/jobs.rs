@@ -55,6 +55,36 @@ pub struct Jobs {
     pub running: BTreeMap<String, RunningJob>,
 }
 
+/// Starts `job`'s pipeline and a source that reads no files (journal, syslog, push, gelf,
+/// docker): `run` gets the pipeline's input and the job's stop signal.
+fn start_source<F, Fut>(
+    ctx: &JobContext,
+    job: &ScrapeConfig,
+    pipeline: crate::pipeline::Pipeline,
+    run: F,
+) -> RunningJob
+where
+    F: FnOnce(
+        tokio::sync::mpsc::Sender<crate::model::entry::LineBatch>,
+        watch::Receiver<bool>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (input, pipeline_task) = task::spawn(
+        pipeline,
+        ctx.fanout.clone(),
+        ctx.liveness.register(&job.job_name),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    RunningJob {
+        config: job.clone(),
+        stop: stop_tx,
+        source: tokio::spawn(run(input, stop_rx)),
+        pipeline: pipeline_task,
+        targets: 0,
+    }
+}
+
 /// Starts `job` of `config` from its built pipeline and relabelers ([`crate::agent::build`]).
 pub fn start(
     ctx: &JobContext,
@@ -79,20 +109,10 @@ pub fn start(
     if let Some(journal) = &job.journal {
         let source = crate::sources::journal::JournalSource::new(job, journal, relabelers)
             .with_metrics(ctx.metrics.journal.clone());
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        let positions = ctx.positions.view();
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(positions, input, stop)
+        }));
     }
     // As Promtail routes a job: static_configs first, then journal, then syslog.
     if let Some(syslog) = job.syslog.as_ref().filter(|_| !job.tails_files()) {
@@ -104,20 +124,9 @@ pub fn start(
         )?;
         ctx.targets_view
             .set_source_targets(&job.job_name, vec![source.target_view()]);
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(input, stop)
+        }));
     }
     // Then, in Promtail's order (its targets manager's switch): the push API, GELF, Docker,
     // and last Heroku drains.
@@ -132,20 +141,9 @@ pub fn start(
         )?;
         ctx.targets_view
             .set_targets(&job.job_name, vec![source.target_view()], Vec::new());
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(input, stop)
+        }));
     }
     let others_first = others_first || job.loki_push_api.is_some();
     if let Some(gelf) = job.gelf.as_ref().filter(|_| !others_first) {
@@ -157,20 +155,9 @@ pub fn start(
         )?;
         ctx.targets_view
             .set_source_targets(&job.job_name, vec![source.target_view()]);
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(input, stop)
+        }));
     }
     let others_first = others_first || job.gelf.is_some();
     if !job.docker_sd_configs.is_empty() && !others_first {
@@ -181,20 +168,10 @@ pub fn start(
             ctx.targets_view.clone(),
             config.limits_config.max_line_size.0 as usize,
         )?;
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(ctx.positions.view(), input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        let positions = ctx.positions.view();
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(positions, input, stop)
+        }));
     }
     let others_first = others_first || !job.docker_sd_configs.is_empty();
     if let Some(heroku) = job.heroku_drain.as_ref().filter(|_| !others_first) {
@@ -207,20 +184,9 @@ pub fn start(
         )?;
         ctx.targets_view
             .set_targets(&job.job_name, vec![source.target_view()], Vec::new());
-        let (input, pipeline_task) = task::spawn(
-            pipeline,
-            ctx.fanout.clone(),
-            ctx.liveness.register(&job.job_name),
-        );
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(source.run(input, stop_rx));
-        return Ok(RunningJob {
-            config: job.clone(),
-            stop: stop_tx,
-            source: task,
-            pipeline: pipeline_task,
-            targets: 0,
-        });
+        return Ok(start_source(ctx, job, pipeline, |input, stop| {
+            source.run(input, stop)
+        }));
     }
     // file_sd_configs: the targets change as their files do, sent on by `file_sd`.
     let mut file_sd = None;
