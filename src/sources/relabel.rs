@@ -6,7 +6,35 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 use crate::config::{RelabelAction, RelabelConfig};
-use crate::model::labels::is_valid_label_name;
+use crate::model::labels::{LabelSet, is_valid_label_name};
+
+/// What a job's relabeling makes of one stream's labels (a message's, a container's).
+pub enum Relabeled {
+    /// A rule dropped the stream.
+    Dropped,
+    /// Nothing is left once `__` labels and empty values go: Loki refuses such a stream
+    /// (Promtail would send it anyway), so the sources count and drop it.
+    NoLabels,
+    Labels(LabelSet),
+}
+
+/// Runs `relabelers` over `labels` and keeps the stream's labels: no `__` ones, no empty
+/// values (an empty value is no label, as in Prometheus' label builder).
+pub fn stream_labels(relabelers: &[Relabeler], mut labels: BTreeMap<String, String>) -> Relabeled {
+    if !relabelers.iter().all(|r| r.apply(&mut labels)) {
+        return Relabeled::Dropped;
+    }
+    let set = LabelSet::from_pairs(
+        labels
+            .into_iter()
+            .filter(|(k, v)| !k.starts_with("__") && !v.is_empty()),
+    );
+    if set.is_empty() {
+        Relabeled::NoLabels
+    } else {
+        Relabeled::Labels(set)
+    }
+}
 
 /// Cheap to clone (the regex is shared): a job hands its rules to whichever source it starts.
 #[derive(Clone)]
@@ -198,6 +226,42 @@ mod tests {
         let mut l = labels(&[("__path__", "/var/log/nginx.log")]);
         assert!(r.apply(&mut l));
         assert_eq!(l["app"], "nginx");
+    }
+
+    #[test]
+    fn stream_labels_keep_public_non_empty_labels_and_tell_drops_from_empty_streams() {
+        let host = Relabeler::new(&RelabelConfig {
+            source_labels: vec!["__syslog_message_hostname".into()],
+            target_label: "host".into(),
+            ..RelabelConfig::default()
+        })
+        .unwrap();
+        let kept = stream_labels(
+            std::slice::from_ref(&host),
+            labels(&[
+                ("__syslog_message_hostname", "web1"),
+                ("app", ""),
+                ("job", "s"),
+            ]),
+        );
+        let Relabeled::Labels(set) = kept else {
+            panic!("labels expected");
+        };
+        assert_eq!(set.get("host"), Some("web1"));
+        assert_eq!(set.get("job"), Some("s"));
+        assert_eq!(set.get("app"), None);
+        assert!(set.get("__syslog_message_hostname").is_none());
+        let only_meta = stream_labels(&[], labels(&[("__meta_x", "1"), ("empty", "")]));
+        assert!(matches!(only_meta, Relabeled::NoLabels));
+        let drop = Relabeler::new(&RelabelConfig {
+            source_labels: vec!["job".into()],
+            regex: "s".into(),
+            action: RelabelAction::Drop,
+            ..RelabelConfig::default()
+        })
+        .unwrap();
+        let dropped = stream_labels(&[drop], labels(&[("job", "s")]));
+        assert!(matches!(dropped, Relabeled::Dropped));
     }
 
     #[test]

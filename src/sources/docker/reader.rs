@@ -24,7 +24,7 @@ use crate::metrics::DockerMetrics;
 use crate::model::ack::AckToken;
 use crate::model::entry::{LineBatch, LineStamp};
 use crate::model::labels::LabelSet;
-use crate::sources::relabel::Relabeler;
+use crate::sources::relabel::{self, Relabeled, Relabeler};
 
 /// Promtail's key for a container's position.
 pub fn cursor_key(container_id: &str) -> String {
@@ -177,15 +177,10 @@ pub fn stream_labels(
     if let Some(stream) = stream {
         labels.insert(LOG_STREAM.into(), stream.name().into());
     }
-    if !relabelers.iter().all(|r| r.apply(&mut labels)) {
-        return None;
+    match relabel::stream_labels(relabelers, labels) {
+        Relabeled::Labels(set) => Some(set),
+        Relabeled::Dropped | Relabeled::NoLabels => None,
     }
-    let set = LabelSet::from_pairs(
-        labels
-            .into_iter()
-            .filter(|(k, v)| !k.starts_with("__") && !v.is_empty()),
-    );
-    (!set.is_empty()).then_some(set)
 }
 
 /// One container's reader until the container is removed or `stop`.

@@ -27,7 +27,7 @@ use crate::config::{GelfTargetConfig, ScrapeConfig, gelf::GELF_DEFAULT_LISTEN_AD
 use crate::metrics::network_sources::GelfMetrics;
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
-use crate::sources::relabel::Relabeler;
+use crate::sources::relabel::{Relabeled, Relabeler, stream_labels};
 use chunks::{Assembler, Fed};
 use message::{DecodeError, Message};
 
@@ -354,22 +354,17 @@ impl Settings {
                 labels.insert(name.into(), value.to_string());
             }
         }
-        if !self.relabelers.iter().all(|r| r.apply(&mut labels)) {
-            return None;
-        }
-        let set = LabelSet::from_pairs(
-            labels
-                .into_iter()
-                .filter(|(k, v)| !k.starts_with("__") && !v.is_empty()),
-        );
-        if set.is_empty() {
-            // Loki refuses a stream without labels; Promtail would send it anyway.
-            self.metrics
-                .dropped
-                .with_label_values(&["gelf", "no_labels"])
-                .inc();
-            return None;
-        }
+        let set = match stream_labels(&self.relabelers, labels) {
+            Relabeled::Labels(set) => set,
+            Relabeled::Dropped => return None,
+            Relabeled::NoLabels => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["gelf", "no_labels"])
+                    .inc();
+                return None;
+            }
+        };
         let timestamp = match m.timestamp {
             t if self.use_incoming_timestamp && t != 0.0 => incoming_time(t),
             _ => None,

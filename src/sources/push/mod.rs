@@ -41,7 +41,7 @@ use crate::metrics::PushMetrics;
 use crate::model::ack::AckToken;
 use crate::model::entry::{LineBatch, LineStamp};
 use crate::model::labels::{LabelSet, TENANT_LABEL};
-use crate::sources::relabel::Relabeler;
+use crate::sources::relabel::{self, Relabeled, Relabeler};
 use crate::sources::targets_view::TargetView;
 
 /// How long a request waits for the pipeline to take its entries before it is answered 429:
@@ -722,18 +722,14 @@ impl Settings {
         for (k, v) in &self.labels {
             labels.insert(k.clone(), v.clone());
         }
-        if !self.relabelers.iter().all(|r| r.apply(&mut labels)) {
-            return None;
-        }
-        let mut set = LabelSet::from_pairs(
-            labels
-                .into_iter()
-                .filter(|(k, v)| !k.starts_with("__") && !v.is_empty()),
-        );
-        if set.is_empty() {
-            self.count_no_labels(entries);
-            return None;
-        }
+        let mut set = match relabel::stream_labels(&self.relabelers, labels) {
+            Relabeled::Labels(set) => set,
+            Relabeled::Dropped => return None,
+            Relabeled::NoLabels => {
+                self.count_no_labels(entries);
+                return None;
+            }
+        };
         if let Some(t) = tenant {
             set.insert(TENANT_LABEL.into(), t.to_string());
         }

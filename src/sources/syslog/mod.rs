@@ -30,7 +30,7 @@ use crate::config::{ScrapeConfig, SyslogProtocol, SyslogTargetConfig};
 use crate::metrics::SyslogMetrics;
 use crate::model::entry::LineBatch;
 use crate::model::labels::LabelSet;
-use crate::sources::relabel::Relabeler;
+use crate::sources::relabel::{Relabeled, Relabeler, stream_labels};
 use framing::{Framer, Problem};
 use parse::{Format, Parsed};
 
@@ -661,22 +661,17 @@ impl Settings {
                 }
             }
         }
-        if !self.relabelers.iter().all(|r| r.apply(&mut labels)) {
-            return None;
-        }
-        let set = LabelSet::from_pairs(
-            labels
-                .into_iter()
-                .filter(|(k, v)| !k.starts_with("__") && !v.is_empty()),
-        );
-        if set.is_empty() {
-            // Loki refuses a stream without labels; Promtail would send it anyway.
-            self.metrics
-                .dropped
-                .with_label_values(&["syslog", "no_labels"])
-                .inc();
-            return None;
-        }
+        let set = match stream_labels(&self.relabelers, labels) {
+            Relabeled::Labels(set) => set,
+            Relabeled::Dropped => return None,
+            Relabeled::NoLabels => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["syslog", "no_labels"])
+                    .inc();
+                return None;
+            }
+        };
         let timestamp = match message.timestamp {
             Some(t) if self.use_incoming_timestamp => t,
             _ => now,
