@@ -50,7 +50,6 @@ mod real_lines;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,6 +58,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tailward");
+
+/// The binary measured: `TAILWARD_BENCH_BIN` (another build, for a before/after pair in one
+/// sitting) or this build's.
+pub(crate) fn bench_bin() -> String {
+    std::env::var("TAILWARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 
 const KINDS: &[&str] = &[
     "raw", "json", "json+wal", "nginx", "auth", "push", "syslog", "gelf",
@@ -72,7 +77,7 @@ fn main() {
         Some(k) => vec![k.as_str()],
         None => KINDS.to_vec(),
     };
-    let bin = std::env::var("TAILWARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+    let bin = bench_bin();
     let number = |default: usize| args.iter().find_map(|a| a.parse().ok()).unwrap_or(default);
     let inputs: Vec<&str> = match args.iter().find(|a| INPUTS.contains(&a.as_str())) {
         Some(i) => vec![i.as_str()],
@@ -280,20 +285,7 @@ clients:
     .expect("write config");
 
     let started = Instant::now();
-    let bin = std::env::var("TAILWARD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
-    let wrap = std::env::var("TAILWARD_BENCH_WRAP").unwrap_or_default();
-    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
-    argv.push(&bin);
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .arg(format!("-config.file={}", config.display()))
-        .env("TAILWARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tailward");
-    let pid = child.id();
-    let port = agent_process::listening_port(child.stderr.take().expect("stderr"));
+    let (mut child, pid, port) = agent_process::start_agent(&bench_bin(), &config);
     loop {
         let sent = sent_entries(port);
         if sent >= lines as f64 {
@@ -328,7 +320,10 @@ clients:
         cpu_seconds: agent_process::cpu_seconds(pid),
         peak_rss_kib: agent_process::status_kib(pid, "VmHWM"),
     };
-    if wrap.is_empty() {
+    if std::env::var("TAILWARD_BENCH_WRAP")
+        .unwrap_or_default()
+        .is_empty()
+    {
         let _ = child.kill();
     } else {
         // SAFETY: kill(2) on our own child's pid.
@@ -573,15 +568,7 @@ scrape_configs:
     )
     .expect("write config");
     let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .arg(format!("-config.file={}", config.display()))
-        .env("TAILWARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tailward");
-    let pid = child.id();
-    let http = agent_process::listening_port(child.stderr.take().expect("stderr"));
+    let (mut child, pid, http) = agent_process::start_agent(&bench_bin(), &config);
     // The job's listener is bound once /targets shows it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !page(http, "/targets").contains("(1 targets)") {

@@ -5,6 +5,28 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Starts `bin` on `config` as the benches run it (stdout dropped, stderr read for the HTTP
+/// port), under `TAILWARD_BENCH_WRAP` when set (e.g. `valgrind --tool=callgrind ...`):
+/// the child, its pid and the port of its HTTP server.
+pub fn start_agent(bin: &str, config: &Path) -> (Child, u32, u16) {
+    let wrap = std::env::var("TAILWARD_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<&str> = wrap.split_whitespace().collect();
+    argv.push(bin);
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .arg(format!("-config.file={}", config.display()))
+        .env("TAILWARD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tailward");
+    let pid = child.id();
+    let port = listening_port(child.stderr.take().expect("stderr"));
+    (child, pid, port)
+}
 
 /// Reads the agent's stderr until it reports its HTTP port, then keeps draining it on a
 /// thread so the agent never blocks on a full pipe.

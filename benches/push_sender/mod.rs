@@ -7,13 +7,12 @@
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
 use tailward::client::logproto;
 
-use crate::{BIN, Pushes, Run, agent_process, sent_entries};
+use crate::{Pushes, Run, agent_process, bench_bin, sent_entries};
 
 /// Promtail's default `batchsize`.
 const BODY_LINES_BYTES: usize = 1024 * 1024;
@@ -44,15 +43,7 @@ scrape_configs:
     )
     .expect("write config");
     let started = Instant::now();
-    let mut child = Command::new(BIN)
-        .arg(format!("-config.file={}", config.display()))
-        .env("TAILWARD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tailward");
-    let pid = child.id();
-    let metrics_port = agent_process::listening_port(child.stderr.take().expect("stderr"));
+    let (mut child, pid, metrics_port) = agent_process::start_agent(&bench_bin(), &config);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(10));
     }

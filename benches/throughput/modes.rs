@@ -30,15 +30,7 @@ struct Agent {
 
 impl Agent {
     fn start(bin: &str, config: &Path) -> Agent {
-        let mut child = Command::new(bin)
-            .arg(format!("-config.file={}", config.display()))
-            .env("TAILWARD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tailward");
-        let pid = child.id();
-        let port = agent_process::listening_port(child.stderr.take().expect("stderr"));
+        let (child, pid, port) = agent_process::start_agent(bin, config);
         Agent { child, pid, port }
     }
 
