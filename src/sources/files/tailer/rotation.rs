@@ -366,13 +366,17 @@ pub(super) fn find_by_inode(path: &Path, identity: &FileIdentity) -> Option<Path
 }
 
 /// Names rotation gives `base`: `base.1`, `base-20261127`, `base.1.log`; never compressed
-/// ones, which are separate (decompression) targets.
+/// ones, which are separate (decompression) targets, nor a compressor's temporary file: the
+/// kubelet gzips a rotated log into `<name>.gz.tmp` (logrotate and others into `.tmp` names
+/// too) before renaming it, and its bytes are already compressed.
 fn is_rotated_name(base: &str, name: &str) -> bool {
     let Some(rest) = name.strip_prefix(base) else {
         return false;
     };
     let compressed = [".gz", ".bz2", ".xz", ".zst", ".z", ".zip"];
-    rest.starts_with(['.', '-', '_']) && !compressed.iter().any(|c| rest.ends_with(c))
+    rest.starts_with(['.', '-', '_'])
+        && !compressed.iter().any(|c| rest.ends_with(c))
+        && !name.ends_with(".tmp")
 }
 
 #[cfg(test)]
@@ -605,5 +609,8 @@ mod tests {
         assert!(is_rotated_name("app.log", "app.log-20261127"));
         assert!(!is_rotated_name("app.log", "app.log.2.gz"));
         assert!(!is_rotated_name("app.log", "app.logger"));
+        // The kubelet's gzip in progress, and other compressors' temporary files.
+        assert!(!is_rotated_name("0.log", "0.log.20261208-012233.gz.tmp"));
+        assert!(!is_rotated_name("0.log", "0.log.20261208-012233.tmp"));
     }
 }
