@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 use super::batch::{StreamEntry, TenantBatch};
 use super::logproto::{label_pair_len, string_field_len, tags};
@@ -38,6 +38,22 @@ pub(crate) struct BodyEncoder {
     /// buffer is taken back for the next body once the request has let go of it.
     out: Bytes,
     snappy: snap::raw::Encoder,
+    /// Where snappy writes one chunk: sized (and zeroed) once, so a chunk costs no clearing
+    /// of its worst-case output, only the copy of what it really compressed to.
+    compressed: Vec<u8>,
+    /// Each entry's timestamp and encoded length, measured once per body: the message length
+    /// leads the body, so every length is known before the first byte is written.
+    layout: Vec<EntryLayout>,
+    /// Each stream's encoded length, in the same pass.
+    stream_lens: Vec<usize>,
+}
+
+/// An entry's `google.protobuf.Timestamp` fields and its `EntryAdapter`'s encoded length.
+#[derive(Clone, Copy)]
+struct EntryLayout {
+    seconds: i64,
+    nanos: i32,
+    len: usize,
 }
 
 impl BodyEncoder {
@@ -48,6 +64,9 @@ impl BodyEncoder {
             raw: Vec::new(),
             out: Bytes::new(),
             snappy: snap::raw::Encoder::new(),
+            compressed: Vec::new(),
+            layout: Vec::new(),
+            stream_lens: Vec::new(),
         }
     }
 
@@ -83,17 +102,29 @@ impl BodyEncoder {
                 // Snappy's block format: the uncompressed length, then elements that each
                 // refer only to their own 64 KiB block, so blocks compressed one by one and
                 // concatenated are the same body as the whole message compressed at once.
-                encode_varint(
-                    push_request_len(batch, include_structured_metadata) as u64,
-                    &mut out,
+                let len = measure_push_request(
+                    batch,
+                    include_structured_metadata,
+                    &mut self.layout,
+                    &mut self.stream_lens,
                 );
+                put_varint(len as u64, &mut out);
+                if self.compressed.is_empty() {
+                    self.compressed
+                        .resize(snap::raw::max_compress_len(SNAPPY_CHUNK), 0);
+                }
                 self.raw.clear();
                 let snappy = &mut self.snappy;
+                let compressed = &mut self.compressed;
                 let mut failed = None;
                 write_push_request_in_chunks(
                     &mut self.raw,
                     batch,
                     include_structured_metadata,
+                    Layout {
+                        entries: &self.layout,
+                        streams: &self.stream_lens,
+                    },
                     &mut |raw: &mut Vec<u8>, last: bool| {
                         let take = if last {
                             raw.len()
@@ -103,8 +134,12 @@ impl BodyEncoder {
                         if take == 0 || failed.is_some() {
                             return;
                         }
-                        if let Err(e) = compress_appending(snappy, &raw[..take], &mut out) {
-                            failed = Some(e);
+                        for block in raw[..take].chunks(SNAPPY_CHUNK) {
+                            if let Err(e) = compress_appending(snappy, block, compressed, &mut out)
+                            {
+                                failed = Some(e);
+                                return;
+                            }
                         }
                         raw.copy_within(take.., 0);
                         raw.truncate(raw.len() - take);
@@ -142,38 +177,56 @@ impl BodyEncoder {
 /// exactly what compressing the whole message would give.
 const SNAPPY_CHUNK: usize = 64 * 1024;
 
-/// Appends `input` compressed as snappy elements (without the block format's length header,
-/// which the body carries once for the whole message) to `out`.
+/// Appends `input` (at most one [`SNAPPY_CHUNK`]) compressed as snappy elements, without the
+/// block format's length header (the body carries it once for the whole message), to `out`;
+/// `scratch` holds at least `max_compress_len(SNAPPY_CHUNK)` bytes.
 fn compress_appending(
     snappy: &mut snap::raw::Encoder,
     input: &[u8],
+    scratch: &mut [u8],
     out: &mut Vec<u8>,
 ) -> Result<(), snap::Error> {
-    let start = out.len();
-    out.resize(start + snap::raw::max_compress_len(input.len()), 0);
-    let n = snappy.compress(input, &mut out[start..])?;
+    let n = snappy.compress(input, scratch)?;
     let header = encoded_len_varint(input.len() as u64);
-    out.copy_within(start + header..start + n, start);
-    out.truncate(start + n - header);
+    out.extend_from_slice(&scratch[header..n]);
     Ok(())
+}
+
+/// A protobuf varint. Most written here (keys, lengths of lines) take one or two bytes;
+/// prost's generic writer checks the buffer's room for every byte.
+#[inline]
+fn put_varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+/// The key of field `tag` with `wire_type`.
+#[inline]
+fn put_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    put_varint(u64::from(tag << 3 | wire_type as u32), buf);
 }
 
 fn message_field_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+#[inline]
 fn write_string_field(tag: u32, value: &str, buf: &mut Vec<u8>) {
     if value.is_empty() {
         return;
     }
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(value.len() as u64, buf);
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_varint(value.len() as u64, buf);
     buf.extend_from_slice(value.as_bytes());
 }
 
+#[inline]
 fn write_message_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+    put_key(tag, WireType::LengthDelimited, buf);
+    put_varint(len as u64, buf);
 }
 
 /// Seconds and nanoseconds as `google.protobuf.Timestamp` holds them (a leap second's
@@ -194,8 +247,13 @@ fn timestamp_len(seconds: i64, nanos: i32) -> usize {
     len
 }
 
-fn entry_len(entry: &StreamEntry, include_structured_metadata: bool) -> usize {
-    let (seconds, nanos) = timestamp_parts(&entry.timestamp);
+/// The encoded `EntryAdapter` length of `entry` stamped `seconds` and `nanos`.
+fn entry_len(
+    entry: &StreamEntry,
+    seconds: i64,
+    nanos: i32,
+    include_structured_metadata: bool,
+) -> usize {
     let mut len = message_field_len(tags::ENTRY_TIMESTAMP, timestamp_len(seconds, nanos))
         + string_field_len(tags::ENTRY_LINE, entry.line.len());
     if include_structured_metadata {
@@ -206,73 +264,107 @@ fn entry_len(entry: &StreamEntry, include_structured_metadata: bool) -> usize {
     len
 }
 
-/// The encoded length of the `logproto.PushRequest` holding every stream of `batch`.
-fn push_request_len(batch: &TenantBatch, include_structured_metadata: bool) -> usize {
-    batch
-        .streams
-        .iter()
-        .map(|s| {
-            let len = string_field_len(tags::STREAM_LABELS, s.rendered.len())
-                + s.entries
-                    .iter()
-                    .map(|e| {
-                        message_field_len(
-                            tags::STREAM_ENTRIES,
-                            entry_len(e, include_structured_metadata),
-                        )
-                    })
-                    .sum::<usize>();
-            message_field_len(tags::PUSH_REQUEST_STREAMS, len)
-        })
-        .sum()
+/// Measures the `logproto.PushRequest` holding every stream of `batch`: fills `entries` with
+/// each entry's layout and `streams` with each stream's length, and returns the message's
+/// length. Lines of one read share their timestamp, so it is converted once per run of equal
+/// ones.
+fn measure_push_request(
+    batch: &TenantBatch,
+    include_structured_metadata: bool,
+    entries: &mut Vec<EntryLayout>,
+    streams: &mut Vec<usize>,
+) -> usize {
+    entries.clear();
+    streams.clear();
+    let mut last: Option<(DateTime<FixedOffset>, i64, i32)> = None;
+    let mut total = 0;
+    for stream in &batch.streams {
+        let mut len = string_field_len(tags::STREAM_LABELS, stream.rendered.len());
+        for entry in &stream.entries {
+            let (seconds, nanos) = match last {
+                Some((ts, seconds, nanos)) if ts == entry.timestamp => (seconds, nanos),
+                _ => {
+                    let (seconds, nanos) = timestamp_parts(&entry.timestamp);
+                    last = Some((entry.timestamp, seconds, nanos));
+                    (seconds, nanos)
+                }
+            };
+            let entry_len = entry_len(entry, seconds, nanos, include_structured_metadata);
+            entries.push(EntryLayout {
+                seconds,
+                nanos,
+                len: entry_len,
+            });
+            len += message_field_len(tags::STREAM_ENTRIES, entry_len);
+        }
+        streams.push(len);
+        total += message_field_len(tags::PUSH_REQUEST_STREAMS, len);
+    }
+    total
+}
+
+/// What [`measure_push_request`] found, in the order the batch holds streams and entries.
+#[derive(Clone, Copy)]
+struct Layout<'a> {
+    entries: &'a [EntryLayout],
+    streams: &'a [usize],
 }
 
 /// Writes a `logproto.PushRequest` holding every stream of `batch`.
 #[cfg(test)]
 fn write_push_request(buf: &mut Vec<u8>, batch: &TenantBatch, include_structured_metadata: bool) {
-    buf.reserve_exact(push_request_len(batch, include_structured_metadata));
-    write_push_request_in_chunks(buf, batch, include_structured_metadata, &mut |_, _| {});
+    let (mut entries, mut streams) = (Vec::new(), Vec::new());
+    let len = measure_push_request(
+        batch,
+        include_structured_metadata,
+        &mut entries,
+        &mut streams,
+    );
+    buf.reserve_exact(len);
+    let layout = Layout {
+        entries: &entries,
+        streams: &streams,
+    };
+    write_push_request_in_chunks(
+        buf,
+        batch,
+        include_structured_metadata,
+        layout,
+        &mut |_, _| {},
+    );
 }
 
-/// Writes a `logproto.PushRequest` holding every stream of `batch` into `buf`, calling
-/// `drain(buf, last)` after each entry (it may take bytes from the front of `buf`) and once
-/// with `last` at the end.
+/// Writes a `logproto.PushRequest` holding every stream of `batch`, as `layout` measured it,
+/// into `buf`, calling `drain(buf, last)` after each entry that brings `buf` to a
+/// [`SNAPPY_CHUNK`] (it may take bytes from the front of `buf`) and once with `last` at the end.
 fn write_push_request_in_chunks(
     buf: &mut Vec<u8>,
     batch: &TenantBatch,
     include_structured_metadata: bool,
+    layout: Layout<'_>,
     drain: &mut dyn FnMut(&mut Vec<u8>, bool),
 ) {
-    for stream in &batch.streams {
-        let entries_len: usize = stream
-            .entries
-            .iter()
-            .map(|e| {
-                message_field_len(
-                    tags::STREAM_ENTRIES,
-                    entry_len(e, include_structured_metadata),
-                )
-            })
-            .sum();
-        let stream_len = string_field_len(tags::STREAM_LABELS, stream.rendered.len()) + entries_len;
+    let mut layouts = layout.entries.iter();
+    for (stream, &stream_len) in batch.streams.iter().zip(layout.streams) {
         write_message_header(tags::PUSH_REQUEST_STREAMS, stream_len, buf);
         write_string_field(tags::STREAM_LABELS, &stream.rendered, buf);
-        for entry in &stream.entries {
+        for (entry, at) in stream.entries.iter().zip(layouts.by_ref()) {
+            // Room for the entry's framing (keys, lengths, timestamp) beside its line.
+            buf.reserve(at.len + 16);
+            write_message_header(tags::STREAM_ENTRIES, at.len, buf);
+            // The timestamp is non-nullable in Loki's schema, so it is written even when zero.
             write_message_header(
-                tags::STREAM_ENTRIES,
-                entry_len(entry, include_structured_metadata),
+                tags::ENTRY_TIMESTAMP,
+                timestamp_len(at.seconds, at.nanos),
                 buf,
             );
-            let (seconds, nanos) = timestamp_parts(&entry.timestamp);
-            // The timestamp is non-nullable in Loki's schema, so it is written even when zero.
-            write_message_header(tags::ENTRY_TIMESTAMP, timestamp_len(seconds, nanos), buf);
-            if seconds != 0 {
-                encode_key(tags::TIMESTAMP_SECONDS, WireType::Varint, buf);
-                encode_varint(seconds as u64, buf);
+            if at.seconds != 0 {
+                put_key(tags::TIMESTAMP_SECONDS, WireType::Varint, buf);
+                put_varint(at.seconds as u64, buf);
             }
-            if nanos != 0 {
-                encode_key(tags::TIMESTAMP_NANOS, WireType::Varint, buf);
-                encode_varint(nanos as u64, buf);
+            if at.nanos != 0 {
+                put_key(tags::TIMESTAMP_NANOS, WireType::Varint, buf);
+                put_varint(at.nanos as u64, buf);
             }
             write_string_field(tags::ENTRY_LINE, &entry.line, buf);
             if include_structured_metadata {
