@@ -110,6 +110,27 @@ fn server_verifier(
     https: bool,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, ClientError> {
+    let system_roots = tls.ca.is_empty() && tls.ca_file.is_empty();
+    if !https && system_roots && !tls.insecure_skip_verify {
+        // An http URL meets TLS only through a redirect, if ever: reading and parsing the
+        // system store (a tenth of a short run's CPU) waits until a handshake needs it.
+        if !tls.server_name.is_empty() && ServerName::try_from(tls.server_name.clone()).is_err() {
+            return Err(invalid_server_name(tls));
+        }
+        return Ok(Arc::new(SystemRootsOnFirstUse {
+            tls: tls.clone(),
+            provider: provider.clone(),
+            verifier: std::sync::OnceLock::new(),
+        }));
+    }
+    build_server_verifier(tls, https, provider)
+}
+
+fn build_server_verifier(
+    tls: &TlsConfig,
+    https: bool,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>, ClientError> {
     let roots = trusted_roots(tls)?;
     let algorithms = provider.signature_verification_algorithms;
     if tls.insecure_skip_verify {
@@ -136,19 +157,22 @@ fn server_verifier(
     if tls.server_name.is_empty() {
         return Ok(webpki);
     }
-    let name = ServerName::try_from(tls.server_name.clone()).map_err(|_| {
-        err(
-            "tls_config.server_name",
-            format!(
-                "{:?} is not a valid DNS name or IP address",
-                tls.server_name
-            ),
-        )
-    })?;
+    let name =
+        ServerName::try_from(tls.server_name.clone()).map_err(|_| invalid_server_name(tls))?;
     Ok(Arc::new(VerifyAs {
         inner: webpki,
         name,
     }))
+}
+
+fn invalid_server_name(tls: &TlsConfig) -> ClientError {
+    err(
+        "tls_config.server_name",
+        format!(
+            "{:?} is not a valid DNS name or IP address",
+            tls.server_name
+        ),
+    )
 }
 
 fn trusted_roots(tls: &TlsConfig) -> Result<RootCertStore, ClientError> {
@@ -322,6 +346,69 @@ impl ServerCertVerifier for VerifyAs {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// The system store's verifier of a client whose URL is http, built at its first handshake
+/// (a redirect to https) exactly as an https client builds it at spawn.
+struct SystemRootsOnFirstUse {
+    tls: TlsConfig,
+    provider: Arc<CryptoProvider>,
+    verifier: std::sync::OnceLock<Result<Arc<dyn ServerCertVerifier>, String>>,
+}
+
+impl SystemRootsOnFirstUse {
+    fn inner(&self) -> Result<&Arc<dyn ServerCertVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                build_server_verifier(&self.tls, false, &self.provider).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl fmt::Debug for SystemRootsOnFirstUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SystemRootsOnFirstUse")
+    }
+}
+
+impl ServerCertVerifier for SystemRootsOnFirstUse {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -596,5 +683,34 @@ mod tests {
                 .verify_server_cert(&der[0], &[], &name, &[], UnixTime::now())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_http_client_still_verifies_a_redirect_target_against_the_system_store() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = server_verifier(&tls(), false, &provider).unwrap();
+        let pem = test_pki("loki.test").cert_pem;
+        let der = parse_certificates("cert", "test", pem.as_bytes()).unwrap();
+        let name = ServerName::try_from("loki.test").unwrap();
+        let refused = verifier.verify_server_cert(&der[0], &[], &name, &[], UnixTime::now());
+        assert!(
+            refused.is_err(),
+            "a certificate of an unknown CA is refused: {refused:?}"
+        );
+        assert_eq!(
+            verifier.supported_verify_schemes(),
+            provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        );
+    }
+
+    #[test]
+    fn invalid_server_name_is_refused_for_an_http_url_too() {
+        let t = TlsConfig {
+            server_name: "not a name!".into(),
+            ..tls()
+        };
+        assert_eq!(key_of(client_config(&t, false)), "tls_config.server_name");
     }
 }
