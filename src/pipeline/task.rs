@@ -55,10 +55,11 @@ pub fn spawn(
                 _ = next_beat(&mut beat) => continue,
             }
             if !out.is_empty() {
-                // The next read is about as long: sized to this one, the chunk the queue
-                // holds carries no spare capacity from growing by doubling.
-                let next = Vec::with_capacity(out.len());
-                let send = fanout.send(std::mem::replace(&mut out, next));
+                // Left empty: the pipeline reserves each batch's length in it, so the chunk
+                // the queue holds carries no spare capacity from growing by doubling, and a
+                // longer next batch is a fresh allocation rather than a reallocation that
+                // copies the whole old one.
+                let send = fanout.send(std::mem::take(&mut out));
                 tokio::pin!(send);
                 let delivered = loop {
                     tokio::select! {
