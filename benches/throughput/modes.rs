@@ -286,7 +286,7 @@ pub fn reference(bin: &str, sink: SocketAddr, mib: usize) {
 
 /// `sources [MiB]`: the same real-derived nginx lines through the nginx pipeline from a
 /// file and from `-stdin` (read to its end, then the agent exits), entries per CPU-second
-/// and peak RSS each. The stdin run's CPU and peak RSS come from wait4's rusage.
+/// and peak RSS each. The stdin run's CPU comes from wait4's rusage, its peak RSS from /proc.
 pub fn sources(bin: &str, sink: SocketAddr, mib: usize, stages: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("nginx.log");
@@ -363,8 +363,20 @@ scrape_configs:
     let mut status = 0;
     // SAFETY: rusage is plain data, filled by wait4 for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child's pid.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    // rusage's ru_maxrss is no peak RSS of the agent: the child is spawned by vfork, and exec
+    // records the high-water mark of the mm it leaves (the bench's own) into it. VmHWM is read
+    // off /proc while the agent runs instead.
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(agent_process::status_kib(child.id(), "VmHWM"));
+        // SAFETY: polls our own child's pid without blocking.
+        let reaped =
+            unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     if status != 0 {
         println!("stdin run exited with status {status}");
@@ -372,7 +384,7 @@ scrape_configs:
     print(
         "stdin",
         seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        usage.ru_maxrss as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
     );
     journal(bin, sink, dir.path(), &log, lines, stages, &print);
 }
