@@ -46,6 +46,8 @@ mod modes;
 mod push_sender;
 #[path = "throughput/real_lines.rs"]
 mod real_lines;
+#[path = "throughput/summary.rs"]
+mod summary;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -110,6 +112,9 @@ fn main() {
         let _ = axum::serve(listener, app).await;
     });
 
+    // `all` (or no kind named) runs every kind on both inputs, then every whole-agent mode,
+    // and closes with one summary table of all the figures.
+    let every_mode = !args.iter().any(|a| KINDS.contains(&a.as_str()));
     if args.iter().any(|a| a == "files1000") {
         modes::files1000(&bin, sink_addr, number(30) as u64, stages("nginx"));
         return;
@@ -194,7 +199,24 @@ fn main() {
                 mib_f * shipped_share / shipped_at.as_secs_f64(),
                 run.peak_rss_kib as f64 / 1024.0
             );
+            summary::record(
+                kind,
+                input,
+                lines as f64,
+                mib_f,
+                run.cpu_seconds,
+                run.peak_rss_kib as f64 / 1024.0,
+            );
         }
+    }
+    if every_mode {
+        println!();
+        modes::files1000(&bin, sink_addr, 30, stages("nginx"));
+        println!();
+        modes::reference(&bin, sink_addr, 16);
+        println!();
+        modes::sources(&bin, sink_addr, mib, stages("nginx"));
+        summary::print();
     }
 }
 
@@ -599,6 +621,7 @@ scrape_configs:
     let _ = child.kill();
     let _ = child.wait();
     let mib_f = bytes as f64 / (1024.0 * 1024.0);
+    summary::record(kind, "generated", expected, mib_f, cpu, rss as f64 / 1024.0);
     println!(
         "{kind:<8} {lines:>9} {mib_f:>7.1} {:>7.2} {:>10.1} {:>8.1} {:>9} {:>8.1}  {:.0} entries/CPU-s{}",
         wall.as_secs_f64(),

@@ -9,7 +9,8 @@
 //!   nginx access and error, auth.log); one run per job (the other jobs' files left empty)
 //!   and one with all five files at once.
 //!
-//! - `sources [MiB]`: the same real-derived nginx lines from a file and from `-stdin`.
+//! - `sources [MiB]`: the same real-derived nginx lines from a file, from `-stdin` and from
+//!   a journal file (`journal:` with `path:`; journalctl measured apart).
 //!
 //! They read the agent's progress off its /metrics and its CPU and memory off /proc.
 
@@ -153,6 +154,19 @@ scrape_configs:
         100.0 * cpu / started.elapsed().as_secs_f64(),
         agent.peak_rss_mib()
     );
+    let bytes: usize = (0..written).map(|i| lines[i % lines.len()].len()).sum();
+    crate::summary::record(
+        if sent as usize == written {
+            "files1000 (all shipped)"
+        } else {
+            "files1000 (MISMATCH)"
+        },
+        "real",
+        written as f64,
+        bytes as f64 / 1048576.0,
+        cpu,
+        agent.peak_rss_mib(),
+    );
 }
 
 /// The reference deployment's jobs: (job name, the config's path of its files, sample kind).
@@ -251,6 +265,14 @@ pub fn reference(bin: &str, sink: SocketAddr, mib: usize) {
         }
         let cpu = agent.cpu();
         let mib_f = bytes as f64 / (1024.0 * 1024.0);
+        crate::summary::record(
+            &format!("reference {}", only.map_or("all five", |j| JOBS[j].0)),
+            "real",
+            lines as f64,
+            mib_f,
+            cpu,
+            agent.peak_rss_mib(),
+        );
         println!(
             "{:<16} {lines:>8} {mib_f:>6.1} {cpu:>7.2} {:>9.1} {:>10.0} {:>7.3} {:>8.1}",
             only.map_or("all five", |j| JOBS[j].0),
@@ -264,7 +286,7 @@ pub fn reference(bin: &str, sink: SocketAddr, mib: usize) {
 
 /// `sources [MiB]`: the same real-derived nginx lines through the nginx pipeline from a
 /// file and from `-stdin` (read to its end, then the agent exits), entries per CPU-second
-/// and peak RSS each. The stdin run's CPU and peak RSS come from wait4's rusage.
+/// and peak RSS each. The stdin run's CPU comes from wait4's rusage, its peak RSS from /proc.
 pub fn sources(bin: &str, sink: SocketAddr, mib: usize, stages: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("nginx.log");
@@ -302,6 +324,14 @@ scrape_configs:
         bytes as f64 / 1048576.0
     );
     let print = |source: &str, cpu: f64, rss_mib: f64| {
+        crate::summary::record(
+            &format!("source {source}"),
+            "real",
+            lines as f64,
+            bytes as f64 / 1048576.0,
+            cpu,
+            rss_mib,
+        );
         println!(
             "{source:<8} {:>10.0} entries/CPU-s {:>7.3} us/entry {:>7.1} MiB/CPU-s  peak RSS {rss_mib:.1} MiB",
             lines as f64 / cpu,
@@ -333,8 +363,20 @@ scrape_configs:
     let mut status = 0;
     // SAFETY: rusage is plain data, filled by wait4 for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child's pid.
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    // rusage's ru_maxrss is no peak RSS of the agent: the child is spawned by vfork, and exec
+    // records the high-water mark of the mm it leaves (the bench's own) into it. VmHWM is read
+    // off /proc while the agent runs instead.
+    let mut peak_kib = 0;
+    loop {
+        peak_kib = peak_kib.max(agent_process::status_kib(child.id(), "VmHWM"));
+        // SAFETY: polls our own child's pid without blocking.
+        let reaped =
+            unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     if status != 0 {
         println!("stdin run exited with status {status}");
@@ -342,6 +384,130 @@ scrape_configs:
     print(
         "stdin",
         seconds(usage.ru_utime) + seconds(usage.ru_stime),
-        usage.ru_maxrss as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
     );
+    journal(bin, sink, dir.path(), &log, lines, stages, &print);
+}
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+
+/// The journal source on the same lines: `log`'s lines as the MESSAGE of journal entries in a
+/// journal file made by systemd-journal-remote (from export format), read by a `journal:` job
+/// with `path:` at its directory. The agent's figure is printed as the others are; journalctl
+/// (the agent's child, a process of its own) is measured apart and printed beside it.
+fn journal(
+    bin: &str,
+    sink: SocketAddr,
+    dir: &Path,
+    log: &Path,
+    lines: usize,
+    stages: &str,
+    print: &dyn Fn(&str, f64, f64),
+) {
+    let journal_dir = dir.join("journal");
+    std::fs::create_dir(&journal_dir).expect("journal dir");
+    let text = std::fs::read_to_string(log).expect("read log");
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_micros() as u64;
+    let mut remote = Command::new(JOURNAL_REMOTE)
+        .arg(format!(
+            "--output={}",
+            journal_dir.join("bench.journal").display()
+        ))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{JOURNAL_REMOTE} (Debian systemd-journal-remote): {e}"));
+    {
+        let mut export =
+            std::io::BufWriter::new(remote.stdin.take().expect("journal-remote stdin"));
+        for (i, line) in text.lines().enumerate() {
+            // Entries one microsecond apart, ending now: all inside `max_age`.
+            write!(
+                export,
+                "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n\
+                 _BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=benchhost\n\
+                 _SYSTEMD_UNIT=nginx.service\nPRIORITY=6\nSYSLOG_IDENTIFIER=nginx\n\
+                 MESSAGE={line}\n\n",
+                now_us - (lines - i) as u64,
+                i + 1
+            )
+            .expect("write export");
+        }
+        export.flush().expect("flush export");
+    }
+    let status = remote.wait().expect("wait journal-remote");
+    assert!(status.success(), "{JOURNAL_REMOTE} failed: {status}");
+    let config = dir.join("config-journal.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"server: {{http_listen_address: 127.0.0.1, http_listen_port: 0, log_level: warn}}
+positions: {{filename: {d}/positions-journal.yaml}}
+clients:
+  - url: http://{sink}/loki/api/v1/push
+scrape_configs:
+  - job_name: nginx
+    journal:
+      path: {j}
+      max_age: 12h
+      labels: {{job: nginx}}
+    pipeline_stages: {stages}
+"#,
+            d = dir.display(),
+            j = journal_dir.display(),
+        ),
+    )
+    .expect("write config");
+    let agent = Agent::start(bin, &config);
+    let journalctl = std::cell::Cell::new(None);
+    agent.wait_for(Duration::from_secs(600), "every journal entry sent", |a| {
+        if journalctl.get().is_none() {
+            journalctl.set(children(a.pid).into_iter().next());
+        }
+        a.metric("promtail_sent_entries_total") >= lines as f64
+    });
+    let journalctl = journalctl.get();
+    print("journal", agent.cpu(), agent.peak_rss_mib());
+    if let Some(child) = journalctl {
+        let cpu = agent_process::cpu_seconds(child);
+        let rss = agent_process::status_kib(child, "VmHWM") as f64 / 1024.0;
+        crate::summary::record(
+            "source journal: journalctl",
+            "real",
+            lines as f64,
+            0.0,
+            cpu,
+            rss,
+        );
+        println!(
+            "  journalctl (pid {child}, its own process): {:.0} entries/CPU-s, {:.3} us/entry, \
+             peak RSS {rss:.1} MiB; agent + journalctl {:.3} us/entry",
+            lines as f64 / cpu,
+            cpu * 1e6 / lines as f64,
+            (cpu + agent.cpu()) * 1e6 / lines as f64
+        );
+    } else {
+        println!("  journalctl: not found among the agent's children");
+    }
+}
+
+/// The child processes of `pid` (every thread's), from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
