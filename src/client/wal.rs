@@ -26,9 +26,12 @@
 //! the partial record is cut off, and the write is retried every second: reading pauses
 //! meanwhile (the queue fills), nothing is lost, nothing crashes.
 //!
-//! File I/O is plain blocking I/O on the writer and client tasks (appends to the page cache,
-//! reads of what was just written); `fsync: always` therefore stalls one runtime worker per
-//! sync, which is why `periodic` is the default.
+//! File I/O is plain blocking I/O on the writer and client tasks (appends to the page cache;
+//! reads only of what a restart replays or what fell out of the in-memory tail: the last
+//! `TAIL_BYTES` of records written are handed to the reader as the entries they were made
+//! from, once written, so the common case reads and decodes nothing). `fsync: always`
+//! stalls one runtime worker per sync, which is why `periodic` is the default; a periodic
+//! sync runs on a blocking thread, outside the state lock, so the reader goes on meanwhile.
 //!
 //! Owns the files and their bookkeeping. It must not batch or push, and it settles the
 //! pipeline's acknowledgements only through the writer task, once the entries are written.
@@ -64,6 +67,9 @@ const TAG_LEN: usize = 24;
 const MAX_RECORD: u64 = 64 * 1024 * 1024;
 /// Records handed to the client per read.
 const READ_CHUNK: usize = 512;
+/// The in-memory tail's bound, in record bytes: enough for the reader that keeps up (it
+/// trails the writer by a chunk or two), small beside the RSS budget when it does not.
+const TAIL_BYTES: u64 = 1024 * 1024;
 const RETRY_IO_EVERY: Duration = Duration::from_secs(1);
 /// Wake-ups are notifications; this only bounds a missed one.
 const POLL_FALLBACK: Duration = Duration::from_millis(200);
@@ -110,6 +116,18 @@ struct State {
     /// When records were written, coarsely: (position of the first record written in that
     /// second, when). The front is the oldest unacknowledged record's second.
     written_at: VecDeque<(u64, std::time::Instant)>,
+    /// The records written last, as the entries they were made from: the reader takes them
+    /// from here instead of reading and decoding what was just written. Contiguous, in
+    /// order, and only ever records already written; at most `TAIL_BYTES` of record bytes
+    /// (older ones are read from disk, as is everything a restart replays).
+    tail: VecDeque<TailRecord>,
+    tail_bytes: u64,
+}
+
+struct TailRecord {
+    at: u64,
+    end: u64,
+    entry: Entry,
 }
 
 struct Segment {
@@ -121,7 +139,9 @@ struct Segment {
 }
 
 struct Active {
-    file: File,
+    /// Shared so that a sync runs without holding the state lock (the reader and the
+    /// acknowledgements need it meanwhile).
+    file: Arc<File>,
     base: u64,
 }
 
@@ -256,13 +276,13 @@ impl Wal {
     /// waiting for room when the buffer is full and retrying failed writes. Records that
     /// share a segment go out in one write: a write per record was most of the disk
     /// buffer's cost.
-    async fn append_run(&self, records: &[u8], sizes: &[u64]) {
+    async fn append_run(&self, records: &[u8], sizes: &[u64], entries: &mut VecDeque<Entry>) {
         let (mut done, mut offset) = (0usize, 0usize);
         while done < sizes.len() {
             let freed = self.freed.notified();
             let (appended, retry_after) = {
                 let mut st = self.state();
-                match self.try_append_run(&mut st, &records[offset..], &sizes[done..]) {
+                match self.try_append_run(&mut st, &records[offset..], &sizes[done..], entries) {
                     Ok(n) => (n, POLL_FALLBACK),
                     Err(n) => (n, RETRY_IO_EVERY),
                 }
@@ -289,6 +309,7 @@ impl Wal {
         st: &mut State,
         records: &[u8],
         sizes: &[u64],
+        entries: &mut VecDeque<Entry>,
     ) -> Result<usize, usize> {
         let mut done = 0usize;
         let mut offset = 0usize;
@@ -348,10 +369,11 @@ impl Wal {
                 count += 1;
             }
             let run = &records[offset..offset + len as usize];
-            if let Err(e) = active.file.write_all(run) {
+            let mut file: &File = &active.file;
+            if let Err(e) = file.write_all(run) {
                 // Cut off what part of the run got written, so the segment stays readable.
-                let _ = active.file.set_len(good);
-                let _ = active.file.seek(SeekFrom::Start(good));
+                let _ = file.set_len(good);
+                let _ = file.seek(SeekFrom::Start(good));
                 self.io_failed(st, "write", &e);
                 break Err(done);
             }
@@ -376,6 +398,25 @@ impl Wal {
                 seg.records += count as u64;
             }
             self.written_records.inc_by(count as u64);
+            // Written: the reader may take them from memory now.
+            let mut at = st.end - len;
+            for &size in &sizes[done..done + count] {
+                let Some(entry) = entries.pop_front() else {
+                    break;
+                };
+                st.tail.push_back(TailRecord {
+                    at,
+                    end: at + size,
+                    entry,
+                });
+                st.tail_bytes += size;
+                at += size;
+            }
+            while st.tail_bytes > TAIL_BYTES
+                && let Some(old) = st.tail.pop_front()
+            {
+                st.tail_bytes -= old.end - old.at;
+            }
             done += count;
             offset += len as usize;
         };
@@ -408,7 +449,10 @@ impl Wal {
             records: 0,
             path,
         });
-        st.active = Some(Active { file, base: st.end });
+        st.active = Some(Active {
+            file: Arc::new(file),
+            base: st.end,
+        });
         Ok(())
     }
 
@@ -434,18 +478,24 @@ impl Wal {
         self.publish(st);
     }
 
+    /// Syncs the active segment outside the state lock, so the reader and the
+    /// acknowledgements go on meanwhile; a write during the sync marks it unsynced again.
     fn sync(&self) {
-        let mut st = self.state();
-        if !st.unsynced {
-            return;
-        }
-        let result = match &st.active {
-            Some(a) => a.file.sync_data(),
-            None => Ok(()),
+        let file = {
+            let mut st = self.state();
+            if !st.unsynced {
+                return;
+            }
+            st.unsynced = false;
+            st.active.as_ref().map(|a| a.file.clone())
         };
-        match result {
-            Ok(()) => st.unsynced = false,
-            Err(e) => self.io_failed(&mut st, "sync", &e),
+        let Some(file) = file else {
+            return;
+        };
+        if let Err(e) = file.sync_data() {
+            let mut st = self.state();
+            st.unsynced = true;
+            self.io_failed(&mut st, "sync", &e);
         }
     }
 
@@ -584,17 +634,18 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
         .client
         .wal_records
         .with_label_values(&[&wal.host, "already_held"]);
-    let mut payload = Vec::new();
-    // The chunk's records, framed, and their sizes: appended together.
+    // The chunk's records, framed, their sizes and the entries they were made from (for the
+    // in-memory tail): appended together.
     let mut records = Vec::new();
     let mut sizes = Vec::new();
+    let mut entries = VecDeque::new();
     let mut last_sync = tokio::time::Instant::now();
     loop {
         let chunk = if wal.cfg.fsync == WalFsync::Periodic {
             tokio::select! {
                 chunk = input.recv() => chunk,
                 _ = tokio::time::sleep(wal.cfg.fsync_period.0) => {
-                    wal.sync();
+                    sync_off_runtime(&wal).await;
                     last_sync = tokio::time::Instant::now();
                     continue;
                 }
@@ -606,6 +657,7 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
         let mut tokens = Vec::new();
         records.clear();
         sizes.clear();
+        entries.clear();
         for item in chunk {
             match item {
                 Outgoing::Consumed { ack } => push_coalesced(&mut tokens, ack),
@@ -626,19 +678,24 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
                         }
                         held.passed(&t);
                     }
-                    payload.clear();
-                    encode(&entry, &mut payload);
-                    let mut len = payload.len() as u32;
+                    // Framed in place: the header is filled in once the payload is there.
+                    let start = records.len();
+                    records.extend_from_slice(&[0u8; HEADER as usize]);
+                    encode(&entry, &mut records);
+                    let mut tagged = 0;
                     if let Some(t) = ack {
-                        payload.extend_from_slice(&t.source.0.to_le_bytes());
-                        payload.extend_from_slice(&t.from.to_le_bytes());
-                        payload.extend_from_slice(&t.offset.to_le_bytes());
-                        len = payload.len() as u32 | TAGGED;
+                        records.extend_from_slice(&t.source.0.to_le_bytes());
+                        records.extend_from_slice(&t.from.to_le_bytes());
+                        records.extend_from_slice(&t.offset.to_le_bytes());
+                        tagged = TAGGED;
                     }
-                    records.extend_from_slice(&len.to_le_bytes());
-                    records.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                    records.extend_from_slice(&payload);
-                    sizes.push(HEADER + payload.len() as u64);
+                    let payload = &records[start + HEADER as usize..];
+                    let len = (payload.len() as u32 | tagged).to_le_bytes();
+                    let crc = crc32fast::hash(payload).to_le_bytes();
+                    records[start..start + 4].copy_from_slice(&len);
+                    records[start + 4..start + HEADER as usize].copy_from_slice(&crc);
+                    sizes.push((records.len() - start) as u64);
+                    entries.push_back(entry);
                     if let Some(ack) = ack {
                         push_coalesced(&mut tokens, ack);
                     }
@@ -646,11 +703,11 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
             }
         }
         // Settled below only once every record of the chunk is in the buffer.
-        wal.append_run(&records, &sizes).await;
+        wal.append_run(&records, &sizes, &mut entries).await;
         match wal.cfg.fsync {
             WalFsync::Always => wal.sync(),
             WalFsync::Periodic if last_sync.elapsed() >= wal.cfg.fsync_period.0 => {
-                wal.sync();
+                sync_off_runtime(&wal).await;
                 last_sync = tokio::time::Instant::now();
             }
             _ => {}
@@ -660,6 +717,15 @@ pub async fn run_writer(wal: Arc<Wal>, mut input: QueueReceiver, acks: AckSender
     wal.sync();
     wal.state().closed = true;
     wal.written.notify_waiters();
+}
+
+/// A periodic sync on a blocking thread: the runtime's workers (the reader, the pusher) go
+/// on while the kernel writes the segment out; the writer waits, its queue filling.
+async fn sync_off_runtime(wal: &Arc<Wal>) {
+    let w = wal.clone();
+    if tokio::task::spawn_blocking(move || w.sync()).await.is_err() {
+        wal.sync();
+    }
 }
 
 /// The client's side: records in order, as entries whose token is their WAL position.
@@ -704,7 +770,7 @@ impl WalReader {
 
     fn read_some(&mut self) -> Read_ {
         let (segment, limit, replay_end) = {
-            let st = self.wal.state();
+            let mut st = self.wal.state();
             if !st.opened {
                 return if st.closed {
                     Read_::Finished
@@ -726,7 +792,29 @@ impl WalReader {
             if *next < st.floor {
                 *next = st.floor;
             }
-            let next = *next;
+            let mut next = *next;
+            // What fell below the reader (dropped when full) is not sent.
+            while st.tail.front().is_some_and(|r| r.at < next) {
+                if let Some(old) = st.tail.pop_front() {
+                    st.tail_bytes -= old.end - old.at;
+                }
+            }
+            if st.tail.front().is_some_and(|r| r.at == next) {
+                let mut items = Vec::with_capacity(st.tail.len().min(READ_CHUNK));
+                while items.len() < READ_CHUNK && st.tail.front().is_some_and(|r| r.at == next) {
+                    let Some(r) = st.tail.pop_front() else {
+                        break;
+                    };
+                    st.tail_bytes -= r.end - r.at;
+                    items.push(Outgoing::Entry {
+                        entry: r.entry,
+                        ack: Some(AckToken::line_after(WAL_SOURCE, r.at, r.end)),
+                    });
+                    next = r.end;
+                }
+                self.next = Some(next);
+                return Read_::Records(items);
+            }
             // The segment holding `next`: the last one starting at or before it.
             let seg = st
                 .segments

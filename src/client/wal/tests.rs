@@ -442,3 +442,33 @@ async fn an_unwritable_directory_is_retried_not_fatal() {
         .unwrap();
     assert_eq!(read_all(&wal).await.0, ["x"]);
 }
+
+#[tokio::test]
+async fn the_reader_takes_the_last_records_from_memory_and_older_ones_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        segment_size: crate::config::ByteSize(1 << 20),
+        fsync: WalFsync::Periodic,
+        ..cfg(dir.path())
+    };
+    let wal = Wal::new(
+        &cfg,
+        dir.path().to_path_buf(),
+        "h",
+        Arc::new(Metrics::new()),
+    );
+    let sent: Vec<String> = (0..6000).map(|i| format!("{i:0>400}")).collect();
+    let refs: Vec<&str> = sent.iter().map(String::as_str).collect();
+    write(&wal, &refs).await;
+    {
+        let st = wal.state();
+        // More was written than the tail keeps: the first records are on disk only.
+        assert!(st.tail_bytes <= TAIL_BYTES && st.tail_bytes > TAIL_BYTES / 2);
+        assert!(st.tail.front().is_some_and(|r| r.at > 0));
+        assert_eq!(st.tail.back().map(|r| r.end), Some(st.end));
+    }
+    let (got, last) = read_all(&wal).await;
+    assert_eq!(got, sent);
+    assert_eq!(last, Some(wal.state().end));
+    assert!(wal.state().tail.is_empty());
+}
