@@ -34,6 +34,16 @@ use crate::sources::files::watch::Registration;
 /// event that never came (Filebeat scans every 10 s by default). Idle files cost next to nothing.
 const EVENT_SAFETY_NET_POLL: Duration = Duration::from_secs(10);
 
+/// Whether the path is a symlink, looked at once per current file rather than once per
+/// wake-up: putting a symlink at the path puts another file there, which the tailer takes for
+/// a rotation and opens as its new current file.
+#[derive(Default)]
+struct PathKind {
+    /// (device, inode) of the current file when it was looked at.
+    looked_for: Option<(u64, u64)>,
+    symlink: bool,
+}
+
 /// One path being followed.
 pub(super) struct Tailer {
     pub(super) path: PathBuf,
@@ -65,8 +75,10 @@ impl Tailer {
         mut stop: watch::Receiver<bool>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut buf = Vec::new();
+        // How much one read asks for (see `read_some`); the buffer itself is borrowed per read.
+        let mut read_size = 0usize;
         let mut readers: Vec<Reader> = Vec::new();
+        let mut kind = PathKind::default();
         let mut parked: Option<Parked> = None;
         let mut first_open = true;
         let mut rotated_at: Option<SystemTime> = None;
@@ -82,8 +94,15 @@ impl Tailer {
                     break;
                 }
                 if !p.changed(&self.path) {
-                    self.wait(idle, &mut idle, &readers, &mut stop, &mut shutdown)
-                        .await;
+                    self.wait(
+                        idle,
+                        &mut idle,
+                        &readers,
+                        &mut kind,
+                        &mut stop,
+                        &mut shutdown,
+                    )
+                    .await;
                     continue;
                 }
                 if !self.acquire(&mut slot, &mut stop, &mut shutdown).await {
@@ -140,7 +159,7 @@ impl Tailer {
 
             let mut progressed = false;
             for r in readers.iter_mut() {
-                match self.read_some(r, &mut buf).await {
+                match self.read_some(r, &mut read_size).await {
                     Ok(ReadOutcome::Lines) => progressed = true,
                     Ok(ReadOutcome::Eof) => {}
                     Ok(ReadOutcome::Closed) => {
@@ -221,14 +240,19 @@ impl Tailer {
                     Some(p) => {
                         parked = Some(p);
                         slot.release(true);
-                        // An idle tailer keeps no read buffer.
-                        buf = Vec::new();
                     }
                     None => slot.decline(),
                 }
             }
-            self.wait(idle, &mut idle, &readers, &mut stop, &mut shutdown)
-                .await;
+            self.wait(
+                idle,
+                &mut idle,
+                &readers,
+                &mut kind,
+                &mut stop,
+                &mut shutdown,
+            )
+            .await;
         }
         if let Some(p) = parked.take() {
             self.close_parked(p);
@@ -244,14 +268,23 @@ impl Tailer {
         backoff: Duration,
         next_backoff: &mut Duration,
         readers: &[Reader],
+        kind: &mut PathKind,
         stop: &mut watch::Receiver<bool>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
         // A symlinked path raises no event when its target is written (the watch is on the
         // link's directory), so such a path is polled as if inotify were off.
-        let events = self.watch.events_reliable()
-            && readers.iter().all(|r| !r.draining)
-            && !std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink());
+        let current = readers
+            .iter()
+            .find(|r| !r.draining)
+            .map(|r| (r.identity.dev, r.identity.ino));
+        if current.is_none() || kind.looked_for != current {
+            kind.symlink =
+                std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink());
+            kind.looked_for = current;
+        }
+        let events =
+            self.watch.events_reliable() && readers.iter().all(|r| !r.draining) && !kind.symlink;
         let mut sleep = if events {
             self.opts.poll.max.max(EVENT_SAFETY_NET_POLL)
         } else {

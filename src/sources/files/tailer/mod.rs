@@ -27,6 +27,7 @@
 //!   [`FileIdentity`]) and what became of the path: truncation, rename, delete, rotated
 //!   files still to read;
 //! - `resume`: where a file starts, from what delivery says of it;
+//! - `read_buffers`: the read buffers tailers borrow for a round of reads;
 //! - `parking`: closing idle files for `target_config.max_open_files` and reopening them;
 //! - `decompress`: archives of a job with `decompression` enabled, read once.
 //!
@@ -60,6 +61,7 @@ mod follow;
 mod lines;
 mod open;
 mod parking;
+mod read_buffers;
 mod reader;
 mod resume;
 mod rotation;

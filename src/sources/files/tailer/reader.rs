@@ -1,5 +1,5 @@
-//! One open file being read: one reused buffer per tailer (starting small, growing while
-//! reads fill it), split into complete lines, each line stamped with its acknowledgement
+//! One open file being read: into a buffer borrowed for each read (its size per tailer
+//! starting small, growing while reads fill it), split into complete lines, each line stamped with its acknowledgement
 //! token (source, end offset); an unfinished last line is held until its newline arrives or
 //! the file has stayed at its end for `partial_line_wait`, and an over-long one is cut at
 //! `max_line_bytes` with the rest skipped up to its newline. While a batch waits for room
@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::follow::Tailer;
 use super::lines::{Newline, utf16_line_ends};
+use super::read_buffers;
 use crate::delivery::file_identity::FileIdentity;
 use crate::delivery::positions::{FilePosition, readable_key};
 use crate::model::ack::AckToken;
@@ -27,8 +28,8 @@ use crate::model::entry::LineBatch;
 /// no more CPU per byte than 256 KiB in the benchmarks, and each batch waiting in a
 /// pipeline's input holds a quarter as much.
 pub(super) const READ_CHUNK: usize = 64 * 1024;
-/// A tailer's first read buffer; it doubles while reads fill it, up to [`READ_CHUNK`], so
-/// thousands of quiet files do not each hold a large buffer.
+/// A tailer's first read size; it doubles while reads fill it, up to [`READ_CHUNK`], so
+/// quiet files read into small buffers.
 const FIRST_READ_CHUNK: usize = 16 * 1024;
 /// How often the size and lag gauges of a file are set while it is read without reaching its
 /// end, or while reading waits for room downstream.
@@ -158,20 +159,48 @@ impl Tailer {
         tracing::debug!(path = %readable_key(&r.name), "closed file");
     }
 
+    /// Reads what is there (up to `read_size` bytes, which doubles while reads fill it) and
+    /// hands its lines on. The read buffer is borrowed from [`read_buffers`] for the read
+    /// and the split only, so a tailer waiting for room downstream holds none.
     pub(super) async fn read_some(
         &self,
         r: &mut Reader,
-        buf: &mut Vec<u8>,
+        read_size: &mut usize,
     ) -> std::io::Result<ReadOutcome> {
-        if buf.is_empty() {
-            buf.resize(FIRST_READ_CHUNK, 0);
+        if *read_size == 0 {
+            *read_size = FIRST_READ_CHUNK;
         }
+        let mut buf = read_buffers::take();
+        if buf.len() < *read_size {
+            buf.resize(*read_size, 0);
+        }
+        let read = self.read_split(r, &mut buf[..*read_size], read_size);
+        read_buffers::give(buf);
+        let Some(batch) = read? else {
+            return Ok(ReadOutcome::Eof);
+        };
+        // Issued before it leaves: the position must wait for these lines from now on.
+        r.position.issue(&batch);
+        if !batch.is_empty() && self.send(r, batch).await.is_err() {
+            return Ok(ReadOutcome::Closed);
+        }
+        Ok(ReadOutcome::Lines)
+    }
+
+    /// One read into `buf` split into a batch of lines; `None` at the file's end (or when
+    /// it is no longer the file that was being read).
+    fn read_split(
+        &self,
+        r: &mut Reader,
+        buf: &mut [u8],
+        read_size: &mut usize,
+    ) -> std::io::Result<Option<LineBatch>> {
         if r.at_eof && !r.draining {
             // New data after a pause: make sure it is still the file we were reading before
             // reading on (a truncate and rewrite past our offset looks like growth).
             let meta = r.file.metadata()?;
             if meta.len() > r.cursor && !r.identity.matches(&r.file, &meta) {
-                return Ok(ReadOutcome::Eof);
+                return Ok(None);
             }
         }
         let newline = Newline::of(self.opts.encoding);
@@ -189,7 +218,7 @@ impl Tailer {
             }
             r.at_eof = true;
             self.report_size(r, now);
-            return Ok(ReadOutcome::Eof);
+            return Ok(None);
         }
         r.at_eof = false;
         r.last_growth = now;
@@ -258,18 +287,13 @@ impl Tailer {
         }
         if n == buf.len() && n < READ_CHUNK {
             // More is waiting: read more per call.
-            buf.resize((n * 2).min(READ_CHUNK), 0);
+            *read_size = (n * 2).min(READ_CHUNK);
         }
         if now.duration_since(r.reported_at) >= REPORT_EVERY {
             // Catching up on a large backlog reaches no end for a while; the lag still shows.
             self.report_size(r, now);
         }
-        // Issued before it leaves: the position must wait for these lines from now on.
-        r.position.issue(&batch);
-        if !batch.is_empty() && self.send(r, batch).await.is_err() {
-            return Ok(ReadOutcome::Closed);
-        }
-        Ok(ReadOutcome::Lines)
+        Ok(Some(batch))
     }
 
     /// Hands `batch` on, waiting for room downstream as long as it takes (back-pressure), and
