@@ -6,6 +6,7 @@
 //! template prints nothing, and an earlier value of that key is replaced. A line the
 //! expression does not match changes nothing.
 
+mod sequence;
 mod trailing_group;
 
 use std::borrow::Cow;

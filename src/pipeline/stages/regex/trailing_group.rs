@@ -14,8 +14,12 @@
 
 use regex::{CaptureLocations, Regex};
 
+use super::sequence::Sequence;
+
 /// A compiled pattern with its capture slots, reused from line to line.
 pub struct Matcher {
+    /// A pattern proven deterministic is matched by one scan instead (sequence.rs).
+    sequence: Option<Sequence>,
     full: Regex,
     full_locations: CaptureLocations,
     split: Option<Split>,
@@ -56,6 +60,7 @@ impl Matcher {
             })
         });
         Self {
+            sequence: Sequence::new(pattern, full.captures_len()),
             full_locations: full.capture_locations(),
             full,
             split,
@@ -65,6 +70,9 @@ impl Matcher {
 
     /// Matches `input`; on a match, [`Matcher::get`] gives its groups.
     pub fn captures_read(&mut self, input: &str) -> bool {
+        if let Some(sequence) = &mut self.sequence {
+            return sequence.captures_read(input);
+        }
         self.last_tail = None;
         if let Some(split) = &mut self.split {
             let bytes = input.as_bytes();
@@ -97,6 +105,9 @@ impl Matcher {
 
     /// The byte range of group `index` in the last matched input, if it participated.
     pub fn get(&self, index: usize) -> Option<(usize, usize)> {
+        if let Some(sequence) = &self.sequence {
+            return sequence.get(index);
+        }
         match (self.last_tail, &self.split) {
             (Some(tail), Some(split)) if index == split.group => Some(tail),
             (Some(_), Some(split)) => split.head_locations.get(index),
@@ -214,9 +225,13 @@ mod tests {
     use super::*;
     use crate::pipeline::go::regex::translate;
 
+    /// The matcher without its sequence engine (sequence.rs has its own tests), so the split
+    /// is what these tests exercise.
     fn matcher(go_pattern: &str) -> Matcher {
         let pattern = translate(go_pattern);
-        Matcher::new(Regex::new(&pattern).unwrap(), &pattern)
+        let mut m = Matcher::new(Regex::new(&pattern).unwrap(), &pattern);
+        m.sequence = None;
+        m
     }
 
     /// Every group's span of a match, `None` for no match.
