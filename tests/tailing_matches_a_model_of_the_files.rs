@@ -500,3 +500,22 @@ fn file_created_after_a_restart_with_no_files_is_read_before_its_rotation() {
         run(vec![Op::Stop, Op::Start, Op::Write(1), Op::Rotate]).unwrap();
     }
 }
+
+#[test]
+fn file_rotated_twice_before_the_first_look_after_a_restart_is_read() {
+    // The file was emptied while the agent was down, so nothing holds the test back after the
+    // start: both rotations land before the restarted agent first looks at the path, and
+    // the lines of the middle file (written after the start) are only in app.log.1.
+    for _ in 0..3 {
+        run(vec![
+            Op::Stop,
+            Op::Write(29),
+            Op::Truncate,
+            Op::Start,
+            Op::Rotate,
+            Op::Write(18),
+            Op::Rotate,
+        ])
+        .unwrap();
+    }
+}

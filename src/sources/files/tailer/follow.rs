@@ -64,6 +64,8 @@ pub(super) struct Tailer {
     /// Woken on changes of the path, and when asked to close the file to make room.
     pub(super) wake: Arc<Notify>,
     pub(super) watch: Registration,
+    /// When the job's tailing began ([`TailerSet`](super::TailerSet)'s start).
+    pub(super) job_started: SystemTime,
 }
 
 impl Tailer {

@@ -181,6 +181,9 @@ pub struct TailerSet {
     claims: Claims,
     running: HashMap<PathBuf, Running>,
     access: FileAccess,
+    /// When this job's tailing began: a path never read before that had files rotated away
+    /// from it since, before its first look, reads them (see `Tailer::open_current`).
+    started: SystemTime,
 }
 
 struct Running {
@@ -206,6 +209,7 @@ impl TailerSet {
             claims: Claims::default(),
             running: HashMap::new(),
             access,
+            started: SystemTime::now(),
         }
     }
 
@@ -261,6 +265,7 @@ impl TailerSet {
             metrics: self.metrics.clone(),
             opts: self.opts,
             claims: self.claims.clone(),
+            job_started: self.started,
         };
         let task = match self.opts.decompression {
             // An archive is read once, a bounded number at a time (see `decompress`); the

@@ -89,7 +89,8 @@ impl Tailer {
     /// Opens the file now at the path, resuming where delivery of that file stopped.
     /// Rotated files nobody has read yet are queued before it: on the first open after a
     /// start, the file last read under this path (found under its new name) and those
-    /// rotated after it; after a rotation seen while running (`rotated_at`, the old file's
+    /// rotated after it (for a path never read before: those written since the job started);
+    /// after a rotation seen while running (`rotated_at`, the old file's
     /// last write), files rotated in between, when rotations came faster than our polls.
     pub(super) fn open_current(
         &self,
@@ -132,8 +133,26 @@ impl Tailer {
                     &meta,
                     self.opts.tail_from_end,
                 );
-                if first_open && let Some(predecessor) = start.predecessor {
-                    self.queue_unread_rotations(Some(predecessor), None, &identity, readers);
+                if first_open {
+                    match start.predecessor {
+                        Some(predecessor) => {
+                            self.queue_unread_rotations(Some(predecessor), None, &identity, readers)
+                        }
+                        // Never read under this path, and rotated away since the job
+                        // started, before this first look: those lines were written while
+                        // we were running, so they are ours to read.
+                        None if !self.opts.tail_from_end
+                            && self.positions.saved(&self.key).is_none() =>
+                        {
+                            self.queue_unread_rotations(
+                                None,
+                                Some(self.job_started),
+                                &identity,
+                                readers,
+                            )
+                        }
+                        None => {}
+                    }
                 }
                 (start.offset, None, start.resumes)
             }
